@@ -38,9 +38,7 @@ def _message_text(messages: Messages) -> str:
     for message in messages:
         content = message.get("content")
         if isinstance(content, list):
-            content = " ".join(
-                str(p.get("text", "")) for p in content if isinstance(p, Mapping)
-            )
+            content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
         parts.append(f"{message.get('role', '')}:{content or ''}")
     return "\n".join(parts)
 
@@ -85,6 +83,92 @@ class HashPredictor:
     async def predict(self, batch: Sequence[Messages]) -> list[dict[str, float]]:
         self.calls += 1
         return [self._one(m) for m in batch]
+
+    async def aclose(self) -> None:
+        return None
+
+
+def conversation_key(messages: Messages) -> str:
+    """Identity of a conversation for table lookups: every role and every turn's text."""
+    from proxy.protocol import message_text
+
+    canon = [
+        [str(m.get("role", "")), " ".join(message_text(m.get("content")).split())] for m in messages
+    ]
+    import orjson
+
+    return hashlib.sha256(orjson.dumps(canon)).hexdigest()
+
+
+class UnknownPromptError(KeyError):
+    """A table predictor has no row for the conversation."""
+
+
+class TablePredictor:
+    """Predictions looked up from a JSONL table of ``{"messages": [...], "predictions": {...}}``.
+
+    The benchmark uses it to serve out-of-fold predictions (made by heads that never saw the
+    prompt) through the live proxy; operators can use it to pin predictions for known prompts. A
+    conversation missing from the table raises, so the proxy falls back to the default arm.
+    """
+
+    def __init__(self, rows: Mapping[str, Mapping[str, float]]) -> None:
+        self._rows = {k: dict(v) for k, v in rows.items()}
+        names: set[str] = set()
+        for values in self._rows.values():
+            names.update(values)
+        self._names = tuple(sorted(names))
+
+    @classmethod
+    def from_jsonl(cls, path: str) -> TablePredictor:
+        """Load a table; a malformed line is an error naming the file and line."""
+        import orjson
+
+        from proxy.errors import PredictorLoadError
+
+        rows: dict[str, dict[str, float]] = {}
+        try:
+            with open(path, "rb") as handle:
+                for number, line in enumerate(handle, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        item = orjson.loads(line)
+                        rows[conversation_key(item["messages"])] = {
+                            str(k): float(v) for k, v in item["predictions"].items()
+                        }
+                    except (
+                        orjson.JSONDecodeError,
+                        KeyError,
+                        TypeError,
+                        ValueError,
+                        AttributeError,
+                    ) as exc:
+                        raise PredictorLoadError(
+                            f'{path}:{number}: expected {{"messages": [...], "predictions": '
+                            f"{{name: number}}}} ({type(exc).__name__})"
+                        ) from None
+        except OSError as exc:
+            raise PredictorLoadError(
+                f"cannot read prediction table {path}: {exc.strerror}"
+            ) from None
+        return cls(rows)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self._names
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    async def predict(self, batch: Sequence[Messages]) -> list[dict[str, float]]:
+        out = []
+        for messages in batch:
+            row = self._rows.get(conversation_key(messages))
+            if row is None:
+                raise UnknownPromptError("conversation not in the prediction table")
+            out.append(dict(row))
+        return out
 
     async def aclose(self) -> None:
         return None

@@ -1,0 +1,187 @@
+"""The ``adaptive-proxy`` command line: the only place that reads argv and the environment.
+
+Commands: ``serve``, ``check``, ``demo``, ``replay-upstream``, ``predictor …``, ``bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from proxy.config import Config, default_config_text, load_config, load_config_text
+from proxy.errors import ConfigError, PredictorLoadError
+
+log = logging.getLogger("adaptive_proxy")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _prepare_environment() -> None:
+    # litellm must never fetch its price map; it reads this when (lazily) imported.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _load(path: str | None) -> Config:
+    if path is None:
+        return load_config_text(default_config_text(), env=os.environ, source="<embedded default>")
+    return load_config(path, env=os.environ)
+
+
+async def serve_until_stopped(
+    config: Config, *, host: str, port: int, config_path: str | None
+) -> None:
+    """Run the proxy until SIGINT/SIGTERM; SIGHUP reloads the policy file."""
+    from aiohttp import web
+
+    from proxy.app import create_app
+    from proxy.state import STATE
+
+    app = create_app(config, config_path=config_path, env=os.environ)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    holder = app[STATE].holder
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(holder.reload()))
+    policies = ", ".join(config.policies) or "none"
+    log.info("adaptive-proxy serving policies [%s] on http://%s:%d/v1", policies, host, port)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await runner.cleanup()
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    _setup_logging(config.server.log_level)
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    _install_uvloop()
+    try:
+        asyncio.run(serve_until_stopped(config, host=host, port=port, config_path=args.config))
+    except PredictorLoadError as exc:
+        print(f"adaptive-proxy: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"adaptive-proxy: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    print(
+        f"{args.config or '<embedded default>'}: OK — {len(config.upstreams)} upstream(s), "
+        f"{len(config.policies)} polic{'y' if len(config.policies) == 1 else 'ies'}"
+    )
+    for name, policy in config.policies.items():
+        print(f"  policy {name}: {policy.type} (version {config.policy_version(name)})")
+    missing = sorted(
+        {
+            u.api_key_env
+            for u in config.upstreams.values()
+            if u.api_key_env and u.api_key_env not in os.environ
+        }
+    )
+    for var in missing:
+        print(
+            f"  warning: environment variable {var} is not set (its upstream will get no API key)"
+        )
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from proxy.demo import run_demo
+
+    _setup_logging("warning")
+    return asyncio.run(
+        run_demo(data_dir=Path(args.data_dir) if args.data_dir else None, config_path=args.config)
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog="adaptive-proxy", description="OpenAI-compatible proxy that learns how hard to think."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the proxy")
+    serve.add_argument("--config", help="policy YAML (default: the embedded demo policy)")
+    serve.add_argument(
+        "--host", default=None, help="listen address (default: server.host or 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=None, help="listen port (default: server.port or 8080)"
+    )
+    serve.set_defaults(func=_cmd_serve)
+
+    check = sub.add_parser("check", help="validate a policy file and explain every problem")
+    check.add_argument("--config", required=True, help="policy YAML")
+    check.set_defaults(func=_cmd_check)
+
+    demo = sub.add_parser("demo", help="replay upstream + proxy + a few OpenAI SDK requests")
+    demo.add_argument(
+        "--data-dir",
+        default=None,
+        help="recorded data (default: $ADAPTIVE_DATA_DIR or ../shared/data)",
+    )
+    demo.add_argument(
+        "--config", default=None, help="policy YAML (default: the embedded demo policy)"
+    )
+    demo.set_defaults(func=_cmd_demo)
+
+    from bench.replay import register_cli as register_replay
+
+    register_replay(sub)
+    for module in ("predictor_onnx.cli", "bench.cli"):
+        try:
+            register = __import__(module, fromlist=["register_cli"]).register_cli
+        except ImportError:
+            continue
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``adaptive-proxy``."""
+    _prepare_environment()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = int(args.func(args))
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

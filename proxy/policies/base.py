@@ -1,0 +1,85 @@
+"""The :class:`Decision` a policy takes for one request, and how it travels.
+
+A decision goes into the decision cache, the ``x-adaptive-*`` headers and the ``adaptive`` body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the proxy will do with a request: which arm, which upstream, how many samples, why."""
+
+    policy: str
+    policy_version: str
+    arm: str
+    upstream: str
+    n: int = 1
+    predictions: Mapping[str, float] = field(default_factory=dict)
+    gain: float | None = None
+    threshold: float | None = None
+    lambda_: float | None = None
+    expected_cost_usd: float | None = None
+    reranker: str | None = None
+    fallback_reason: str | None = None
+    budget: Mapping[str, Any] | None = None
+    cache_hit: bool = False
+    decision_ms: float = 0.0
+
+    def to_cache(self) -> dict[str, Any]:
+        """JSON-able form stored in the decision cache (without per-request facts)."""
+        data = asdict(self)
+        for transient in ("cache_hit", "decision_ms", "budget"):
+            data.pop(transient)
+        return data
+
+    @classmethod
+    def from_cache(cls, data: Mapping[str, Any]) -> Decision:
+        """Rebuild a cached decision; raises ``TypeError``/``KeyError`` on a foreign entry."""
+        return cls(**{k: v for k, v in data.items() if k in _FIELDS})
+
+    def with_timing(self, *, cache_hit: bool, decision_ms: float) -> Decision:
+        """The same decision, stamped with how it was reached for this request."""
+        return replace(self, cache_hit=cache_hit, decision_ms=decision_ms)
+
+    def adaptive(self) -> dict[str, Any]:
+        """The ``adaptive`` object of responses and of ``POST /v1/adaptive/decide``."""
+        out: dict[str, Any] = {
+            "policy": self.policy,
+            "policy_version": self.policy_version,
+            "arm": self.arm,
+            "upstream": self.upstream,
+            "n": self.n,
+            "gain": self.gain,
+            "predictions": dict(self.predictions),
+            "threshold": self.threshold,
+            "lambda": self.lambda_,
+            "expected_cost_usd": self.expected_cost_usd,
+            "cache": "hit" if self.cache_hit else "miss",
+            "decision_ms": round(self.decision_ms, 3),
+        }
+        if self.reranker is not None:
+            out["reranker"] = self.reranker
+        if self.fallback_reason is not None:
+            out["fallback_reason"] = self.fallback_reason
+        if self.budget is not None:
+            out["budget"] = dict(self.budget)
+        return out
+
+    def headers(self) -> dict[str, str]:
+        """The ``x-adaptive-*`` response headers."""
+        return {
+            "x-adaptive-policy": self.policy,
+            "x-adaptive-arm": self.arm,
+            "x-adaptive-n": str(self.n),
+            "x-adaptive-cache": "hit" if self.cache_hit else "miss",
+            "x-adaptive-decision-ms": f"{self.decision_ms:.3f}",
+            **({"x-adaptive-gain": f"{self.gain:.4f}"} if self.gain is not None else {}),
+        }
+
+
+_FIELDS = frozenset(Decision.__dataclass_fields__)

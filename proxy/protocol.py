@@ -1,0 +1,171 @@
+"""OpenAI wire models and SSE framing.
+
+Models are permissive (``extra="allow"``): a field OpenAI adds tomorrow passes through to the
+upstream untouched. Validation checks only what the proxy itself relies on, and the request that
+is forwarded is the client's own dict (with ``model`` swapped), never a re-serialised model, so
+nothing is lost or reordered on the way.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from proxy.errors import InvalidRequestError
+
+KNOWN_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+class ContentPart(BaseModel):
+    """One part of multi-part content (``text``, ``image_url``, ``input_audio``, …)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+
+class ChatMessage(BaseModel):
+    """A chat message; content may be a string, a list of parts, or null (tool calls)."""
+
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[ContentPart] | None = None
+
+
+class StreamOptions(BaseModel):
+    """``stream_options``: the proxy acts on ``include_usage``."""
+
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """The fields of ``POST /v1/chat/completions`` the proxy reads; the rest ride along."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = Field(1, ge=1, le=128)
+
+
+class AllocateItem(BaseModel):
+    """One prompt of an allocation batch."""
+
+    model_config = ConfigDict(extra="allow")
+    messages: list[ChatMessage] = Field(min_length=1)
+
+
+class AllocateRequest(BaseModel):
+    """``POST /v1/adaptive/allocate``: plan a total budget over a batch of prompts."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1)
+    budget: float = Field(ge=0)
+    budget_unit: Literal["samples", "usd"] = "samples"
+    requests: list[AllocateItem] = Field(min_length=1, max_length=10_000)
+
+
+_chat_adapter: TypeAdapter[ChatCompletionRequest] = TypeAdapter(ChatCompletionRequest)
+
+
+def _param_of(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def invalid_from_validation(exc: ValidationError) -> InvalidRequestError:
+    """The first schema violation as a 400 with ``param`` set to its path."""
+    err = exc.errors(include_url=False)[0]
+    param = _param_of(tuple(err["loc"]))
+    return InvalidRequestError(
+        f"{param}: {err['msg']}" if param else str(err["msg"]), param=param or None
+    )
+
+
+def parse_json_body(body: bytes) -> dict[str, Any]:
+    """Decode a JSON object body or raise a 400."""
+    if not body:
+        raise InvalidRequestError("request body is empty; expected a JSON object")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError("request body must be a JSON object")
+    return data
+
+
+def validate_chat_request(data: dict[str, Any]) -> ChatCompletionRequest:
+    """Validate a chat completion request (400 with ``param`` on the first problem)."""
+    try:
+        request = _chat_adapter.validate_python(data)
+    except ValidationError as exc:
+        raise invalid_from_validation(exc) from None
+    for i, message in enumerate(request.messages):
+        if message.role not in KNOWN_ROLES:
+            raise InvalidRequestError(
+                f"messages[{i}].role: unknown role {message.role!r}; expected one of "
+                f"{', '.join(sorted(KNOWN_ROLES))}",
+                param=f"messages[{i}].role",
+            )
+    return request
+
+
+def message_text(content: Any) -> str:
+    """Text of a message's content: a string, or the text parts of a list joined by newlines."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return ""
+
+
+def normalised_messages(messages: list[dict[str, Any]]) -> bytes:
+    """Canonical bytes of a whole conversation (every role, every turn) for cache keys.
+
+    A string and a single text part are the same content; key order does not matter.
+    """
+    canon = []
+    for message in messages:
+        item = dict(message)
+        content = item.get("content")
+        if (
+            isinstance(content, list)
+            and len(content) == 1
+            and isinstance(content[0], dict)
+            and content[0].get("type") == "text"
+            and set(content[0]) <= {"type", "text"}
+        ):
+            item["content"] = content[0].get("text")
+        canon.append(item)
+    return orjson.dumps(canon, option=orjson.OPT_SORT_KEYS)
+
+
+def completion_id() -> str:
+    """A fresh ``chatcmpl-…`` id."""
+    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+
+
+def now_s() -> int:
+    """Unix time in seconds, as OpenAI's ``created``."""
+    return int(time.time())
+
+
+def sse_event(payload: dict[str, Any]) -> bytes:
+    """One SSE ``data:`` event."""
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+SSE_DONE = b"data: [DONE]\n\n"
+SSE_KEEPALIVE = b": keep-alive\n\n"
