@@ -64,21 +64,23 @@ class UpstreamStream:
             await result
 
 
-def _error_message(body: bytes) -> tuple[str | None, str | None, str | None]:
+def _error_message(body: bytes) -> tuple[str | None, str | None, str | None, str | None]:
+    """(message, type, param, code) of an upstream's error body, as far as it has them."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return None, None, None
+        return None, None, None, None
     err = data.get("error") if isinstance(data, dict) else None
     if isinstance(err, dict):
-        return (
-            str(err.get("message")) if err.get("message") else None,
-            err.get("type") if isinstance(err.get("type"), str) else None,
-            err.get("param") if isinstance(err.get("param"), str) else None,
-        )
+
+        def text(key: str) -> str | None:
+            value = err.get(key)
+            return str(value) if isinstance(value, str | int) and value != "" else None
+
+        return text("message"), text("type"), text("param"), text("code")
     if isinstance(err, str):
-        return err, None, None
-    return None, None, None
+        return err, None, None, None
+    return None, None, None, None
 
 
 def map_status_error(
@@ -93,7 +95,7 @@ def map_status_error(
             status=502,
             code="upstream_auth_failed",
         )
-    message, err_type, param = _error_message(body)
+    message, err_type, param, code = _error_message(body)
     if status == 429:
         retry_after = headers.get("Retry-After")
         return UpstreamError(
@@ -110,7 +112,7 @@ def map_status_error(
             upstream=name,
             status=status,
             param=param,
-            code=None,
+            code=code or "upstream_error",
         )
         error.error_type = err_type or "invalid_request_error"
         return error

@@ -1,0 +1,47 @@
+"""Fixtures shared by every test package: the real recorded data and a replay upstream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from bench.replay import create_replay_app
+from bench.replay_store import ReplayStore, build_store
+from predictor_onnx.data import default_data_dir
+
+
+def _data_dir() -> Path:
+    path = default_data_dir()
+    if (path / "routellm").is_dir():
+        return path
+    # Running pytest from elsewhere than the project root: fall back to the sibling checkout.
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real recorded data; tests that need it skip only when it does not exist."""
+    path = _data_dir()
+    if not (path / "routellm").is_dir():
+        pytest.skip(f"real data dir {path} does not exist (set ADAPTIVE_DATA_DIR)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def replay_store(data_dir: Path) -> ReplayStore:
+    """One store per test session (loading all records takes a few hundred ms)."""
+    return build_store(data_dir)
+
+
+@pytest.fixture
+async def replay_base_url(replay_store: ReplayStore) -> AsyncIterator[str]:
+    """A running replay upstream on an ephemeral port; yields its ``…/v1`` base URL."""
+    server = TestServer(create_replay_app(replay_store), port=0)
+    await server.start_server()
+    try:
+        yield str(server.make_url("/v1"))
+    finally:
+        await server.close()
