@@ -25,6 +25,7 @@ from proxy.executor import RouteExecutor
 from proxy.handlers import register_routes
 from proxy.metrics import Metrics
 from proxy.middleware import error_middleware
+from proxy.policies.engine import AllocationEngine
 from proxy.prediction import HashPredictor, Predictor, TablePredictor
 from proxy.pricing import CostModel
 from proxy.reload import ConfigHolder, Snapshot
@@ -130,6 +131,27 @@ def _predictor_ctx(injected: Predictor | None, engine: PolicyEngine | None):  # 
     return ctx
 
 
+async def _budget_redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    """With ``cache.redis_url``, budget controllers share their state through Redis."""
+    state = app[STATE]
+    spec = state.snapshot.config.cache
+    client = None
+    if spec.redis_url and state.engine is not None:
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(
+            spec.redis_url,
+            socket_timeout=max(spec.timeout_s, 0.2),
+            socket_connect_timeout=max(spec.timeout_s, 0.2),
+        )
+        state.engine.set_redis(client)
+    try:
+        yield
+    finally:
+        if client is not None:
+            await client.aclose()
+
+
 async def _reload_ctx(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     config = state.snapshot.config
@@ -165,7 +187,7 @@ def create_app(
     cache: DecisionCache | None = None,
     config_path: str | Path | None = None,
     env: Mapping[str, str] | None = None,
-    engine: PolicyEngine | None = None,
+    engine: AllocationEngine | None = None,
 ) -> web.Application:
     """The proxy application for ``config``.
 
@@ -182,22 +204,13 @@ def create_app(
     state = ProxyState(
         holder=holder, metrics=Metrics(), costs=CostModel(config.upstreams), env=dict(env or {})
     )
-    if engine is None:
-        engine = _default_engine(state)
-    state.engine = engine
+    state.engine = engine or AllocationEngine(state.costs, budget_metrics=state.metrics)
     holder.subscribe(_apply_snapshot(state))
     app[STATE] = state
     app.cleanup_ctx.append(_session_ctx)
     app.cleanup_ctx.append(_cache_ctx(cache))
-    app.cleanup_ctx.append(_predictor_ctx(predictor, engine))
+    app.cleanup_ctx.append(_budget_redis_ctx)
+    app.cleanup_ctx.append(_predictor_ctx(predictor, state.engine))
     app.cleanup_ctx.append(_reload_ctx)
     register_routes(app)
     return app
-
-
-def _default_engine(state: ProxyState) -> PolicyEngine | None:
-    try:
-        from proxy.policies.engine import AllocationEngine
-    except ImportError:
-        return None
-    return AllocationEngine(state)

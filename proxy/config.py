@@ -87,6 +87,10 @@ class RerankerConfig(_Strict):
     api_key_env: str | None = None
     timeout_s: float = Field(30.0, gt=0)
     efficiency: float = Field(1.0, ge=0, le=1)
+    request_format: Literal["simple", "vllm_score"] = "simple"
+    scores_path: str | None = None
+    model: str | None = None
+    structured_output: bool = True
 
     @model_validator(mode="after")
     def _needs(self) -> RerankerConfig:
@@ -164,6 +168,10 @@ class BestOfKPolicy(_Adaptive):
             raise ValueError(f"n_min ({self.n_min}) must be ≤ n_max ({self.n_max})")
         if self.default_n is not None and not self.n_min <= self.default_n <= self.n_max:
             raise ValueError("default_n must lie in [n_min, n_max]")
+        if self.budget is not None and self.budget.kind == "fraction_expensive":
+            raise ValueError(
+                "best_of_k has no expensive arm: use budget kind mean_samples or usd_per_hour"
+            )
         return self
 
 

@@ -126,8 +126,14 @@ class Decider:
             (predictions,) = await self._predictor.predict([messages])
         return predictions
 
+    async def predict_batch(self, batch: list[list[dict[str, Any]]]) -> list[dict[str, float]]:
+        """Predictions for many conversations at once (batch planning)."""
+        if self._predictor is None:
+            raise RuntimeError("no predictor is configured")
+        return await self._predictor.predict(batch)
+
     async def decide(self, snapshot: Snapshot, name: str, body: Mapping[str, Any]) -> Decision:
-        """The decision for ``body`` under policy ``name`` (never raises for predictor/cache trouble)."""
+        """The decision for ``body`` under policy ``name``; predictor/cache trouble never raises."""
         started = time.perf_counter()
         config = snapshot.config
         version = snapshot.policy_versions[name]

@@ -7,12 +7,22 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from pydantic import ValidationError
 
-from proxy.config import BestOfKPolicy, PassthroughPolicy
-from proxy.errors import ModelNotFoundError, ServiceUnavailableError
+from proxy import bestofk
+from proxy.config import BestOfKPolicy, PassthroughPolicy, RoutePolicy
+from proxy.errors import InvalidRequestError, ModelNotFoundError, ServiceUnavailableError
 from proxy.policies.base import Decision
-from proxy.protocol import ChatCompletionRequest, now_s, parse_json_body, validate_chat_request
+from proxy.protocol import (
+    AllocateRequest,
+    ChatCompletionRequest,
+    invalid_from_validation,
+    now_s,
+    parse_json_body,
+    validate_chat_request,
+)
 from proxy.state import STATE, ProxyState
+from proxy.tokens import count_message_tokens
 
 
 def _json(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -59,20 +69,27 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     data, parsed = await _read_request(request)
     decision, fallback = await _decide(state, data, parsed.model)
-    status = 200
+    status, cost_usd, n_samples = 200, 0.0, 0
     try:
         if decision.n > 1 or decision.reranker is not None:
-            return await _best_of(request, state, decision, data, parsed)
+            response, cost_usd, n_samples = await bestofk.respond(
+                request, state, decision, data, parsed
+            )
+            return response
         assert state.executor is not None
+        n_samples = 1
         if parsed.stream:
             return await _stream(request, state, decision, data, parsed, fallback)
-        body, _ = await state.executor.respond_json(decision, data, fallback)
+        body, outcome = await state.executor.respond_json(decision, data, fallback)
+        cost_usd = outcome.cost_usd
         return _json(body, headers=decision.headers())
     except Exception as exc:
         status = getattr(exc, "status", 500)
         raise
     finally:
         state.metrics.record_request(decision.policy, decision.arm, status)
+        if decision.problem is not None and state.engine is not None:
+            await state.engine.observe(decision, cost_usd=cost_usd, n_samples=n_samples)
 
 
 async def _stream(
@@ -106,32 +123,60 @@ async def _stream(
     return response
 
 
-async def _best_of(
-    request: web.Request,
-    state: ProxyState,
-    decision: Decision,
-    data: dict[str, Any],
-    parsed: ChatCompletionRequest,
-) -> web.StreamResponse:
-    runner = state.extras.get("best_of_k")
-    if runner is None:
-        raise ServiceUnavailableError("best-of-k execution is not available in this build")
-    response: web.StreamResponse = await runner(request, decision, data, parsed)
-    return response
-
-
 async def decide(request: web.Request) -> web.Response:
-    """``POST /v1/adaptive/decide``: the decision the proxy would take, without any upstream call."""
+    """``POST /v1/adaptive/decide``: the decision the proxy would take; no upstream is called."""
     state = request.app[STATE]
     data, parsed = await _read_request(request)
     decision, fallback = await _decide(state, data, parsed.model)
     body = decision.adaptive()
     body["fallback"] = fallback
     if state.engine is not None and decision.policy in state.snapshot.config.policies:
-        budget = await state.engine.budget_snapshot(decision.policy)  # type: ignore[attr-defined]
+        budget = await state.engine.budget_snapshot(decision.policy)
         if budget is not None:
             body["budget"] = budget
     return _json(body, headers=decision.headers())
+
+
+async def allocate(request: web.Request) -> web.Response:
+    """``POST /v1/adaptive/allocate``: plan a total budget over a batch (greedy marginal)."""
+    state = request.app[STATE]
+    raw = parse_json_body(await request.read())
+    try:
+        plan = AllocateRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise invalid_from_validation(exc) from None
+    snapshot = state.snapshot
+    policy = snapshot.config.policies.get(plan.model)
+    if policy is None:
+        raise ModelNotFoundError(f"no policy named {plan.model!r}", param="model")
+    if not isinstance(policy, RoutePolicy | BestOfKPolicy):
+        raise InvalidRequestError(
+            f"policy {plan.model!r} is {policy.type!r}; allocation plans route and best_of_k "
+            "policies",
+            param="model",
+        )
+    if state.decider is None or state.engine is None or state.decider.predictor is None:
+        raise ServiceUnavailableError("the predictor is not loaded")
+    conversations = [[m.model_dump() for m in item.messages] for item in plan.requests]
+    try:
+        predictions = await state.decider.predict_batch(conversations)
+        tokens = [count_message_tokens(c) for c in conversations]
+        allocations = state.engine.allocate(
+            policy, predictions, tokens, plan.budget, plan.budget_unit
+        )
+    except (ValueError, KeyError) as exc:
+        raise InvalidRequestError(str(exc).strip("'\""), param="budget") from None
+    total = sum(a["n"] for a in allocations)
+    return _json(
+        {
+            "object": "adaptive.allocation",
+            "model": plan.model,
+            "budget": plan.budget,
+            "budget_unit": plan.budget_unit,
+            "total_n": total,
+            "allocations": allocations,
+        }
+    )
 
 
 async def models(request: web.Request) -> web.Response:
@@ -201,6 +246,7 @@ def register_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/chat/completions", chat_completions)
     app.router.add_post("/v1/adaptive/decide", decide)
+    app.router.add_post("/v1/adaptive/allocate", allocate)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/models", models)
     app.router.add_get("/health/liveness", liveness)

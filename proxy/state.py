@@ -9,9 +9,10 @@ from typing import Any
 from aiohttp import web
 
 from proxy.cache import DecisionCache
-from proxy.decider import Decider, PolicyEngine
+from proxy.decider import Decider
 from proxy.executor import RouteExecutor
 from proxy.metrics import Metrics
+from proxy.policies.engine import AllocationEngine
 from proxy.prediction import Predictor
 from proxy.pricing import CostModel
 from proxy.reload import ConfigHolder, Snapshot
@@ -31,7 +32,7 @@ class ProxyState:
     upstreams: UpstreamClient | None = None
     executor: RouteExecutor | None = None
     decider: Decider | None = None
-    engine: PolicyEngine | None = None
+    engine: AllocationEngine | None = None
     predictor_ready: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -29,11 +29,15 @@ class Decision:
     budget: Mapping[str, Any] | None = None
     cache_hit: bool = False
     decision_ms: float = 0.0
+    # The choice the policy solved (budgeted policies only): what the budget controller replays.
+    problem: Any = field(default=None, compare=False, repr=False)
+    arm_index: int | None = None
 
     def to_cache(self) -> dict[str, Any]:
         """JSON-able form stored in the decision cache (without per-request facts)."""
         data = asdict(self)
-        for transient in ("cache_hit", "decision_ms", "budget"):
+        data.pop("problem")
+        for transient in ("cache_hit", "decision_ms", "budget", "arm_index"):
             data.pop(transient)
         return data
 

@@ -1,0 +1,397 @@
+"""Online budget controller: the proxy finds the price of compute λ from an operator's target.
+
+Targets (``target_kind``):
+
+* ``fraction_expensive`` — share of requests sent to arms flagged expensive (e.g. ``0.3``);
+* ``mean_samples`` — mean samples per request (e.g. ``3``);
+* ``usd_per_hour`` — spend rate; converted to a per-request cost target with the observed
+  request rate.
+
+How λ is found. The controller keeps a sliding window of recent *decision problems* — each
+request's per-arm expected rewards and costs, as the policy saw them — and solves, by bisection
+on λ, for the smallest λ at which re-deciding the whole window would meet the target (the
+window's mean metric is non-increasing in λ as long as an arm's metric grows with its cost).
+Because it re-solves on the window rather than nudging λ step by step, it does not oscillate
+and it follows a traffic shift as soon as the window holds the new traffic. A slow, leaky,
+clamped integral of the *realised* error (what actually happened: fallbacks, failures, cache
+hits) shifts the effective target by at most ``max_correction`` (relative). It integrates the
+gap between what each request *realised* and what its chosen arm *planned*, not the raw 0/1
+outcome, so it is silent (no sampling noise) when execution matches the plan and corrects only
+systematic gaps. For ``usd_per_hour`` the problems' ``costs`` must be in USD.
+
+Shared state. Without Redis every process keeps its own window. With a ``redis.asyncio.Redis``
+client the window is a capped Redis list, the realised counters are hashes in time buckets with
+an expiry, and the integral is one key, all updated by one Lua script per request, so N replicas
+keep ONE budget (each solves the same window, hence the same λ). Keys share a hash tag, so the
+script also works on Redis Cluster. A Redis failure falls back to the local mirror of the state
+with one warning per outage; the controller never raises into a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+
+from proxy.policies.allocation import DecisionProblem
+
+log = logging.getLogger(__name__)
+
+TargetKind = Literal["fraction_expensive", "mean_samples", "usd_per_hour"]
+TARGET_KINDS: tuple[TargetKind, ...] = ("fraction_expensive", "mean_samples", "usd_per_hour")
+
+# Ties between arms within this margin go to the cheaper arm, as in allocation.choose_arm.
+_TIE_EPS = 1e-12
+_BISECTION_STEPS = 60
+
+_OBSERVE_LUA = """
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+redis.call('HINCRBYFLOAT', KEYS[2], 'n', 1)
+redis.call('HINCRBYFLOAT', KEYS[2], 'e', ARGV[3])
+redis.call('HINCRBYFLOAT', KEYS[2], 's', ARGV[4])
+redis.call('HINCRBYFLOAT', KEYS[2], 'c', ARGV[5])
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6]))
+local i = tonumber(redis.call('GET', KEYS[3]) or '0')
+i = (1 - tonumber(ARGV[9])) * i + tonumber(ARGV[8]) * tonumber(ARGV[7])
+local m = tonumber(ARGV[10])
+if i > m then i = m elseif i < -m then i = -m end
+redis.call('SET', KEYS[3], tostring(i))
+return tostring(i)
+"""
+
+
+def _arm_metric(problem: DecisionProblem, kind: TargetKind) -> tuple[float, ...]:
+    if kind == "fraction_expensive":
+        return tuple(1.0 if e else 0.0 for e in problem.expensive)
+    if kind == "mean_samples":
+        return tuple(float(s) for s in problem.samples)
+    return tuple(float(c) for c in problem.costs)
+
+
+def _encode(problem: DecisionProblem) -> bytes:
+    return orjson.dumps(
+        [problem.expected_rewards, problem.costs, problem.samples, problem.expensive]
+    )
+
+
+def _decode(raw: bytes | str) -> DecisionProblem:
+    r, c, s, e = orjson.loads(raw)
+    return DecisionProblem(tuple(r), tuple(c), tuple(s), tuple(bool(x) for x in e))
+
+
+def solve_lambda(
+    problems: Sequence[DecisionProblem],
+    kind: TargetKind,
+    target_per_request: float,
+    *,
+    half_life: float | None = None,
+) -> float:
+    """Smallest λ ≥ 0 at which re-deciding ``problems`` gives a mean metric ≤ the target.
+
+    ``problems`` run oldest to newest; with ``half_life`` (in requests) the mean weights a
+    problem by ``0.5 ** (age / half_life)``, so a traffic shift moves λ before the window has
+    fully turned over. Returns 0 when the target is not binding and the λ that picks the
+    cheapest arms when even those exceed it. Pure numpy; 1,000 problems take about a millisecond.
+    """
+    if not problems:
+        return 0.0
+    ages = np.arange(len(problems) - 1, -1, -1, dtype=float)
+    weights = np.ones(len(problems)) if not half_life else 0.5 ** (ages / half_life)
+    weights /= weights.sum()
+    width = max(len(p.costs) for p in problems)
+    rewards = np.full((len(problems), width), -np.inf)
+    costs = np.zeros((len(problems), width))
+    metric = np.zeros((len(problems), width))
+    for row, problem in enumerate(problems):
+        # Arms sorted by cost so the first maximum is the cheaper arm on ties.
+        arms = sorted(range(len(problem.costs)), key=lambda j: (problem.costs[j], j))
+        values = _arm_metric(problem, kind)
+        for col, j in enumerate(arms):
+            rewards[row, col] = problem.expected_rewards[j]
+            costs[row, col] = problem.costs[j]
+            metric[row, col] = values[j]
+    rows = np.arange(len(problems))
+
+    def mean_metric(lambda_: float) -> float:
+        score = rewards - lambda_ * costs
+        best = score.max(axis=1, keepdims=True)
+        chosen = np.argmax(score >= best - _TIE_EPS, axis=1)
+        return float(metric[rows, chosen] @ weights)
+
+    valid = np.isfinite(rewards)
+    delta_cost = costs - costs[:, :1]
+    delta_reward = rewards - rewards[:, :1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(valid & (delta_cost > 0), delta_reward / delta_cost, 0.0)
+    hi = float(max(ratios.max(), 0.0)) * 2.0 + 1e-9
+    # Weighted means carry rounding error; a target met within 1e-9 is met.
+    limit = target_per_request + 1e-9
+    if mean_metric(0.0) <= limit:
+        return 0.0
+    if mean_metric(hi) > limit:
+        return hi
+    lo = 0.0
+    for _ in range(_BISECTION_STEPS):
+        mid = (lo + hi) / 2.0
+        if mean_metric(mid) <= limit:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+class _LocalState:
+    """The in-process state, also the mirror used while Redis is unreachable."""
+
+    def __init__(self, window: int) -> None:
+        self.window: deque[DecisionProblem] = deque(maxlen=window)
+        self.buckets: dict[int, list[float]] = {}
+        self.integral = 0.0
+
+
+class BudgetController:
+    """Steers λ so the running average meets ``target`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        target_kind: TargetKind,
+        target: float,
+        *,
+        redis: Any | None = None,
+        key_prefix: str = "adaptive:budget:default",
+        window: int = 1000,
+        half_life: float | None = None,
+        min_window: int = 20,
+        initial_lambda: float = 0.0,
+        recompute_every: int = 16,
+        recompute_interval_s: float = 5.0,
+        correction_rate: float = 0.002,
+        max_correction: float = 0.2,
+        bucket_s: float = 10.0,
+        rate_window_s: float = 300.0,
+        redis_retry_s: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if target_kind not in TARGET_KINDS:
+            raise ValueError(f"unknown budget target {target_kind!r}; one of {TARGET_KINDS}")
+        if target < 0 or not math.isfinite(target):
+            raise ValueError(f"budget target must be finite and >= 0, got {target!r}")
+        self.target_kind: TargetKind = target_kind
+        self.target = float(target)
+        self._redis = redis
+        self._keys = (f"{{{key_prefix}}}:window", f"{{{key_prefix}}}:bucket:",
+                      f"{{{key_prefix}}}:integral")
+        self._window_size = window
+        # Recent traffic counts more, so a shift moves λ within about a half-life.
+        self._half_life = half_life if half_life is not None else window / 8
+        self._min_window = min_window
+        self._lambda = float(initial_lambda)
+        self._recompute_every = recompute_every
+        self._recompute_interval_s = recompute_interval_s
+        self._rate, self._max_correction = correction_rate, max_correction
+        self._bucket_s, self._rate_window_s = bucket_s, rate_window_s
+        self._redis_retry_s = redis_retry_s
+        self._clock = clock
+        self._local = _LocalState(window)
+        self._script: Any | None = None
+        self._decoded: dict[bytes, DecisionProblem] = {}
+        self._redis_down_until = -math.inf
+        self._outage = False
+        self._since_recompute = 0
+        self._last_recompute = -math.inf
+        self._lock = asyncio.Lock()
+        self._last: dict[str, float | int | None] = {
+            "window": 0, "realised": None, "correction": 0.0, "target_per_request": None,
+            "requests_per_hour": None,
+        }
+
+    # --- Redis plumbing ------------------------------------------------------------------
+
+    def _redis_usable(self) -> bool:
+        return self._redis is not None and time.monotonic() >= self._redis_down_until
+
+    def _redis_failed(self, exc: BaseException) -> None:
+        self._redis_down_until = time.monotonic() + self._redis_retry_s
+        if not self._outage:
+            self._outage = True
+            log.warning("budget controller: Redis unavailable (%s); using local state", exc)
+
+    def _redis_ok(self) -> None:
+        if self._outage:
+            self._outage = False
+            log.info("budget controller: Redis reachable again; sharing state")
+
+    # --- observation ---------------------------------------------------------------------
+
+    def _bucket(self, now: float) -> int:
+        return int(now // self._bucket_s)
+
+    def _target_per_request(self, requests_per_hour: float | None) -> float | None:
+        if self.target_kind != "usd_per_hour":
+            return self.target
+        if not requests_per_hour:
+            return None
+        return self.target / requests_per_hour
+
+    async def observe(
+        self,
+        problem: DecisionProblem,
+        chosen: int,
+        *,
+        cost_usd: float,
+        n_samples: int,
+        expensive: bool,
+    ) -> None:
+        """Record one request: the problem the policy solved and what was actually spent."""
+        realised = {"fraction_expensive": 1.0 if expensive else 0.0,
+                    "mean_samples": float(n_samples), "usd_per_hour": float(cost_usd)}
+        arm_metrics = _arm_metric(problem, self.target_kind)
+        # An unknown arm (e.g. a fallback outside the problem) counts as planned: no correction.
+        planned = arm_metrics[chosen] if 0 <= chosen < len(arm_metrics) else None
+        target = self._last["target_per_request"]
+        error = 0.0
+        if isinstance(target, float) and planned is not None:
+            # Relative gap realised - planned; bounded so one odd request cannot saturate it.
+            error = (realised[self.target_kind] - planned) / max(target, 1e-12)
+            error = min(max(error, -100.0), 100.0)
+        now = self._clock()
+        local = self._local
+        local.window.append(problem)
+        bucket = local.buckets.setdefault(self._bucket(now), [0.0, 0.0, 0.0, 0.0])
+        for k, v in enumerate((1.0, realised["fraction_expensive"], float(n_samples), cost_usd)):
+            bucket[k] += v
+        oldest = self._bucket(now - self._rate_window_s)
+        for key in [k for k in local.buckets if k < oldest]:
+            del local.buckets[key]
+        integral = (1 - self._rate) * local.integral + self._rate * error
+        local.integral = min(max(integral, -self._max_correction), self._max_correction)
+        self._since_recompute += 1
+        if self._redis_usable():
+            await self._observe_redis(problem, now, expensive, n_samples, cost_usd, error)
+
+    async def _observe_redis(
+        self, problem: DecisionProblem, now: float, expensive: bool, n_samples: int,
+        cost_usd: float, error: float,
+    ) -> None:
+        assert self._redis is not None
+        try:
+            if self._script is None:
+                self._script = self._redis.register_script(_OBSERVE_LUA)
+            ttl_s = math.ceil(self._rate_window_s + 2 * self._bucket_s)
+            await self._script(
+                keys=[self._keys[0], f"{self._keys[1]}{self._bucket(now)}", self._keys[2]],
+                args=[_encode(problem), self._window_size, int(expensive), n_samples,
+                      repr(float(cost_usd)), ttl_s, repr(error), self._rate, self._rate,
+                      self._max_correction],
+            )
+        except Exception as exc:  # Redis trouble must never fail a request
+            self._redis_failed(exc)
+        else:
+            self._redis_ok()
+
+    # --- reading state -------------------------------------------------------------------
+
+    async def _read_state(self) -> tuple[list[DecisionProblem], list[list[float]], float]:
+        now = self._clock()
+        first, last = self._bucket(now - self._rate_window_s), self._bucket(now)
+        if self._redis_usable():
+            assert self._redis is not None
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.lrange(self._keys[0], 0, self._window_size - 1)
+                    pipe.get(self._keys[2])
+                    for b in range(first, last + 1):
+                        pipe.hgetall(f"{self._keys[1]}{b}")
+                    raw_window, raw_integral, *raw_buckets = await pipe.execute()
+                # LPUSH keeps the newest first; the solver wants oldest first.
+                window = await asyncio.to_thread(self._decode_window, raw_window)
+                buckets = [
+                    [float(h.get(k, 0.0)) for k in (b"n", b"e", b"s", b"c")] + [float(b)]
+                    for b, h in zip(range(first, last + 1), raw_buckets, strict=True) if h
+                ]
+            except Exception as exc:  # fall back to the local mirror
+                self._redis_failed(exc)
+            else:
+                self._redis_ok()
+                return window, buckets, float(raw_integral or 0.0)
+        local = self._local
+        buckets = [[*v, float(k)] for k, v in sorted(local.buckets.items()) if k >= first]
+        return list(local.window), buckets, local.integral
+
+    def _decode_window(self, raw_window: list[bytes]) -> list[DecisionProblem]:
+        """Decode the shared window (newest first in Redis) oldest first, reusing past decodes."""
+        cache = self._decoded
+        window = [cache.get(raw) or _decode(raw) for raw in reversed(raw_window)]
+        self._decoded = dict(zip(raw_window, reversed(window), strict=True))
+        return window
+
+    def _rates(self, buckets: list[list[float]]) -> tuple[float | None, float | None]:
+        """``(realised metric, requests per hour)`` over the rate window."""
+        count = sum(b[0] for b in buckets)
+        if count <= 0:
+            return None, None
+        now = self._clock()
+        oldest_start = min(b[4] for b in buckets) * self._bucket_s
+        span_s = min(max(now - oldest_start, self._bucket_s), self._rate_window_s)
+        requests_per_hour = count * 3600.0 / span_s
+        if self.target_kind == "fraction_expensive":
+            realised = sum(b[1] for b in buckets) / count
+        elif self.target_kind == "mean_samples":
+            realised = sum(b[2] for b in buckets) / count
+        else:
+            realised = sum(b[3] for b in buckets) * 3600.0 / span_s
+        return realised, requests_per_hour
+
+    async def refresh(self) -> float:
+        """Re-solve λ from the current (shared) state now, and return it."""
+        async with self._lock:
+            window, buckets, integral = await self._read_state()
+            realised, requests_per_hour = self._rates(buckets)
+            target = self._target_per_request(requests_per_hour)
+            if target is not None and len(window) >= self._min_window:
+                effective = target * (1.0 - integral)
+                self._lambda = await asyncio.to_thread(
+                    functools.partial(solve_lambda, half_life=self._half_life),
+                    window, self.target_kind, effective,
+                )
+            self._last = {
+                "window": len(window), "realised": realised, "correction": integral,
+                "target_per_request": target, "requests_per_hour": requests_per_hour,
+            }
+            self._since_recompute = 0
+            self._last_recompute = time.monotonic()
+            return self._lambda
+
+    async def current_lambda(self) -> float:
+        """The λ to decide with: cached, re-solved every k requests or t seconds."""
+        stale = (self._since_recompute >= self._recompute_every
+                 or time.monotonic() - self._last_recompute >= self._recompute_interval_s)
+        if stale and not self._lock.locked():
+            try:
+                return await self.refresh()
+            except Exception:  # a solver bug must not fail requests; keep the last λ
+                log.exception("budget controller: recomputing lambda failed")
+        return self._lambda
+
+    async def snapshot(self) -> dict[str, Any]:
+        """Current λ, target, realised rate and window size (for ``decide`` and ``/metrics``)."""
+        return {
+            "lambda": self._lambda,
+            "target": self.target,
+            "target_kind": self.target_kind,
+            "realised": self._last["realised"],
+            "window": self._last["window"],
+            "correction": self._last["correction"],
+            "target_per_request": self._last["target_per_request"],
+            "requests_per_hour": self._last["requests_per_hour"],
+            "shared": self._redis is not None and not self._outage,
+        }
