@@ -407,6 +407,11 @@ upstreams:
     model: gpt-4-1106-preview
     price_in_per_mtok_usd: 10.0
     price_out_per_mtok_usd: 30.0
+  gsm8k-pool:
+    base_url: ${REPLAY_BASE_URL:-http://127.0.0.1:8001/v1}
+    model: gsm8k-pool
+    price_in_per_mtok_usd: 0.6
+    price_out_per_mtok_usd: 0.6
 policies:
   auto:
     type: route
@@ -414,4 +419,13 @@ policies:
     expensive: gpt-4
     predictor_output: gain
     threshold: 0.1
+    fallback: mixtral
+  auto-best-of-k:
+    type: best_of_k
+    upstream: gsm8k-pool
+    n_min: 1
+    n_max: 6
+    predictor_output: p_weak
+    lambda: 0.05
+    reranker: {type: vote}
 """
