@@ -51,6 +51,7 @@ class Samples:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     failures: list[str] = field(default_factory=list)
+    errors: list[ProxyError] = field(default_factory=list)
 
 
 def reranker_config(state: ProxyState, decision: Decision) -> RerankerConfig:
@@ -133,31 +134,46 @@ async def draw_samples(state: ProxyState, decision: Decision, data: dict[str, An
     body = _sample_body(state, decision, data)
     messages = data["messages"]
     samples = Samples()
-    if _use_upstream_n(state, decision) and decision.n > 1:
-        requests = [{**body, "n": decision.n}]
-    else:
-        requests = [body] * decision.n
-    results = await asyncio.gather(
-        *(upstreams.chat(decision.upstream, r) for r in requests), return_exceptions=True
-    )
-    for result in results:
-        if isinstance(result, BaseException):
-            if not isinstance(result, ProxyError):
-                raise result
-            samples.failures.append(result.message)
-            continue
-        reply = result.data
-        samples.template = samples.template or reply
-        prompt_tokens, completion_tokens = usage_of(reply, messages)
-        samples.prompt_tokens += prompt_tokens
-        samples.completion_tokens += completion_tokens
-        samples.cost_usd += executor.account(
-            decision.upstream,
-            prompt_tokens,
-            completion_tokens,
-            max(len(reply.get("choices") or []), 1),
+
+    async def collect(requests: list[dict[str, Any]]) -> None:
+        results = await asyncio.gather(
+            *(upstreams.chat(decision.upstream, r) for r in requests), return_exceptions=True
         )
-        samples.choices.extend(c for c in reply.get("choices") or [] if isinstance(c, dict))
+        for result in results:
+            if isinstance(result, BaseException):
+                if not isinstance(result, ProxyError):
+                    raise result
+                samples.failures.append(result.message)
+                samples.errors.append(result)
+                continue
+            reply = result.data
+            samples.template = samples.template or reply
+            prompt_tokens, completion_tokens = usage_of(reply, messages)
+            samples.prompt_tokens += prompt_tokens
+            samples.completion_tokens += completion_tokens
+            samples.cost_usd += executor.account(
+                decision.upstream,
+                prompt_tokens,
+                completion_tokens,
+                max(len(reply.get("choices") or []), 1),
+            )
+            samples.choices.extend(c for c in reply.get("choices") or [] if isinstance(c, dict))
+
+    if _use_upstream_n(state, decision) and decision.n > 1:
+        await collect([{**body, "n": decision.n}])
+        missing = decision.n - len(samples.choices)
+        if samples.choices and missing > 0:
+            # Some OpenAI-compatible servers (Ollama, llama.cpp) ignore `n` and answer one
+            # choice; draw the rest in parallel rather than silently deciding on fewer samples.
+            log.debug(
+                "upstream %s returned %d of %d choices; drawing the rest",
+                decision.upstream,
+                len(samples.choices),
+                decision.n,
+            )
+            await collect([body] * missing)
+    else:
+        await collect([body] * decision.n)
     return samples
 
 
@@ -173,6 +189,11 @@ async def run_best_of_k(
     """Sample, rerank, and build the completion (choices ordered best first)."""
     samples = await draw_samples(state, decision, data)
     if not samples.choices:
+        # The upstream refusing the request itself (4xx, 429) is the client's to see and fix
+        # (or back off from); only server-side failures become "all samples failed" (502).
+        rejected = next((e for e in samples.errors if e.status < 500), None)
+        if rejected is not None:
+            raise rejected
         detail = samples.failures[0] if samples.failures else "no choices returned"
         raise UpstreamError(
             f"all {decision.n} samples failed: {detail}", upstream=decision.upstream
@@ -317,6 +338,11 @@ async def respond(
             await stream.write(sse_event(chunk))
     except ProxyError as error:
         await stream.write(sse_event(error.to_dict()))
+    except Exception:  # the status line is sent: an honest SSE error beats a truncated stream
+        log.exception("best-of-k failed after the stream started")
+        await stream.write(
+            sse_event(ProxyError("internal error in the proxy; see its log").to_dict())
+        )
     finally:
         if not work.done():
             work.cancel()

@@ -100,7 +100,9 @@ class CostModel:
     """Expected USD cost of an arm before it runs: prompt tokens plus a running mean of answers.
 
     The mean completion length per upstream starts at ``prior_completion_tokens`` and follows the
-    realised answers (exponential moving average), so λ-based decisions price arms realistically.
+    realised answers: a plain running mean while few answers are seen (so a wrong prior is
+    forgotten within the first answers, and budget controllers are not misled during warm-up),
+    then an exponential moving average that tracks drift.
     """
 
     def __init__(
@@ -114,6 +116,7 @@ class CostModel:
         self._mean_completion = {name: prior_completion_tokens for name in upstreams}
         self._prior = prior_completion_tokens
         self._smoothing = smoothing
+        self._seen: dict[str, int] = {}
 
     def update_upstreams(self, upstreams: Mapping[str, UpstreamConfig]) -> None:
         """Re-read prices after a config reload, keeping the learnt answer lengths."""
@@ -136,7 +139,8 @@ class CostModel:
         """Record a realised call; returns its cost in USD."""
         if upstream in self._mean_completion and n > 0:
             mean = self._mean_completion[upstream]
-            self._mean_completion[upstream] = mean + self._smoothing * (
-                completion_tokens / n - mean
-            )
+            seen = self._seen.get(upstream, 0) + 1
+            self._seen[upstream] = seen
+            weight = max(1.0 / seen, self._smoothing)
+            self._mean_completion[upstream] = mean + weight * (completion_tokens / n - mean)
         return self._prices[upstream].cost_usd(prompt_tokens, completion_tokens)
