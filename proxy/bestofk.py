@@ -23,6 +23,7 @@ from aiohttp import web
 
 from proxy.config import BestOfKPolicy, LadderPolicy, RerankerConfig
 from proxy.errors import ProxyError, UpstreamError
+from proxy.middleware import STREAM_STARTED
 from proxy.policies.base import Decision
 from proxy.pricing import usage_of
 from proxy.protocol import SSE_DONE, SSE_KEEPALIVE, ChatCompletionRequest, sse_event
@@ -323,6 +324,7 @@ async def respond(
         }
     )
     await stream.prepare(request)
+    request[STREAM_STARTED] = True
     interval_s = state.snapshot.config.server.keepalive_interval_s
     work = asyncio.create_task(run_best_of_k(state, decision, data))
     cost_usd, drawn = 0.0, 0

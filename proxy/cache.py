@@ -216,7 +216,8 @@ class RedisDecisionCache:
             self._backoff_s = BACKOFF_INITIAL_S
             log.warning(
                 "decision cache: Redis at %s unavailable (%s); serving without it",
-                self._url_for_logs, _describe(exc),
+                self._url_for_logs,
+                _describe(exc),
             )
         self._retry_at = self._clock() + self._backoff_s
 

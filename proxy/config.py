@@ -352,7 +352,7 @@ def _loc_path(loc: tuple[int | str, ...]) -> str:
 def load_config_text(
     text: str, *, env: Mapping[str, str] | None = None, source: str | None = None
 ) -> Config:
-    """Parse, expand and validate a policy file's text; raise :class:`ConfigError` listing all problems."""
+    """Parse, expand and validate a policy file's text; :class:`ConfigError` lists all problems."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -53,6 +53,7 @@ ANSWER_FIELDS = (
     "frequency_penalty",
     "reasoning_effort",
 )
+_ANSWER_FIELD_SET = frozenset(ANSWER_FIELDS)
 
 
 class DecisionMetrics(Protocol):
@@ -87,7 +88,8 @@ def decision_key(
     digest = hashlib.blake2b(digest_size=20)
     digest.update(f"{policy}\x00{policy_version}\x00{predictor_version}\x00".encode())
     digest.update(normalised_messages(list(body["messages"])))
-    fields = {k: body[k] for k in ANSWER_FIELDS if k in body}
+    # Sorted on serialisation, so the set intersection's order does not matter.
+    fields = {k: body[k] for k in _ANSWER_FIELD_SET.intersection(body)}
     if fields:
         digest.update(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS))
     return f"{policy}:{digest.hexdigest()}"

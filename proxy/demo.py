@@ -65,8 +65,10 @@ async def run_demo(*, data_dir: Path | None, config_path: str | None) -> int:
 
     data = data_dir or default_data_dir()
     if not (data / "routellm").is_dir():
-        print(f"demo: no recorded data at {data} (set --data-dir or ADAPTIVE_DATA_DIR)",
-              file=sys.stderr)
+        print(
+            f"demo: no recorded data at {data} (set --data-dir or ADAPTIVE_DATA_DIR)",
+            file=sys.stderr,
+        )
         return 2
     print(f"loading recorded answers from {data} …", flush=True)
     store = build_store(data)
@@ -78,7 +80,9 @@ async def run_demo(*, data_dir: Path | None, config_path: str | None) -> int:
         proxy_runner, proxy_port = await _start(create_app(config, env=os.environ))
         ready_ms = (time.perf_counter() - started) * 1000
         base_url = f"http://127.0.0.1:{proxy_port}/v1"
-        print(f"replay upstream on :{replay_port}; proxy on {base_url} (ready in {ready_ms:.0f} ms)")
+        print(
+            f"replay upstream on :{replay_port}; proxy on {base_url} (ready in {ready_ms:.0f} ms)"
+        )
         policy = "auto" if "auto" in config.policies else next(iter(config.policies))
         async with openai.AsyncOpenAI(base_url=base_url, api_key="demo", max_retries=0) as client:
             await _show_routing(client, policy, _pick_records(store.records()))
@@ -99,17 +103,20 @@ async def _show_routing(client: Any, policy: str, records: Sequence[Any]) -> Non
     total_cost = 0.0
     for record in [*records, records[0]]:
         raw = await client.chat.completions.with_raw_response.create(
-            model=policy, messages=list(record.messages))
+            model=policy, messages=list(record.messages)
+        )
         completion = raw.parse()
         adaptive = (completion.model_extra or {}).get("adaptive", {})
         total_cost += float(adaptive.get("cost_usd") or 0.0)
         gain = adaptive.get("gain")
-        print(f"{_short(record.prompt_id + ': ' + record.messages[-1]['content'], 46):<46} "
-              f"{gain if gain is None else f'{gain:+.3f}':>6} "
-              f"{raw.headers.get('x-adaptive-arm', '?'):<9} {completion.model:<37} "
-              f"{raw.headers.get('x-adaptive-cache', '?'):<5} "
-              f"{float(raw.headers.get('x-adaptive-decision-ms', 'nan')):>5.1f}")
-    print(f"\n(the last row repeats the first prompt: its decision comes from the cache)")
+        print(
+            f"{_short(record.prompt_id + ': ' + record.messages[-1]['content'], 46):<46} "
+            f"{gain if gain is None else f'{gain:+.3f}':>6} "
+            f"{raw.headers.get('x-adaptive-arm', '?'):<9} {completion.model:<37} "
+            f"{raw.headers.get('x-adaptive-cache', '?'):<5} "
+            f"{float(raw.headers.get('x-adaptive-decision-ms', 'nan')):>5.1f}"
+        )
+    print("\n(the last row repeats the first prompt: its decision comes from the cache)")
     print(f"spend for these {len(records) + 1} requests: ${total_cost:.5f}")
 
 
@@ -118,8 +125,10 @@ async def _show_best_of_k(client: Any, records: Sequence[Any]) -> None:
     print("\npolicy 'auto-best-of-k': n samples of real recorded solutions, majority vote\n")
     for record in gsm8k:
         raw = await client.chat.completions.with_raw_response.create(
-            model="auto-best-of-k", messages=list(record.messages))
+            model="auto-best-of-k", messages=list(record.messages)
+        )
         completion = raw.parse()
         answer = completion.choices[0].message.content or ""
-        print(f"{_short(record.prompt_id + ': ' + record.messages[-1]['content'], 46):<46} "
-              f"n={raw.headers.get('x-adaptive-n', '?'):<3} → {_short(answer.splitlines()[-1] if answer else '', 40)}")
+        last_line = answer.splitlines()[-1] if answer else ""
+        prompt = _short(record.prompt_id + ": " + record.messages[-1]["content"], 46)
+        print(f"{prompt:<46} n={raw.headers.get('x-adaptive-n', '?'):<3} → {_short(last_line, 40)}")

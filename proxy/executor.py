@@ -134,37 +134,49 @@ class RouteExecutor:
         include_usage: bool,
         messages: list[dict[str, Any]],
     ) -> Outcome:
-        """Forward SSE events as they arrive; the first carries ``adaptive``; errors end honestly."""
+        """Forward SSE events as they come; the first carries ``adaptive``; errors end honestly."""
         outcome = Outcome(stream.upstream)
         first = True
         usage_seen = False
+        # Account in ``finally``: a client that disconnects mid-stream cancels this task, and
+        # the upstream still bills what it generated.
         try:
-            async for event in stream:
-                if event.startswith(b"data: [DONE]"):
-                    break
-                if first:
-                    event = _with_adaptive(event, decision, stream.upstream)
-                    first = False
-                elif b'"usage"' in event:
-                    usage, has_choices = _usage_of_event(event)
-                    if usage is not None:
-                        usage_seen = True
-                        outcome.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-                        outcome.completion_tokens = int(usage.get("completion_tokens") or 0)
-                        if not include_usage and not has_choices:
-                            continue  # the proxy asked for usage for its own accounting
-                await response.write(event)
-        except ProxyError as error:
-            log.warning("stream from %s failed mid-way: %s", stream.upstream, error.message)
-            await response.write(sse_event(error.to_dict()))
+            try:
+                async for event in stream:
+                    if event.startswith(b"data: [DONE]"):
+                        break
+                    if first:
+                        event = _with_adaptive(event, decision, stream.upstream)
+                        first = False
+                    elif b'"usage"' in event:
+                        usage, has_choices = _usage_of_event(event)
+                        if usage is not None:
+                            usage_seen = True
+                            outcome.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+                            outcome.completion_tokens = int(usage.get("completion_tokens") or 0)
+                            if not include_usage and not has_choices:
+                                continue  # the proxy asked for usage for its own accounting
+                    await response.write(event)
+            except ProxyError as error:
+                log.warning("stream from %s failed mid-way: %s", stream.upstream, error.message)
+                await response.write(sse_event(error.to_dict()))
+            except ConnectionError:
+                raise  # the client is gone; there is no one left to tell
+            except Exception:
+                # The status line is out, so the error middleware can no longer answer; without
+                # this the client would wait on a stream that never ends.
+                log.exception("stream from %s broke", stream.upstream)
+                internal = ProxyError("internal error in the proxy; see its log")
+                await response.write(sse_event(internal.to_dict()))
+            finally:
+                await stream.aclose()
+            await response.write(SSE_DONE)
         finally:
-            await stream.aclose()
-        await response.write(SSE_DONE)
-        if not usage_seen:
-            outcome.prompt_tokens = _count_prompt(messages)
-        outcome.cost_usd = self.account(
-            stream.upstream, outcome.prompt_tokens, outcome.completion_tokens
-        )
+            if not usage_seen:
+                outcome.prompt_tokens = _count_prompt(messages)
+            outcome.cost_usd = self.account(
+                stream.upstream, outcome.prompt_tokens, outcome.completion_tokens
+            )
         return outcome
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 from proxy import bestofk
 from proxy.config import BestOfKPolicy, PassthroughPolicy, RoutePolicy
 from proxy.errors import InvalidRequestError, ModelNotFoundError, ServiceUnavailableError
+from proxy.middleware import STREAM_STARTED
 from proxy.policies.base import Decision
 from proxy.protocol import (
     AllocateRequest,
@@ -83,6 +85,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         body, outcome = await state.executor.respond_json(decision, data, fallback)
         cost_usd = outcome.cost_usd
         return _json(body, headers=decision.headers())
+    except asyncio.CancelledError:
+        status = 499  # the client went away; its upstream requests were cancelled with it
+        raise
     except Exception as exc:
         status = getattr(exc, "status", 500)
         raise
@@ -113,6 +118,7 @@ async def _stream(
     )
     try:
         await response.prepare(request)
+        request[STREAM_STARTED] = True
     except BaseException:
         await stream.aclose()
         raise

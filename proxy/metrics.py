@@ -13,11 +13,35 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 # Fine-grained below 10 ms: a cache hit costs microseconds, ONNX inference a few milliseconds.
 DECISION_BUCKETS_S: tuple[float, ...] = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01,
-    0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
 )
 UPSTREAM_BUCKETS_S: tuple[float, ...] = (
-    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    20.0,
+    30.0,
+    60.0,
+    120.0,
 )
 SAMPLES_BUCKETS: tuple[float, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 64)
 
@@ -62,20 +86,26 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
         self._requests = Counter(
-            "adaptive_requests", "Finished chat requests.",
-            ["policy", "arm", "status"], registry=reg,
+            "adaptive_requests",
+            "Finished chat requests.",
+            ["policy", "arm", "status"],
+            registry=reg,
         )
         self._decision = Histogram(
-            "adaptive_decision_seconds", "Time to reach a routing decision.",
-            ["policy", "cache"], buckets=DECISION_BUCKETS_S, registry=reg,
+            "adaptive_decision_seconds",
+            "Time to reach a routing decision.",
+            ["policy", "cache"],
+            buckets=DECISION_BUCKETS_S,
+            registry=reg,
         )
         self._upstream = Histogram(
-            "adaptive_upstream_seconds", "Latency of upstream calls.",
-            ["upstream", "status"], buckets=UPSTREAM_BUCKETS_S, registry=reg,
+            "adaptive_upstream_seconds",
+            "Latency of upstream calls.",
+            ["upstream", "status"],
+            buckets=UPSTREAM_BUCKETS_S,
+            registry=reg,
         )
-        self._cache_hits = Counter(
-            "adaptive_cache_hits", "Decision cache hits.", registry=reg
-        )
+        self._cache_hits = Counter("adaptive_cache_hits", "Decision cache hits.", registry=reg)
         self._cache_misses = Counter(
             "adaptive_cache_misses", "Decision cache misses.", registry=reg
         )
@@ -89,15 +119,19 @@ class Metrics:
             "adaptive_cost_usd", "Upstream spend in US dollars.", ["upstream"], registry=reg
         )
         self._fallbacks = Counter(
-            "adaptive_predictor_fallbacks", "Decisions that fell back to the default arm.",
-            ["policy", "reason"], registry=reg,
+            "adaptive_predictor_fallbacks",
+            "Decisions that fell back to the default arm.",
+            ["policy", "reason"],
+            registry=reg,
         )
         self._rerank_failures = Counter(
             "adaptive_rerank_failures", "Reranker failures.", ["reranker"], registry=reg
         )
         self._lambda = Gauge(
-            "adaptive_budget_lambda", "Price of compute used by the policy.",
-            ["policy"], registry=reg,
+            "adaptive_budget_lambda",
+            "Price of compute used by the policy.",
+            ["policy"],
+            registry=reg,
         )
         self._target = Gauge(
             "adaptive_budget_target", "Budget target of the policy.", ["policy"], registry=reg
@@ -106,8 +140,11 @@ class Metrics:
             "adaptive_budget_realised", "Realised budget of the policy.", ["policy"], registry=reg
         )
         self._samples = Histogram(
-            "adaptive_samples_per_request", "Samples drawn per request.",
-            ["policy"], buckets=SAMPLES_BUCKETS, registry=reg,
+            "adaptive_samples_per_request",
+            "Samples drawn per request.",
+            ["policy"],
+            buckets=SAMPLES_BUCKETS,
+            registry=reg,
         )
         self._request_children: dict[tuple[str, str, int], Counter] = {}
         self._decision_children: dict[tuple[str, bool], Histogram] = {}

@@ -12,6 +12,10 @@ from proxy.errors import ProxyError
 
 log = logging.getLogger("adaptive_proxy")
 
+# Set once a handler has sent the status line of a stream: an error can no longer become a JSON
+# response, so the middleware lets it propagate and aiohttp closes the connection.
+STREAM_STARTED = web.RequestKey("adaptive_stream_started", bool)
+
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
 
 
@@ -31,6 +35,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ProxyError as error:
+        if request.get(STREAM_STARTED):
+            raise
         return error_response(error)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -45,4 +51,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
+        if request.get(STREAM_STARTED):
+            raise
         return error_response(ProxyError("internal error in the proxy; see its log"))

@@ -138,8 +138,7 @@ def normalised_messages(messages: list[dict[str, Any]]) -> bytes:
     """
     canon = []
     for message in messages:
-        item = dict(message)
-        content = item.get("content")
+        content = message.get("content")
         if (
             isinstance(content, list)
             and len(content) == 1
@@ -147,8 +146,8 @@ def normalised_messages(messages: list[dict[str, Any]]) -> bytes:
             and content[0].get("type") == "text"
             and set(content[0]) <= {"type", "text"}
         ):
-            item["content"] = content[0].get("text")
-        canon.append(item)
+            message = {**message, "content": content[0].get("text")}
+        canon.append(message)  # unchanged messages are serialised as they are, never copied
     return orjson.dumps(canon, option=orjson.OPT_SORT_KEYS)
 
 

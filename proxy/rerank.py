@@ -47,9 +47,19 @@ from proxy.rerank_text import (
 )
 
 __all__ = [
-    "DEFAULT_JUDGE_TEMPLATE", "ChatCaller", "FirstReranker", "JudgeReranker", "RerankResult",
-    "Reranker", "RewardReranker", "VoteReranker", "extract_answer", "normalise_answer",
-    "parse_judge_answer", "render_conversation", "truncate_middle",
+    "DEFAULT_JUDGE_TEMPLATE",
+    "ChatCaller",
+    "FirstReranker",
+    "JudgeReranker",
+    "RerankResult",
+    "Reranker",
+    "RewardReranker",
+    "VoteReranker",
+    "extract_answer",
+    "normalise_answer",
+    "parse_judge_answer",
+    "render_conversation",
+    "truncate_middle",
 ]
 
 ChatCaller = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -138,8 +148,12 @@ class VoteReranker:
         n = len(candidates)
         if not counts:
             return RerankResult(
-                order=_identity(n), scores=(0.0,) * n, reranker=self.name,
-                latency_ms=_elapsed_ms(start), failed=True, detail="no extractable answer",
+                order=_identity(n),
+                scores=(0.0,) * n,
+                reranker=self.name,
+                latency_ms=_elapsed_ms(start),
+                failed=True,
+                detail="no extractable answer",
             )
 
         def rank(i: int) -> tuple[int, int, int]:
@@ -161,6 +175,7 @@ class VoteReranker:
 
 
 # --- judge --------------------------------------------------------------------------------
+
 
 def _usage_of(response: Mapping[str, Any]) -> dict[str, int] | None:
     usage = response.get("usage")
@@ -258,8 +273,13 @@ class JudgeReranker:
         self, n: int, start: float, detail: str, usage: dict[str, int] | None, cost_usd: float
     ) -> RerankResult:
         return RerankResult(
-            order=_identity(n), scores=(None,) * n, reranker=self.name,
-            latency_ms=_elapsed_ms(start), usage=usage, cost_usd=cost_usd, failed=True,
+            order=_identity(n),
+            scores=(None,) * n,
+            reranker=self.name,
+            latency_ms=_elapsed_ms(start),
+            usage=usage,
+            cost_usd=cost_usd,
+            failed=True,
             detail=detail,
         )
 
@@ -342,8 +362,10 @@ class RewardReranker:
         n = len(candidates)
         try:
             async with self._session.post(
-                self._url, json=self.build_request(messages, candidates),
-                headers=self._headers, timeout=self._timeout,
+                self._url,
+                json=self.build_request(messages, candidates),
+                headers=self._headers,
+                timeout=self._timeout,
             ) as response:
                 if response.status >= 400:
                     text = (await response.text())[:200]
@@ -356,12 +378,19 @@ class RewardReranker:
             raise
         except Exception as exc:  # any reward failure falls back to the first sample
             return RerankResult(
-                order=_identity(n), scores=(None,) * n, reranker=self.name,
-                latency_ms=_elapsed_ms(start), cost_usd=self._cost_per_call_usd, failed=True,
+                order=_identity(n),
+                scores=(None,) * n,
+                reranker=self.name,
+                latency_ms=_elapsed_ms(start),
+                cost_usd=self._cost_per_call_usd,
+                failed=True,
                 detail=f"reward call failed: {exc}",
             )
         order = tuple(sorted(range(n), key=lambda i: (-scores[i], i)))
         return RerankResult(
-            order=order, scores=tuple(scores), reranker=self.name,
-            latency_ms=_elapsed_ms(start), cost_usd=self._cost_per_call_usd,
+            order=order,
+            scores=tuple(scores),
+            reranker=self.name,
+            latency_ms=_elapsed_ms(start),
+            cost_usd=self._cost_per_call_usd,
         )

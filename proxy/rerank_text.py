@@ -114,7 +114,7 @@ def truncate_middle(text: str, max_chars: int) -> str:
         return text
     marker = "\n[… truncated …]\n"
     keep = max(max_chars - len(marker), 2)
-    return text[: keep // 2] + marker + text[len(text) - (keep - keep // 2):]
+    return text[: keep // 2] + marker + text[len(text) - (keep - keep // 2) :]
 
 
 def parse_judge_answer(text: str) -> int | None:

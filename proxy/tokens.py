@@ -18,9 +18,18 @@ _BUNDLED_BPE_FILES = {
     "cl100k_base": "9b5ad71b2ce5302211f9c61530b329a4922fc6a4",
     "o200k_base": "fb374d419588a4632f3f557e76b4b70aebbca790",
 }
+# tiktoken's own cl100k_base split pattern, verbatim (joined to keep lines short).
 _PAT_STR = {
-    "cl100k_base": (
-        r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+    "cl100k_base": "|".join(
+        (
+            r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)""",
+            r"""[^\r\n\p{L}\p{N}]?\p{L}+""",
+            r"""\p{N}{1,3}""",
+            r""" ?[^\s\p{L}\p{N}]+[\r\n]*""",
+            r"""\s*[\r\n]+""",
+            r"""\s+(?!\S)""",
+            r"""\s+""",
+        )
     ),
 }
 _SPECIAL = {

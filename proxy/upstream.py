@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from proxy.config import UpstreamConfig
 from proxy.errors import UpstreamError, UpstreamTimeoutError
@@ -30,6 +31,8 @@ log = logging.getLogger("adaptive_proxy.upstream")
 
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER_S = 5.0
+# Bounds the memory one SSE event may take; far above any real chunk.
+_MAX_EVENT_BYTES = 64 * 1024 * 1024
 
 UpstreamObserver = Callable[[str, float, int], None]
 
@@ -124,6 +127,14 @@ def map_status_error(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    url: URL | None
+    headers: dict[str, str]
+    timeout: aiohttp.ClientTimeout
+    stream_timeout: aiohttp.ClientTimeout
+
+
 class UpstreamClient:
     """Sends chat requests to named upstreams with retries; owns no session of its own."""
 
@@ -135,11 +146,10 @@ class UpstreamClient:
         env: Mapping[str, str] | None = None,
         observe: UpstreamObserver | None = None,
     ) -> None:
-        self._upstreams = dict(upstreams)
         self._session = session
         self._env = env or {}
         self._observe = observe
-        self._litellm_ready = False
+        self.update(upstreams)
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -148,7 +158,20 @@ class UpstreamClient:
 
     def update(self, upstreams: Mapping[str, UpstreamConfig]) -> None:
         """Swap in a reloaded set of upstreams; requests in flight keep what they started with."""
+        # URL, headers and timeouts are built once per upstream, not on every request.
+        self._prepared = {name: self._prepare(cfg) for name, cfg in upstreams.items()}
         self._upstreams = dict(upstreams)
+
+    def _prepare(self, cfg: UpstreamConfig) -> _Prepared:
+        url = URL(cfg.base_url.rstrip("/") + "/chat/completions") if cfg.base_url else None
+        return _Prepared(
+            url=url,
+            headers=self._headers(cfg),
+            timeout=aiohttp.ClientTimeout(total=cfg.timeout_s, connect=cfg.connect_timeout_s),
+            stream_timeout=aiohttp.ClientTimeout(
+                total=None, connect=cfg.connect_timeout_s, sock_read=cfg.timeout_s
+            ),
+        )
 
     def config(self, name: str) -> UpstreamConfig:
         """The configuration of upstream ``name``."""
@@ -161,10 +184,6 @@ class UpstreamClient:
             if key:
                 headers["Authorization"] = f"Bearer {key}"
         return headers
-
-    def _url(self, cfg: UpstreamConfig) -> str:
-        assert cfg.base_url is not None
-        return cfg.base_url.rstrip("/") + "/chat/completions"
 
     def _record(self, name: str, started: float, status: int) -> None:
         if self._observe is not None:
@@ -207,13 +226,14 @@ class UpstreamClient:
     async def _post_json(
         self, name: str, cfg: UpstreamConfig, payload: dict[str, Any]
     ) -> dict[str, Any]:
-        timeout = aiohttp.ClientTimeout(total=cfg.timeout_s, connect=cfg.connect_timeout_s)
+        prepared = self._prepared[name]
+        assert prepared.url is not None
         try:
             async with self._session.post(
-                self._url(cfg),
+                prepared.url,
                 data=orjson.dumps(payload),
-                headers=self._headers(cfg),
-                timeout=timeout,
+                headers=prepared.headers,
+                timeout=prepared.timeout,
             ) as resp:
                 body = await resp.read()
                 if resp.status >= 400:
@@ -270,16 +290,15 @@ class UpstreamClient:
     async def _open(
         self, name: str, cfg: UpstreamConfig, payload: dict[str, Any], started: float
     ) -> UpstreamStream:
-        # A stream may legitimately run long; bound the gaps between bytes, not the total.
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=cfg.connect_timeout_s, sock_read=cfg.timeout_s
-        )
+        # A stream may legitimately run long: its timeout bounds the gaps between bytes.
+        prepared = self._prepared[name]
+        assert prepared.url is not None
         try:
             resp = await self._session.post(
-                self._url(cfg),
+                prepared.url,
                 data=orjson.dumps(payload),
-                headers=self._headers(cfg),
-                timeout=timeout,
+                headers=prepared.headers,
+                timeout=prepared.stream_timeout,
             )
         except TimeoutError:
             raise UpstreamTimeoutError(
@@ -328,16 +347,29 @@ async def _sse_events(
 ) -> AsyncIterator[bytes]:
     """Complete SSE events from an upstream response, as they arrive."""
     buffer = bytearray()
+    pending = bytearray()  # bytes after the last newline seen
     try:
-        async for line in resp.content:
-            if line in (b"\n", b"\r\n"):
-                if buffer:
-                    yield bytes(buffer) + b"\n"
-                    buffer.clear()
-                continue
-            if line.startswith(b":"):
-                continue  # upstream keep-alive comments are the proxy's own business
-            buffer += line.rstrip(b"\r\n") + b"\n"
+        # Lines are split here, not with ``resp.content.readline()``: its line limit (512 KiB in
+        # aiohttp 3.14) raises a non-``ClientError`` on one large chunk (a big tool-call argument).
+        async for data in resp.content.iter_any():
+            searched = len(pending)  # the carried-over tail holds no newline
+            pending += data
+            for line in _take_lines(pending, searched):
+                if line in (b"\n", b"\r\n"):
+                    if buffer:
+                        yield bytes(buffer) + b"\n"
+                        buffer.clear()
+                    continue
+                if line.startswith(b":"):
+                    continue  # upstream keep-alive comments are the proxy's own business
+                buffer += _field_line(line)
+            if len(buffer) + len(pending) > _MAX_EVENT_BYTES:
+                raise UpstreamError(
+                    f"upstream {name!r} sent an SSE event over {_MAX_EVENT_BYTES} bytes",
+                    upstream=name,
+                )
+        if pending and not pending.startswith(b":"):
+            buffer += _field_line(bytes(pending))
         if buffer:
             yield bytes(buffer) + b"\n"
     except TimeoutError:
@@ -350,3 +382,21 @@ async def _sse_events(
         ) from None
     finally:
         resp.close()
+
+
+def _take_lines(pending: bytearray, searched: int) -> list[bytes]:
+    """Remove and return the complete lines (with their newline) at the start of ``pending``."""
+    lines: list[bytes] = []
+    start = 0
+    while (end := pending.find(b"\n", max(start, searched))) >= 0:
+        lines.append(bytes(pending[start : end + 1]))
+        start = end + 1
+    del pending[:start]
+    return lines
+
+
+def _field_line(line: bytes) -> bytes:
+    """One SSE field line, ``\\n``-terminated, with ``data:`` spelled as clients expect it."""
+    if line.startswith(b"data:") and not line.startswith(b"data: "):
+        line = b"data: " + line[5:]  # the space is optional in SSE; downstream checks expect it
+    return line.rstrip(b"\r\n") + b"\n"

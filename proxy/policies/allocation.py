@@ -182,8 +182,12 @@ class DecisionProblem:
     expensive: tuple[bool, ...]
 
     def __post_init__(self) -> None:
-        sizes = {len(self.expected_rewards), len(self.costs), len(self.samples),
-                 len(self.expensive)}
+        sizes = {
+            len(self.expected_rewards),
+            len(self.costs),
+            len(self.samples),
+            len(self.expensive),
+        }
         if len(sizes) != 1 or not self.costs:
             raise ValueError("DecisionProblem fields must be non-empty and of equal length")
 

@@ -188,8 +188,11 @@ class BudgetController:
         self.target_kind: TargetKind = target_kind
         self.target = float(target)
         self._redis = redis
-        self._keys = (f"{{{key_prefix}}}:window", f"{{{key_prefix}}}:bucket:",
-                      f"{{{key_prefix}}}:integral")
+        self._keys = (
+            f"{{{key_prefix}}}:window",
+            f"{{{key_prefix}}}:bucket:",
+            f"{{{key_prefix}}}:integral",
+        )
         self._window_size = window
         # Recent traffic counts more, so a shift moves λ within about a half-life.
         self._half_life = half_life if half_life is not None else window / 8
@@ -210,7 +213,10 @@ class BudgetController:
         self._last_recompute = -math.inf
         self._lock = asyncio.Lock()
         self._last: dict[str, float | int | None] = {
-            "window": 0, "realised": None, "correction": 0.0, "target_per_request": None,
+            "window": 0,
+            "realised": None,
+            "correction": 0.0,
+            "target_per_request": None,
             "requests_per_hour": None,
         }
 
@@ -252,8 +258,11 @@ class BudgetController:
         expensive: bool,
     ) -> None:
         """Record one request: the problem the policy solved and what was actually spent."""
-        realised = {"fraction_expensive": 1.0 if expensive else 0.0,
-                    "mean_samples": float(n_samples), "usd_per_hour": float(cost_usd)}
+        realised = {
+            "fraction_expensive": 1.0 if expensive else 0.0,
+            "mean_samples": float(n_samples),
+            "usd_per_hour": float(cost_usd),
+        }
         arm_metrics = _arm_metric(problem, self.target_kind)
         # An unknown arm (e.g. a fallback outside the problem) counts as planned: no correction.
         planned = arm_metrics[chosen] if 0 <= chosen < len(arm_metrics) else None
@@ -279,8 +288,13 @@ class BudgetController:
             await self._observe_redis(problem, now, expensive, n_samples, cost_usd, error)
 
     async def _observe_redis(
-        self, problem: DecisionProblem, now: float, expensive: bool, n_samples: int,
-        cost_usd: float, error: float,
+        self,
+        problem: DecisionProblem,
+        now: float,
+        expensive: bool,
+        n_samples: int,
+        cost_usd: float,
+        error: float,
     ) -> None:
         assert self._redis is not None
         try:
@@ -289,9 +303,18 @@ class BudgetController:
             ttl_s = math.ceil(self._rate_window_s + 2 * self._bucket_s)
             await self._script(
                 keys=[self._keys[0], f"{self._keys[1]}{self._bucket(now)}", self._keys[2]],
-                args=[_encode(problem), self._window_size, int(expensive), n_samples,
-                      repr(float(cost_usd)), ttl_s, repr(error), self._rate, self._rate,
-                      self._max_correction],
+                args=[
+                    _encode(problem),
+                    self._window_size,
+                    int(expensive),
+                    n_samples,
+                    repr(float(cost_usd)),
+                    ttl_s,
+                    repr(error),
+                    self._rate,
+                    self._rate,
+                    self._max_correction,
+                ],
             )
         except Exception as exc:  # Redis trouble must never fail a request
             self._redis_failed(exc)
@@ -316,7 +339,8 @@ class BudgetController:
                 window = await asyncio.to_thread(self._decode_window, raw_window)
                 buckets = [
                     [float(h.get(k, 0.0)) for k in (b"n", b"e", b"s", b"c")] + [float(b)]
-                    for b, h in zip(range(first, last + 1), raw_buckets, strict=True) if h
+                    for b, h in zip(range(first, last + 1), raw_buckets, strict=True)
+                    if h
                 ]
             except Exception as exc:  # fall back to the local mirror
                 self._redis_failed(exc)
@@ -361,11 +385,16 @@ class BudgetController:
                 effective = target * (1.0 - integral)
                 self._lambda = await asyncio.to_thread(
                     functools.partial(solve_lambda, half_life=self._half_life),
-                    window, self.target_kind, effective,
+                    window,
+                    self.target_kind,
+                    effective,
                 )
             self._last = {
-                "window": len(window), "realised": realised, "correction": integral,
-                "target_per_request": target, "requests_per_hour": requests_per_hour,
+                "window": len(window),
+                "realised": realised,
+                "correction": integral,
+                "target_per_request": target,
+                "requests_per_hour": requests_per_hour,
             }
             self._since_recompute = 0
             self._last_recompute = time.monotonic()
@@ -373,8 +402,10 @@ class BudgetController:
 
     async def current_lambda(self) -> float:
         """The λ to decide with: cached, re-solved every k requests or t seconds."""
-        stale = (self._since_recompute >= self._recompute_every
-                 or time.monotonic() - self._last_recompute >= self._recompute_interval_s)
+        stale = (
+            self._since_recompute >= self._recompute_every
+            or time.monotonic() - self._last_recompute >= self._recompute_interval_s
+        )
         if stale and not self._lock.locked():
             try:
                 return await self.refresh()

@@ -1,0 +1,301 @@
+"""A scripted fake OpenAI-compatible upstream, and a proxy stack in front of it, for tests.
+
+The fake is a real aiohttp server on an ephemeral port. Each request to ``/v1/chat/completions``
+consumes the next scripted action (``Reply``, ``Hang``, ``Stream``); with the script empty it
+answers like a healthy model (JSON, or SSE when ``stream`` is set, usage chunk iff asked). It
+records every request body and headers, and sets :attr:`FakeUpstream.cancelled` when a request
+is cancelled by the peer (the proxy) closing its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+import orjson
+from aiohttp import web
+
+from proxy.app import create_app
+from proxy.config import Config
+from proxy.prediction import HashPredictor
+
+_FOREVER_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Answer with ``status``, a JSON body (or raw bytes) and extra headers."""
+
+    status: int = 200
+    body: Mapping[str, Any] | bytes | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Hang:
+    """Never answer (sleep until the proxy gives up and closes the connection)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """Answer with SSE ``chunks``; then ``[DONE]``, a drop, or a hang.
+
+    A mapping is sent as one ``data: <json>`` event; bytes are written to the wire as they are.
+    """
+
+    chunks: tuple[Mapping[str, Any] | bytes, ...]
+    end: str = "done"  # "done" | "drop" | "hang"
+
+
+Action = Reply | Hang | Stream
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One request as the fake saw it."""
+
+    body: dict[str, Any]
+    headers: Mapping[str, str]
+
+
+def completion(model: str, content: str | None = "hello", **message: Any) -> dict[str, Any]:
+    """A complete non-streaming chat completion."""
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, **message},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+    }
+
+
+def chunk(
+    model: str, delta: Mapping[str, Any], *, finish: str | None = None, usage_field: bool = False
+) -> dict[str, Any]:
+    """One streaming chunk; ``usage_field`` adds OpenAI's ``"usage": null``."""
+    out: dict[str, Any] = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": model,
+        "choices": [{"index": 0, "delta": dict(delta), "finish_reason": finish}],
+    }
+    if usage_field:
+        out["usage"] = None
+    return out
+
+
+def usage_chunk(model: str) -> dict[str, Any]:
+    """The final usage-only chunk OpenAI sends when ``include_usage`` is set."""
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": model,
+        "choices": [],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+    }
+
+
+def text_chunks(model: str, parts: tuple[str, ...], *, usage: bool) -> tuple[dict[str, Any], ...]:
+    """Chunks spelling ``parts`` then a stop, plus the usage chunk iff ``usage``."""
+    out = [chunk(model, {"role": "assistant", "content": ""}, usage_field=usage)]
+    out += [chunk(model, {"content": p}, usage_field=usage) for p in parts]
+    out.append(chunk(model, {}, finish="stop", usage_field=usage))
+    if usage:
+        out.append(usage_chunk(model))
+    return tuple(out)
+
+
+class FakeUpstream:
+    """The scripted upstream; use :meth:`script` to queue actions, then read :attr:`requests`."""
+
+    def __init__(self) -> None:
+        self.requests: list[Received] = []
+        self.received = asyncio.Event()
+        self.cancelled = asyncio.Event()
+        self._script: deque[Action] = deque()
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    def script(self, *actions: Action) -> None:
+        """Queue actions for the next requests, in order."""
+        self._script.extend(actions)
+
+    async def start(self) -> str:
+        """Listen on an ephemeral port; returns the ``/v1`` base URL."""
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        self._runner = web.AppRunner(app, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        return self.base_url
+
+    async def close(self) -> None:
+        """Stop the server (idempotent)."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = orjson.loads(await request.read())
+        self.requests.append(Received(body, dict(request.headers)))
+        self.received.set()
+        action = self._script.popleft() if self._script else None
+        try:
+            if action is None:
+                return await self._healthy(request, body)
+            if isinstance(action, Hang):
+                await asyncio.sleep(_FOREVER_S)
+                raise AssertionError("unreachable")
+            if isinstance(action, Reply):
+                return _reply(action)
+            return await self._stream(request, action)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+
+    async def _healthy(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        model = str(body.get("model"))
+        if not body.get("stream"):
+            return _reply(Reply(body=completion(model)))
+        usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return await self._stream(
+            request, Stream(text_chunks(model, ("Hel", "lo", "!"), usage=usage))
+        )
+
+    async def _stream(self, request: web.Request, action: Stream) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for payload in action.chunks:
+            if isinstance(payload, bytes):
+                await response.write(payload)
+            else:
+                await response.write(b"data: " + orjson.dumps(payload) + b"\n\n")
+        if action.end == "hang":
+            await asyncio.sleep(_FOREVER_S)
+        if action.end == "drop":
+            # Closing the socket mid-body leaves the chunked response incomplete for the reader.
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+
+def _reply(action: Reply) -> web.Response:
+    raw = action.body if isinstance(action.body, bytes) else orjson.dumps(action.body or {})
+    return web.Response(
+        status=action.status,
+        body=raw,
+        headers={"Content-Type": "application/json", **action.headers},
+    )
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+PRIMARY_MODEL = "fake-primary-model"
+BACKUP_MODEL = "fake-backup-model"
+
+
+def stack_config(primary_url: str, backup_url: str, *, max_body_bytes: int = 65536) -> Config:
+    """Upstreams ``primary``/``backup`` (retrying), ``slow`` (0.3 s timeout), ``dead`` (refused).
+
+    Policies: ``auto`` routes to ``primary`` (the predictor is pinned to zero gain) with
+    ``backup`` as fallback; ``safe`` is a passthrough to ``primary`` with the same fallback.
+    """
+    common = {"retry_backoff_s": 0.01, "timeout_s": 10.0, "connect_timeout_s": 2.0}
+    prices = {"price_in_per_mtok_usd": 1.0, "price_out_per_mtok_usd": 2.0}
+    return Config.model_validate(
+        {
+            "server": {"max_body_bytes": max_body_bytes, "reload": False},
+            "upstreams": {
+                "primary": {"base_url": primary_url, "model": PRIMARY_MODEL, "retries": 2}
+                | common
+                | prices,
+                "backup": {"base_url": backup_url, "model": BACKUP_MODEL, "retries": 0}
+                | common
+                | prices,
+                "slow": {"base_url": primary_url, "model": "fake-slow-model", "retries": 0}
+                | common
+                | {"timeout_s": 0.3},
+                "dead": {
+                    "base_url": f"http://127.0.0.1:{closed_port()}/v1",
+                    "model": "fake-dead-model",
+                    "retries": 1,
+                }
+                | common,
+            },
+            "policies": {
+                "auto": {
+                    "type": "route",
+                    "cheap": "primary",
+                    "expensive": "backup",
+                    "threshold": 0.5,
+                    "fallback": "backup",
+                },
+                "safe": {"type": "passthrough", "upstream": "primary", "fallback": "backup"},
+            },
+            "predictor": {"type": "hash"},
+        }
+    )
+
+
+@dataclass(slots=True)
+class Stack:
+    """A running proxy in front of two fake upstreams, with an SDK client pointed at it."""
+
+    primary: FakeUpstream
+    backup: FakeUpstream
+    base_url: str
+    client: openai.AsyncOpenAI
+
+
+@asynccontextmanager
+async def proxy_stack(*, max_body_bytes: int = 65536) -> AsyncIterator[Stack]:
+    """Start fakes and the real proxy on port 0; everything is closed on exit."""
+    primary, backup = FakeUpstream(), FakeUpstream()
+    runner: web.AppRunner | None = None
+    client: openai.AsyncOpenAI | None = None
+    try:
+        config = stack_config(
+            await primary.start(), await backup.start(), max_body_bytes=max_body_bytes
+        )
+        # Zero gain for every prompt: ``auto`` always takes its cheap arm, ``primary``.
+        predictor = HashPredictor(overrides={"": {"p_weak": 0.5, "p_strong": 0.5}})
+        runner = web.AppRunner(create_app(config, predictor=predictor), handler_cancellation=True)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        client = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key="x", max_retries=0)
+        yield Stack(primary, backup, base_url, client)
+    finally:
+        if client is not None:
+            await client.close()
+        if runner is not None:
+            await runner.cleanup()
+        await primary.close()
+        await backup.close()
