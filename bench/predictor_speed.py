@@ -1,0 +1,137 @@
+"""Latency, throughput and memory of the ONNX predictor: ``python -m bench.predictor_speed``.
+
+* single prompt, one core (``threads=1``): p50/p99 of ``predict_sync([messages])`` on a prompt of
+  exactly the 256-token budget (the worst case) and on real benchmark prompts;
+* batched, two cores (``threads=2``, batches of 32 real prompts): prompts per second;
+* resident memory of a process holding the predictor and the proxy's app module.
+Budgets (issue): p50 ≤ 5 ms, ≥ 400 prompts/s, RSS ≤ 250 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _prompts(data_dir: Path | None, n: int) -> list[list[dict[str, Any]]]:
+    if data_dir is not None and data_dir.is_dir():
+        import random
+
+        from predictor_onnx.data import load_records
+
+        records = load_records(data_dir)
+        random.Random(0).shuffle(records)
+        return [list(r.messages) for r in records[:n]]
+    words = "the quick brown fox jumps over the lazy dog while counting 17 sheep".split()
+    return [[{"role": "user", "content": " ".join(words[: 3 + i % 12] * (1 + i % 8))}]
+            for i in range(n)]
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
+
+
+def measure(
+    model_dir: Path | None = None,
+    *,
+    data_dir: Path | None = None,
+    conversations: list[list[dict[str, Any]]] | None = None,
+    n_single: int = 200,
+    n_batched: int = 1024,
+) -> dict[str, Any]:
+    """Run the measurements and return them as a dict of printable figures."""
+    import proxy.app  # noqa: F401  (RSS should include the proxy's own imports)
+    from predictor_onnx.runtime import OnnxPredictor
+
+    single = OnnxPredictor.load(model_dir, threads=1, max_batch_size=1)
+    rss_loaded = _rss_mb()
+    long_prompt = [{"role": "user", "content": "word " * 400}]
+    ids = single._prompts.ids(long_prompt)
+    if conversations:
+        import random
+
+        real = list(conversations)
+        random.Random(0).shuffle(real)
+        real = real[: max(n_single, n_batched)]
+    else:
+        real = _prompts(data_dir, max(n_single, n_batched))
+    for messages in real[:20]:
+        single.predict_sync([messages])
+
+    def timed(predictor: OnnxPredictor, batch: list[Any]) -> float:
+        started = time.perf_counter()
+        predictor.predict_sync(batch)
+        return (time.perf_counter() - started) * 1000.0
+
+    long_ms = [timed(single, [long_prompt]) for _ in range(n_single)]
+    real_ms = [timed(single, [m]) for m in real[:n_single]]
+    single_ids = len(ids)
+    del single  # RSS below: one loaded predictor, after its largest batches
+    gc.collect()
+    batched = OnnxPredictor.load(model_dir, threads=2, max_batch_size=32)
+    batched.predict_sync(real[:32])
+    started = time.perf_counter()
+    batched.predict_sync(real[:n_batched])
+    throughput = n_batched / (time.perf_counter() - started)
+    return {
+        "single 256-token prompt, 1 thread: p50 ms": round(_percentile(long_ms, 0.5), 2),
+        "single 256-token prompt, 1 thread: p99 ms": round(_percentile(long_ms, 0.99), 2),
+        "tokens in that prompt": single_ids,
+        "single real prompt, 1 thread: p50 ms": round(_percentile(real_ms, 0.5), 2),
+        "single real prompt, 1 thread: p99 ms": round(_percentile(real_ms, 0.99), 2),
+        "batched real prompts (32/batch), 2 threads: prompts/s": round(throughput, 1),
+        "RSS with proxy.app + predictor loaded, MB": round(rss_loaded, 1),
+        "RSS after the runs, MB": round(_rss_mb(), 1),
+        "cpu cores of this machine": os.cpu_count(),
+        "prompts": "real benchmark prompts"
+        if conversations or (data_dir and data_dir.is_dir()) else "synthetic",
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the figures (``--json`` for machine-readable output)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.predictor_speed")
+    parser.add_argument("--model", default=None, help="model folder (default: shipped)")
+    parser.add_argument("--data-dir", default=None, help="real prompts (default: synthetic)")
+    parser.add_argument("--prompts", default=None, help="JSONL of messages lists to time")
+    parser.add_argument("--n-single", type=int, default=200)
+    parser.add_argument("--n-batched", type=int, default=1024)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    conversations = None
+    if args.prompts:
+        with open(args.prompts, encoding="utf-8") as fh:
+            conversations = [json.loads(line) for line in fh if line.strip()]
+    figures = measure(
+        Path(args.model) if args.model else None,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        conversations=conversations,
+        n_single=args.n_single,
+        n_batched=args.n_batched,
+    )
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        for key, value in figures.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,102 @@
+"""Routing and calibration metrics, as the issue (and RouteLLM) define them. numpy only.
+
+* PGR(c) = (q(c) − q_weak) / (q_strong − q_weak), where q(c) is the mean reward when the top-c
+  fraction of prompts by predicted ``gain`` goes to the strong arm and the rest to the weak one.
+* APGR = trapezoid area under PGR(c) over every cost point c = k/N, k = 0..N (random ≈ 0.5).
+* CPT(x) = the least c with PGR(c) ≥ x.
+* AUC of ``gain`` for the event "only the strong arm succeeds" (reward_strong > reward_weak).
+* Brier score and expected calibration error (10 equal-width bins) of each ``p_<arm>``; for graded
+  rewards they compare the predicted and the observed expected score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+RANDOM_APGR = 0.5
+
+
+@dataclass(frozen=True)
+class RoutingScores:
+    """APGR and CPT(50%)/CPT(80%) of one ranking of prompts."""
+
+    apgr: float
+    cpt50: float
+    cpt80: float
+
+
+def pgr_curve(gain: Any, reward_weak: Any, reward_strong: Any) -> Any:
+    """PGR at c = k/N for k = 0..N (length N + 1), ties broken by input order."""
+    g = np.asarray(gain, dtype=np.float64)
+    rw = np.asarray(reward_weak, dtype=np.float64)
+    rs = np.asarray(reward_strong, dtype=np.float64)
+    order = np.argsort(-g, kind="stable")
+    delta = (rs - rw)[order]
+    n = len(g)
+    q = (rw.sum() + np.concatenate([[0.0], np.cumsum(delta)])) / max(n, 1)
+    q_weak, q_strong = rw.mean(), rs.mean()
+    span = q_strong - q_weak
+    if n == 0 or abs(span) < 1e-12:
+        return np.full(n + 1, np.nan)
+    return (q - q_weak) / span
+
+
+def routing_scores(gain: Any, reward_weak: Any, reward_strong: Any) -> RoutingScores:
+    """APGR, CPT(50%), CPT(80%) of routing by ``gain`` (NaN when the arms tie on average)."""
+    pgr = pgr_curve(gain, reward_weak, reward_strong)
+    n = len(pgr) - 1
+    if n <= 0 or np.isnan(pgr).all():
+        return RoutingScores(float("nan"), float("nan"), float("nan"))
+    cost = np.arange(n + 1) / n
+    apgr = float(np.sum((pgr[1:] + pgr[:-1]) / 2.0) / n)
+
+    def cpt(x: float) -> float:
+        hit = np.nonzero(pgr >= x - 1e-12)[0]
+        return float(cost[hit[0]]) if len(hit) else float("nan")
+
+    return RoutingScores(apgr=apgr, cpt50=cpt(0.5), cpt80=cpt(0.8))
+
+
+def auc(score: Any, label: Any) -> float:
+    """ROC AUC (Mann–Whitney, ties count half); NaN when only one class is present."""
+    s = np.asarray(score, dtype=np.float64)
+    y = np.asarray(label, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="stable")
+    ranks = np.empty(len(s), dtype=np.float64)
+    sorted_s = s[order]
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def brier(prob: Any, reward: Any) -> float:
+    """Mean squared error of a predicted probability (or expected score) against the reward."""
+    p = np.asarray(prob, dtype=np.float64)
+    r = np.asarray(reward, dtype=np.float64)
+    return float(np.mean((p - r) ** 2)) if len(p) else float("nan")
+
+
+def ece(prob: Any, reward: Any, *, n_bins: int = 10) -> float:
+    """Expected calibration error over equal-width bins of the prediction."""
+    p = np.asarray(prob, dtype=np.float64)
+    r = np.asarray(reward, dtype=np.float64)
+    if not len(p):
+        return float("nan")
+    bins = np.clip((p * n_bins).astype(int), 0, n_bins - 1)
+    total = 0.0
+    for b in range(n_bins):
+        sel = bins == b
+        if sel.any():
+            total += sel.sum() * abs(p[sel].mean() - r[sel].mean())
+    return float(total / len(p))

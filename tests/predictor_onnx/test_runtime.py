@@ -1,0 +1,141 @@
+"""The shipped ONNX predictor as the proxy uses it: load, predict, micro-batch, bad input, close."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from predictor_onnx.runtime import OnnxPredictor
+from proxy.errors import PredictorLoadError
+from proxy.prediction import Predictor
+
+EXPECTED = {
+    "p_weak", "p_strong", "gain", "p_6b_finetuning", "p_6b_verification", "p_175b_finetuning",
+    "p_175b_verification", "gain_6b", "gain_175b",
+}
+
+
+@pytest.fixture
+async def predictor(model_dir: Path) -> AsyncIterator[OnnxPredictor]:
+    loaded = OnnxPredictor.load(model_dir, max_batch_size=8, batch_window_ms=20.0)
+    yield loaded
+    await loaded.aclose()
+
+
+def _user(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": text}]
+
+
+async def test_outputs_are_named_probabilities_with_derived_gains(
+    predictor: OnnxPredictor,
+) -> None:
+    assert isinstance(predictor, Predictor)
+    assert set(predictor.output_names) == EXPECTED
+    [pred] = await predictor.predict([_user("What is 17 * 23? Show your steps.")])
+    assert set(pred) == EXPECTED
+    for name in EXPECTED:
+        if name.startswith("p_"):
+            assert 0.0 <= pred[name] <= 1.0
+    assert pred["gain"] == pytest.approx(pred["p_strong"] - pred["p_weak"])
+    assert pred["gain_6b"] == pytest.approx(pred["p_6b_verification"] - pred["p_6b_finetuning"])
+
+
+async def test_load_without_a_path_uses_the_shipped_model() -> None:
+    loaded = await OnnxPredictor.load_async()
+    try:
+        assert set(loaded.output_names) == EXPECTED
+    finally:
+        await loaded.aclose()
+
+
+# Dynamic int8 quantisation scales activations per batch, so batch-mates move a prediction a
+# little (~1e-3); order and identity must still hold.
+BATCH_TOLERANCE = 0.01
+
+
+async def test_batch_order_and_determinism(predictor: OnnxPredictor) -> None:
+    prompts = [_user("Translate 'cat' into French."), _user("Prove that sqrt(2) is irrational.")]
+    both = await predictor.predict(prompts)
+    alone = [(await predictor.predict([p]))[0] for p in prompts]
+    for a, b in zip(both, alone, strict=True):
+        assert a["p_strong"] == pytest.approx(b["p_strong"], abs=BATCH_TOLERANCE)
+    again = [(await predictor.predict([p]))[0] for p in prompts]
+    assert again == alone
+
+
+async def test_bad_input_is_defined_not_an_error(predictor: OnnxPredictor) -> None:
+    batch: list[Any] = [
+        [],
+        [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
+        [{"role": "wizard", "content": "abracadabra"}],
+        _user("word " * 100_000),
+        [{"role": "user", "content": None}],
+    ]
+    preds = await predictor.predict(batch)
+    assert len(preds) == len(batch)
+    for pred in preds:
+        assert set(pred) == EXPECTED
+        assert all(v == v for v in pred.values())  # no NaN
+    assert await predictor.predict([]) == []
+
+
+async def test_concurrent_requests_share_batches(predictor: OnnxPredictor) -> None:
+    prompts = [_user(f"Question number {i}: what is {i} + {i}?") for i in range(16)]
+    results = await asyncio.gather(*(predictor.predict([p]) for p in prompts))
+    assert len(results) == 16
+    assert predictor.batches_run < 16
+    sequential = [await predictor.predict([p]) for p in prompts[:2]]
+    assert sequential[0][0]["gain"] == pytest.approx(results[0][0]["gain"], abs=BATCH_TOLERANCE)
+
+
+async def test_predict_after_close_raises(model_dir: Path) -> None:
+    loaded = OnnxPredictor.load(model_dir)
+    await loaded.aclose()
+    with pytest.raises(RuntimeError):
+        await loaded.predict([_user("hi")])
+
+
+def _copy(model_dir: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "model"
+    shutil.copytree(model_dir, target)
+    return target
+
+
+def test_missing_file_fails_at_load_naming_it_and_the_fix(model_dir: Path, tmp_path: Path) -> None:
+    broken = _copy(model_dir, tmp_path)
+    (broken / "head.onnx").unlink()
+    with pytest.raises(PredictorLoadError, match=r"head\.onnx.*adaptive-proxy predictor train"):
+        OnnxPredictor.load(broken)
+
+
+def test_corrupt_file_fails_at_load(model_dir: Path, tmp_path: Path) -> None:
+    broken = _copy(model_dir, tmp_path)
+    with (broken / "encoder.int8.onnx").open("r+b") as fh:
+        fh.seek(1000)
+        fh.write(b"\x00garbage\x00")
+    with pytest.raises(PredictorLoadError, match=r"corrupt.*encoder\.int8\.onnx"):
+        OnnxPredictor.load(broken)
+
+
+def test_missing_or_corrupt_manifest_fails_at_load(model_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(PredictorLoadError, match="manifest missing"):
+        OnnxPredictor.load(tmp_path)
+    broken = _copy(model_dir, tmp_path)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    del manifest["arms"]
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(PredictorLoadError, match="manifest corrupt"):
+        OnnxPredictor.load(broken)
+
+
+def test_manifest_names_small_files(model_dir: Path) -> None:
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    total = sum((model_dir / name).stat().st_size for name in manifest["files"])
+    assert total <= 30 * 1024 * 1024
+    assert (model_dir / "MODEL_CARD.md").is_file()
