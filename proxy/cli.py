@@ -160,15 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=_cmd_demo)
 
+    from bench.cli import register_cli as register_bench
     from bench.replay import register_cli as register_replay
+    from predictor_onnx.cli import register_cli as register_predictor
 
     register_replay(sub)
-    for module in ("predictor_onnx.cli", "bench.cli"):
-        try:
-            register = __import__(module, fromlist=["register_cli"]).register_cli
-        except ImportError:
-            continue
-        register(sub)
+    register_predictor(sub)
+    register_bench(sub)
     return parser
 
 
