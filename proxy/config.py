@@ -418,7 +418,7 @@ policies:
     cheap: mixtral
     expensive: gpt-4
     predictor_output: gain
-    threshold: 0.1
+    threshold: 0.15
     fallback: mixtral
   auto-best-of-k:
     type: best_of_k
