@@ -9,9 +9,9 @@ upstream response in ``finally``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from aiohttp import web
@@ -23,6 +23,7 @@ from proxy.protocol import SSE_DONE, sse_event
 from proxy.upstream import UpstreamClient, UpstreamReply, UpstreamStream
 
 log = logging.getLogger("adaptive_proxy.executor")
+_T = TypeVar("_T")
 
 
 class UsageMetrics(Protocol):
@@ -64,12 +65,12 @@ class RouteExecutor:
         self._metrics.record_usage(upstream, prompt_tokens, completion_tokens, cost)
         return cost
 
-    async def chat(
-        self, decision: Decision, body: dict[str, Any], fallback: str | None
-    ) -> UpstreamReply:
-        """Non-streaming call to the decided upstream, then the fallback upstream if it fails."""
+    async def _with_fallback(
+        self, decision: Decision, fallback: str | None, call: Callable[[str], Awaitable[_T]]
+    ) -> _T:
+        """``call`` the decided upstream, then the fallback upstream if that fails server-side."""
         try:
-            return await self._upstreams.chat(decision.upstream, body)
+            return await call(decision.upstream)
         except ProxyError as error:
             if not fallback or fallback == decision.upstream or not _should_fall_back(error):
                 raise
@@ -79,7 +80,15 @@ class RouteExecutor:
                 error.message,
                 fallback,
             )
-            return await self._upstreams.chat(fallback, body)
+            return await call(fallback)
+
+    async def chat(
+        self, decision: Decision, body: dict[str, Any], fallback: str | None
+    ) -> UpstreamReply:
+        """Non-streaming call to the decided upstream, then the fallback upstream if it fails."""
+        return await self._with_fallback(
+            decision, fallback, lambda name: self._upstreams.chat(name, body)
+        )
 
     async def respond_json(
         self, decision: Decision, body: dict[str, Any], fallback: str | None
@@ -109,20 +118,11 @@ class RouteExecutor:
         self, decision: Decision, body: dict[str, Any], fallback: str | None, include_usage: bool
     ) -> UpstreamStream:
         """Open the upstream stream (falling back before the first byte only)."""
-        try:
-            return await self._upstreams.open_stream(
-                decision.upstream, body, include_usage=include_usage
-            )
-        except ProxyError as error:
-            if not fallback or fallback == decision.upstream or not _should_fall_back(error):
-                raise
-            log.warning(
-                "upstream %s failed (%s); falling back to %s",
-                decision.upstream,
-                error.message,
-                fallback,
-            )
-            return await self._upstreams.open_stream(fallback, body, include_usage=include_usage)
+        return await self._with_fallback(
+            decision,
+            fallback,
+            lambda name: self._upstreams.open_stream(name, body, include_usage=include_usage),
+        )
 
     async def pipe_stream(
         self,

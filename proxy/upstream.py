@@ -16,9 +16,9 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -29,6 +29,7 @@ from proxy.errors import UpstreamError, UpstreamTimeoutError
 
 log = logging.getLogger("adaptive_proxy.upstream")
 
+_T = TypeVar("_T")
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER_S = 5.0
 # Bounds the memory one SSE event may take; far above any real chunk.
@@ -135,6 +136,18 @@ class _Prepared:
     stream_timeout: aiohttp.ClientTimeout
 
 
+def _timed_out(name: str, cfg: UpstreamConfig) -> UpstreamTimeoutError:
+    return UpstreamTimeoutError(
+        f"upstream {name!r} did not answer within {cfg.timeout_s:g} s", upstream=name
+    )
+
+
+def _unreachable(name: str, exc: BaseException) -> UpstreamError:
+    return UpstreamError(
+        f"cannot reach upstream {name!r}: {type(exc).__name__}", upstream=name, retryable=True
+    )
+
+
 class UpstreamClient:
     """Sends chat requests to named upstreams with retries; owns no session of its own."""
 
@@ -207,58 +220,10 @@ class UpstreamClient:
         if cfg.provider != "openai":
             return await self._litellm_chat(name, cfg, payload)
         started = time.perf_counter()
-        attempt = 0
-        while True:
-            try:
-                data = await self._post_json(name, cfg, payload)
-                self._record(name, started, 200)
-                return UpstreamReply(name, data, time.perf_counter() - started, attempt + 1)
-            except UpstreamError as error:
-                self._record(name, started, error.status)
-                if not error.retryable or attempt >= cfg.retries:
-                    raise
-                log.info(
-                    "upstream %s: %s; retry %d/%d", name, error.message, attempt + 1, cfg.retries
-                )
-                await self._backoff(cfg, attempt, error)
-                attempt += 1
-
-    async def _post_json(
-        self, name: str, cfg: UpstreamConfig, payload: dict[str, Any]
-    ) -> dict[str, Any]:
-        prepared = self._prepared[name]
-        assert prepared.url is not None
-        try:
-            async with self._session.post(
-                prepared.url,
-                data=orjson.dumps(payload),
-                headers=prepared.headers,
-                timeout=prepared.timeout,
-            ) as resp:
-                body = await resp.read()
-                if resp.status >= 400:
-                    raise map_status_error(name, resp.status, body, resp.headers)
-        except TimeoutError:
-            raise UpstreamTimeoutError(
-                f"upstream {name!r} did not answer within {cfg.timeout_s:g} s", upstream=name
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"cannot reach upstream {name!r}: {type(exc).__name__}",
-                upstream=name,
-                retryable=True,
-            ) from None
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(
-                f"upstream {name!r} sent a body that is not JSON", upstream=name
-            ) from None
-        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-            raise UpstreamError(
-                f"upstream {name!r} sent a malformed chat completion", upstream=name
-            )
-        return data
+        data, attempts = await self._with_retries(
+            name, cfg, started, lambda: self._post_json(name, cfg, payload)
+        )
+        return UpstreamReply(name, data, time.perf_counter() - started, attempts)
 
     async def open_stream(
         self, name: str, body: dict[str, Any], *, include_usage: bool
@@ -274,23 +239,44 @@ class UpstreamClient:
         if cfg.provider != "openai":
             return await self._litellm_stream(name, cfg, payload)
         started = time.perf_counter()
+        stream, _ = await self._with_retries(
+            name, cfg, started, lambda: self._open(name, cfg, payload)
+        )
+        return stream
+
+    async def _with_retries(
+        self,
+        name: str,
+        cfg: UpstreamConfig,
+        started: float,
+        attempt_once: Callable[[], Awaitable[_T]],
+    ) -> tuple[_T, int]:
+        """One upstream attempt, retried with backoff while retryable; (result, attempts)."""
         attempt = 0
         while True:
             try:
-                stream = await self._open(name, cfg, payload, started)
-                self._record(name, started, 200)
-                return stream
+                result = await attempt_once()
             except UpstreamError as error:
                 self._record(name, started, error.status)
                 if not error.retryable or attempt >= cfg.retries:
                     raise
+                log.info(
+                    "upstream %s: %s; retry %d/%d", name, error.message, attempt + 1, cfg.retries
+                )
                 await self._backoff(cfg, attempt, error)
                 attempt += 1
+            else:
+                self._record(name, started, 200)
+                return result, attempt + 1
 
-    async def _open(
-        self, name: str, cfg: UpstreamConfig, payload: dict[str, Any], started: float
-    ) -> UpstreamStream:
-        # A stream may legitimately run long: its timeout bounds the gaps between bytes.
+    async def _send(
+        self,
+        name: str,
+        cfg: UpstreamConfig,
+        payload: dict[str, Any],
+        client_timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        """POST one request; non-2xx answers and transport failures become UpstreamError."""
         prepared = self._prepared[name]
         assert prepared.url is not None
         try:
@@ -298,18 +284,12 @@ class UpstreamClient:
                 prepared.url,
                 data=orjson.dumps(payload),
                 headers=prepared.headers,
-                timeout=prepared.stream_timeout,
+                timeout=client_timeout,
             )
         except TimeoutError:
-            raise UpstreamTimeoutError(
-                f"upstream {name!r} did not answer within {cfg.timeout_s:g} s", upstream=name
-            ) from None
+            raise _timed_out(name, cfg) from None
         except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"cannot reach upstream {name!r}: {type(exc).__name__}",
-                upstream=name,
-                retryable=True,
-            ) from None
+            raise _unreachable(name, exc) from None
         if resp.status >= 400:
             try:
                 body = await resp.read()
@@ -318,6 +298,37 @@ class UpstreamClient:
             finally:
                 resp.release()
             raise map_status_error(name, resp.status, body, resp.headers)
+        return resp
+
+    async def _post_json(
+        self, name: str, cfg: UpstreamConfig, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        resp = await self._send(name, cfg, payload, self._prepared[name].timeout)
+        try:
+            body = await resp.read()
+        except TimeoutError:
+            raise _timed_out(name, cfg) from None
+        except aiohttp.ClientError as exc:
+            raise _unreachable(name, exc) from None
+        finally:
+            resp.release()
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(
+                f"upstream {name!r} sent a body that is not JSON", upstream=name
+            ) from None
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise UpstreamError(
+                f"upstream {name!r} sent a malformed chat completion", upstream=name
+            )
+        return data
+
+    async def _open(
+        self, name: str, cfg: UpstreamConfig, payload: dict[str, Any]
+    ) -> UpstreamStream:
+        # A stream may legitimately run long: its timeout bounds the gaps between bytes.
+        resp = await self._send(name, cfg, payload, self._prepared[name].stream_timeout)
         return UpstreamStream(name, _sse_events(name, cfg, resp), resp.close)
 
     async def _litellm_chat(

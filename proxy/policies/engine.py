@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from proxy.config import BestOfKPolicy, LadderPolicy, RoutePolicy
@@ -23,7 +24,7 @@ from proxy.policies.allocation import (
 )
 from proxy.policies.base import Decision
 from proxy.policies.budget import BudgetController
-from proxy.policies.route import default_route, read_output
+from proxy.policies.route import decide_route, default_route, read_output
 from proxy.pricing import CostModel
 from proxy.tokens import count_message_tokens
 
@@ -111,28 +112,21 @@ class AllocationEngine:
         prompt_tokens: int,
         lam: float | None,
     ) -> Decision:
-        gain = read_output(predictions, policy.predictor_output)
         cost_cheap = self._costs.expected_cost_usd(policy.cheap, prompt_tokens)
         cost_expensive = self._costs.expected_cost_usd(policy.expensive, prompt_tokens)
+        decision = decide_route(
+            name,
+            version,
+            policy,
+            predictions,
+            cost_cheap_usd=cost_cheap,
+            cost_expensive_usd=cost_expensive,
+            lambda_=lam if lam is not None else (policy.lambda_ or 0.0),
+        )
         problem = DecisionProblem.route(
-            0.0, gain, cost_cheap=cost_cheap, cost_expensive=cost_expensive
+            0.0, decision.gain or 0.0, cost_cheap=cost_cheap, cost_expensive=cost_expensive
         )
-        lam = lam if lam is not None else (policy.lambda_ or 0.0)
-        threshold = lam * max(cost_expensive - cost_cheap, 0.0)
-        expensive = gain >= threshold
-        return Decision(
-            policy=name,
-            policy_version=version,
-            arm="expensive" if expensive else "cheap",
-            upstream=policy.expensive if expensive else policy.cheap,
-            predictions=dict(predictions),
-            gain=gain,
-            threshold=threshold,
-            lambda_=lam,
-            expected_cost_usd=cost_expensive if expensive else cost_cheap,
-            problem=problem,
-            arm_index=1 if expensive else 0,
-        )
+        return replace(decision, problem=problem, arm_index=int(decision.arm == "expensive"))
 
     def _best_of_k(
         self,
