@@ -122,14 +122,12 @@ class Decider:
 
     async def predict(self, messages: list[dict[str, Any]]) -> dict[str, float]:
         """Predictions for one conversation, bounded by the predictor timeout."""
-        if self._predictor is None:
-            raise RuntimeError("no predictor is configured")
         async with asyncio.timeout(self._predictor_timeout_s):
-            (predictions,) = await self._predictor.predict([messages])
+            (predictions,) = await self.predict_batch([messages])
         return predictions
 
     async def predict_batch(self, batch: list[list[dict[str, Any]]]) -> list[dict[str, float]]:
-        """Predictions for many conversations at once (batch planning)."""
+        """Predictions for many conversations at once (one call, micro-batched by the predictor)."""
         if self._predictor is None:
             raise RuntimeError("no predictor is configured")
         return await self._predictor.predict(batch)
