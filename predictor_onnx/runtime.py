@@ -4,8 +4,16 @@
 ``adaptive-proxy predictor train``), checks every file against ``manifest.json`` and opens the
 sessions, so a broken model fails at startup. ``await predict(batch)`` queues the conversations;
 a single drain task collects queued conversations for ``batch_window_ms`` (or until
-``max_batch_size``), runs one padded batch in a one-thread executor, and resolves each caller's
-futures. Requests that arrive while a batch runs form the next batch.
+``max_batch_size``), runs it in a one-thread executor, and resolves each caller's futures.
+Requests that arrive while a batch runs form the next batch.
+
+Speed and memory (measured with ``python -m bench.predictor_speed``): a batch is sorted by token
+length and cut into encoder calls of at most ``MAX_BATCH_TOKENS`` padded tokens. On the int8
+MiniLM the measured cost per token *rises* with the call's size (likely activations falling out
+of cache), so small calls are faster, and they bound the activation peak that the
+onnxruntime arena keeps: RSS no longer grows with the largest batch ever seen. With
+``workers > 1`` the calls of one batch run concurrently on the one session (``run`` is
+thread-safe and releases the GIL), using more cores without a second copy of the weights.
 """
 
 from __future__ import annotations
@@ -23,8 +31,29 @@ from predictor_onnx.text import PromptEncoder
 from proxy.errors import PredictorLoadError
 from proxy.prediction import Messages
 
-#: Padded tokens per encoder call (e.g. 16 rows × 256 tokens).
-MAX_BATCH_TOKENS = 4096
+#: Padded tokens per encoder call (1 row × 256 tokens, 4 × 64, ...). Measured on the int8
+#: encoder, 2 loaded cores, real prompts, 2 workers: 4096 → 27 prompts/s (1 worker), 512 → 116
+#: prompts/s and 251 MB RSS after sustained batching, 256 → 130-134 and 214-218 MB, 128 → 130.
+MAX_BATCH_TOKENS = 256
+
+
+def session_options(threads: int) -> Any:
+    """onnxruntime options of the predictor's sessions (one definition, used for both)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = max(threads, 1)
+    opts.inter_op_num_threads = 1
+    # The arena keeps the peak of the largest call; MAX_BATCH_TOKENS bounds that peak, and
+    # reusing it avoids page-faulting fresh buffers on every call (1×256 tokens: 82 → 49 ms).
+    opts.enable_cpu_mem_arena = True
+    # Memory patterns are planned per input shape; ours change on every call.
+    opts.enable_mem_pattern = False
+    # Spinning intra-op threads would burn the core the proxy's event loop needs.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
 
 
 def shipped_model_dir() -> Path:
@@ -42,21 +71,19 @@ class OnnxPredictor:
         max_batch_size: int = 32,
         batch_window_ms: float = 2.0,
         threads: int = 1,
+        workers: int = 1,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         self.manifest = manifest
         self._max_batch = max_batch_size
         self._window_s = max(batch_window_ms, 0.0) / 1000.0
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(threads, 1)
-        opts.inter_op_num_threads = 1
-        # The arena would keep the peak of the largest batch (hundreds of MB at 32 × 256
-        # tokens) for the life of the process; without it RSS returns to the model's size.
-        opts.enable_cpu_mem_arena = False
+        opts = session_options(threads)
         try:
             self._encoder = ort.InferenceSession(
                 str(manifest.path(manifest.encoder)), opts, providers=["CPUExecutionProvider"]
@@ -90,6 +117,11 @@ class OnnxPredictor:
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="onnx-predictor"
         )
+        self._calls: concurrent.futures.ThreadPoolExecutor | None = None
+        if workers > 1:
+            self._calls = concurrent.futures.ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix="onnx-encoder"
+            )
         self._queue: list[tuple[Messages, asyncio.Future[dict[str, float]]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._drainer: asyncio.Task[None] | None = None
@@ -104,13 +136,18 @@ class OnnxPredictor:
         max_batch_size: int = 32,
         batch_window_ms: float = 2.0,
         threads: int = 1,
+        workers: int = 1,
     ) -> OnnxPredictor:
-        """Load and verify a predictor folder (default: the shipped model). Synchronous, ~0.3 s."""
+        """Load and verify a predictor folder (default: the shipped model). Synchronous, ~0.3 s.
+
+        ``threads``: onnxruntime intra-op threads per encoder call; ``workers``: encoder calls
+        of one batch run concurrently (each on ``threads`` threads).
+        """
         directory = Path(path) if path is not None else shipped_model_dir()
         manifest = read_manifest(directory)
         return cls(
             manifest, max_batch_size=max_batch_size, batch_window_ms=batch_window_ms,
-            threads=threads,
+            threads=threads, workers=workers,
         )
 
     @classmethod
@@ -121,6 +158,7 @@ class OnnxPredictor:
         max_batch_size: int = 32,
         batch_window_ms: float = 2.0,
         threads: int = 1,
+        workers: int = 1,
     ) -> OnnxPredictor:
         """:meth:`load` in the default executor, for callers on an event loop."""
         loop = asyncio.get_running_loop()
@@ -128,7 +166,7 @@ class OnnxPredictor:
             None,
             lambda: cls.load(
                 path, max_batch_size=max_batch_size, batch_window_ms=batch_window_ms,
-                threads=threads,
+                threads=threads, workers=workers,
             ),
         )
 
@@ -144,16 +182,10 @@ class OnnxPredictor:
             out += self._infer(batch[start : start + self._max_batch])
         return out
 
-    def _infer(self, batch: Sequence[Messages]) -> list[dict[str, float]]:
-        if not batch:
-            return []
-        import numpy as np
-
-        rows = self._prompts.ids_many(batch)
-        embedding = np.zeros((len(rows), self.manifest.embedding_dim), dtype=np.float32)
-        # Rows sorted by length and cut into chunks of at most MAX_BATCH_TOKENS padded tokens:
-        # little padding waste, and the attention buffers (and so RSS) stay bounded.
+    def _chunks(self, rows: Sequence[Sequence[int]]) -> list[list[int]]:
+        """Row indices sorted by length, cut into calls of at most MAX_BATCH_TOKENS padded."""
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+        chunks: list[list[int]] = []
         start = 0
         while start < len(order):
             end = start + 1
@@ -161,17 +193,36 @@ class OnnxPredictor:
                 MAX_BATCH_TOKENS
             ):
                 end += 1
-            chunk = order[start:end]
-            width = len(rows[chunk[-1]])
-            ids = np.zeros((len(chunk), width), dtype=np.int64)
-            mask = np.zeros((len(chunk), width), dtype=np.int64)
-            for k, i in enumerate(chunk):
-                ids[k, : len(rows[i])] = rows[i]
-                mask[k, : len(rows[i])] = 1
-            embedding[chunk] = self._encoder.run(
-                ["embedding"], {"input_ids": ids, "attention_mask": mask}
-            )[0]
+            chunks.append(order[start:end])
             start = end
+        return chunks
+
+    def _encode(self, rows: Sequence[Sequence[int]]) -> Any:
+        import numpy as np
+
+        width = max(len(r) for r in rows)
+        ids = np.zeros((len(rows), width), dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for k, row in enumerate(rows):
+            ids[k, : len(row)] = row
+            mask[k, : len(row)] = 1
+        return self._encoder.run(["embedding"], {"input_ids": ids, "attention_mask": mask})[0]
+
+    def _infer(self, batch: Sequence[Messages]) -> list[dict[str, float]]:
+        if not batch:
+            return []
+        import numpy as np
+
+        rows = self._prompts.ids_many(batch)
+        embedding = np.zeros((len(rows), self.manifest.embedding_dim), dtype=np.float32)
+        chunks = self._chunks(rows)
+        groups = [[rows[i] for i in chunk] for chunk in chunks]
+        if self._calls is not None and len(chunks) > 1:
+            outputs = list(self._calls.map(self._encode, groups))
+        else:
+            outputs = [self._encode(group) for group in groups]
+        for chunk, output in zip(chunks, outputs, strict=True):
+            embedding[chunk] = output
         probs = self._head.run(
             ["probs"], {"embedding": embedding, "features": feature_matrix(batch)}
         )[0]
@@ -246,6 +297,8 @@ class OnnxPredictor:
         if self._drainer is not None:
             await asyncio.gather(self._drainer, return_exceptions=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._calls is not None:
+            self._calls.shutdown(wait=False, cancel_futures=True)
 
 
 def load_predictor(path: Path | None = None, **kwargs: Any) -> OnnxPredictor:

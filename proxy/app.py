@@ -52,6 +52,7 @@ def load_predictor(config: Config) -> Predictor | None:
         max_batch_size=spec.max_batch_size,
         batch_window_ms=spec.batch_window_ms,
         threads=spec.threads,
+        workers=spec.workers,
     )
     return predictor
 

@@ -224,6 +224,7 @@ class PredictorConfig(_Strict):
     max_batch_size: int = Field(32, ge=1)
     batch_window_ms: float = Field(2.0, ge=0)
     threads: int = Field(1, ge=1)
+    workers: int = Field(1, ge=1)
     timeout_s: float = Field(2.0, gt=0)
 
     @model_validator(mode="after")

@@ -139,3 +139,26 @@ def test_manifest_names_small_files(model_dir: Path) -> None:
     total = sum((model_dir / name).stat().st_size for name in manifest["files"])
     assert total <= 30 * 1024 * 1024
     assert (model_dir / "MODEL_CARD.md").is_file()
+
+
+async def test_parallel_workers_give_the_single_worker_predictions(model_dir: Path) -> None:
+    # Mixed lengths force several encoder calls, which workers=2 runs concurrently; each row
+    # must still land at its own position.
+    prompts = [_user("word " * n) for n in (300, 3, 120, 40, 7, 250, 60, 1)]
+    one = OnnxPredictor.load(model_dir, workers=1)
+    two = OnnxPredictor.load(model_dir, workers=2)
+    try:
+        sequential = await one.predict(prompts)
+        parallel = await two.predict(prompts)
+        alone = [(await one.predict([p]))[0] for p in prompts]
+    finally:
+        await one.aclose()
+        await two.aclose()
+    assert parallel == sequential
+    for got, want in zip(parallel, alone, strict=True):
+        assert got["p_strong"] == pytest.approx(want["p_strong"], abs=BATCH_TOLERANCE)
+
+
+def test_workers_must_be_positive(model_dir: Path) -> None:
+    with pytest.raises(ValueError, match="workers"):
+        OnnxPredictor.load(model_dir, workers=0)
