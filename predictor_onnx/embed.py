@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from predictor_onnx.manifest import sha256_file
 from predictor_onnx.text import PromptEncoder
 
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parent / "work" / "embed_cache"
@@ -58,14 +59,6 @@ class OnnxEncoder:
         return out
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def embed_messages(
     encoder: OnnxEncoder,
     conversations: Sequence[Sequence[Any]],
@@ -78,7 +71,7 @@ def embed_messages(
     from tqdm import tqdm
 
     cache_dir = cache_dir or DEFAULT_CACHE_DIR
-    model_hash = _file_sha256(encoder.path)
+    model_hash = sha256_file(encoder.path)
     rows = encoder.prompts.ids_many(conversations)
     keys = [
         hashlib.sha256(model_hash.encode() + np.asarray(r, dtype=np.int32).tobytes()).hexdigest()

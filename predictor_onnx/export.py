@@ -9,11 +9,12 @@ graph. Validation failures raise :class:`ExportValidationError`.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from predictor_onnx.manifest import sha256_file
 
 # Published sha256 of the upstream files. model.safetensors: the Git LFS oid of
 # sentence-transformers/all-MiniLM-L6-v2 at revision 1110a243fdf4706b3f48f1d95db1a4f5529b4d41
@@ -50,15 +51,6 @@ class EncoderExport:
     int8_min_cosine: float
     int8_mean_cosine: float
     n_validation_texts: int
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def source_model_dir() -> Path:
