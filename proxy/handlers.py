@@ -233,7 +233,7 @@ async def readiness(request: web.Request) -> web.Response:
         if state.predictor is not None
         else ("none" if state.predictor_ready else "loading"),
         "cache": {
-            "backend": state.cache.backend if state.cache else None,
+            "backend": state.cache.backend if state.cache is not None else None,
             "status": "ok" if cache_ok else "degraded (serving without it)",
         },
         "time": time.time(),

@@ -211,4 +211,6 @@ async def test_models_and_health(proxy_url: str) -> None:
         async with s.get(f"{proxy_url}/health/liveness") as r:
             assert r.status == 200
         async with s.get(f"{proxy_url}/health/readiness") as r:
-            assert r.status == 200 and (await r.json())["status"] == "ready"
+            ready = await r.json()
+            assert r.status == 200 and ready["status"] == "ready"
+            assert ready["cache"] == {"backend": "lru", "status": "ok"}
