@@ -15,7 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from proxy.config import Config, default_config_text, load_config, load_config_text
+from proxy.config import Config, load_config, load_config_text
+from proxy.defaults import default_config_text
 from proxy.errors import ConfigError, PredictorLoadError
 
 log = logging.getLogger("adaptive_proxy")

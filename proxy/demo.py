@@ -16,7 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy.config import Config, default_config_text, load_config, load_config_text
+from proxy.config import Config, load_config, load_config_text
+from proxy.defaults import default_config_text
 
 _DEMO_PROMPT_IDS = (
     "gsm8k/0",

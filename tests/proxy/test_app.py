@@ -30,14 +30,19 @@ cache: {{redis_url: {redis}, timeout_s: 0.2}}
 
 
 def make_config(url: str, redis_url: str | None = None) -> Config:
-    text = POLICY.format(url=url, weak=MODEL_WEAK, strong=MODEL_STRONG,
-                         redis=f'"{redis_url}"' if redis_url else "null")
+    text = POLICY.format(
+        url=url,
+        weak=MODEL_WEAK,
+        strong=MODEL_STRONG,
+        redis=f'"{redis_url}"' if redis_url else "null",
+    )
     return load_config_text(text, env={})
 
 
 def steering() -> HashPredictor:
-    return HashPredictor({HARD: {"p_weak": 0.2, "p_strong": 0.9},
-                          "": {"p_weak": 0.8, "p_strong": 0.82}})
+    return HashPredictor(
+        {HARD: {"p_weak": 0.2, "p_strong": 0.9}, "": {"p_weak": 0.8, "p_strong": 0.82}}
+    )
 
 
 class FailingPredictor:
@@ -91,7 +96,8 @@ async def test_routes_by_prediction_and_shows_the_decision(
     assert adaptive["threshold"] == 0.1 and adaptive["arm"] == "expensive"
     assert completion.usage is not None and completion.usage.completion_tokens > 0
     assert adaptive["cost_usd"] == pytest.approx(
-        (completion.usage.prompt_tokens * 10 + completion.usage.completion_tokens * 30) / 1e6)
+        (completion.usage.prompt_tokens * 10 + completion.usage.completion_tokens * 30) / 1e6
+    )
 
     cheap = await client.chat.completions.create(model="auto", messages=msgs(easy))
     assert cheap.model == MODEL_WEAK
@@ -107,7 +113,9 @@ async def test_repeat_is_a_cache_hit_but_a_different_history_is_not(
     assert (first.headers["x-adaptive-cache"], again.headers["x-adaptive-cache"]) == ("miss", "hit")
     other_history = msgs(rec)
     other_history[1] = {"role": "assistant", "content": "A different first answer."}
-    third = await client.chat.completions.with_raw_response.create(model="auto", messages=other_history)
+    third = await client.chat.completions.with_raw_response.create(
+        model="auto", messages=other_history
+    )
     assert third.headers["x-adaptive-cache"] == "miss"
     assert third.parse().choices[0].message.content  # replay keys turn 2 on the user turns
 
@@ -117,7 +125,8 @@ async def test_streaming_carries_the_decision_and_usage(
 ) -> None:
     rec = record(replay_store, "gsm8k/0")
     stream = await client.chat.completions.create(
-        model="auto", messages=msgs(rec), stream=True, stream_options={"include_usage": True})
+        model="auto", messages=msgs(rec), stream=True, stream_options={"include_usage": True}
+    )
     chunks = [chunk async for chunk in stream]
     assert (chunks[0].model_extra or {})["adaptive"]["arm"] == "expensive"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -135,28 +144,41 @@ async def test_multi_part_content_and_passthrough_model(
     parts = [{"role": "user", "content": [{"type": "text", "text": rec.messages[-1]["content"]}]}]
     routed = await client.chat.completions.create(model="auto", messages=parts)  # type: ignore[arg-type]
     assert routed.choices[0].message.content in (rec.responses["weak"], rec.responses["strong"])
-    direct = await client.chat.completions.with_raw_response.create(model=MODEL_WEAK, messages=msgs(rec))
+    direct = await client.chat.completions.with_raw_response.create(
+        model=MODEL_WEAK, messages=msgs(rec)
+    )
     assert direct.parse().choices[0].message.content == rec.responses["weak"]
     assert direct.headers["x-adaptive-arm"] == "passthrough"
 
 
 async def test_errors_are_openai_shaped(client: AsyncOpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as nf:
-        await client.chat.completions.create(model="no-such-policy", messages=[{"role": "user", "content": "hi"}])
+        await client.chat.completions.create(
+            model="no-such-policy", messages=[{"role": "user", "content": "hi"}]
+        )
     assert nf.value.code == "model_not_found"
     with pytest.raises(openai.BadRequestError) as bad:
-        await client.chat.completions.create(model="auto", messages=[{"role": "wizard", "content": "x"}])  # type: ignore[misc,list-item]
+        await client.chat.completions.create(
+            model="auto", messages=[{"role": "wizard", "content": "x"}]
+        )  # type: ignore[misc,list-item]
     assert (bad.value.body or {}).get("param") == "messages[0].role"  # type: ignore[union-attr]
     with pytest.raises(openai.NotFoundError) as unknown_prompt:
-        await client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "never recorded"}])
+        await client.chat.completions.create(
+            model="auto", messages=[{"role": "user", "content": "never recorded"}]
+        )
     assert unknown_prompt.value.code == "prompt_not_found"  # the upstream's 404 passes through
 
 
 async def test_decide_calls_no_upstream(replay_store: ReplayStore) -> None:
     config = make_config("http://127.0.0.1:9/v1")  # nothing listens there
     rec = record(replay_store, "gsm8k/0")
-    async with running(create_app(config, predictor=steering())) as url, aiohttp.ClientSession() as s:
-        async with s.post(f"{url}/v1/adaptive/decide", json={"model": "auto", "messages": msgs(rec)}) as r:
+    async with (
+        running(create_app(config, predictor=steering())) as url,
+        aiohttp.ClientSession() as s,
+    ):
+        async with s.post(
+            f"{url}/v1/adaptive/decide", json={"model": "auto", "messages": msgs(rec)}
+        ) as r:
             assert r.status == 200
             body = await r.json()
     assert body["arm"] == "expensive" and body["upstream"] == "gpt-4"
@@ -169,7 +191,10 @@ async def test_broken_predictor_falls_back_to_the_default_arm(
 ) -> None:
     app = create_app(make_config(replay_base_url), predictor=FailingPredictor())
     rec = record(replay_store, "gsm8k/0")
-    async with running(app) as url, AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as c:
+    async with (
+        running(app) as url,
+        AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as c,
+    ):
         out = await c.chat.completions.create(model="auto", messages=msgs(rec))
         assert out.model == MODEL_WEAK
         assert (out.model_extra or {})["adaptive"]["fallback_reason"] == "RuntimeError"
@@ -189,7 +214,10 @@ async def test_redis_cache_survives_an_outage(
         assert raw.parse().model == MODEL_STRONG  # the answer never depends on the cache
         return raw.headers["x-adaptive-cache"]
 
-    async with running(app) as url, AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as c:
+    async with (
+        running(app) as url,
+        AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as c,
+    ):
         assert [await cache_header(c), await cache_header(c)] == ["miss", "hit"]
         redis_server.kill()
         for _ in range(3):
@@ -198,7 +226,7 @@ async def test_redis_cache_survives_an_outage(
             assert r.status == 200 and "degraded" in (await r.json())["cache"]["status"]
         redis_server.restart()  # an empty Redis: the next request misses, then hits again
         seen = [await cache_header(c) for _ in range(40)]
-        assert "hit" in seen[seen.index("miss") + 1:] if "miss" in seen else "hit" in seen
+        assert "hit" in seen[seen.index("miss") + 1 :] if "miss" in seen else "hit" in seen
         async with aiohttp.ClientSession() as s, s.get(f"{url}/metrics") as r:
             assert "adaptive_cache_errors_total" in await r.text()
 

@@ -62,8 +62,12 @@ async def test_n_adapts_to_predicted_difficulty_and_vote_picks_the_majority(
     client: AsyncOpenAI, replay_store: ReplayStore
 ) -> None:
     easy, hard = record(replay_store, "gsm8k/0"), record(replay_store, "gsm8k/1")
-    raw_easy = await client.chat.completions.with_raw_response.create(model="bok", messages=msgs(easy))
-    raw_hard = await client.chat.completions.with_raw_response.create(model="bok", messages=msgs(hard))
+    raw_easy = await client.chat.completions.with_raw_response.create(
+        model="bok", messages=msgs(easy)
+    )
+    raw_hard = await client.chat.completions.with_raw_response.create(
+        model="bok", messages=msgs(hard)
+    )
     n_easy, n_hard = int(raw_easy.headers["x-adaptive-n"]), int(raw_hard.headers["x-adaptive-n"])
     assert n_easy < n_hard  # more samples where one sample is less likely to succeed
     completion = raw_hard.parse()
@@ -93,7 +97,8 @@ async def test_streaming_sends_the_winner_after_the_choice(
 ) -> None:
     rec = record(replay_store, "gsm8k/1")
     stream = await client.chat.completions.create(
-        model="bok", messages=msgs(rec), stream=True, stream_options={"include_usage": True})
+        model="bok", messages=msgs(rec), stream=True, stream_options={"include_usage": True}
+    )
     chunks = [c async for c in stream]
     assert (chunks[0].model_extra or {})["adaptive"]["reranker"] == "vote"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -104,12 +109,18 @@ async def test_streaming_sends_the_winner_after_the_choice(
 async def test_allocate_plans_a_batch_budget(proxy_url: str, replay_store: ReplayStore) -> None:
     recs = [record(replay_store, f"gsm8k/{i}") for i in (0, 1, 2)]
     body = {"model": "bok", "budget": 7, "requests": [{"messages": msgs(r)} for r in recs]}
-    async with aiohttp.ClientSession() as s, s.post(f"{proxy_url}/v1/adaptive/allocate", json=body) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{proxy_url}/v1/adaptive/allocate", json=body) as r,
+    ):
         assert r.status == 200, await r.text()
         plan = await r.json()
     ns = [a["n"] for a in plan["allocations"]]
     assert len(ns) == 3 and sum(ns) <= 7 and all(n >= 1 for n in ns)
     assert ns[1] >= ns[0]  # the harder prompt gets at least as many samples
     bad = {"model": "bok", "budget": 1, "requests": body["requests"]}
-    async with aiohttp.ClientSession() as s, s.post(f"{proxy_url}/v1/adaptive/allocate", json=bad) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{proxy_url}/v1/adaptive/allocate", json=bad) as r,
+    ):
         assert r.status == 400 and (await r.json())["error"]["param"] == "budget"

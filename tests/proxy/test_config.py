@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from proxy.cli import main
-from proxy.config import default_config_text, load_config, load_config_text
+from proxy.config import load_config, load_config_text
+from proxy.defaults import default_config_text
 from proxy.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,12 +60,16 @@ cache: {ttl_s: -1}
 
 
 def test_unknown_upstream_reference_names_the_known_ones() -> None:
-    found = problems(BASE.replace("expensive: strong, threshold: 0.2", "expensive: nope, threshold: 0.2"))
+    found = problems(
+        BASE.replace("expensive: strong, threshold: 0.2", "expensive: nope, threshold: 0.2")
+    )
     assert found == {"policies.auto.expensive": "unknown upstream 'nope' (known: cheap, strong)"}
 
 
 def test_env_expansion_with_defaults_and_missing_variables() -> None:
-    text = BASE.replace('"http://127.0.0.1:1/v1", model: small', '"${URL:-http://d/v1}", model: "${M}"')
+    text = BASE.replace(
+        '"http://127.0.0.1:1/v1", model: small', '"${URL:-http://d/v1}", model: "${M}"'
+    )
     config = load_config_text(text, env={"M": "from-env"})
     assert config.upstreams["cheap"].base_url == "http://d/v1"
     assert config.upstreams["cheap"].model == "from-env"
