@@ -28,6 +28,7 @@ from proxy.middleware import error_middleware
 from proxy.policies.engine import AllocationEngine
 from proxy.prediction import HashPredictor, Predictor, TablePredictor
 from proxy.pricing import CostModel
+from proxy.redact import Redactor
 from proxy.reload import ConfigHolder, Snapshot
 from proxy.state import STATE, ProxyState
 from proxy.upstream import UpstreamClient
@@ -70,7 +71,11 @@ async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
         connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
     )
     state.upstreams = UpstreamClient(
-        upstream_cfgs, session, env=state.env, observe=state.metrics.observe_upstream
+        upstream_cfgs,
+        session,
+        env=state.env,
+        observe=state.metrics.observe_upstream,
+        redactor=Redactor.from_config(state.snapshot.config, state.env),
     )
     state.executor = RouteExecutor(state.upstreams, state.costs, state.metrics)
     try:
@@ -175,7 +180,8 @@ async def _reload_ctx(app: web.Application) -> AsyncIterator[None]:
 def _apply_snapshot(state: ProxyState) -> Any:
     def listener(snapshot: Snapshot) -> None:
         if state.upstreams is not None:
-            state.upstreams.update(snapshot.config.upstreams)
+            redactor = Redactor.from_config(snapshot.config, state.env)
+            state.upstreams.update(snapshot.config.upstreams, redactor=redactor)
         state.costs.update_upstreams(snapshot.config.upstreams)
 
     return listener

@@ -56,6 +56,9 @@ class UpstreamConfig(_Strict):
     stream_usage: bool = True
     max_connections: int = Field(256, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
+    # Names of ``headers`` whose values are credentials (redacted from everything the proxy
+    # forwards or logs); Authorization, *api-key*, *token*, *secret* headers always are.
+    secret_headers: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _openai_needs_base_url(self) -> UpstreamConfig:
@@ -294,8 +297,28 @@ def _upstream_refs(name: str, policy: Any) -> list[tuple[str, str]]:
     return refs
 
 
-def reference_problems(config: Config) -> list[tuple[str, str]]:
-    """Cross-references YAML cannot express: every named upstream exists, names do not clash."""
+def _as_written(raw: Any, path: str, expanded: str) -> str:
+    """The value at ``path`` as the file spells it, if it used ``${VAR}``; else ``expanded``.
+
+    Problems quote what the operator wrote, never an expanded environment variable: a mistaken
+    ``cheap: ${SOME_KEY}`` must not print the key.
+    """
+    node = raw
+    for part in path.split("."):
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return expanded
+    return node if isinstance(node, str) and _ENV_PATTERN.search(node) else expanded
+
+
+def reference_problems(config: Config, raw: Any = None) -> list[tuple[str, str]]:
+    """Cross-references YAML cannot express: every named upstream exists, names do not clash.
+
+    ``raw`` is the file before ``${VAR}`` expansion, so that messages quote the variable names.
+    """
     problems: list[tuple[str, str]] = []
     for name, policy in config.policies.items():
         if name in config.upstreams:
@@ -305,7 +328,8 @@ def reference_problems(config: Config) -> list[tuple[str, str]]:
         for path, ref in _upstream_refs(name, policy):
             if ref not in config.upstreams:
                 known = ", ".join(sorted(config.upstreams)) or "none"
-                problems.append((path, f"unknown upstream {ref!r} (known: {known})"))
+                written = _as_written(raw, path, ref)
+                problems.append((path, f"unknown upstream {written!r} (known: {known})"))
     return problems
 
 
@@ -375,7 +399,7 @@ def load_config_text(
                 message = "unknown key (check spelling; see config.example.yaml)"
             found.append((_loc_path(tuple(err["loc"])), message))
         raise ConfigError(found, source=source) from None
-    problems = reference_problems(config)
+    problems = reference_problems(config, raw)
     if problems:
         raise ConfigError(problems, source=source)
     return config

@@ -26,6 +26,7 @@ from yarl import URL
 
 from proxy.config import UpstreamConfig
 from proxy.errors import UpstreamError, UpstreamTimeoutError
+from proxy.redact import Redactor
 
 log = logging.getLogger("adaptive_proxy.upstream")
 
@@ -88,9 +89,17 @@ def _error_message(body: bytes) -> tuple[str | None, str | None, str | None, str
 
 
 def map_status_error(
-    name: str, status: int, body: bytes, headers: Mapping[str, str]
+    name: str,
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    redactor: Redactor | None = None,
 ) -> UpstreamError:
-    """Turn an upstream's non-2xx answer into the error the client should see."""
+    """Turn an upstream's non-2xx answer into the error the client should see.
+
+    Every configured secret is removed from the body first: what comes out of here reaches the
+    client, the retry log line and the fallback warning.
+    """
     if status in (401, 403):
         return UpstreamError(
             f"upstream {name!r} rejected the proxy's credentials (HTTP {status}); "
@@ -99,9 +108,11 @@ def map_status_error(
             status=502,
             code="upstream_auth_failed",
         )
-    message, err_type, param, code = _error_message(body)
+    message, err_type, param, code = _error_message(redactor.raw(body) if redactor else body)
     if status == 429:
         retry_after = headers.get("Retry-After")
+        if retry_after and redactor:
+            retry_after = redactor.text(retry_after)
         return UpstreamError(
             message or f"upstream {name!r} is rate limiting (HTTP 429)",
             upstream=name,
@@ -158,19 +169,26 @@ class UpstreamClient:
         *,
         env: Mapping[str, str] | None = None,
         observe: UpstreamObserver | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self._session = session
         self._env = env or {}
         self._observe = observe
-        self.update(upstreams)
+        self.update(upstreams, redactor=redactor)
 
     @property
     def session(self) -> aiohttp.ClientSession:
         """The shared session (rerankers that call HTTP endpoints use it too)."""
         return self._session
 
-    def update(self, upstreams: Mapping[str, UpstreamConfig]) -> None:
-        """Swap in a reloaded set of upstreams; requests in flight keep what they started with."""
+    def update(
+        self, upstreams: Mapping[str, UpstreamConfig], *, redactor: Redactor | None = None
+    ) -> None:
+        """Swap in a reloaded set of upstreams; requests in flight keep what they started with.
+
+        ``redactor`` (built from the whole config) removes secrets from upstream answers.
+        """
+        self.redactor = redactor or Redactor(())
         # URL, headers and timeouts are built once per upstream, not on every request.
         self._prepared = {name: self._prepare(cfg) for name, cfg in upstreams.items()}
         self._upstreams = dict(upstreams)
@@ -297,7 +315,7 @@ class UpstreamClient:
                 body = b""
             finally:
                 resp.release()
-            raise map_status_error(name, resp.status, body, resp.headers)
+            raise map_status_error(name, resp.status, body, resp.headers, self.redactor)
         return resp
 
     async def _post_json(
@@ -313,7 +331,7 @@ class UpstreamClient:
         finally:
             resp.release()
         try:
-            data = orjson.loads(body)
+            data = orjson.loads(self.redactor.raw(body))
         except orjson.JSONDecodeError:
             raise UpstreamError(
                 f"upstream {name!r} sent a body that is not JSON", upstream=name
@@ -329,7 +347,7 @@ class UpstreamClient:
     ) -> UpstreamStream:
         # A stream may legitimately run long: its timeout bounds the gaps between bytes.
         resp = await self._send(name, cfg, payload, self._prepared[name].stream_timeout)
-        return UpstreamStream(name, _sse_events(name, cfg, resp), resp.close)
+        return UpstreamStream(name, _sse_events(name, cfg, resp, self.redactor), resp.close)
 
     async def _litellm_chat(
         self, name: str, cfg: UpstreamConfig, payload: dict[str, Any]
@@ -354,7 +372,7 @@ class UpstreamClient:
 
 
 async def _sse_events(
-    name: str, cfg: UpstreamConfig, resp: aiohttp.ClientResponse
+    name: str, cfg: UpstreamConfig, resp: aiohttp.ClientResponse, redactor: Redactor
 ) -> AsyncIterator[bytes]:
     """Complete SSE events from an upstream response, as they arrive."""
     buffer = bytearray()
@@ -368,7 +386,7 @@ async def _sse_events(
             for line in _take_lines(pending, searched):
                 if line in (b"\n", b"\r\n"):
                     if buffer:
-                        yield bytes(buffer) + b"\n"
+                        yield redactor.raw(bytes(buffer) + b"\n")
                         buffer.clear()
                     continue
                 if line.startswith(b":"):
@@ -382,7 +400,7 @@ async def _sse_events(
         if pending and not pending.startswith(b":"):
             buffer += _field_line(bytes(pending))
         if buffer:
-            yield bytes(buffer) + b"\n"
+            yield redactor.raw(bytes(buffer) + b"\n")
     except TimeoutError:
         raise UpstreamTimeoutError(
             f"upstream {name!r} stalled for {cfg.timeout_s:g} s mid-stream", upstream=name
