@@ -56,10 +56,11 @@ async def serve_until_stopped(
     from aiohttp import web
 
     from proxy.app import create_app
+    from proxy.server import ProxyRunner
     from proxy.state import STATE
 
     app = create_app(config, config_path=config_path, env=os.environ)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    runner = ProxyRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
     await site.start()

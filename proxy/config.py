@@ -37,6 +37,19 @@ class ServerConfig(_Strict):
     reload_interval_s: float = Field(2.0, gt=0)
     keepalive_interval_s: float = Field(5.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # A file must look the same (size, mtime, hash) for this long before it is reloaded, so a
+    # file written in several steps is never loaded half-written.
+    reload_settle_s: float = Field(1.0, ge=0)
+    # A reload that leaves no policy at all is rejected unless this says it is intended.
+    allow_empty_policies: bool = False
+    header_timeout_s: float = Field(10.0, gt=0)
+    body_timeout_s: float = Field(30.0, gt=0)
+    idle_timeout_s: float = Field(75.0, gt=0)
+    max_connections: int = Field(4096, ge=1)
+    shutdown_timeout_s: float = Field(25.0, ge=0)
+    allocate_max_requests: int = Field(10_000, ge=1, le=10_000)
+    allocate_timeout_s: float = Field(60.0, gt=0)
+    allocate_slice: int = Field(16, ge=1)
 
 
 class UpstreamConfig(_Strict):
@@ -55,6 +68,7 @@ class UpstreamConfig(_Strict):
     supports_n: bool = True
     stream_usage: bool = True
     max_connections: int = Field(256, gt=0)
+    max_response_bytes: int = Field(32 * 1024 * 1024, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
     # Names of ``headers`` whose values are credentials (redacted from everything the proxy
     # forwards or logs); Authorization, *api-key*, *token*, *secret* headers always are.
@@ -244,6 +258,12 @@ class CacheConfig(_Strict):
     ttl_s: float = Field(3600.0, gt=0)
     max_entries: int = Field(10_000, ge=1)
     timeout_s: float = Field(0.05, gt=0)
+    max_connections: int = Field(64, ge=1)
+    health_check_interval_s: float = Field(10.0, ge=0)
+    # In-process L1 in front of Redis: a hot decision costs no round trip. Short-lived, so a
+    # decision another replica replaced is picked up within this time.
+    l1_ttl_s: float = Field(5.0, ge=0)
+    l1_max_entries: int = Field(4096, ge=1)
 
 
 class Config(_Strict):

@@ -12,7 +12,12 @@ from pydantic import ValidationError
 
 from proxy import bestofk
 from proxy.config import BestOfKPolicy, PassthroughPolicy, RoutePolicy
-from proxy.errors import InvalidRequestError, ModelNotFoundError, ServiceUnavailableError
+from proxy.errors import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    ProxyError,
+    ServiceUnavailableError,
+)
 from proxy.middleware import STREAM_STARTED
 from proxy.policies.base import Decision
 from proxy.protocol import (
@@ -33,8 +38,31 @@ def _json(data: Any, *, status: int = 200, headers: dict[str, str] | None = None
     )
 
 
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object; every way the body can be bad is a 400 (or 408), never a 500."""
+    timeout_s = request.app[STATE].snapshot.config.server.body_timeout_s
+    try:
+        async with asyncio.timeout(timeout_s):
+            body = await request.read()
+    except TimeoutError:
+        raise ProxyError(
+            f"request body not received within {timeout_s:g} s (server.body_timeout_s)",
+            status=408,
+            code="request_timeout",
+        ) from None
+    except web.RequestPayloadError as exc:
+        # A Content-Encoding the body does not match (gzip on plain JSON), a broken chunk.
+        cause = exc.__cause__ or exc.__context__
+        detail = str(cause or exc).strip() or type(exc).__name__
+        raise InvalidRequestError(
+            f"request body cannot be decoded ({detail}); check Content-Encoding",
+            code="invalid_body_encoding",
+        ) from None
+    return parse_json_body(body)
+
+
 async def _read_request(request: web.Request) -> tuple[dict[str, Any], ChatCompletionRequest]:
-    data = parse_json_body(await request.read())
+    data = await read_json(request)
     return data, validate_chat_request(data)
 
 
@@ -146,7 +174,7 @@ async def decide(request: web.Request) -> web.Response:
 async def allocate(request: web.Request) -> web.Response:
     """``POST /v1/adaptive/allocate``: plan a total budget over a batch (greedy marginal)."""
     state = request.app[STATE]
-    raw = parse_json_body(await request.read())
+    raw = await read_json(request)
     try:
         plan = AllocateRequest.model_validate(raw)
     except ValidationError as exc:

@@ -24,6 +24,7 @@ from aiohttp import web
 from proxy.app import create_app
 from proxy.config import Config
 from proxy.prediction import HashPredictor
+from proxy.server import ProxyRunner
 
 _FOREVER_S = 3600.0
 
@@ -317,7 +318,7 @@ async def proxy_stack(
         )
         # Zero gain for every prompt: ``auto`` always takes its cheap arm, ``primary``.
         predictor = HashPredictor(overrides={"": {"p_weak": 0.5, "p_strong": 0.5}})
-        runner = web.AppRunner(
+        runner = ProxyRunner(
             create_app(config, predictor=predictor, env=env), handler_cancellation=True
         )
         await runner.setup()
