@@ -164,7 +164,8 @@ async def _reload_ctx(app: web.Application) -> AsyncIterator[None]:
     task: asyncio.Task[None] | None = None
     if state.holder.path is not None and config.server.reload:
         task = asyncio.create_task(
-            state.holder.watch(config.server.reload_interval_s), name="adaptive-proxy-config-watch"
+            state.holder.watch(config.server.reload_interval_s, config.server.reload_settle_s),
+            name="adaptive-proxy-config-watch",
         )
     try:
         yield
