@@ -16,6 +16,7 @@ from proxy.errors import (
     InvalidRequestError,
     ModelNotFoundError,
     ProxyError,
+    RequestTooLargeError,
     ServiceUnavailableError,
 )
 from proxy.middleware import STREAM_STARTED
@@ -191,9 +192,30 @@ async def allocate(request: web.Request) -> web.Response:
         )
     if state.decider is None or state.engine is None or state.decider.predictor is None:
         raise ServiceUnavailableError("the predictor is not loaded")
+    server = snapshot.config.server
+    if len(plan.requests) > server.allocate_max_requests:
+        raise RequestTooLargeError(
+            f"{len(plan.requests)} requests in one allocation; this proxy plans at most "
+            f"{server.allocate_max_requests} (server.allocate_max_requests): split the batch",
+            param="requests",
+        )
     conversations = [[m.model_dump() for m in item.messages] for item in plan.requests]
     try:
-        predictions = await state.decider.predict_batch(conversations)
+        async with asyncio.timeout(server.allocate_timeout_s):
+            predictions = await state.decider.predict_batch(
+                conversations, slice_size=server.allocate_slice
+            )
+    except (ValueError, KeyError) as exc:
+        raise InvalidRequestError(str(exc).strip("'\""), param="requests") from None
+    except TimeoutError:
+        raise ProxyError(
+            f"the allocation did not finish within {server.allocate_timeout_s:g} s "
+            "(server.allocate_timeout_s); split the batch into smaller ones",
+            status=429,
+            code="allocation_too_slow",
+            headers={"Retry-After": "1"},
+        ) from None
+    try:
         tokens = [count_message_tokens(c) for c in conversations]
         allocations = state.engine.allocate(
             policy, predictions, tokens, plan.budget, plan.budget_unit

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from proxy.app import create_app
 from proxy.config import Config
-from proxy.prediction import HashPredictor
+from proxy.prediction import HashPredictor, Predictor
 from proxy.server import ProxyRunner
 
 _FOREVER_S = 3600.0
@@ -230,6 +230,7 @@ def stack_config(
     api_key_env: str | None = None,
     server: Mapping[str, Any] | None = None,
     upstream_extra: Mapping[str, Any] | None = None,
+    predictor_config: Mapping[str, Any] | None = None,
 ) -> Config:
     """Upstreams ``primary``/``backup`` (retrying), ``slow`` (0.3 s timeout), ``dead`` (refused).
 
@@ -275,7 +276,7 @@ def stack_config(
                 },
                 "safe": {"type": "passthrough", "upstream": "primary", "fallback": "backup"},
             },
-            "predictor": {"type": "hash"},
+            "predictor": {"type": "hash", **(predictor_config or {})},
         }
     )
 
@@ -298,11 +299,14 @@ async def proxy_stack(
     api_key_env: str | None = None,
     server: Mapping[str, Any] | None = None,
     upstream_extra: Mapping[str, Any] | None = None,
+    predictor_config: Mapping[str, Any] | None = None,
+    predictor: Predictor | None = None,
 ) -> AsyncIterator[Stack]:
     """Start fakes and the real proxy on port 0; everything is closed on exit.
 
     ``env`` is the proxy's environment (API keys), ``api_key_env`` names the key every upstream
-    sends, ``server`` and ``upstream_extra`` add keys to those YAML sections.
+    sends, ``server``, ``upstream_extra`` and ``predictor_config`` add keys to those YAML
+    sections; ``predictor`` replaces the default one (pinned to zero gain).
     """
     primary, backup = FakeUpstream(), FakeUpstream()
     runner: web.AppRunner | None = None
@@ -315,9 +319,11 @@ async def proxy_stack(
             api_key_env=api_key_env,
             server=server,
             upstream_extra=upstream_extra,
+            predictor_config=predictor_config,
         )
         # Zero gain for every prompt: ``auto`` always takes its cheap arm, ``primary``.
-        predictor = HashPredictor(overrides={"": {"p_weak": 0.5, "p_strong": 0.5}})
+        if predictor is None:
+            predictor = HashPredictor(overrides={"": {"p_weak": 0.5, "p_strong": 0.5}})
         runner = ProxyRunner(
             create_app(config, predictor=predictor, env=env), handler_cancellation=True
         )
