@@ -27,6 +27,7 @@ from proxy.state import STATE
 log = logging.getLogger("adaptive_proxy.server")
 
 _REFUSE_RETRY_AFTER_S = 1
+_LINGER_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +149,9 @@ class ProxyServer(web.Server):
 
     def __init__(self, *args: Any, limits: ConnectionLimits, **kwargs: Any) -> None:
         kwargs.setdefault("keepalive_timeout", limits.idle_timeout_s)
+        # After an early answer (413, 408) aiohttp drains the rest of the body so the client can
+        # read the answer; 10 s by default would let a slow client hold its connection on.
+        kwargs.setdefault("lingering_time", _LINGER_S)
         super().__init__(*args, **kwargs)
         self.limits = limits
         self.refused = 0

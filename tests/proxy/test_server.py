@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import resource
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import orjson
 import pytest
 
 from tests.proxy.fake_upstream import Stack, proxy_stack
 
+ROOT = Path(__file__).resolve().parents[2]
 GARBAGE = [
     b"GARBAGE\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
@@ -115,3 +121,35 @@ async def test_connections_past_the_cap_get_503_and_one_warning(
     )
     assert status == 200
     assert any("accepting connections again" in r.getMessage() for r in caplog.records)
+
+
+async def test_slow_body_gets_a_408() -> None:
+    async with proxy_stack(server={"body_timeout_s": 0.5}) as stack:
+        head = (
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 200\r\n\r\n"
+        )
+        status, _, body = parse(await exchange(stack, head + b'{"model": "auto", '))
+    assert status == 408
+    assert "server.body_timeout_s" in str(body)
+
+
+def test_serve_raises_the_soft_open_file_limit_to_the_hard_limit() -> None:
+    script = "from proxy.cli import raise_open_file_limit as r; print(r(100))"
+    soft_before = 256
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= soft_before:
+        pytest.skip("the hard open-file limit leaves nothing to raise")
+
+    def lower_soft_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft_before, hard))
+
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=lower_soft_limit,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert int(result.stdout) > soft_before
