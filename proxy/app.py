@@ -29,6 +29,7 @@ from proxy.policies.engine import AllocationEngine
 from proxy.prediction import HashPredictor, Predictor, TablePredictor
 from proxy.pricing import CostModel
 from proxy.redact import Redactor
+from proxy.redis_client import make_redis
 from proxy.reload import ConfigHolder, Snapshot
 from proxy.state import STATE, ProxyState
 from proxy.upstream import UpstreamClient
@@ -94,6 +95,8 @@ def _cache_ctx(injected: DecisionCache | None):  # type: ignore[no-untyped-def]
             max_entries=spec.max_entries,
             timeout_s=spec.timeout_s,
             metrics=state.metrics,
+            max_connections=spec.max_connections,
+            health_check_interval_s=spec.health_check_interval_s,
         )
         state.cache = cache
         try:
@@ -143,12 +146,11 @@ async def _budget_redis_ctx(app: web.Application) -> AsyncIterator[None]:
     spec = state.snapshot.config.cache
     client = None
     if spec.redis_url and state.engine is not None:
-        import redis.asyncio as aioredis
-
-        client = aioredis.from_url(
+        client = make_redis(
             spec.redis_url,
-            socket_timeout=max(spec.timeout_s, 0.2),
-            socket_connect_timeout=max(spec.timeout_s, 0.2),
+            timeout_s=max(spec.timeout_s, 0.2),
+            max_connections=spec.max_connections,
+            health_check_interval_s=spec.health_check_interval_s,
         )
         state.engine.set_redis(client)
     try:

@@ -12,13 +12,14 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
 from proxy.metrics import CacheMetrics
+from proxy.redis_client import call_with_fresh_retry, make_redis
 
 log = logging.getLogger(__name__)
 
@@ -162,11 +163,9 @@ class RedisDecisionCache:
         metrics: CacheMetrics | None = None,
         fallback: LruDecisionCache | None = None,
         clock: Clock = time.monotonic,
+        max_connections: int = 64,
+        health_check_interval_s: float = 10.0,
     ) -> None:
-        from redis.asyncio import Redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
         if ttl_s <= 0:
             raise ValueError(f"ttl_s must be > 0, got {ttl_s}")
         if timeout_s <= 0:
@@ -181,14 +180,11 @@ class RedisDecisionCache:
         self._down = False
         self._backoff_s = BACKOFF_INITIAL_S
         self._retry_at = 0.0
-        # One immediate retry (no sleep) replaces a pooled connection that died with a restarted
-        # server; the asyncio.timeout around each call still bounds the total.
-        self._client = Redis.from_url(
+        self._client = make_redis(
             url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 1),
-            health_check_interval=0,
+            timeout_s=timeout_s,
+            max_connections=max_connections,
+            health_check_interval_s=health_check_interval_s,
         )
 
     @property
@@ -205,6 +201,13 @@ class RedisDecisionCache:
         # Claim this probe: concurrent requests keep skipping until it resolves.
         self._retry_at = now + self._backoff_s
         return True
+
+    async def _call(self, operation: Callable[[], Awaitable[Any]]) -> Any:
+        # While Redis is up, one failure gets a second chance on a fresh connection before it
+        # counts as an outage; during an outage, one probe is enough.
+        return await call_with_fresh_retry(
+            self._client, operation, timeout_s=self._timeout_s, retry=not self._down
+        )
 
     def _on_failure(self, op: str, exc: BaseException) -> None:
         if self._metrics is not None:
@@ -243,8 +246,7 @@ class RedisDecisionCache:
         if not self._should_try():
             return self._from_fallback(key)
         try:
-            async with asyncio.timeout(self._timeout_s):
-                raw = await self._client.get(self._prefix + key)
+            raw = await self._call(lambda: self._client.get(self._prefix + key))
         except Exception as exc:  # fail open: any client error is an outage, never a 500
             self._on_failure("get", exc)
             return self._from_fallback(key)
@@ -274,8 +276,7 @@ class RedisDecisionCache:
         if not self._should_try():
             return
         try:
-            async with asyncio.timeout(self._timeout_s):
-                await self._client.set(self._prefix + key, payload, px=self._ttl_ms)
+            await self._call(lambda: self._client.set(self._prefix + key, payload, px=self._ttl_ms))
         except Exception as exc:  # fail open
             self._on_failure("set", exc)
             return
@@ -284,8 +285,7 @@ class RedisDecisionCache:
     async def ping(self) -> bool:
         """Whether Redis answers PING within the timeout (ignores the back-off)."""
         try:
-            async with asyncio.timeout(self._timeout_s):
-                await self._client.ping()
+            await self._call(self._client.ping)
         except Exception as exc:  # readiness reports, never raises
             self._on_failure("ping", exc)
             return False
@@ -306,11 +306,19 @@ def build_cache(
     max_entries: int,
     timeout_s: float,
     metrics: CacheMetrics | None,
+    max_connections: int = 64,
+    health_check_interval_s: float = 10.0,
 ) -> DecisionCache:
     """Redis with an LRU fallback when ``redis_url`` is set, else the LRU alone."""
     if redis_url:
         fallback = LruDecisionCache(max_entries=max_entries, ttl_s=ttl_s)
         return RedisDecisionCache(
-            redis_url, ttl_s=ttl_s, timeout_s=timeout_s, metrics=metrics, fallback=fallback
+            redis_url,
+            ttl_s=ttl_s,
+            timeout_s=timeout_s,
+            metrics=metrics,
+            fallback=fallback,
+            max_connections=max_connections,
+            health_check_interval_s=health_check_interval_s,
         )
     return LruDecisionCache(max_entries=max_entries, ttl_s=ttl_s, metrics=metrics)

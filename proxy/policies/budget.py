@@ -35,13 +35,14 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import orjson
 
 from proxy.policies.allocation import DecisionProblem
+from proxy.redis_client import call_with_fresh_retry
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,7 @@ class BudgetController:
         bucket_s: float = 10.0,
         rate_window_s: float = 300.0,
         redis_retry_s: float = 5.0,
+        redis_timeout_s: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if target_kind not in TARGET_KINDS:
@@ -203,6 +205,7 @@ class BudgetController:
         self._rate, self._max_correction = correction_rate, max_correction
         self._bucket_s, self._rate_window_s = bucket_s, rate_window_s
         self._redis_retry_s = redis_retry_s
+        self._redis_timeout_s = redis_timeout_s
         self._clock = clock
         self._local = _LocalState(window)
         self._script: Any | None = None
@@ -224,6 +227,13 @@ class BudgetController:
 
     def _redis_usable(self) -> bool:
         return self._redis is not None and time.monotonic() >= self._redis_down_until
+
+    async def _redis_call(self, operation: Callable[[], Awaitable[Any]]) -> Any:
+        # While Redis is up, a failure gets one more try on a fresh connection before it counts
+        # as an outage (a stale pooled connection after a Redis restart is not one).
+        return await call_with_fresh_retry(
+            self._redis, operation, timeout_s=self._redis_timeout_s, retry=not self._outage
+        )
 
     def _redis_failed(self, exc: BaseException) -> None:
         self._redis_down_until = time.monotonic() + self._redis_retry_s
@@ -301,21 +311,21 @@ class BudgetController:
             if self._script is None:
                 self._script = self._redis.register_script(_OBSERVE_LUA)
             ttl_s = math.ceil(self._rate_window_s + 2 * self._bucket_s)
-            await self._script(
-                keys=[self._keys[0], f"{self._keys[1]}{self._bucket(now)}", self._keys[2]],
-                args=[
-                    _encode(problem),
-                    self._window_size,
-                    int(expensive),
-                    n_samples,
-                    repr(float(cost_usd)),
-                    ttl_s,
-                    repr(error),
-                    self._rate,
-                    self._rate,
-                    self._max_correction,
-                ],
-            )
+            script = self._script
+            keys = [self._keys[0], f"{self._keys[1]}{self._bucket(now)}", self._keys[2]]
+            args = [
+                _encode(problem),
+                self._window_size,
+                int(expensive),
+                n_samples,
+                repr(float(cost_usd)),
+                ttl_s,
+                repr(error),
+                self._rate,
+                self._rate,
+                self._max_correction,
+            ]
+            await self._redis_call(lambda: script(keys=keys, args=args))
         except Exception as exc:  # Redis trouble must never fail a request
             self._redis_failed(exc)
         else:
@@ -328,13 +338,18 @@ class BudgetController:
         first, last = self._bucket(now - self._rate_window_s), self._bucket(now)
         if self._redis_usable():
             assert self._redis is not None
-            try:
-                async with self._redis.pipeline(transaction=False) as pipe:
+            redis = self._redis
+
+            async def read() -> Any:
+                async with redis.pipeline(transaction=False) as pipe:
                     pipe.lrange(self._keys[0], 0, self._window_size - 1)
                     pipe.get(self._keys[2])
                     for b in range(first, last + 1):
                         pipe.hgetall(f"{self._keys[1]}{b}")
-                    raw_window, raw_integral, *raw_buckets = await pipe.execute()
+                    return await pipe.execute()
+
+            try:
+                raw_window, raw_integral, *raw_buckets = await self._redis_call(read)
                 # LPUSH keeps the newest first; the solver wants oldest first.
                 window = await asyncio.to_thread(self._decode_window, raw_window)
                 buckets = [

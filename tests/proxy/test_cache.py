@@ -321,3 +321,27 @@ async def test_build_cache_without_redis_is_the_lru() -> None:
 )
 def test_redact_url_drops_credentials(url: str, expected: str) -> None:
     assert redact_url(url) == expected
+
+
+async def test_one_slow_answer_while_redis_is_up_is_not_an_outage(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="proxy.cache")
+    metrics = RecordingMetrics()
+    cache = RedisDecisionCache(redis_server.url, ttl_s=60, timeout_s=0.3, metrics=metrics)
+    try:
+        await cache.set("k", DECISION)
+        # Redis stalls for longer than one timeout, but less than two: the first try times
+        # out, the retry on a fresh connection is answered.
+        redis_server.pause()
+        pending = asyncio.create_task(cache.get("k"))
+        await asyncio.sleep(0.45)
+        redis_server.resume()
+        assert await pending == DECISION
+        assert cache.available
+        assert outage_warnings(caplog) == []
+        assert not [r for r in caplog.records if "Redis back" in r.getMessage()]
+        assert sum(metrics.errors.values()) == 0
+    finally:
+        redis_server.resume()
+        await cache.aclose()

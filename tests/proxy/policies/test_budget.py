@@ -189,3 +189,47 @@ async def test_realised_gap_is_corrected() -> None:
         clock.now += 1.0
     assert abs(share(realised[2000:]) - 0.3) <= 0.02
     assert (await controller.snapshot())["correction"] < -0.2
+
+
+async def test_stale_pooled_connection_after_a_redis_restart_is_not_an_outage(
+    redis_server: RedisServer,
+    redis_clients: list[aioredis.Redis],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    # The client itself never retries: recovering from the stale connection is the
+    # controller's job.
+    controller = BudgetController(
+        "fraction_expensive", 0.3, redis=redis_clients[0], key_prefix="test:stale", window=500,
+        clock=clock,
+    )
+    await run_route_stream([controller], 100, clock, drift=False)
+    redis_server.restart()  # every pooled connection is now stale; Redis is up
+    with caplog.at_level(logging.INFO, logger="proxy.policies.budget"):
+        await run_route_stream([controller], 100, clock, seed=7, drift=False)
+    assert not [r for r in caplog.records if "Redis" in r.getMessage()]
+    assert (await controller.snapshot())["shared"] is True
+    # Every request since the restart reached Redis.
+    assert await redis_clients[1].llen("{test:stale}:window") == 100
+
+
+async def test_two_outages_two_warnings(
+    redis_server: RedisServer,
+    redis_clients: list[aioredis.Redis],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    controller = BudgetController(
+        "fraction_expensive", 0.3, redis=redis_clients[0], key_prefix="test:two", window=500,
+        clock=clock, redis_retry_s=0.0,
+    )
+    with caplog.at_level(logging.WARNING, logger="proxy.policies.budget"):
+        for seed in (1, 2):
+            await run_route_stream([controller], 50, clock, seed=seed, drift=False)
+            redis_server.kill()
+            await run_route_stream([controller], 50, clock, seed=seed + 10, drift=False)
+            redis_server.restart()
+            await run_route_stream([controller], 50, clock, seed=seed + 20, drift=False)
+            assert (await controller.snapshot())["shared"] is True
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
