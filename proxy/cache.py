@@ -8,7 +8,6 @@ to 10 s) so that an outage does not cost a timeout on every request. Recovery is
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import OrderedDict
