@@ -77,6 +77,7 @@ async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
         env=state.env,
         observe=state.metrics.observe_upstream,
         redactor=Redactor.from_config(state.snapshot.config, state.env),
+        count_bad_response=state.metrics.upstream_bad_response,
     )
     state.executor = RouteExecutor(state.upstreams, state.costs, state.metrics)
     try:

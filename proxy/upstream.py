@@ -37,6 +37,9 @@ _MAX_RETRY_AFTER_S = 5.0
 _MAX_EVENT_BYTES = 64 * 1024 * 1024
 
 UpstreamObserver = Callable[[str, float, int], None]
+# Called with (upstream, reason) when an answer is refused: "malformed_stream", "too_large".
+BadResponseCounter = Callable[[str, str], None]
+_SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:")
 
 
 @dataclass(slots=True)
@@ -170,10 +173,12 @@ class UpstreamClient:
         env: Mapping[str, str] | None = None,
         observe: UpstreamObserver | None = None,
         redactor: Redactor | None = None,
+        count_bad_response: BadResponseCounter | None = None,
     ) -> None:
         self._session = session
         self._env = env or {}
         self._observe = observe
+        self._count_bad_response = count_bad_response
         self.update(upstreams, redactor=redactor)
 
     @property
@@ -318,12 +323,31 @@ class UpstreamClient:
             raise map_status_error(name, resp.status, body, resp.headers, self.redactor)
         return resp
 
+    def _refuse(self, name: str, reason: str, error: UpstreamError) -> UpstreamError:
+        if self._count_bad_response is not None:
+            self._count_bad_response(name, reason)
+        return error
+
+    async def _read_bounded(
+        self, name: str, cfg: UpstreamConfig, resp: aiohttp.ClientResponse
+    ) -> bytes:
+        """The whole body, refused past ``max_response_bytes`` without holding more of it."""
+        limit = cfg.max_response_bytes
+        if resp.content_length is not None and resp.content_length > limit:
+            raise self._refuse(name, "too_large", _too_large(name, limit))
+        body = bytearray()
+        async for data in resp.content.iter_any():
+            body += data
+            if len(body) > limit:
+                raise self._refuse(name, "too_large", _too_large(name, limit))
+        return bytes(body)
+
     async def _post_json(
         self, name: str, cfg: UpstreamConfig, payload: dict[str, Any]
     ) -> dict[str, Any]:
         resp = await self._send(name, cfg, payload, self._prepared[name].timeout)
         try:
-            body = await resp.read()
+            body = await self._read_bounded(name, cfg, resp)
         except TimeoutError:
             raise _timed_out(name, cfg) from None
         except aiohttp.ClientError as exc:
@@ -347,7 +371,8 @@ class UpstreamClient:
     ) -> UpstreamStream:
         # A stream may legitimately run long: its timeout bounds the gaps between bytes.
         resp = await self._send(name, cfg, payload, self._prepared[name].stream_timeout)
-        return UpstreamStream(name, _sse_events(name, cfg, resp, self.redactor), resp.close)
+        events = _checked_events(name, cfg, _sse_events(name, cfg, resp, self.redactor), self)
+        return UpstreamStream(name, events, resp.close)
 
     async def _litellm_chat(
         self, name: str, cfg: UpstreamConfig, payload: dict[str, Any]
@@ -411,6 +436,59 @@ async def _sse_events(
         ) from None
     finally:
         resp.close()
+
+
+def _too_large(name: str, limit: int) -> UpstreamError:
+    return UpstreamError(
+        f"upstream {name!r} sent more than {limit} bytes (upstreams.{name}.max_response_bytes)",
+        upstream=name,
+        code="upstream_response_too_large",
+    )
+
+
+def malformed_event(event: bytes) -> str | None:
+    """Why ``event`` is not an OpenAI stream event (None when it is one).
+
+    Events are ``data: <JSON object>`` or ``data: [DONE]`` (other SSE fields are allowed); an
+    SDK client fails on anything else, so the proxy must not forward it.
+    """
+    data = b""
+    for line in event.splitlines():
+        if not line:
+            continue
+        if not line.startswith(_SSE_FIELDS):
+            return f"a line that is not an SSE field ({line[:40]!r})"
+        if line.startswith(b"data: "):
+            data += line[6:]
+    if not data or data == b"[DONE]":
+        return None
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return f"a data line that is not JSON ({data[:40]!r})"
+    if not isinstance(payload, dict):
+        return "a data line that is not a JSON object"
+    return None
+
+
+async def _checked_events(
+    name: str, cfg: UpstreamConfig, events: AsyncIterator[bytes], client: UpstreamClient
+) -> AsyncIterator[bytes]:
+    """``events``, each validated, and at most ``max_response_bytes`` of them in all."""
+    total = 0
+    async for event in events:
+        total += len(event)
+        if total > cfg.max_response_bytes:
+            raise client._refuse(name, "too_large", _too_large(name, cfg.max_response_bytes))
+        problem = malformed_event(event)
+        if problem is not None:
+            error = UpstreamError(
+                f"upstream {name!r} sent a malformed stream: {problem}",
+                upstream=name,
+                code="upstream_malformed_stream",
+            )
+            raise client._refuse(name, "malformed_stream", error)
+        yield event
 
 
 def _take_lines(pending: bytearray, searched: int) -> list[bytes]:
