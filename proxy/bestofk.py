@@ -324,7 +324,7 @@ async def respond(
         }
     )
     await stream.prepare(request)
-    request[STREAM_STARTED] = True
+    request[STREAM_STARTED] = stream
     interval_s = state.snapshot.config.server.keepalive_interval_s
     work = asyncio.create_task(run_best_of_k(state, decision, data))
     cost_usd, drawn = 0.0, 0

@@ -106,7 +106,10 @@ async def serve_until_stopped(
     try:
         await stop.wait()
     finally:
-        log.info("shutting down")
+        log.info(
+            "shutting down: draining for at most %g s (server.shutdown_timeout_s)",
+            config.server.shutdown_timeout_s,
+        )
         await runner.cleanup()
 
 

@@ -147,7 +147,7 @@ async def _stream(
     )
     try:
         await response.prepare(request)
-        request[STREAM_STARTED] = True
+        request[STREAM_STARTED] = response
     except BaseException:
         await stream.aclose()
         raise
@@ -274,9 +274,14 @@ async def readiness(request: web.Request) -> web.Response:
     """``GET /health/readiness``: config, predictor and cache are up (503 until then)."""
     state = request.app[STATE]
     cache_ok = state.cache is not None and await state.cache.ping()
-    ready = state.predictor_ready and state.cache is not None and state.decider is not None
+    ready = (
+        state.predictor_ready
+        and state.cache is not None
+        and state.decider is not None
+        and not state.draining
+    )
     body = {
-        "status": "ready" if ready else "starting",
+        "status": "ready" if ready else ("draining" if state.draining else "starting"),
         "config_generation": state.snapshot.generation,
         "config_error": state.holder.last_error,
         "predictor": "loaded"

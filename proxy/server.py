@@ -28,6 +28,8 @@ log = logging.getLogger("adaptive_proxy.server")
 
 _REFUSE_RETRY_AFTER_S = 1
 _LINGER_S = 1.0
+# How long cancelled requests get to send their error once the grace period is over.
+_AFTER_GRACE_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +185,41 @@ class ProxyServer(web.Server):
 
 
 class ProxyRunner(web.AppRunner):
-    """``web.AppRunner`` for the proxy app: serves it through :class:`ProxyServer`."""
+    """``web.AppRunner`` for the proxy app: serves it through :class:`ProxyServer`.
+
+    :meth:`cleanup` drains within ``server.shutdown_timeout_s``: readiness turns 503 and new
+    requests are refused at once, requests in flight get the grace period to finish, and those
+    still running then end with a clean 503 (or an SSE error event and ``[DONE]``).
+    """
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        # Our own drain runs first; aiohttp's then only closes what is left.
+        kwargs.setdefault("shutdown_timeout", _AFTER_GRACE_S)
+        super().__init__(app, **kwargs)
+
+    async def cleanup(self) -> None:
+        """Stop listening, drain in-flight requests within the grace period, then close."""
+        state = self.app[STATE]
+        grace_s = state.snapshot.config.server.shutdown_timeout_s
+        state.draining = True
+        for site in list(self.sites):
+            await site.stop()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while state.in_flight and (left_s := deadline - loop.time()) > 0:
+            await asyncio.wait(set(state.in_flight), timeout=left_s)
+        if state.in_flight:
+            log.warning(
+                "shutdown: %d request(s) still running after %g s (server.shutdown_timeout_s); "
+                "ending them with an error",
+                len(state.in_flight),
+                grace_s,
+            )
+            state.grace_expired = True
+            for task in list(state.in_flight):
+                task.cancel()
+            await asyncio.wait(set(state.in_flight), timeout=_AFTER_GRACE_S)
+        await super().cleanup()
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,11 @@ class ProxyState:
     engine: AllocationEngine | None = None
     predictor_ready: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
+    # Shutdown: ``draining`` turns readiness 503; the handler tasks in flight are tracked so
+    # those still running when the grace period ends can be ended with a clean error.
+    draining: bool = False
+    grace_expired: bool = False
+    in_flight: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
     def snapshot(self) -> Snapshot:

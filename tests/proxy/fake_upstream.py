@@ -289,6 +289,7 @@ class Stack:
     backup: FakeUpstream
     base_url: str
     client: openai.AsyncOpenAI
+    runner: web.AppRunner
 
 
 @asynccontextmanager
@@ -331,11 +332,11 @@ async def proxy_stack(
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
         client = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key="x", max_retries=0)
-        yield Stack(primary, backup, base_url, client)
+        yield Stack(primary, backup, base_url, client, runner)
     finally:
         if client is not None:
             await client.close()
-        if runner is not None:
+        if runner is not None and runner.server is not None:  # a test may have shut it down
             await runner.cleanup()
         await primary.close()
         await backup.close()

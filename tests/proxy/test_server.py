@@ -12,15 +12,19 @@ import os
 import resource
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 
-from tests.proxy.fake_upstream import Stack, proxy_stack
+from tests.proxy.fake_upstream import PRIMARY_MODEL, Hang, Stack, Stream, chunk, proxy_stack
 
 ROOT = Path(__file__).resolve().parents[2]
+USER: Any = [{"role": "user", "content": "Name three primes."}]
 GARBAGE = [
     b"GARBAGE\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
@@ -153,3 +157,42 @@ def test_serve_raises_the_soft_open_file_limit_to_the_hard_limit() -> None:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert int(result.stdout) > soft_before
+
+
+async def test_shutdown_drains_within_the_grace_period_and_ends_the_rest_cleanly() -> None:
+    async with proxy_stack(server={"shutdown_timeout_s": 0.5}) as stack:
+        stack.primary.script(Hang(), Stream((chunk(PRIMARY_MODEL, {"content": "a"}),), end="hang"))
+        url = f"{stack.base_url}/v1/chat/completions"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{stack.base_url}/health/readiness") as resp:
+                assert resp.status == 200  # and the connection stays open for later
+
+            async def plain() -> tuple[int, dict[str, Any]]:
+                body = {"model": "auto", "messages": USER}
+                async with aiohttp.ClientSession() as own, own.post(url, json=body) as resp:
+                    return resp.status, await resp.json()
+
+            async def streamed() -> bytes:
+                body = {"model": "auto", "messages": USER, "stream": True}
+                async with aiohttp.ClientSession() as own, own.post(url, json=body) as resp:
+                    return await resp.read()
+
+            requests = asyncio.gather(plain(), streamed())
+            async with asyncio.timeout(5.0):
+                while len(stack.primary.requests) < 2:
+                    stack.primary.received.clear()
+                    await stack.primary.received.wait()
+            started = time.monotonic()
+            shutdown = asyncio.create_task(stack.runner.cleanup())
+            await asyncio.sleep(0.1)
+            async with http.get(f"{stack.base_url}/health/readiness") as resp:
+                assert resp.status == 503
+                assert (await resp.json())["status"] == "draining"
+            (status, error), raw = await requests
+            await shutdown
+            elapsed_s = time.monotonic() - started
+    assert status == 503 and error["error"]["code"] == "shutting_down"
+    events = [e.removeprefix(b"data: ") for e in raw.split(b"\n\n") if e.strip()]
+    assert orjson.loads(events[-2])["error"]["code"] == "shutting_down"
+    assert events[-1] == b"[DONE]"
+    assert 0.5 <= elapsed_s < 3.0
