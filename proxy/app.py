@@ -98,6 +98,8 @@ def _cache_ctx(injected: DecisionCache | None):  # type: ignore[no-untyped-def]
             metrics=state.metrics,
             max_connections=spec.max_connections,
             health_check_interval_s=spec.health_check_interval_s,
+            l1_ttl_s=spec.l1_ttl_s,
+            l1_max_entries=spec.l1_max_entries,
         )
         state.cache = cache
         try:

@@ -164,6 +164,8 @@ class RedisDecisionCache:
         clock: Clock = time.monotonic,
         max_connections: int = 64,
         health_check_interval_s: float = 10.0,
+        l1_ttl_s: float = 0.0,
+        l1_max_entries: int = 4096,
     ) -> None:
         if ttl_s <= 0:
             raise ValueError(f"ttl_s must be > 0, got {ttl_s}")
@@ -176,6 +178,13 @@ class RedisDecisionCache:
         self._metrics = metrics
         self._fallback = fallback
         self._clock = clock
+        # A hot decision is served from process memory for ``l1_ttl_s`` without a round trip;
+        # short-lived, so a decision another replica replaced is seen soon after.
+        self._l1 = (
+            LruDecisionCache(max_entries=l1_max_entries, ttl_s=l1_ttl_s, clock=clock)
+            if l1_ttl_s > 0
+            else None
+        )
         self._down = False
         self._backoff_s = BACKOFF_INITIAL_S
         self._retry_at = 0.0
@@ -242,6 +251,8 @@ class RedisDecisionCache:
 
     async def get(self, key: str) -> dict[str, Any] | None:
         """The cached decision, or None on a miss or failure (then the fallback, if any)."""
+        if self._l1 is not None and (near := self._l1.get_now(key)) is not None:
+            return self._count(near)
         if not self._should_try():
             return self._from_fallback(key)
         try:
@@ -259,12 +270,18 @@ class RedisDecisionCache:
             if self._metrics is not None:
                 self._metrics.cache_error("decode")
             return self._count(None)
-        return self._count(value if isinstance(value, dict) else None)
+        if not isinstance(value, dict):
+            return self._count(None)
+        if self._l1 is not None:
+            self._l1.set_now(key, value)
+        return self._count(value)
 
     async def set(self, key: str, value: dict[str, Any]) -> None:
         """Store with the TTL; dropped (kept only in the fallback) when Redis is unavailable."""
         if self._fallback is not None:
             self._fallback.set_now(key, value)
+        if self._l1 is not None:
+            self._l1.set_now(key, value)
         try:
             payload = orjson.dumps(value)
         except TypeError:
@@ -307,6 +324,8 @@ def build_cache(
     metrics: CacheMetrics | None,
     max_connections: int = 64,
     health_check_interval_s: float = 10.0,
+    l1_ttl_s: float = 0.0,
+    l1_max_entries: int = 4096,
 ) -> DecisionCache:
     """Redis with an LRU fallback when ``redis_url`` is set, else the LRU alone."""
     if redis_url:
@@ -319,5 +338,7 @@ def build_cache(
             fallback=fallback,
             max_connections=max_connections,
             health_check_interval_s=health_check_interval_s,
+            l1_ttl_s=l1_ttl_s,
+            l1_max_entries=l1_max_entries,
         )
     return LruDecisionCache(max_entries=max_entries, ttl_s=ttl_s, metrics=metrics)

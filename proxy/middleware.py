@@ -86,7 +86,7 @@ async def _shutdown_answer(request: web.Request) -> web.StreamResponse:
     error = ServiceUnavailableError(
         SHUTDOWN_MESSAGE, code="shutting_down", headers={"Retry-After": "1"}
     )
-    stream = request.get(STREAM_STARTED)
+    stream: web.StreamResponse | None = request.get(STREAM_STARTED)
     if stream is None:
         return error_response(error)
     try:

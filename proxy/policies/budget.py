@@ -35,14 +35,14 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import orjson
 
 from proxy.policies.allocation import DecisionProblem
-from proxy.redis_client import call_with_fresh_retry
+from proxy.policies.budget_store import RedisBudgetStore
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +52,6 @@ TARGET_KINDS: tuple[TargetKind, ...] = ("fraction_expensive", "mean_samples", "u
 # Ties between arms within this margin go to the cheaper arm, as in allocation.choose_arm.
 _TIE_EPS = 1e-12
 _BISECTION_STEPS = 60
-
-_OBSERVE_LUA = """
-redis.call('LPUSH', KEYS[1], ARGV[1])
-redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
-redis.call('HINCRBYFLOAT', KEYS[2], 'n', 1)
-redis.call('HINCRBYFLOAT', KEYS[2], 'e', ARGV[3])
-redis.call('HINCRBYFLOAT', KEYS[2], 's', ARGV[4])
-redis.call('HINCRBYFLOAT', KEYS[2], 'c', ARGV[5])
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6]))
-local i = tonumber(redis.call('GET', KEYS[3]) or '0')
-i = (1 - tonumber(ARGV[9])) * i + tonumber(ARGV[8]) * tonumber(ARGV[7])
-local m = tonumber(ARGV[10])
-if i > m then i = m elseif i < -m then i = -m end
-redis.call('SET', KEYS[3], tostring(i))
-return tostring(i)
-"""
 
 
 def _arm_metric(problem: DecisionProblem, kind: TargetKind) -> tuple[float, ...]:
@@ -189,7 +173,11 @@ class BudgetController:
             raise ValueError(f"budget target must be finite and >= 0, got {target!r}")
         self.target_kind: TargetKind = target_kind
         self.target = float(target)
-        self._redis = redis
+        self._store = (
+            RedisBudgetStore(redis, timeout_s=redis_timeout_s, retry_s=redis_retry_s)
+            if redis is not None
+            else None
+        )
         self._keys = (
             f"{{{key_prefix}}}:window",
             f"{{{key_prefix}}}:bucket:",
@@ -204,14 +192,9 @@ class BudgetController:
         self._recompute_interval_s = recompute_interval_s
         self._rate, self._max_correction = correction_rate, max_correction
         self._bucket_s, self._rate_window_s = bucket_s, rate_window_s
-        self._redis_retry_s = redis_retry_s
-        self._redis_timeout_s = redis_timeout_s
         self._clock = clock
         self._local = _LocalState(window)
-        self._script: Any | None = None
         self._decoded: dict[bytes, DecisionProblem] = {}
-        self._redis_down_until = -math.inf
-        self._outage = False
         self._since_recompute = 0
         self._last_recompute = -math.inf
         self._lock = asyncio.Lock()
@@ -222,29 +205,6 @@ class BudgetController:
             "target_per_request": None,
             "requests_per_hour": None,
         }
-
-    # --- Redis plumbing ------------------------------------------------------------------
-
-    def _redis_usable(self) -> bool:
-        return self._redis is not None and time.monotonic() >= self._redis_down_until
-
-    async def _redis_call(self, operation: Callable[[], Awaitable[Any]]) -> Any:
-        # While Redis is up, a failure gets one more try on a fresh connection before it counts
-        # as an outage (a stale pooled connection after a Redis restart is not one).
-        return await call_with_fresh_retry(
-            self._redis, operation, timeout_s=self._redis_timeout_s, retry=not self._outage
-        )
-
-    def _redis_failed(self, exc: BaseException) -> None:
-        self._redis_down_until = time.monotonic() + self._redis_retry_s
-        if not self._outage:
-            self._outage = True
-            log.warning("budget controller: Redis unavailable (%s); using local state", exc)
-
-    def _redis_ok(self) -> None:
-        if self._outage:
-            self._outage = False
-            log.info("budget controller: Redis reachable again; sharing state")
 
     # --- observation ---------------------------------------------------------------------
 
@@ -294,10 +254,10 @@ class BudgetController:
         integral = (1 - self._rate) * local.integral + self._rate * error
         local.integral = min(max(integral, -self._max_correction), self._max_correction)
         self._since_recompute += 1
-        if self._redis_usable():
-            await self._observe_redis(problem, now, expensive, n_samples, cost_usd, error)
+        if self._store is not None:
+            self._store_observation(problem, now, expensive, n_samples, cost_usd, error)
 
-    async def _observe_redis(
+    def _store_observation(
         self,
         problem: DecisionProblem,
         now: float,
@@ -306,50 +266,37 @@ class BudgetController:
         cost_usd: float,
         error: float,
     ) -> None:
-        assert self._redis is not None
-        try:
-            if self._script is None:
-                self._script = self._redis.register_script(_OBSERVE_LUA)
-            ttl_s = math.ceil(self._rate_window_s + 2 * self._bucket_s)
-            script = self._script
-            keys = [self._keys[0], f"{self._keys[1]}{self._bucket(now)}", self._keys[2]]
-            args = [
-                _encode(problem),
-                self._window_size,
-                int(expensive),
-                n_samples,
-                repr(float(cost_usd)),
-                ttl_s,
-                repr(error),
-                self._rate,
-                self._rate,
-                self._max_correction,
-            ]
-            await self._redis_call(lambda: script(keys=keys, args=args))
-        except Exception as exc:  # Redis trouble must never fail a request
-            self._redis_failed(exc)
-        else:
-            self._redis_ok()
+        assert self._store is not None
+        ttl_s = math.ceil(self._rate_window_s + 2 * self._bucket_s)
+        keys = [self._keys[0], f"{self._keys[1]}{self._bucket(now)}", self._keys[2]]
+        args = [
+            _encode(problem),
+            self._window_size,
+            int(expensive),
+            n_samples,
+            repr(float(cost_usd)),
+            ttl_s,
+            repr(error),
+            self._rate,
+            self._rate,
+            self._max_correction,
+        ]
+        self._store.add(keys, args)
+
+    async def flush(self) -> None:
+        """Wait until every observation so far has reached Redis (no-op without Redis)."""
+        if self._store is not None:
+            await self._store.flush()
 
     # --- reading state -------------------------------------------------------------------
 
     async def _read_state(self) -> tuple[list[DecisionProblem], list[list[float]], float]:
         now = self._clock()
         first, last = self._bucket(now - self._rate_window_s), self._bucket(now)
-        if self._redis_usable():
-            assert self._redis is not None
-            redis = self._redis
-
-            async def read() -> Any:
-                async with redis.pipeline(transaction=False) as pipe:
-                    pipe.lrange(self._keys[0], 0, self._window_size - 1)
-                    pipe.get(self._keys[2])
-                    for b in range(first, last + 1):
-                        pipe.hgetall(f"{self._keys[1]}{b}")
-                    return await pipe.execute()
-
-            try:
-                raw_window, raw_integral, *raw_buckets = await self._redis_call(read)
+        if self._store is not None:
+            shared = await self._store.read(self._keys, self._window_size, range(first, last + 1))
+            if shared is not None:
+                raw_window, raw_integral, raw_buckets = shared
                 # LPUSH keeps the newest first; the solver wants oldest first.
                 window = await asyncio.to_thread(self._decode_window, raw_window)
                 buckets = [
@@ -357,10 +304,6 @@ class BudgetController:
                     for b, h in zip(range(first, last + 1), raw_buckets, strict=True)
                     if h
                 ]
-            except Exception as exc:  # fall back to the local mirror
-                self._redis_failed(exc)
-            else:
-                self._redis_ok()
                 return window, buckets, float(raw_integral or 0.0)
         local = self._local
         buckets = [[*v, float(k)] for k, v in sorted(local.buckets.items()) if k >= first]
@@ -439,5 +382,5 @@ class BudgetController:
             "correction": self._last["correction"],
             "target_per_request": self._last["target_per_request"],
             "requests_per_hour": self._last["requests_per_hour"],
-            "shared": self._redis is not None and not self._outage,
+            "shared": self._store is not None and not self._store.outage,
         }

@@ -345,3 +345,27 @@ async def test_one_slow_answer_while_redis_is_up_is_not_an_outage(
     finally:
         redis_server.resume()
         await cache.aclose()
+
+
+async def test_l1_serves_hot_decisions_without_a_round_trip(redis_server: RedisServer) -> None:
+    clock = FakeClock()
+    metrics = RecordingMetrics()
+    cache = RedisDecisionCache(
+        redis_server.url, ttl_s=60, timeout_s=0.5, metrics=metrics, clock=clock, l1_ttl_s=5
+    )
+    other_replica = RedisDecisionCache(redis_server.url, ttl_s=60, timeout_s=0.5)
+    try:
+        await other_replica.set("k", DECISION)
+        assert await cache.get("k") == DECISION  # from Redis, now also in L1
+        redis_server.pause()  # Redis cannot answer: only L1 can
+        assert await cache.get("k") == DECISION
+        assert sum(metrics.errors.values()) == 0
+        redis_server.resume()
+        await other_replica.set("k", {**DECISION, "arm": "weak"})
+        assert (await cache.get("k") or {})["arm"] == "strong"  # L1 still fresh
+        clock.advance(6)  # past l1_ttl_s: the replaced decision is read from Redis
+        assert (await cache.get("k") or {})["arm"] == "weak"
+    finally:
+        redis_server.resume()
+        await cache.aclose()
+        await other_replica.aclose()

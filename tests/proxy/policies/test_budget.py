@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Iterator
@@ -52,6 +53,11 @@ async def run_route_stream(
                                  expensive=problem.expensive[arm])
         expensive.append(problem.expensive[arm])
         clock.now += 1.0
+        # A turn of the event loop per request, as serving gives: shared-state writes and
+        # λ re-solves run in the background.
+        await asyncio.sleep(0)
+    for controller in controllers:
+        await controller.flush()
     return expensive
 
 
