@@ -160,6 +160,8 @@ async def _budget_redis_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         if client is not None:
+            if state.engine is not None:
+                await state.engine.flush()
             await client.aclose()
 
 

@@ -223,6 +223,7 @@ class BudgetController:
         self._since_recompute = 0
         self._last_recompute = -math.inf
         self._lock = asyncio.Lock()
+        self._refresher: asyncio.Task[None] | None = None
         self._last: dict[str, float | int | None] = {
             "window": 0,
             "realised": None,
@@ -309,7 +310,9 @@ class BudgetController:
         self._store.add(keys, args)
 
     async def flush(self) -> None:
-        """Wait until every observation so far has reached Redis (no-op without Redis)."""
+        """Wait for the background work: observations written to Redis, a re-solve running."""
+        if self._refresher is not None and not self._refresher.done():
+            await asyncio.shield(self._refresher)
         if self._store is not None:
             await self._store.flush()
 
@@ -390,11 +393,21 @@ class BudgetController:
             or time.monotonic() - self._last_recompute >= self._recompute_interval_s
         )
         if stale and not self._lock.locked():
-            try:
-                return await self.refresh()
-            except Exception:  # a solver bug must not fail requests; keep the last λ
-                log.exception("budget controller: recomputing lambda failed")
+            if self._store is None or self._last_recompute == -math.inf:
+                # Local state (no I/O), or the first λ of this process: solve inline, so a new
+                # replica decides with the shared λ from its first request.
+                await self._refresh_quietly()
+            elif self._refresher is None or self._refresher.done():
+                # Reading the shared window takes a round trip and the solve milliseconds: in
+                # the background, so no request waits for them (the next ones get the new λ).
+                self._refresher = asyncio.create_task(self._refresh_quietly())
         return self._lambda
+
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self.refresh()
+        except Exception:  # a solver bug must not fail requests; keep the last λ
+            log.exception("budget controller: recomputing lambda failed")
 
     async def snapshot(self) -> dict[str, Any]:
         """Current λ, target, realised rate and window size (for ``decide`` and ``/metrics``)."""

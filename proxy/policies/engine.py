@@ -48,6 +48,11 @@ class AllocationEngine:
         """Share budget state through this Redis client (``None``: per-process state)."""
         self._redis = redis
 
+    async def flush(self) -> None:
+        """Write every budget observation still queued for Redis (before its client closes)."""
+        for _, controller in list(self._controllers.values()):
+            await controller.flush()
+
     def is_budgeted(self, policy: Any) -> bool:
         """Whether the policy's λ moves (so cached decisions must be re-decided)."""
         return getattr(policy, "budget", None) is not None

@@ -19,6 +19,9 @@ from tests.redis_server import RedisServer
 COST_CHEAP, COST_STRONG = 0.001, 0.01
 
 
+REQUEST_GAP_S = 0.0002
+
+
 class FakeClock:
     """Wall clock of the stream: one request per second."""
 
@@ -46,6 +49,9 @@ async def run_route_stream(
 ) -> list[bool]:
     """Decide each request with λ from a controller (round robin) and report back."""
     expensive: list[bool] = []
+    # Requests take time when served: with Redis, shared-state writes and λ re-solves run in
+    # the background meanwhile (a bare loop turn would let thousands of requests pass first).
+    gap_s = REQUEST_GAP_S if any([(await c.snapshot())["shared"] for c in controllers]) else 0.0
     for i, problem in enumerate(drifting_stream(count, seed, drift=drift)):
         controller = controllers[i % len(controllers)]
         arm = problem.choose(await controller.current_lambda())
@@ -53,9 +59,7 @@ async def run_route_stream(
                                  expensive=problem.expensive[arm])
         expensive.append(problem.expensive[arm])
         clock.now += 1.0
-        # A turn of the event loop per request, as serving gives: shared-state writes and
-        # λ re-solves run in the background.
-        await asyncio.sleep(0)
+        await asyncio.sleep(gap_s)
     for controller in controllers:
         await controller.flush()
     return expensive
@@ -174,6 +178,7 @@ async def test_redis_killed_mid_stream_keeps_deciding(
     assert abs(share(flags) - 0.3) <= 0.03
     redis_server.restart()
     await run_route_stream([controller], 100, clock, seed=6)
+    await controller.refresh()  # re-solves run in the background; take the latest state now
     snapshot = await controller.snapshot()
     assert snapshot["shared"] is True
     assert snapshot["window"] >= 64  # the fresh Redis holds the requests since the restart
