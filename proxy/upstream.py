@@ -380,7 +380,10 @@ class UpstreamClient:
         from proxy.litellm_adapter import litellm_chat
 
         started = time.perf_counter()
-        data = await litellm_chat(name, cfg, payload, self._api_key(cfg))
+        try:
+            data = await litellm_chat(name, cfg, payload, self._api_key(cfg))
+        except UpstreamError as error:
+            raise self._redacted(error) from None
         self._record(name, started, 200)
         return UpstreamReply(name, data, time.perf_counter() - started, 1)
 
@@ -389,8 +392,17 @@ class UpstreamClient:
     ) -> UpstreamStream:
         from proxy.litellm_adapter import litellm_stream
 
-        events, close = await litellm_stream(name, cfg, payload, self._api_key(cfg))
+        try:
+            events, close = await litellm_stream(name, cfg, payload, self._api_key(cfg))
+        except UpstreamError as error:
+            raise self._redacted(error) from None
         return UpstreamStream(name, events, close)
+
+    def _redacted(self, error: UpstreamError) -> UpstreamError:
+        # litellm maps provider errors itself; their messages may quote the key as well.
+        error.message = self.redactor.text(error.message)
+        error.args = (error.message,)
+        return error
 
     def _api_key(self, cfg: UpstreamConfig) -> str | None:
         return self._env.get(cfg.api_key_env) if cfg.api_key_env else None
