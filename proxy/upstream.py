@@ -27,19 +27,17 @@ from yarl import URL
 from proxy.config import UpstreamConfig
 from proxy.errors import UpstreamError, UpstreamTimeoutError
 from proxy.redact import Redactor
+from proxy.upstream_stream import checked_events, sse_events, too_large
 
 log = logging.getLogger("adaptive_proxy.upstream")
 
 _T = TypeVar("_T")
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER_S = 5.0
-# Bounds the memory one SSE event may take; far above any real chunk.
-_MAX_EVENT_BYTES = 64 * 1024 * 1024
 
 UpstreamObserver = Callable[[str, float, int], None]
 # Called with (upstream, reason) when an answer is refused: "malformed_stream", "too_large".
 BadResponseCounter = Callable[[str, str], None]
-_SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:")
 
 
 @dataclass(slots=True)
@@ -334,12 +332,12 @@ class UpstreamClient:
         """The whole body, refused past ``max_response_bytes`` without holding more of it."""
         limit = cfg.max_response_bytes
         if resp.content_length is not None and resp.content_length > limit:
-            raise self._refuse(name, "too_large", _too_large(name, limit))
+            raise self._refuse(name, "too_large", too_large(name, limit))
         body = bytearray()
         async for data in resp.content.iter_any():
             body += data
             if len(body) > limit:
-                raise self._refuse(name, "too_large", _too_large(name, limit))
+                raise self._refuse(name, "too_large", too_large(name, limit))
         return bytes(body)
 
     async def _post_json(
@@ -371,7 +369,7 @@ class UpstreamClient:
     ) -> UpstreamStream:
         # A stream may legitimately run long: its timeout bounds the gaps between bytes.
         resp = await self._send(name, cfg, payload, self._prepared[name].stream_timeout)
-        events = _checked_events(name, cfg, _sse_events(name, cfg, resp, self.redactor), self)
+        events = checked_events(name, cfg, sse_events(name, cfg, resp, self.redactor), self._refuse)
         return UpstreamStream(name, events, resp.close)
 
     async def _litellm_chat(
@@ -406,116 +404,3 @@ class UpstreamClient:
 
     def _api_key(self, cfg: UpstreamConfig) -> str | None:
         return self._env.get(cfg.api_key_env) if cfg.api_key_env else None
-
-
-async def _sse_events(
-    name: str, cfg: UpstreamConfig, resp: aiohttp.ClientResponse, redactor: Redactor
-) -> AsyncIterator[bytes]:
-    """Complete SSE events from an upstream response, as they arrive."""
-    buffer = bytearray()
-    pending = bytearray()  # bytes after the last newline seen
-    try:
-        # Lines are split here, not with ``resp.content.readline()``: its line limit (512 KiB in
-        # aiohttp 3.14) raises a non-``ClientError`` on one large chunk (a big tool-call argument).
-        async for data in resp.content.iter_any():
-            searched = len(pending)  # the carried-over tail holds no newline
-            pending += data
-            for line in _take_lines(pending, searched):
-                if line in (b"\n", b"\r\n"):
-                    if buffer:
-                        yield redactor.raw(bytes(buffer) + b"\n")
-                        buffer.clear()
-                    continue
-                if line.startswith(b":"):
-                    continue  # upstream keep-alive comments are the proxy's own business
-                buffer += _field_line(line)
-            if len(buffer) + len(pending) > _MAX_EVENT_BYTES:
-                raise UpstreamError(
-                    f"upstream {name!r} sent an SSE event over {_MAX_EVENT_BYTES} bytes",
-                    upstream=name,
-                )
-        if pending and not pending.startswith(b":"):
-            buffer += _field_line(bytes(pending))
-        if buffer:
-            yield redactor.raw(bytes(buffer) + b"\n")
-    except TimeoutError:
-        raise UpstreamTimeoutError(
-            f"upstream {name!r} stalled for {cfg.timeout_s:g} s mid-stream", upstream=name
-        ) from None
-    except aiohttp.ClientError as exc:
-        raise UpstreamError(
-            f"upstream {name!r} dropped the stream: {type(exc).__name__}", upstream=name
-        ) from None
-    finally:
-        resp.close()
-
-
-def _too_large(name: str, limit: int) -> UpstreamError:
-    return UpstreamError(
-        f"upstream {name!r} sent more than {limit} bytes (upstreams.{name}.max_response_bytes)",
-        upstream=name,
-        code="upstream_response_too_large",
-    )
-
-
-def malformed_event(event: bytes) -> str | None:
-    """Why ``event`` is not an OpenAI stream event (None when it is one).
-
-    Events are ``data: <JSON object>`` or ``data: [DONE]`` (other SSE fields are allowed); an
-    SDK client fails on anything else, so the proxy must not forward it.
-    """
-    data = b""
-    for line in event.splitlines():
-        if not line:
-            continue
-        if not line.startswith(_SSE_FIELDS):
-            return f"a line that is not an SSE field ({line[:40]!r})"
-        if line.startswith(b"data: "):
-            data += line[6:]
-    if not data or data == b"[DONE]":
-        return None
-    try:
-        payload = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return f"a data line that is not JSON ({data[:40]!r})"
-    if not isinstance(payload, dict):
-        return "a data line that is not a JSON object"
-    return None
-
-
-async def _checked_events(
-    name: str, cfg: UpstreamConfig, events: AsyncIterator[bytes], client: UpstreamClient
-) -> AsyncIterator[bytes]:
-    """``events``, each validated, and at most ``max_response_bytes`` of them in all."""
-    total = 0
-    async for event in events:
-        total += len(event)
-        if total > cfg.max_response_bytes:
-            raise client._refuse(name, "too_large", _too_large(name, cfg.max_response_bytes))
-        problem = malformed_event(event)
-        if problem is not None:
-            error = UpstreamError(
-                f"upstream {name!r} sent a malformed stream: {problem}",
-                upstream=name,
-                code="upstream_malformed_stream",
-            )
-            raise client._refuse(name, "malformed_stream", error)
-        yield event
-
-
-def _take_lines(pending: bytearray, searched: int) -> list[bytes]:
-    """Remove and return the complete lines (with their newline) at the start of ``pending``."""
-    lines: list[bytes] = []
-    start = 0
-    while (end := pending.find(b"\n", max(start, searched))) >= 0:
-        lines.append(bytes(pending[start : end + 1]))
-        start = end + 1
-    del pending[:start]
-    return lines
-
-
-def _field_line(line: bytes) -> bytes:
-    """One SSE field line, ``\\n``-terminated, with ``data:`` spelled as clients expect it."""
-    if line.startswith(b"data:") and not line.startswith(b"data: "):
-        line = b"data: " + line[5:]  # the space is optional in SSE; downstream checks expect it
-    return line.rstrip(b"\r\n") + b"\n"
