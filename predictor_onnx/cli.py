@@ -39,10 +39,10 @@ def _records(args: argparse.Namespace) -> tuple[list[Record], tuple[str, ...], d
     if getattr(args, "jsonl", None):
         records, arms = load_jsonl_records(Path(args.jsonl))
         return records, arms, parse_gains(args.gain or [], arms)
-    from predictor_onnx.data import default_data_dir, load_records
+    from predictor_onnx.data import load_records
+    from recorded_data import resolve_data_dir
 
-    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
-    records = load_records(data_dir)
+    records = load_records(resolve_data_dir(args.data_dir))
     return records, DEFAULT_ARMS, dict(DEFAULT_GAINS)
 
 
@@ -194,7 +194,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None,
-                        help="recorded data (default: $ADAPTIVE_DATA_DIR or ../shared/data)")
+                        help="recorded data (default: $ADAPTIVE_DATA_DIR, else the bundled copy)")
     parser.add_argument("--jsonl", default=None,
                         help="your own JSONL of messages + rewards per arm (see docs)")
     parser.add_argument("--gain", action="append", default=None, metavar="NAME=HI-LO",

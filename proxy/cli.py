@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--data-dir",
         default=None,
-        help="recorded data (default: $ADAPTIVE_DATA_DIR or ../shared/data)",
+        help="recorded data (default: $ADAPTIVE_DATA_DIR, else the bundled copy)",
     )
     demo.add_argument(
         "--config", default=None, help="policy YAML (default: the embedded demo policy)"

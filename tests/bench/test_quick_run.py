@@ -12,16 +12,16 @@ from bench.cli import main
 from bench.report import ROUTELLM_PUBLISHED
 from bench.suites import SUITES
 
-DATA_DIR = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
-pytestmark = pytest.mark.skipif(not DATA_DIR.is_dir(), reason="recorded data not present")
 TOP_KEYS = ("apgr_cv", "apgr_lodo", "cpt50_cv", "cpt50_lodo", "cpt80_cv", "cpt80_lodo",
             "apgr_random", "apgr_oracle", "n_prompts")
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+def results(
+    tmp_path_factory: pytest.TempPathFactory, data_dir: Path
+) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("bench")
-    code = main(["--quick", "--data-dir", str(DATA_DIR), "--out", str(out), "--predictor",
+    code = main(["--quick", "--data-dir", str(data_dir), "--out", str(out), "--predictor",
                  "features", "--no-progress", "--bootstrap", "20"])
     assert code == 0
     return out, {n: json.loads((out / f"{n}.json").read_text()) for n in SUITES}

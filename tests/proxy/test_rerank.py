@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from proxy.rerank import (
     extract_answer,
     parse_judge_answer,
 )
+from recorded_data import resolve_data_dir
 
 MESSAGES = [
     {"role": "system", "content": "You are a careful math tutor."},
@@ -33,7 +33,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("ADAPTIVE_DATA_DIR", "../shared/data"))
+    return resolve_data_dir()
 
 
 @pytest.fixture
@@ -142,8 +142,6 @@ def test_extract_answer(text: str, answer: str | None) -> None:
 
 def test_vote_extracts_the_answers_of_real_gsm8k_solutions() -> None:
     path = data_dir() / "gsm8k" / "example_model_solutions.jsonl"
-    if not path.is_file():
-        pytest.skip(f"real data not found at {path} (set ADAPTIVE_DATA_DIR)")
     systems = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
     rows = [json.loads(line) for line in path.read_text().splitlines()[:40]]
     checked = 0
@@ -160,8 +158,6 @@ def test_vote_extracts_the_answers_of_real_gsm8k_solutions() -> None:
 
 async def test_vote_on_real_gsm8k_picks_a_majority_solution() -> None:
     path = data_dir() / "gsm8k" / "example_model_solutions.jsonl"
-    if not path.is_file():
-        pytest.skip(f"real data not found at {path} (set ADAPTIVE_DATA_DIR)")
     systems = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
     for line in path.read_text().splitlines()[:40]:
         row = json.loads(line)

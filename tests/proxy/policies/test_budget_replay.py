@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import csv
 import functools
-import os
 import random
-from pathlib import Path
 
 import pytest
 
 from proxy.policies.allocation import DecisionProblem
 from proxy.policies.budget import BudgetController
 from proxy.tokens import count_tokens
+from recorded_data import resolve_data_dir
 
 pytestmark = pytest.mark.slow
 
@@ -27,10 +26,9 @@ PRICE_WEAK, PRICE_STRONG = (0.6e-6, 0.6e-6), (10e-6, 30e-6)
 
 
 def load_mmlu() -> list[tuple[str, bool, bool]]:
-    root = Path(os.environ.get("ADAPTIVE_DATA_DIR", "../shared/data")) / "routellm" / "mmlu"
+    root = resolve_data_dir() / "routellm" / "mmlu"
     files = sorted(root.glob("mmlu_*.csv"))
-    if not files:
-        pytest.skip(f"real MMLU data not found under {root} (set ADAPTIVE_DATA_DIR)")
+    assert files, f"no MMLU files under {root}"
     rows = []
     for path in files:
         with path.open(newline="") as handle:
