@@ -227,12 +227,11 @@ async def _serve(args: argparse.Namespace) -> None:
         site = web.TCPSite(runner, args.host, args.port)
         await site.start()
         port = runner.addresses[0][1] if runner.addresses else args.port
-        log.info(
-            "replay upstream serving %d prompts for %d models on http://%s:%s/v1",
-            len(store),
-            len(store.models),
-            args.host,
-            port,
+        # On stdout whatever the logging setup: users need the address to point a config at.
+        print(
+            f"replay upstream serving {len(store)} prompts for {len(store.models)} models "
+            f"on http://{args.host}:{port}/v1",
+            flush=True,
         )
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):

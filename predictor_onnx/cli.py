@@ -147,18 +147,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+class BadInputLine(ValueError):
+    """A line of the ``predict`` input that is not a conversation; the message names the line."""
+
+
 def _read_conversations(stream: TextIO) -> list[tuple[Any, Any]]:
     rows: list[tuple[Any, Any]] = []
     for lineno, line in enumerate(stream, start=1):
         if not line.strip():
             continue
-        obj = json.loads(line)
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadInputLine(f"line {lineno}: not JSON ({exc.msg}, column {exc.colno})") from None
         if isinstance(obj, list):
-            rows.append((None, obj))
+            row_id, messages = None, obj
         elif isinstance(obj, dict) and isinstance(obj.get("messages"), list):
-            rows.append((obj.get("id"), obj["messages"]))
+            row_id, messages = obj.get("id"), obj["messages"]
         else:
-            raise ValueError(f"line {lineno}: expected {{\"messages\": [...]}} or a list")
+            raise BadInputLine(f"line {lineno}: expected {{\"messages\": [...]}} or a list")
+        if not messages:
+            raise BadInputLine(f"line {lineno}: `messages` is empty (give at least one message)")
+        if not all(isinstance(m, dict) for m in messages):
+            raise BadInputLine(f"line {lineno}: every message must be an object with `content`")
+        rows.append((row_id, messages))
     return rows
 
 
@@ -172,7 +184,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                    max_batch_size=args.batch_size, threads=args.threads)
     source = sys.stdin if args.input == "-" else Path(args.input).open(encoding="utf-8")
     with source:
-        rows = _read_conversations(source)
+        try:
+            rows = _read_conversations(source)
+        except BadInputLine as exc:
+            name = "<stdin>" if args.input == "-" else args.input
+            print(f"predict: {name}: {exc}", file=sys.stderr)
+            return 2
     sink = sys.stdout if args.output == "-" else Path(args.output).open("w", encoding="utf-8")
     try:
         bar = tqdm(total=len(rows), desc="predicting", unit="prompt", disable=args.output == "-")

@@ -82,7 +82,7 @@ def _existing(path: Path, origin: str) -> Path:
     if not _looks_like_data(resolved):
         raise DataNotFoundError(
             f"no recorded data at {resolved} (from {origin}): expected a routellm/ folder there; "
-            f"unset {origin.lstrip('$')} to use the bundled copy"
+            f"without {origin} the bundled copy is used"
         )
     return resolved
 
