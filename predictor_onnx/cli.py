@@ -28,7 +28,7 @@ DATA_NOTE = (
     "Mixtral-8x7B-Instruct and strong = gpt-4-1106-preview; plus the four GSM8K decoding "
     "procedures of openai/grade-school-math @3101c7d5 (6B/175B × one sample / best-of-100 with a "
     "verifier). Contaminated prompts listed by RouteLLM are dropped. Loaded by "
-    "`predictor_onnx/data.py` from `--data-dir` (never copied into the repository)."
+    "`predictor_onnx/data.py` from `--data-dir`, else the copy bundled in `recorded_data/`."
 )
 
 
