@@ -74,7 +74,14 @@ def resolve_data_dir(
             f"${ENV_VAR} not set, and no bundled copy at {archive} "
             "(reinstall adaptive-proxy, or pass --data-dir DIR)"
         )
-    return extract_bundle(archive, read_manifest(manifest_path), cache_root(environ))
+    root = cache_root(environ)
+    try:
+        return extract_bundle(archive, read_manifest(manifest_path), root)
+    except OSError as exc:
+        raise DataNotFoundError(
+            f"cannot extract the bundled data into {root}: {exc.strerror or exc}; set "
+            "XDG_CACHE_HOME to a writable folder, or pass --data-dir DIR"
+        ) from exc
 
 
 def _existing(path: Path, origin: str) -> Path:

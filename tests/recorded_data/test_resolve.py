@@ -163,3 +163,10 @@ def test_concurrent_first_runs_end_with_one_complete_copy(tmp_path: Path, bundle
         assert (found / name).read_text() == text
     entries = [p.name for p in found.parent.iterdir() if p.is_dir()]
     assert entries == [found.name]  # no staging or stale folders left behind
+
+
+def test_an_unwritable_cache_is_a_clear_error(tmp_path: Path, bundle: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")  # a file where the cache folder should go
+    with pytest.raises(DataNotFoundError, match="XDG_CACHE_HOME"):
+        resolve_data_dir(None, env={"XDG_CACHE_HOME": str(blocker)}, bundle_dir=bundle)
