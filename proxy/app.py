@@ -19,13 +19,14 @@ from aiohttp import web
 
 from proxy.cache import DecisionCache, build_cache
 from proxy.config import Config, reference_problems
-from proxy.decider import Decider, PolicyEngine
+from proxy.decider import Decider
 from proxy.errors import ConfigError, PredictorLoadError
 from proxy.executor import RouteExecutor
 from proxy.handlers import register_routes
 from proxy.metrics import Metrics
 from proxy.middleware import error_middleware
-from proxy.policies.engine import AllocationEngine
+from proxy.policies.budgets import BudgetControllers
+from proxy.policies.policy import PolicyContext
 from proxy.prediction import HashPredictor, Predictor, TablePredictor
 from proxy.pricing import CostModel
 from proxy.reload import ConfigHolder, Snapshot
@@ -100,7 +101,7 @@ def _cache_ctx(injected: DecisionCache | None):  # type: ignore[no-untyped-def]
     return ctx
 
 
-def _predictor_ctx(injected: Predictor | None, engine: PolicyEngine | None):  # type: ignore[no-untyped-def]
+def _predictor_ctx(injected: Predictor | None):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         state = app[STATE]
         config = state.snapshot.config
@@ -118,8 +119,7 @@ def _predictor_ctx(injected: Predictor | None, engine: PolicyEngine | None):  # 
             predictor=predictor,
             cache=state.cache,
             metrics=state.metrics,
-            cost_model=state.costs,
-            engine=engine,
+            context=state.policy_context,
             predictor_timeout_s=config.predictor.timeout_s,
         )
         try:
@@ -137,7 +137,7 @@ async def _budget_redis_ctx(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     spec = state.snapshot.config.cache
     client = None
-    if spec.redis_url and state.engine is not None:
+    if spec.redis_url:
         import redis.asyncio as aioredis
 
         client = aioredis.from_url(
@@ -145,7 +145,7 @@ async def _budget_redis_ctx(app: web.Application) -> AsyncIterator[None]:
             socket_timeout=max(spec.timeout_s, 0.2),
             socket_connect_timeout=max(spec.timeout_s, 0.2),
         )
-        state.engine.set_redis(client)
+        state.budgets.set_redis(client)
     try:
         yield
     finally:
@@ -188,7 +188,6 @@ def create_app(
     cache: DecisionCache | None = None,
     config_path: str | Path | None = None,
     env: Mapping[str, str] | None = None,
-    engine: AllocationEngine | None = None,
 ) -> web.Application:
     """The proxy application for ``config``.
 
@@ -202,16 +201,23 @@ def create_app(
         middlewares=[error_middleware], client_max_size=config.server.max_body_bytes
     )
     holder = ConfigHolder(config, path=Path(config_path) if config_path else None, env=env)
+    metrics = Metrics()
+    costs = CostModel(config.upstreams)
+    budgets = BudgetControllers(metrics=metrics)
     state = ProxyState(
-        holder=holder, metrics=Metrics(), costs=CostModel(config.upstreams), env=dict(env or {})
+        holder=holder,
+        metrics=metrics,
+        costs=costs,
+        env=dict(env or {}),
+        budgets=budgets,
+        policy_context=PolicyContext(costs=costs, budgets=budgets),
     )
-    state.engine = engine or AllocationEngine(state.costs, budget_metrics=state.metrics)
     holder.subscribe(_apply_snapshot(state))
     app[STATE] = state
     app.cleanup_ctx.append(_session_ctx)
     app.cleanup_ctx.append(_cache_ctx(cache))
     app.cleanup_ctx.append(_budget_redis_ctx)
-    app.cleanup_ctx.append(_predictor_ctx(predictor, state.engine))
+    app.cleanup_ctx.append(_predictor_ctx(predictor))
     app.cleanup_ctx.append(_reload_ctx)
     register_routes(app)
     return app

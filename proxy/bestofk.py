@@ -15,16 +15,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-from proxy.config import BestOfKPolicy, LadderPolicy, RerankerConfig
 from proxy.errors import ProxyError, UpstreamError
 from proxy.middleware import STREAM_STARTED
 from proxy.policies.base import Decision
+from proxy.policies.policy import SamplingPlan
+from proxy.policies.spec import RerankerConfig
 from proxy.pricing import usage_of
 from proxy.protocol import SSE_DONE, SSE_KEEPALIVE, ChatCompletionRequest, sse_event
 from proxy.rerank import (
@@ -55,16 +55,10 @@ class Samples:
     errors: list[ProxyError] = field(default_factory=list)
 
 
-def reranker_config(state: ProxyState, decision: Decision) -> RerankerConfig:
-    """The reranker settings of the decision's policy (or ladder arm)."""
+def sampling_plan(state: ProxyState, decision: Decision) -> SamplingPlan:
+    """How the decision's policy draws and reranks its samples."""
     policy = state.snapshot.config.policies.get(decision.policy)
-    if isinstance(policy, BestOfKPolicy):
-        return policy.reranker
-    if isinstance(policy, LadderPolicy):
-        arm = next((a for a in policy.arms if a.name == decision.arm), None)
-        if arm is not None and arm.reranker is not None:
-            return arm.reranker
-    return RerankerConfig(type="vote")
+    return policy.sampling_plan(decision) if policy is not None else SamplingPlan()
 
 
 def build_reranker(state: ProxyState, spec: RerankerConfig) -> Reranker:
@@ -109,30 +103,19 @@ def build_reranker(state: ProxyState, spec: RerankerConfig) -> Reranker:
     )
 
 
-def _sample_body(state: ProxyState, decision: Decision, data: dict[str, Any]) -> dict[str, Any]:
+def _sample_body(plan: SamplingPlan, data: dict[str, Any]) -> dict[str, Any]:
     body = {k: v for k, v in data.items() if k not in ("stream", "stream_options", "n")}
-    policy = state.snapshot.config.policies.get(decision.policy)
-    if isinstance(policy, BestOfKPolicy):
-        for key, value in policy.sampling.items():
-            body.setdefault(key, value)  # the client's own sampling parameters win
-    elif "temperature" not in body:
-        body["temperature"] = 0.7
+    for key, value in plan.sampling.items():
+        body.setdefault(key, value)  # the client's own sampling parameters win
     return body
-
-
-def _use_upstream_n(state: ProxyState, decision: Decision) -> bool:
-    policy = state.snapshot.config.policies.get(decision.policy)
-    if isinstance(policy, BestOfKPolicy) and policy.use_upstream_n is not None:
-        return policy.use_upstream_n
-    assert state.upstreams is not None
-    return state.upstreams.config(decision.upstream).supports_n
 
 
 async def draw_samples(state: ProxyState, decision: Decision, data: dict[str, Any]) -> Samples:
     """n samples from the decided upstream; failed samples are dropped."""
     assert state.upstreams is not None and state.executor is not None
     upstreams, executor = state.upstreams, state.executor
-    body = _sample_body(state, decision, data)
+    plan = sampling_plan(state, decision)
+    body = _sample_body(plan, data)
     messages = data["messages"]
     samples = Samples()
 
@@ -160,7 +143,10 @@ async def draw_samples(state: ProxyState, decision: Decision, data: dict[str, An
             )
             samples.choices.extend(c for c in reply.get("choices") or [] if isinstance(c, dict))
 
-    if _use_upstream_n(state, decision) and decision.n > 1:
+    use_n = plan.use_upstream_n
+    if use_n is None:
+        use_n = upstreams.config(decision.upstream).supports_n
+    if use_n and decision.n > 1:
         await collect([{**body, "n": decision.n}])
         missing = decision.n - len(samples.choices)
         if samples.choices and missing > 0:
@@ -199,7 +185,7 @@ async def run_best_of_k(
         raise UpstreamError(
             f"all {decision.n} samples failed: {detail}", upstream=decision.upstream
         )
-    reranker = build_reranker(state, reranker_config(state, decision))
+    reranker = build_reranker(state, sampling_plan(state, decision).reranker)
     candidates = [_content(c) for c in samples.choices]
     ranking = await reranker.rerank(data["messages"], candidates)
     if ranking.failed:
@@ -353,8 +339,3 @@ async def respond(
     await stream.write(SSE_DONE)
     await stream.write_eof()
     return stream, cost_usd, drawn
-
-
-def candidates_of(body: dict[str, Any]) -> Sequence[dict[str, Any]]:
-    """The candidate score table of a best-of-k response (for logs and the benchmark)."""
-    return list((body.get("adaptive") or {}).get("candidates") or [])

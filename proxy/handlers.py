@@ -11,7 +11,6 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from proxy import bestofk
-from proxy.config import BestOfKPolicy, PassthroughPolicy, RoutePolicy
 from proxy.errors import InvalidRequestError, ModelNotFoundError, ServiceUnavailableError
 from proxy.middleware import STREAM_STARTED
 from proxy.policies.base import Decision
@@ -60,10 +59,7 @@ async def _decide(
     if state.decider is None:
         raise ServiceUnavailableError("the proxy is still starting")
     decision = await state.decider.decide(snapshot, model, data)
-    fallback = None if isinstance(policy, PassthroughPolicy | BestOfKPolicy) else policy.fallback
-    if isinstance(policy, PassthroughPolicy):
-        fallback = policy.fallback
-    return decision, fallback
+    return decision, policy.fallback_upstream()
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -93,8 +89,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         raise
     finally:
         state.metrics.record_request(decision.policy, decision.arm, status)
-        if decision.problem is not None and state.engine is not None:
-            await state.engine.observe(decision, cost_usd=cost_usd, n_samples=n_samples)
+        if decision.problem is not None:
+            await state.budgets.observe(decision, cost_usd=cost_usd, n_samples=n_samples)
 
 
 async def _stream(
@@ -136,8 +132,8 @@ async def decide(request: web.Request) -> web.Response:
     decision, fallback = await _decide(state, data, parsed.model)
     body = decision.adaptive()
     body["fallback"] = fallback
-    if state.engine is not None and decision.policy in state.snapshot.config.policies:
-        budget = await state.engine.budget_snapshot(decision.policy)
+    if decision.policy in state.snapshot.config.policies:
+        budget = await state.budgets.budget_snapshot(decision.policy)
         if budget is not None:
             body["budget"] = budget
     return _json(body, headers=decision.headers())
@@ -155,20 +151,20 @@ async def allocate(request: web.Request) -> web.Response:
     policy = snapshot.config.policies.get(plan.model)
     if policy is None:
         raise ModelNotFoundError(f"no policy named {plan.model!r}", param="model")
-    if not isinstance(policy, RoutePolicy | BestOfKPolicy):
+    if not policy.plans_allocation:
         raise InvalidRequestError(
             f"policy {plan.model!r} is {policy.type!r}; allocation plans route and best_of_k "
             "policies",
             param="model",
         )
-    if state.decider is None or state.engine is None or state.decider.predictor is None:
+    if state.decider is None or state.decider.predictor is None:
         raise ServiceUnavailableError("the predictor is not loaded")
     conversations = [[m.model_dump() for m in item.messages] for item in plan.requests]
     try:
         predictions = await state.decider.predict_batch(conversations)
         tokens = [count_message_tokens(c) for c in conversations]
-        allocations = state.engine.allocate(
-            policy, predictions, tokens, plan.budget, plan.budget_unit
+        allocations = policy.allocate(
+            state.policy_context, predictions, tokens, plan.budget, plan.budget_unit
         )
     except (ValueError, KeyError) as exc:
         raise InvalidRequestError(str(exc).strip("'\""), param="budget") from None

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -12,7 +11,8 @@ from proxy.cache import DecisionCache
 from proxy.decider import Decider
 from proxy.executor import RouteExecutor
 from proxy.metrics import Metrics
-from proxy.policies.engine import AllocationEngine
+from proxy.policies.budgets import BudgetControllers
+from proxy.policies.policy import PolicyContext
 from proxy.prediction import Predictor
 from proxy.pricing import CostModel
 from proxy.reload import ConfigHolder, Snapshot
@@ -27,14 +27,14 @@ class ProxyState:
     metrics: Metrics
     costs: CostModel
     env: Mapping[str, str]
+    budgets: BudgetControllers
+    policy_context: PolicyContext
     predictor: Predictor | None = None
     cache: DecisionCache | None = None
     upstreams: UpstreamClient | None = None
     executor: RouteExecutor | None = None
     decider: Decider | None = None
-    engine: AllocationEngine | None = None
     predictor_ready: bool = False
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def snapshot(self) -> Snapshot:

@@ -63,7 +63,8 @@ def predicted_stream() -> list[tuple[DecisionProblem, bool, bool]]:
     for (text, weak_ok, strong_ok), weak, strong in zip(stream, p_weak, p_strong, strict=True):
         tokens = count_tokens(text)
         problem = DecisionProblem.route(
-            float(weak), float(strong),
+            float(weak),
+            float(strong),
             cost_cheap=tokens * PRICE_WEAK[0] + PRICE_WEAK[1],
             cost_expensive=tokens * PRICE_STRONG[0] + PRICE_STRONG[1],
         )
@@ -82,8 +83,9 @@ async def replay(order: str) -> tuple[list[bool], float]:
     expensive: list[bool] = []
     for problem, _, _ in stream:
         arm = problem.choose(await controller.current_lambda())
-        await controller.observe(problem, arm, cost_usd=problem.costs[arm], n_samples=1,
-                                 expensive=problem.expensive[arm])
+        await controller.observe(
+            problem, arm, cost_usd=problem.costs[arm], n_samples=1, expensive=problem.expensive[arm]
+        )
         expensive.append(problem.expensive[arm])
         now[0] += 1.0
     correct = [s if e else w for (_, w, s), e in zip(stream, expensive, strict=True)]
