@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from proxy.bestofk import BestOfKExecutor
 from proxy.cache import DecisionCache, build_cache
 from proxy.config import Config, reference_problems
 from proxy.decider import Decider
@@ -30,7 +30,19 @@ from proxy.policies.policy import PolicyContext
 from proxy.prediction import HashPredictor, Predictor, TablePredictor
 from proxy.pricing import CostModel
 from proxy.reload import ConfigHolder, Snapshot
-from proxy.state import STATE, ProxyState
+from proxy.state import (
+    BEST_OF_K_EXECUTOR,
+    BUDGETS,
+    CACHE,
+    CONFIG,
+    COSTS,
+    DECIDER,
+    METRICS,
+    POLICY_CONTEXT,
+    PREDICTOR,
+    ROUTE_EXECUTOR,
+    UPSTREAMS,
+)
 from proxy.upstream import UpstreamClient
 
 log = logging.getLogger("adaptive_proxy")
@@ -58,40 +70,47 @@ def load_predictor(config: Config) -> Predictor | None:
     return predictor
 
 
-async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
-    state = app[STATE]
-    upstream_cfgs = state.snapshot.config.upstreams
-    connector = aiohttp.TCPConnector(
-        limit=sum(u.max_connections for u in upstream_cfgs.values()),
-        limit_per_host=0,
-        ttl_dns_cache=300,
-        keepalive_timeout=30,
-    )
-    session = aiohttp.ClientSession(
-        connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
-    )
-    state.upstreams = UpstreamClient(
-        upstream_cfgs, session, env=state.env, observe=state.metrics.observe_upstream
-    )
-    state.executor = RouteExecutor(state.upstreams, state.costs, state.metrics)
-    try:
-        yield
-    finally:
-        await session.close()
+def _session_ctx(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        upstream_cfgs = app[CONFIG].snapshot.config.upstreams
+        metrics, costs = app[METRICS], app[COSTS]
+        connector = aiohttp.TCPConnector(
+            limit=sum(u.max_connections for u in upstream_cfgs.values()),
+            limit_per_host=0,
+            ttl_dns_cache=300,
+            keepalive_timeout=30,
+        )
+        session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
+        )
+        upstreams = UpstreamClient(
+            upstream_cfgs, session, env=env, observe=metrics.observe_upstream
+        )
+        routes = RouteExecutor(upstreams, costs, metrics)
+        app[UPSTREAMS] = upstreams
+        app[ROUTE_EXECUTOR] = routes
+        app[BEST_OF_K_EXECUTOR] = BestOfKExecutor(
+            upstreams, session, costs, metrics, routes.account, env
+        )
+        try:
+            yield
+        finally:
+            await session.close()
+
+    return ctx
 
 
 def _cache_ctx(injected: DecisionCache | None):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        state = app[STATE]
-        spec = state.snapshot.config.cache
+        spec = app[CONFIG].snapshot.config.cache
         cache = injected or build_cache(
             redis_url=spec.redis_url,
             ttl_s=spec.ttl_s,
             max_entries=spec.max_entries,
             timeout_s=spec.timeout_s,
-            metrics=state.metrics,
+            metrics=app[METRICS],
         )
-        state.cache = cache
+        app[CACHE] = cache
         try:
             yield
         finally:
@@ -103,8 +122,7 @@ def _cache_ctx(injected: DecisionCache | None):  # type: ignore[no-untyped-def]
 
 def _predictor_ctx(injected: Predictor | None):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        state = app[STATE]
-        config = state.snapshot.config
+        config = app[CONFIG].snapshot.config
         predictor = injected
         if predictor is None:
             loop = asyncio.get_running_loop()
@@ -112,20 +130,17 @@ def _predictor_ctx(injected: Predictor | None):  # type: ignore[no-untyped-def]
                 predictor = await loop.run_in_executor(None, load_predictor, config)
             except PredictorLoadError as exc:
                 raise PredictorLoadError(f"cannot start: {exc}") from None
-        state.predictor = predictor
-        state.predictor_ready = True
-        assert state.cache is not None
-        state.decider = Decider(
+        app[PREDICTOR] = predictor
+        app[DECIDER] = Decider(
             predictor=predictor,
-            cache=state.cache,
-            metrics=state.metrics,
-            context=state.policy_context,
+            cache=app[CACHE],
+            metrics=app[METRICS],
+            context=app[POLICY_CONTEXT],
             predictor_timeout_s=config.predictor.timeout_s,
         )
         try:
             yield
         finally:
-            state.predictor_ready = False
             if injected is None and predictor is not None:
                 await predictor.aclose()
 
@@ -134,8 +149,7 @@ def _predictor_ctx(injected: Predictor | None):  # type: ignore[no-untyped-def]
 
 async def _budget_redis_ctx(app: web.Application) -> AsyncIterator[None]:
     """With ``cache.redis_url``, budget controllers share their state through Redis."""
-    state = app[STATE]
-    spec = state.snapshot.config.cache
+    spec = app[CONFIG].snapshot.config.cache
     client = None
     if spec.redis_url:
         import redis.asyncio as aioredis
@@ -145,7 +159,7 @@ async def _budget_redis_ctx(app: web.Application) -> AsyncIterator[None]:
             socket_timeout=max(spec.timeout_s, 0.2),
             socket_connect_timeout=max(spec.timeout_s, 0.2),
         )
-        state.budgets.set_redis(client)
+        app[BUDGETS].set_redis(client)
     try:
         yield
     finally:
@@ -154,12 +168,12 @@ async def _budget_redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _reload_ctx(app: web.Application) -> AsyncIterator[None]:
-    state = app[STATE]
-    config = state.snapshot.config
+    holder = app[CONFIG]
+    config = holder.snapshot.config
     task: asyncio.Task[None] | None = None
-    if state.holder.path is not None and config.server.reload:
+    if holder.path is not None and config.server.reload:
         task = asyncio.create_task(
-            state.holder.watch(config.server.reload_interval_s), name="adaptive-proxy-config-watch"
+            holder.watch(config.server.reload_interval_s), name="adaptive-proxy-config-watch"
         )
     try:
         yield
@@ -172,11 +186,12 @@ async def _reload_ctx(app: web.Application) -> AsyncIterator[None]:
                 pass
 
 
-def _apply_snapshot(state: ProxyState) -> Any:
+def _apply_snapshot(app: web.Application) -> Callable[[Snapshot], None]:
     def listener(snapshot: Snapshot) -> None:
-        if state.upstreams is not None:
-            state.upstreams.update(snapshot.config.upstreams)
-        state.costs.update_upstreams(snapshot.config.upstreams)
+        upstreams = app.get(UPSTREAMS)
+        if upstreams is not None:
+            upstreams.update(snapshot.config.upstreams)
+        app[COSTS].update_upstreams(snapshot.config.upstreams)
 
     return listener
 
@@ -204,17 +219,13 @@ def create_app(
     metrics = Metrics()
     costs = CostModel(config.upstreams)
     budgets = BudgetControllers(metrics=metrics)
-    state = ProxyState(
-        holder=holder,
-        metrics=metrics,
-        costs=costs,
-        env=dict(env or {}),
-        budgets=budgets,
-        policy_context=PolicyContext(costs=costs, budgets=budgets),
-    )
-    holder.subscribe(_apply_snapshot(state))
-    app[STATE] = state
-    app.cleanup_ctx.append(_session_ctx)
+    app[CONFIG] = holder
+    app[METRICS] = metrics
+    app[COSTS] = costs
+    app[BUDGETS] = budgets
+    app[POLICY_CONTEXT] = PolicyContext(costs=costs, budgets=budgets)
+    holder.subscribe(_apply_snapshot(app))
+    app.cleanup_ctx.append(_session_ctx(dict(env or {})))
     app.cleanup_ctx.append(_cache_ctx(cache))
     app.cleanup_ctx.append(_budget_redis_ctx)
     app.cleanup_ctx.append(_predictor_ctx(predictor))

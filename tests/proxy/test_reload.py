@@ -13,7 +13,7 @@ from proxy.app import create_app
 from proxy.config import load_config
 from proxy.prediction import HashPredictor
 from proxy.reload import ConfigHolder
-from proxy.state import STATE
+from proxy.state import CONFIG
 from tests.servers import running
 
 FILE = """
@@ -56,7 +56,7 @@ async def test_file_change_reloads_and_bad_edit_keeps_old_policy(
         await wait_for(reloaded)
         with caplog.at_level(logging.ERROR, logger="adaptive_proxy.reload"):
             path.write_text(FILE.format(threshold="'very high'"))
-            holder = app[STATE].holder
+            holder = app[CONFIG]
 
             async def rejected() -> bool:
                 return holder.last_error is not None
