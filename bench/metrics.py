@@ -96,16 +96,21 @@ def pgr(quality: float | FloatArray, q_weak: float, q_strong: float) -> FloatArr
     return (q - q_weak) / gap if gap != 0 else np.full_like(q, np.nan)
 
 
-def _as_curve(cost: Sequence[float] | FloatArray, quality: Sequence[float] | FloatArray
-              ) -> tuple[FloatArray, FloatArray]:
+def _as_curve(
+    cost: Sequence[float] | FloatArray, quality: Sequence[float] | FloatArray
+) -> tuple[FloatArray, FloatArray]:
     c = np.asarray(cost, dtype=np.float64)
     q = np.asarray(quality, dtype=np.float64)
     order = np.argsort(c, kind="stable")
     return c[order], q[order]
 
 
-def apgr(cost: Sequence[float] | FloatArray, quality: Sequence[float] | FloatArray,
-         q_weak: float, q_strong: float) -> float:
+def apgr(
+    cost: Sequence[float] | FloatArray,
+    quality: Sequence[float] | FloatArray,
+    q_weak: float,
+    q_strong: float,
+) -> float:
     """Average PGR: trapezoidal area under PGR over normalised cost in [0, 1].
 
     The curve must start at cost 0 and end at cost 1 (a full sweep does); it is then exactly
@@ -120,8 +125,9 @@ def apgr(cost: Sequence[float] | FloatArray, quality: Sequence[float] | FloatArr
     return area / span
 
 
-def cost_to_reach(cost: Sequence[float] | FloatArray, quality: Sequence[float] | FloatArray,
-                  target_quality: float) -> float:
+def cost_to_reach(
+    cost: Sequence[float] | FloatArray, quality: Sequence[float] | FloatArray, target_quality: float
+) -> float:
     """The lowest cost at which the (linearly interpolated) curve first reaches a quality.
 
     ``nan`` when the curve never reaches it.
@@ -138,22 +144,28 @@ def cost_to_reach(cost: Sequence[float] | FloatArray, quality: Sequence[float] |
     return float(c0 + (target_quality - q0) * (c1 - c0) / (q1 - q0))
 
 
-def cpt(cost: Sequence[float] | FloatArray, quality: Sequence[float] | FloatArray,
-        q_weak: float, q_strong: float, pgr_target: float) -> float:
+def cpt(
+    cost: Sequence[float] | FloatArray,
+    quality: Sequence[float] | FloatArray,
+    q_weak: float,
+    q_strong: float,
+    pgr_target: float,
+) -> float:
     """Call-performance threshold: the cost needed to recover ``pgr_target`` of the gap."""
     return cost_to_reach(cost, quality, q_weak + pgr_target * (q_strong - q_weak))
 
 
-def quality_at(cost: Sequence[float] | FloatArray, quality: Sequence[float] | FloatArray,
-               budget: float) -> float:
+def quality_at(
+    cost: Sequence[float] | FloatArray, quality: Sequence[float] | FloatArray, budget: float
+) -> float:
     """Quality of the curve at a given cost (linear interpolation between operating points)."""
     c, q = _as_curve(cost, quality)
     return float(np.interp(budget, c, q))
 
 
-def saved_at_equal_quality(cost: Sequence[float] | FloatArray,
-                           quality: Sequence[float] | FloatArray,
-                           q_expensive: float) -> float:
+def saved_at_equal_quality(
+    cost: Sequence[float] | FloatArray, quality: Sequence[float] | FloatArray, q_expensive: float
+) -> float:
     """Fraction of the all-expensive cost saved while matching its quality (0 if never).
 
     ``cost`` must be normalised so that the all-expensive policy costs 1.
@@ -162,9 +174,14 @@ def saved_at_equal_quality(cost: Sequence[float] | FloatArray,
     return 0.0 if np.isnan(needed) else float(max(0.0, 1.0 - needed))
 
 
-def bootstrap_ci(statistic: Callable[[npt.NDArray[np.int64]], float], n: int, *,
-                 n_boot: int = 200, seed: int = 0, level: float = 0.95
-                 ) -> tuple[float, float]:
+def bootstrap_ci(
+    statistic: Callable[[npt.NDArray[np.int64]], float],
+    n: int,
+    *,
+    n_boot: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
     """Percentile bootstrap interval of ``statistic(indices)`` over prompts resampled with
     replacement. ``nan`` statistics (e.g. a target never reached) are dropped."""
     rng = np.random.default_rng(seed)
@@ -190,8 +207,13 @@ class LadderPoint:
     arm_counts: tuple[int, ...]
 
 
-def ladder_sweep(predicted: FloatArray, reward: FloatArray, cost_usd: FloatArray,
-                 cost_estimate_usd: FloatArray, lambdas: Sequence[float]) -> list[LadderPoint]:
+def ladder_sweep(
+    predicted: FloatArray,
+    reward: FloatArray,
+    cost_usd: FloatArray,
+    cost_estimate_usd: FloatArray,
+    lambdas: Sequence[float],
+) -> list[LadderPoint]:
     """For each λ, every prompt takes ``argmax_arm predicted - λ · cost_estimate``.
 
     ``predicted``/``reward``/``cost_usd`` are (prompts × arms); ``cost_estimate_usd`` is the
@@ -203,12 +225,14 @@ def ladder_sweep(predicted: FloatArray, reward: FloatArray, cost_usd: FloatArray
     for lam in lambdas:
         choice = np.argmax(predicted - lam * cost_estimate_usd[None, :], axis=1)
         counts = np.bincount(choice, minlength=k)
-        points.append(LadderPoint(
-            lam=float(lam),
-            quality=float(reward[rows, choice].mean()),
-            cost_usd=float(cost_usd[rows, choice].mean()),
-            arm_counts=tuple(int(x) for x in counts),
-        ))
+        points.append(
+            LadderPoint(
+                lam=float(lam),
+                quality=float(reward[rows, choice].mean()),
+                cost_usd=float(cost_usd[rows, choice].mean()),
+                arm_counts=tuple(int(x) for x in counts),
+            )
+        )
     return points
 
 
@@ -223,9 +247,14 @@ def upper_envelope(cost: FloatArray, quality: FloatArray) -> tuple[FloatArray, F
     return c, np.maximum.accumulate(q)
 
 
-def bootstrap_cis(statistics: Callable[[npt.NDArray[np.int64]], dict[str, float]], n: int, *,
-                  n_boot: int = 200, seed: int = 0, level: float = 0.95
-                  ) -> dict[str, tuple[float, float]]:
+def bootstrap_cis(
+    statistics: Callable[[npt.NDArray[np.int64]], dict[str, float]],
+    n: int,
+    *,
+    n_boot: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, tuple[float, float]]:
     """:func:`bootstrap_ci` for several statistics computed together on each resample."""
     rng = np.random.default_rng(seed)
     values: dict[str, list[float]] = {}

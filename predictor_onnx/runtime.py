@@ -24,12 +24,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from predictor_onnx.errors import Messages, PredictorLoadError
 from predictor_onnx.features import FEATURE_NAMES, feature_matrix
 from predictor_onnx.manifest import REBUILD_HINT, Manifest, read_manifest
 from predictor_onnx.schema import named_outputs
 from predictor_onnx.text import PromptEncoder
-from proxy.errors import PredictorLoadError
-from proxy.prediction import Messages
 
 #: Padded tokens per encoder call (1 row × 256 tokens, 4 × 64, ...). Measured on the int8
 #: encoder, 2 loaded cores, real prompts, 2 workers: 4096 → 27 prompts/s (1 worker), 512 → 116
@@ -146,8 +145,11 @@ class OnnxPredictor:
         directory = Path(path) if path is not None else shipped_model_dir()
         manifest = read_manifest(directory)
         return cls(
-            manifest, max_batch_size=max_batch_size, batch_window_ms=batch_window_ms,
-            threads=threads, workers=workers,
+            manifest,
+            max_batch_size=max_batch_size,
+            batch_window_ms=batch_window_ms,
+            threads=threads,
+            workers=workers,
         )
 
     @classmethod
@@ -165,8 +167,11 @@ class OnnxPredictor:
         return await loop.run_in_executor(
             None,
             lambda: cls.load(
-                path, max_batch_size=max_batch_size, batch_window_ms=batch_window_ms,
-                threads=threads, workers=workers,
+                path,
+                max_batch_size=max_batch_size,
+                batch_window_ms=batch_window_ms,
+                threads=threads,
+                workers=workers,
             ),
         )
 

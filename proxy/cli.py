@@ -162,8 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     from bench.cli import register_cli as register_bench
-    from bench.replay import register_cli as register_replay
     from predictor_onnx.cli import register_cli as register_predictor
+    from replay.server import register_cli as register_replay
 
     register_replay(sub)
     register_predictor(sub)
