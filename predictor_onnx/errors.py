@@ -1,12 +1,10 @@
-"""The predictor package's own error and message types (it imports nothing from the server)."""
+"""The predictor package's one error: a model folder that cannot be used.
+
+``predictor_onnx`` imports nothing from ``proxy``; the proxy re-exports this class as
+``proxy.errors.PredictorLoadError`` so both sides name the same exception.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Mapping, Sequence
-from typing import Any
-
-# One conversation in OpenAI's ``messages`` shape.
-Messages = Sequence[Mapping[str, Any]]
 
 
 class PredictorLoadError(Exception):

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from predictor_onnx.errors import Messages, PredictorLoadError
+from predictor_onnx.errors import PredictorLoadError
 from predictor_onnx.features import FEATURE_NAMES, feature_matrix
 from predictor_onnx.manifest import REBUILD_HINT, Manifest, read_manifest
 from predictor_onnx.schema import named_outputs
@@ -34,6 +34,9 @@ from predictor_onnx.text import PromptEncoder
 #: encoder, 2 loaded cores, real prompts, 2 workers: 4096 → 27 prompts/s (1 worker), 512 → 116
 #: prompts/s and 251 MB RSS after sustained batching, 256 → 130-134 and 214-218 MB, 128 → 130.
 MAX_BATCH_TOKENS = 256
+
+#: One conversation: OpenAI ``messages`` (the proxy's ``Messages``; not imported from it).
+Messages = Sequence[Mapping[str, Any]]
 
 
 def session_options(threads: int) -> Any:

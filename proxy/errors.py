@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-# The predictor package owns its load error; the server re-exports it for its callers.
+# One class on both sides: predictor_onnx raises it and must not import proxy.
 from predictor_onnx.errors import PredictorLoadError as PredictorLoadError
 
 

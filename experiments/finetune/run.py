@@ -15,8 +15,9 @@ MMLU holds ~14k of ~15.5k records, so each epoch subsamples every dataset to at 
 ``cap_per_epoch`` rows (a fresh draw per epoch) and weights rows like the frozen
 :func:`~predictor_onnx.evaluate.balanced_weights` (∝ sqrt(largest / own count)).
 
-Training only (the ``train`` extra): torch and transformers are imported inside functions, and
-nothing here is imported at serving time. Run ``python -m predictor_onnx.finetune --help``.
+An experiment, not part of the shipped packages: it needs the ``experiments`` extra (torch and
+transformers), imports them inside functions, and nothing here is imported at serving time. Run
+``python -m experiments.finetune.run --help``; the H200 run's log and metrics are beside this file.
 """
 
 from __future__ import annotations
@@ -366,9 +367,9 @@ def run_experiment(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m predictor_onnx.finetune --data-dir DIR --model-dir DIR --out DIR``."""
+    """``python -m experiments.finetune.run --data-dir DIR --model-dir DIR --out DIR``."""
     parser = argparse.ArgumentParser(
-        prog="python -m predictor_onnx.finetune",
+        prog="python -m experiments.finetune.run",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
     parser.add_argument(
