@@ -12,8 +12,7 @@ from bench.cli import main
 from bench.report import ROUTELLM_PUBLISHED
 from bench.suites import SUITES
 
-DATA_DIR = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
-pytestmark = pytest.mark.skipif(not DATA_DIR.is_dir(), reason="recorded data not present")
+pytestmark = pytest.mark.slow  # a whole benchmark run (--quick); .ci/run still runs it
 TOP_KEYS = (
     "apgr_cv",
     "apgr_lodo",
@@ -28,13 +27,15 @@ TOP_KEYS = (
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+def results(
+    tmp_path_factory: pytest.TempPathFactory, data_dir: Path
+) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("bench")
     code = main(
         [
             "--quick",
             "--data-dir",
-            str(DATA_DIR),
+            str(data_dir),
             "--out",
             str(out),
             "--predictor",

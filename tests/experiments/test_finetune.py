@@ -25,6 +25,8 @@ from predictor_onnx.data import load_records
 from predictor_onnx.evaluate import build_design
 from predictor_onnx.schema import DEFAULT_ARMS
 
+pytestmark = pytest.mark.slow  # trains an encoder for a few steps; .ci/run still runs it
+
 
 def _require(module: str) -> Any:
     try:

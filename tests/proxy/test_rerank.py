@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -30,10 +29,6 @@ MESSAGES = [
 CANDIDATES = ["6 * 7 = 41\n#### 41", "6 * 7 = 42\n#### 42", "It is 43.\n#### 43"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("ADAPTIVE_DATA_DIR", "../shared/data"))
 
 
 @pytest.fixture
@@ -149,8 +144,8 @@ def test_extract_answer(text: str, answer: str | None) -> None:
     assert extract_answer(text) == answer
 
 
-def test_vote_extracts_the_answers_of_real_gsm8k_solutions() -> None:
-    path = data_dir() / "gsm8k" / "example_model_solutions.jsonl"
+def test_vote_extracts_the_answers_of_real_gsm8k_solutions(data_dir: Path) -> None:
+    path = data_dir / "gsm8k" / "example_model_solutions.jsonl"
     if not path.is_file():
         pytest.skip(f"real data not found at {path} (set ADAPTIVE_DATA_DIR)")
     systems = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
@@ -167,8 +162,8 @@ def test_vote_extracts_the_answers_of_real_gsm8k_solutions() -> None:
     assert checked == 160
 
 
-async def test_vote_on_real_gsm8k_picks_a_majority_solution() -> None:
-    path = data_dir() / "gsm8k" / "example_model_solutions.jsonl"
+async def test_vote_on_real_gsm8k_picks_a_majority_solution(data_dir: Path) -> None:
+    path = data_dir / "gsm8k" / "example_model_solutions.jsonl"
     if not path.is_file():
         pytest.skip(f"real data not found at {path} (set ADAPTIVE_DATA_DIR)")
     systems = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
