@@ -30,17 +30,17 @@ from proxy.policies.policy import PolicyContext
 from proxy.prediction import HashPredictor, Predictor, TablePredictor
 from proxy.pricing import CostModel
 from proxy.reload import ConfigHolder, Snapshot
+from proxy.responses import Executor
 from proxy.state import (
-    BEST_OF_K_EXECUTOR,
     BUDGETS,
     CACHE,
     CONFIG,
     COSTS,
     DECIDER,
+    EXECUTORS,
     METRICS,
     POLICY_CONTEXT,
     PREDICTOR,
-    ROUTE_EXECUTOR,
     UPSTREAMS,
 )
 from proxy.upstream import UpstreamClient
@@ -88,10 +88,12 @@ def _session_ctx(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
         )
         routes = RouteExecutor(upstreams, costs, metrics)
         app[UPSTREAMS] = upstreams
-        app[ROUTE_EXECUTOR] = routes
-        app[BEST_OF_K_EXECUTOR] = BestOfKExecutor(
-            upstreams, session, costs, metrics, routes.account, env
-        )
+        # One line per execution kind; a policy picks one with ``executor_name``.
+        executors: dict[str, Executor] = {
+            "route": routes,
+            "best_of_k": BestOfKExecutor(upstreams, session, costs, metrics, routes.account, env),
+        }
+        app[EXECUTORS] = executors
         try:
             yield
         finally:

@@ -34,7 +34,7 @@ from proxy.rerank import (
     RewardReranker,
     VoteReranker,
 )
-from proxy.responses import EventStream, Execution, JsonResult, Outcome
+from proxy.responses import EventStream, Execution, ExecutionRequest, JsonResult, Outcome
 from proxy.upstream import UpstreamClient
 
 log = logging.getLogger("adaptive_proxy.bestofk")
@@ -217,18 +217,11 @@ class BestOfKExecutor:
         self._metrics.observe_samples(decision.policy, len(candidates))
         return _completion(decision, data, samples, ranking, candidates), samples, ranking
 
-    async def execute(
-        self,
-        decision: Decision,
-        plan: SamplingPlan,
-        data: dict[str, Any],
-        *,
-        stream: bool,
-        include_usage: bool,
-        keepalive_interval_s: float,
-    ) -> Execution:
+    async def execute(self, job: ExecutionRequest) -> Execution:
         """Answer a best-of-k request: the completed JSON, or the winner as SSE chunks."""
-        if not stream:
+        decision, data = job.decision, job.body
+        plan = job.policy.sampling_plan(decision) if job.policy is not None else SamplingPlan()
+        if not job.stream:
             body, samples, _ = await self.run(decision, plan, data)
             return JsonResult(
                 body,
@@ -243,7 +236,7 @@ class BestOfKExecutor:
                 body, samples, _ = await work
                 outcome.cost_usd = float(body["adaptive"]["cost_usd"])
                 outcome.n_samples = len(samples.choices)
-                for chunk in _chunks(body, include_usage):
+                for chunk in _chunks(body, job.include_usage):
                     yield sse_event(chunk)
             finally:
                 work.cancel()  # a no-op once it finished
@@ -258,7 +251,7 @@ class BestOfKExecutor:
             headers=decision.headers(),
             outcome=outcome,
             warmup=work,
-            keepalive_interval_s=keepalive_interval_s,
+            keepalive_interval_s=job.keepalive_interval_s,
             source=f"best-of-{decision.n} from {decision.upstream}",
         )
 

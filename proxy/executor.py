@@ -17,7 +17,7 @@ import orjson
 from proxy.errors import ProxyError, UpstreamError
 from proxy.policies.base import Decision
 from proxy.pricing import CostModel, usage_of
-from proxy.responses import EventStream, Execution, JsonResult, Outcome
+from proxy.responses import EventStream, Execution, ExecutionRequest, JsonResult, Outcome
 from proxy.tokens import count_message_tokens
 from proxy.upstream import UpstreamClient, UpstreamReply, UpstreamStream
 
@@ -79,19 +79,12 @@ class RouteExecutor:
             decision, fallback, lambda name: self._upstreams.chat(name, body)
         )
 
-    async def execute(
-        self,
-        decision: Decision,
-        data: dict[str, Any],
-        fallback: str | None,
-        *,
-        stream: bool,
-        include_usage: bool,
-    ) -> Execution:
+    async def execute(self, job: ExecutionRequest) -> Execution:
         """Run a routed decision: the completed JSON, or the upstream's events to pass through."""
-        if stream:
-            return await self.open_events(decision, data, fallback, include_usage)
-        return await self.respond_json(decision, data, fallback)
+        fallback = job.policy.fallback_upstream() if job.policy is not None else None
+        if job.stream:
+            return await self.open_events(job.decision, job.body, fallback, job.include_usage)
+        return await self.respond_json(job.decision, job.body, fallback)
 
     async def respond_json(
         self, decision: Decision, body: dict[str, Any], fallback: str | None

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from proxy.errors import InvalidRequestError, ModelNotFoundError, ServiceUnavailableError
 from proxy.policies.base import Decision
-from proxy.policies.policy import BasePolicy, SamplingPlan
+from proxy.policies.policy import BasePolicy, execution_kind
 from proxy.protocol import (
     AllocateRequest,
     ChatCompletionRequest,
@@ -21,17 +21,23 @@ from proxy.protocol import (
     parse_json_body,
     validate_chat_request,
 )
-from proxy.responses import EventStream, Execution, Outcome, json_response, write_sse
+from proxy.responses import (
+    EventStream,
+    Execution,
+    ExecutionRequest,
+    Outcome,
+    json_response,
+    write_sse,
+)
 from proxy.state import (
-    BEST_OF_K_EXECUTOR,
     BUDGETS,
     CACHE,
     CONFIG,
     DECIDER,
+    EXECUTORS,
     METRICS,
     POLICY_CONTEXT,
     PREDICTOR,
-    ROUTE_EXECUTOR,
 )
 from proxy.tokens import count_message_tokens
 
@@ -79,23 +85,17 @@ async def _execute(
     data: dict[str, Any],
     parsed: ChatCompletionRequest,
 ) -> Execution:
-    """Run the decision: one routed call, or best-of-k sampling and reranking."""
-    include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
-    if decision.n > 1 or decision.reranker is not None:
-        plan = policy.sampling_plan(decision) if policy is not None else SamplingPlan()
-        keepalive_s = request.app[CONFIG].snapshot.config.server.keepalive_interval_s
-        return await request.app[BEST_OF_K_EXECUTOR].execute(
-            decision,
-            plan,
-            data,
-            stream=parsed.stream,
-            include_usage=include_usage,
-            keepalive_interval_s=keepalive_s,
-        )
-    fallback = policy.fallback_upstream() if policy is not None else None
-    return await request.app[ROUTE_EXECUTOR].execute(
-        decision, data, fallback, stream=parsed.stream, include_usage=include_usage
+    """Hand the decision to the executor its policy names (a bare upstream model: route)."""
+    name = policy.executor_name(decision) if policy is not None else execution_kind(decision)
+    job = ExecutionRequest(
+        decision=decision,
+        policy=policy,
+        body=data,
+        stream=parsed.stream,
+        include_usage=bool(parsed.stream_options and parsed.stream_options.include_usage),
+        keepalive_interval_s=request.app[CONFIG].snapshot.config.server.keepalive_interval_s,
     )
+    return await request.app[EXECUTORS][name].execute(job)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:

@@ -1,10 +1,12 @@
-"""The execution seam: what executing a decision produces, and the one SSE writer.
+"""The execution seam: what executing a decision takes and produces, and the one SSE writer.
 
-Every executor (route, best-of-k, and any later one) returns either a :class:`JsonResult` or an
-:class:`EventStream`. :func:`write_sse` alone turns a stream into the HTTP response: it starts the
-stream, puts the ``adaptive`` object into the first data chunk, sends ``: keep-alive`` comments
-while the stream's ``warmup`` runs, reports a failure after the status line as
-``data: {"error": …}``, and always ends with ``data: [DONE]``.
+Every :class:`Executor` (route, best-of-k, and any later one, registered by name in
+:func:`proxy.app.create_app`; a policy names the one its decision needs with
+:meth:`~proxy.policies.policy.BasePolicy.executor_name`) turns an :class:`ExecutionRequest`
+into either a :class:`JsonResult` or an :class:`EventStream`. :func:`write_sse` alone turns a
+stream into the HTTP response: it starts the stream, puts the ``adaptive`` object into the first
+data chunk, sends ``: keep-alive`` comments while the stream's ``warmup`` runs, reports a failure
+after the status line as ``data: {"error": …}``, and always ends with ``data: [DONE]``.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
 from proxy.errors import ProxyError
 from proxy.middleware import STREAM_STARTED
+from proxy.policies.base import Decision
+from proxy.policies.policy import BasePolicy
 from proxy.protocol import SSE_DONE, SSE_KEEPALIVE, sse_event
 
 log = logging.getLogger("adaptive_proxy.responses")
@@ -67,6 +71,27 @@ class EventStream:
 
 
 Execution = JsonResult | EventStream
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRequest:
+    """One decided request, as an executor receives it."""
+
+    decision: Decision
+    # ``None``: the client named an upstream model directly (passthrough, no policy).
+    policy: BasePolicy | None
+    body: dict[str, Any]
+    stream: bool
+    include_usage: bool
+    keepalive_interval_s: float
+
+
+class Executor(Protocol):
+    """Runs decisions of one kind against the upstreams."""
+
+    async def execute(self, job: ExecutionRequest) -> Execution:
+        """The completed JSON, or the events to stream."""
+        ...
 
 
 def json_response(result: JsonResult) -> web.Response:

@@ -7,18 +7,19 @@ then). One set per application, never global.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aiohttp import web
 
-from proxy.bestofk import BestOfKExecutor
 from proxy.cache import DecisionCache
 from proxy.decider import Decider
-from proxy.executor import RouteExecutor
 from proxy.metrics import Metrics
 from proxy.policies.budgets import BudgetControllers
 from proxy.policies.policy import PolicyContext
 from proxy.prediction import Predictor
 from proxy.pricing import CostModel
 from proxy.reload import ConfigHolder
+from proxy.responses import Executor
 from proxy.upstream import UpstreamClient
 
 # Set by create_app.
@@ -29,8 +30,8 @@ BUDGETS = web.AppKey("adaptive_budgets", BudgetControllers)
 POLICY_CONTEXT = web.AppKey("adaptive_policy_context", PolicyContext)
 # Set by their cleanup contexts when the app starts.
 UPSTREAMS = web.AppKey("adaptive_upstreams", UpstreamClient)
-ROUTE_EXECUTOR = web.AppKey("adaptive_route_executor", RouteExecutor)
-BEST_OF_K_EXECUTOR = web.AppKey("adaptive_best_of_k_executor", BestOfKExecutor)
+# Executors by the name a policy's ``executor_name`` returns ("route", "best_of_k", ...).
+EXECUTORS: web.AppKey[Mapping[str, Executor]] = web.AppKey("adaptive_executors")
 CACHE = web.AppKey("adaptive_cache", DecisionCache)
 DECIDER = web.AppKey("adaptive_decider", Decider)
 # ``None`` once loaded means "no predictor configured" (every policy uses its default arm).

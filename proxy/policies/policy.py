@@ -34,6 +34,11 @@ def read_output(predictions: Mapping[str, float], name: str) -> float:
         ) from None
 
 
+def execution_kind(decision: Decision) -> str:
+    """``best_of_k`` for a multi-sample (or reranked) decision, else ``route``."""
+    return "best_of_k" if decision.n > 1 or decision.reranker is not None else "route"
+
+
 class CostEstimator(Protocol):
     """Expected USD of a call (implemented by :class:`proxy.pricing.CostModel`)."""
 
@@ -113,6 +118,10 @@ class BasePolicy(StrictModel):
     @abstractmethod
     def default_decision(self, name: str, version: str, reason: str) -> Decision:
         """The default arm, used when prediction fails."""
+
+    def executor_name(self, decision: Decision) -> str:
+        """The executor that runs ``decision`` (a name registered in ``proxy.app``)."""
+        return execution_kind(decision)
 
     def sampling_plan(self, decision: Decision) -> SamplingPlan:
         """How to draw and rerank the samples of ``decision`` (when ``decision.n > 1``)."""

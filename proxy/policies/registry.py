@@ -1,7 +1,11 @@
 """The policy registry: YAML ``type`` → policy class, and the pydantic union built from it.
 
 Adding a policy type is one module under ``proxy/policies/`` (a :class:`BasePolicy` subclass
-with ``type: Literal["name"]``) and one line in :data:`POLICY_TYPES`.
+with ``type: Literal["name"]``, its YAML fields and validators, ``upstream_refs``, ``decide``,
+``default_decision``; optionally ``fallback_upstream``, ``budget_config``, ``sampling_plan``,
+``allocate``/``plans_allocation``, ``needs_prediction``) and one line in :data:`POLICY_TYPES`.
+A policy that needs a new way of executing also returns a new name from ``executor_name`` and
+registers an :class:`~proxy.responses.Executor` under that name in ``proxy.app``.
 """
 
 from __future__ import annotations
