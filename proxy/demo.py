@@ -63,9 +63,9 @@ async def run_demo(*, data_dir: Path | None, config_path: str | None) -> int:
     """Run the demo; returns the process exit code."""
     import openai
 
-    from bench.replay import build_store, create_replay_app
     from proxy.app import create_app
     from recorded_data import DataNotFoundError, resolve_data_dir
+    from replay.server import build_store, create_replay_app
 
     try:
         data = resolve_data_dir(data_dir)

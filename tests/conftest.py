@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bench.replay import create_replay_app
-from bench.replay_store import ReplayStore, build_store
 from recorded_data import resolve_data_dir
+from replay.server import create_replay_app
+from replay.store import ReplayStore, build_store
 
 
 @pytest.fixture(scope="session")
