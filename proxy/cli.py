@@ -18,6 +18,7 @@ from pathlib import Path
 from proxy.config import Config, load_config, load_config_text
 from proxy.defaults import default_config_text
 from proxy.errors import ConfigError, PredictorLoadError
+from recorded_data import RecordedDataError
 
 log = logging.getLogger("adaptive_proxy")
 
@@ -85,7 +86,7 @@ async def serve_until_stopped(
 
     from proxy.app import create_app
     from proxy.server import ProxyRunner
-    from proxy.state import STATE
+    from proxy.state import CONFIG
 
     app = create_app(config, config_path=config_path, env=os.environ)
     runner = ProxyRunner(app, handler_cancellation=True, access_log=None)
@@ -99,7 +100,7 @@ async def serve_until_stopped(
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    holder = app[STATE].holder
+    holder = app[CONFIG]
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(holder.reload()))
     policies = ", ".join(config.policies) or "none"
     log.info("adaptive-proxy serving policies [%s] on http://%s:%d/v1", policies, host, port)
@@ -187,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--data-dir",
         default=None,
-        help="recorded data (default: $ADAPTIVE_DATA_DIR or ../shared/data)",
+        help="recorded data (default: $ADAPTIVE_DATA_DIR, else the bundled copy)",
     )
     demo.add_argument(
         "--config", default=None, help="policy YAML (default: the embedded demo policy)"
@@ -195,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     from bench.cli import register_cli as register_bench
-    from bench.replay import register_cli as register_replay
     from predictor_onnx.cli import register_cli as register_predictor
+    from replay.server import register_cli as register_replay
 
     register_replay(sub)
     register_predictor(sub)
@@ -213,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = int(args.func(args))
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
+        return 2
+    except RecordedDataError as exc:
+        print(f"adaptive-proxy: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

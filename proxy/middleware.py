@@ -9,9 +9,9 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from proxy.drain import DRAIN, Drain
 from proxy.errors import ProxyError, ServiceUnavailableError
 from proxy.protocol import SSE_DONE, sse_event
-from proxy.state import STATE
 
 log = logging.getLogger("adaptive_proxy")
 
@@ -36,7 +36,8 @@ def error_response(error: ProxyError) -> web.Response:
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Render :class:`ProxyError` and aiohttp's HTTP errors as OpenAI errors; hide crashes."""
-    state = request.app[STATE]
+    # An app built without create_app (a test of one component) has no drain state.
+    state = request.app.get(DRAIN) or Drain()
     if state.draining and not request.path.startswith("/health/"):
         # A keep-alive client may still send a request while the proxy drains.
         refused = error_response(

@@ -12,7 +12,10 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from proxy.config import BestOfKPolicy, Config, LadderPolicy, RerankerConfig
+from proxy.config import Config
+from proxy.policies.best_of_k import BestOfKPolicy
+from proxy.policies.ladder import LadderPolicy
+from proxy.policies.spec import RerankerConfig
 
 REDACTED = "[redacted]"
 # Shorter values are too likely to occur by chance in ordinary text (a "1" or "on" header).

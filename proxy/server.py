@@ -21,8 +21,9 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from proxy.drain import DRAIN
 from proxy.errors import ProxyError, ServiceUnavailableError
-from proxy.state import STATE
+from proxy.state import CONFIG
 
 log = logging.getLogger("adaptive_proxy.server")
 
@@ -199,8 +200,8 @@ class ProxyRunner(web.AppRunner):
 
     async def cleanup(self) -> None:
         """Stop listening, drain in-flight requests within the grace period, then close."""
-        state = self.app[STATE]
-        grace_s = state.snapshot.config.server.shutdown_timeout_s
+        state = self.app[DRAIN]
+        grace_s = self.app[CONFIG].snapshot.config.server.shutdown_timeout_s
         state.draining = True
         for site in list(self.sites):
             await site.stop()
@@ -223,7 +224,7 @@ class ProxyRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()
-        server = self.app[STATE].snapshot.config.server
+        server = self.app[CONFIG].snapshot.config.server
         limits = ConnectionLimits(
             header_timeout_s=server.header_timeout_s,
             idle_timeout_s=server.idle_timeout_s,

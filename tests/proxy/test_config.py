@@ -118,3 +118,14 @@ def test_problems_name_the_variable_never_its_expanded_value() -> None:
     message = str(caught.value)
     assert secret not in message
     assert "unknown upstream '${SOME_KEY}'" in message
+
+
+def test_yaml_syntax_error_names_the_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("upstreams:\n  a: {base_url: x\npolicies: [\n")
+    assert main(["check", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:3:9: not valid YAML" in err
+    assert "line 2, column 6" in err  # where the unclosed mapping started
