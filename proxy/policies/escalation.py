@@ -17,10 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
+
+from predictor_onnx.evidence import SampleEvidence, evidence_features, majority_answer
 
 MODEL_FORMAT = "adaptive-escalation/1"
 MANIFEST_NAME = "manifest.json"
@@ -145,3 +147,46 @@ class EscalationModel:
 
 
 Escalator = AgreementRule | EscalationModel
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What the cheap stages showed and whether to escalate.
+
+    ``answered_by`` indexes ``samples``: the sample whose answer the cascade returns when it does
+    not escalate (the majority answer; ties to the earliest stage; the first sample that arrived
+    when none had an extractable answer). ``reason`` says why: ``gain`` (the escalator's gain
+    against the threshold or λ · Δcost) or ``no_cheap_answer`` (every cheap sample failed).
+    """
+
+    samples: tuple[SampleEvidence, ...]
+    features: Mapping[str, float]
+    answer: str | None
+    answered_by: int | None
+    gain: float | None
+    escalate: bool
+    reason: str
+
+
+def assess(
+    samples: Sequence[SampleEvidence],
+    prior: Mapping[str, float],
+    escalator: Escalator,
+    *,
+    threshold: float | None,
+    lambda_: float | None,
+    delta_cost_usd: float,
+) -> Assessment:
+    """Escalate iff ``gain ≥ threshold`` (fixed), else iff ``gain ≥ λ · Δcost_usd``."""
+    arrived = [i for i, s in enumerate(samples) if s.text is not None]
+    if not arrived:
+        return Assessment(tuple(samples), {}, None, None, None, True, "no_cheap_answer")
+    features = evidence_features(samples, prior)
+    answer, first = majority_answer(samples)
+    gain = escalator.gain(features)
+    if threshold is not None:
+        escalate = gain >= threshold
+    else:
+        escalate = gain >= (lambda_ or 0.0) * delta_cost_usd
+    answered_by = first if first is not None else arrived[0]
+    return Assessment(tuple(samples), features, answer, answered_by, gain, escalate, "gain")

@@ -16,12 +16,15 @@ from predictor_onnx.escalation import (
     read_prior_jsonl,
     train_escalation,
 )
+from predictor_onnx.evidence import SampleEvidence
 from proxy.policies.escalation import (
     AgreementRule,
     EscalationModel,
+    assess,
     resolve_model_path,
     shipped_escalation_dir,
 )
+from proxy.rerank_text import extract_answer
 
 RESULTS = Path(__file__).resolve().parents[3] / "bench" / "results"
 
@@ -82,3 +85,59 @@ def test_the_shipped_models_load_and_read_their_prior() -> None:
         agree = model.gain({"agree": 1.0, "n_distinct": 1.0, "majority_share": 1.0})
         assert disagree > agree
     assert resolve_model_path("mixtral-gpt4").parent == shipped_escalation_dir()
+
+
+def _sample(stage: int, text: str | None) -> SampleEvidence:
+    return SampleEvidence(stage, text, None if text is None else extract_answer(text))
+
+
+def test_assess_agreeing_cheap_answers_do_not_escalate() -> None:
+    samples = [_sample(0, "so #### 42"), _sample(1, "A: 42")]
+    result = assess(samples, {}, AgreementRule(), threshold=0.5, lambda_=None, delta_cost_usd=0.01)
+    assert not result.escalate
+    assert (result.answer, result.answered_by, result.gain) == ("42", 0, 0.0)
+    assert result.features["agree"] == 1.0
+
+
+def test_assess_disagreement_escalates_and_lambda_prices_the_gain() -> None:
+    samples = [_sample(0, "#### 41"), _sample(1, "#### 42")]
+    rule = AgreementRule()
+    assert assess(samples, {}, rule, threshold=0.5, lambda_=None, delta_cost_usd=1.0).escalate
+    # gain 1 against λ · Δcost: escalate only while the extra cost is priced below 1.
+    assert assess(samples, {}, rule, threshold=None, lambda_=50.0, delta_cost_usd=0.01).escalate
+    cheap = assess(samples, {}, rule, threshold=None, lambda_=200.0, delta_cost_usd=0.01)
+    assert not cheap.escalate and cheap.answered_by == 0
+
+
+def test_assess_with_every_cheap_stage_failed_escalates() -> None:
+    result = assess(
+        [_sample(0, None), _sample(1, None)],
+        {},
+        AgreementRule(),
+        threshold=0.5,
+        lambda_=None,
+        delta_cost_usd=0.01,
+    )
+    assert result.escalate and result.reason == "no_cheap_answer"
+    assert result.answered_by is None
+
+
+def test_assess_without_an_extractable_answer_keeps_the_first_arrived_sample() -> None:
+    result = assess(
+        [_sample(0, None), _sample(1, "I cannot tell.")],
+        {},
+        AgreementRule(),
+        threshold=2.0,
+        lambda_=None,
+        delta_cost_usd=0.0,
+    )
+    assert not result.escalate and result.answered_by == 1
+
+
+def test_assess_feeds_the_prior_to_the_model() -> None:
+    model = EscalationModel.load(resolve_model_path("mixtral-gpt4"))
+    samples = [_sample(0, "#### 41"), _sample(1, "#### 42")]
+    low = assess(samples, {"gain": 0.0}, model, threshold=0.0, lambda_=None, delta_cost_usd=0)
+    high = assess(samples, {"gain": 0.6}, model, threshold=0.0, lambda_=None, delta_cost_usd=0)
+    assert high.features["prior_gain"] == 0.6
+    assert high.gain is not None and low.gain is not None and high.gain > low.gain
