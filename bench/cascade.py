@@ -32,7 +32,13 @@ import numpy.typing as npt
 
 from bench.metrics import bootstrap_cis, cost_to_reach, threshold_sweep
 from bench.suites import SUITES, SuiteData, SuiteSpec, build_suite
-from predictor_onnx.escalation import CascadeExamples, CascadeSpec, cascade_examples, oof_gain
+from predictor_onnx.escalation import (
+    CascadeExamples,
+    CascadeSpec,
+    cascade_examples,
+    oof_gain,
+    read_prior_jsonl,
+)
 from predictor_onnx.evaluate import fold_of
 
 FloatArray = npt.NDArray[np.float64]
@@ -110,7 +116,7 @@ def _arrays(case: CascadeCase, data: SuiteData, examples: CascadeExamples) -> Ar
     )
 
 
-def _saved_at_equal_quality(
+def saved_at_equal_quality(
     scores: FloatArray,
     qc: FloatArray,
     qe: FloatArray,
@@ -133,7 +139,7 @@ def _curve_row(
     qc, qe, cc, ce, reference = arrays
 
     def stats(idx: npt.NDArray[np.int64]) -> dict[str, float]:
-        saved = _saved_at_equal_quality(
+        saved = saved_at_equal_quality(
             scores[idx], qc[idx], qe[idx], cc[idx], ce[idx], reference[idx]
         )
         return {"saved": saved}
@@ -273,16 +279,6 @@ def analyse_case(
     }
 
 
-def read_prior(path: Path) -> dict[str, dict[str, float]]:
-    """Out-of-fold prompt-predictor outputs from a benchmark ``*.records.jsonl`` (``cv``)."""
-    out: dict[str, dict[str, float]] = {}
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            out[row["prompt_id"]] = dict(row["predictions"]["cv"])
-    return out
-
-
 def run(
     data_dir: Path, results_dir: Path, *, n_boot: int, cases: Sequence[CascadeCase] = CASES
 ) -> list[dict[str, Any]]:
@@ -303,7 +299,7 @@ def run(
             cost_basis=base.cost_basis,
         )
         data = build_suite(spec, records)
-        prior = read_prior(results_dir / f"{case.suite}.records.jsonl")
+        prior = read_prior_jsonl([results_dir / f"{case.suite}.records.jsonl"])
         out.append(analyse_case(case, data, records, prior, n_boot=n_boot))
     return out
 
