@@ -11,9 +11,11 @@ from pathlib import Path
 from bench.suites import SUITES
 
 DEFAULT_OUT = Path("bench") / "results"
-DESCRIPTION = ("Cost/quality benchmark on real recorded model outcomes, end to end through the "
-               "live proxy: adaptive policies vs random, uniform and oracle allocation, with "
-               "out-of-fold and leave-one-suite-out predictors.")
+DESCRIPTION = (
+    "Cost/quality benchmark on real recorded model outcomes, end to end through the "
+    "live proxy: adaptive policies vs random, uniform and oracle allocation, with "
+    "out-of-fold and leave-one-suite-out predictors."
+)
 
 
 def _default_data_dir() -> str:
@@ -22,21 +24,41 @@ def _default_data_dir() -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The benchmark's options."""
-    parser.add_argument("--suite", action="extend", nargs="+", choices=list(SUITES),
-                        metavar="NAME",
-                        help=f"suite to run (repeatable; default all: {', '.join(SUITES)})")
-    parser.add_argument("--quick", action="store_true",
-                        help="every suite on a seeded subsample (CI; under 2 minutes)")
-    parser.add_argument("--data-dir", default=None,
-                        help="recorded data (default $ADAPTIVE_DATA_DIR or ../shared/data)")
+    parser.add_argument(
+        "--suite",
+        action="extend",
+        nargs="+",
+        choices=list(SUITES),
+        metavar="NAME",
+        help=f"suite to run (repeatable; default all: {', '.join(SUITES)})",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="every suite on a seeded subsample (CI; under 2 minutes)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="recorded data (default $ADAPTIVE_DATA_DIR or ../shared/data)",
+    )
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="results folder")
-    parser.add_argument("--predictor", choices=("auto", "onnx", "features"), default="auto",
-                        help="out-of-fold predictor: the shipped ONNX one, the text-feature "
-                             "stand-in, or the ONNX one when available (default)")
-    parser.add_argument("--no-live", action="store_true",
-                        help="skip the live proxy runs (offline figures only)")
-    parser.add_argument("--bootstrap", type=int, default=None,
-                        help="bootstrap resamples (default 200, 50 with --quick)")
+    parser.add_argument(
+        "--predictor",
+        choices=("auto", "onnx", "features"),
+        default="auto",
+        help="out-of-fold predictor: the shipped ONNX one, the text-feature "
+        "stand-in, or the ONNX one when available (default)",
+    )
+    parser.add_argument(
+        "--no-live", action="store_true", help="skip the live proxy runs (offline figures only)"
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=None,
+        help="bootstrap resamples (default 200, 50 with --quick)",
+    )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--no-progress", action="store_true")
 
@@ -50,10 +72,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: data dir {data_dir} not found (use --data-dir or ADAPTIVE_DATA_DIR)")
         return 2
     opts = BenchOptions(
-        data_dir=data_dir, out_dir=Path(args.out), suites=args.suite or list(SUITES),
-        quick=args.quick, predictor=args.predictor, live=not args.no_live,
+        data_dir=data_dir,
+        out_dir=Path(args.out),
+        suites=args.suite or list(SUITES),
+        quick=args.quick,
+        predictor=args.predictor,
+        live=not args.no_live,
         n_boot=args.bootstrap or (50 if args.quick else 200),
-        concurrency=args.concurrency, progress=not args.no_progress,
+        concurrency=args.concurrency,
+        progress=not args.no_progress,
     )
     asyncio.run(run_bench(opts))
     return 0
@@ -61,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
 
 def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``bench`` to ``adaptive-proxy``'s sub-commands (handler in ``func``)."""
-    parser = subparsers.add_parser("bench", help="run the cost/quality benchmark",
-                                   description=DESCRIPTION)
+    parser = subparsers.add_parser(
+        "bench", help="run the cost/quality benchmark", description=DESCRIPTION
+    )
     add_arguments(parser)
     parser.set_defaults(func=run)
 
