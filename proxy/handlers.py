@@ -130,6 +130,9 @@ async def decide(request: web.Request) -> web.Response:
     decision, policy = await _decide(request, data, parsed.model)
     body = decision.adaptive()
     body["fallback"] = policy.fallback_upstream() if policy is not None else None
+    details = policy.decision_details(decision) if policy is not None else None
+    if details:
+        body.update(details)
     if policy is not None:
         budget = await request.app[BUDGETS].budget_snapshot(decision.policy)
         if budget is not None:
