@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -11,13 +12,14 @@ from openai import APIStatusError, AsyncOpenAI
 
 from predictor_onnx.data import MODEL_STRONG, MODEL_WEAK, Record
 from proxy.app import create_app
-from proxy.config import Config, load_config_text
+from proxy.config import Config, load_config, load_config_text
 from proxy.errors import ConfigError
 from proxy.prediction import HashPredictor
 from proxy.rerank_text import extract_answer
 from replay.store import ReplayStore
 from tests.servers import running
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
 POLICY = """
 upstreams:
   mixtral: {{base_url: "{url}", model: "{weak}", price_in_per_mtok_usd: 0.6,
@@ -241,3 +243,28 @@ def test_a_bad_cascade_is_rejected_at_load() -> None:
     ):
         with pytest.raises(ConfigError, match=problem):
             load_config_text(base + section, env={})
+
+
+async def test_the_example_policies_answer(
+    replay_base_url: str, disagreeing: Record, agreeing: Record
+) -> None:
+    config = load_config(EXAMPLE, env={"REPLAY_BASE_URL": replay_base_url})
+    app = create_app(config, predictor=HashPredictor(arms=("weak", "strong")))
+    async with (
+        running(app) as url,
+        AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client,
+    ):
+        raw = await client.chat.completions.with_raw_response.create(
+            model="auto-cascade", messages=msgs(disagreeing)
+        )
+        assert raw.headers["x-adaptive-arm"] == "gpt-4"
+        raw = await client.chat.completions.with_raw_response.create(
+            model="cascade-175b", messages=msgs(agreeing)
+        )
+        assert raw.headers["x-adaptive-arm"] in ("gsm8k-175b", "mixtral", "gsm8k-175b-verified")
+        completion = await client.chat.completions.create(
+            model="sequential-best-of-k", messages=msgs(agreeing)
+        )
+        adaptive = (completion.model_extra or {})["adaptive"]
+        assert adaptive["stopped_by"] in ("vote", "cap", "budget")
+        assert 1 <= adaptive["samples_drawn"] <= 8
