@@ -26,6 +26,7 @@ from predictor_onnx.evidence import SampleEvidence
 from proxy.bestofk import completion_chunks, message_content
 from proxy.errors import ProxyError
 from proxy.executor import RouteExecutor
+from proxy.policies.allocation import DecisionProblem
 from proxy.policies.base import Decision
 from proxy.policies.cascade import CascadePolicy, CascadeStage
 from proxy.policies.escalation import Assessment, assess
@@ -65,6 +66,18 @@ class CheapResult:
     runs: list[StageRun]
     replies: list[dict[str, Any] | None]  # one per sample, aligned with ``assessment.samples``
     assessment: Assessment
+    escalation_cost_usd: float  # expected cost of the last stage
+
+    def problem(self) -> DecisionProblem:
+        """The escalation as a two-arm choice (what a budget controller replays to find λ):
+        escalating is worth ``gain`` for its cost, not escalating nothing."""
+        a = self.assessment
+        gain = 1.0 if a.gain is None else a.gain
+        n = sum(len(r.replies) for r in self.runs)
+        cost = self.cost_usd
+        return DecisionProblem(
+            (0.0, gain), (cost, cost + self.escalation_cost_usd), (n, n + 1), (False, True)
+        )
 
     @property
     def cost_usd(self) -> float:
@@ -153,19 +166,19 @@ class CascadeExecutor:
                 logprob = mean_logprob(choice) if choice is not None else None
                 samples.append(SampleEvidence(index, text, answer, logprob))
                 replies.append(reply)
-        delta_cost = 0.0
-        if policy.escalate.lambda_ is not None:
-            tokens = count_message_tokens(data["messages"])
-            delta_cost = self._costs.expected_cost_usd(policy.stages[-1].upstream, tokens)
+        # λ: the YAML's, or (with a budget) the controller's at decision time.
+        lam = policy.escalate.lambda_ if policy.escalate.budget is None else decision.lambda_
+        tokens = count_message_tokens(data["messages"])
+        delta_cost = self._costs.expected_cost_usd(policy.stages[-1].upstream, tokens)
         assessment = assess(
             samples,
             decision.predictions,
             policy.escalator,
             threshold=policy.escalate.effective_threshold(),
-            lambda_=policy.escalate.lambda_,
+            lambda_=lam,
             delta_cost_usd=delta_cost,
         )
-        return CheapResult(runs, replies, assessment)
+        return CheapResult(runs, replies, assessment, delta_cost)
 
     def _adaptive(
         self,
@@ -215,6 +228,16 @@ class CascadeExecutor:
         if not isinstance(policy, CascadePolicy):
             raise TypeError("the cascade executor runs cascade policies")
         cheap = await self.run_cheap(decision, policy, data)
+        result = await self._answer(decision, policy, cheap, job)
+        if policy.escalate.budget is not None:
+            result.outcome.problem = cheap.problem()
+            result.outcome.arm_index = int(cheap.assessment.escalate)
+        return result
+
+    async def _answer(
+        self, decision: Decision, policy: CascadePolicy, cheap: CheapResult, job: ExecutionRequest
+    ) -> Execution:
+        data = job.body
         final = policy.stages[-1]
         if cheap.assessment.escalate:
             body = {k: v for k, v in data.items() if k not in ("stream", "stream_options")}

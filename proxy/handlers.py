@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -118,9 +119,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         raise
     finally:
         request.app[METRICS].record_request(decision.policy, decision.arm, status)
-        if decision.problem is not None:
+        observed = decision
+        if outcome.problem is not None:
+            observed = replace(decision, problem=outcome.problem, arm_index=outcome.arm_index)
+        if observed.problem is not None:
             await request.app[BUDGETS].observe(
-                decision, cost_usd=outcome.cost_usd, n_samples=outcome.n_samples
+                observed, cost_usd=outcome.cost_usd, n_samples=outcome.n_samples
             )
 
 

@@ -13,6 +13,7 @@ which stages run first; whether the last stage runs depends on their answers.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import cached_property
 from typing import Any, Literal
 
@@ -21,7 +22,7 @@ from pydantic import Field, model_validator
 from proxy.policies.base import Decision
 from proxy.policies.escalation import AgreementRule, EscalationModel, Escalator, resolve_model_path
 from proxy.policies.policy import BasePolicy, PolicyContext
-from proxy.policies.spec import StrictModel
+from proxy.policies.spec import BudgetConfig, StrictModel
 from proxy.tokens import count_message_tokens
 
 
@@ -45,18 +46,30 @@ class EscalateConfig(StrictModel):
     model: str | None = None  # a shipped model name or a path to a model JSON; None: agreement
     threshold: float | None = None
     lambda_: float | None = Field(None, alias="lambda", ge=0)
+    budget: BudgetConfig | None = None
 
     @model_validator(mode="after")
     def _one_price(self) -> EscalateConfig:
-        if self.threshold is not None and self.lambda_ is not None:
-            raise ValueError("give only one of threshold, lambda")
+        given = [
+            k
+            for k, v in (
+                ("threshold", self.threshold),
+                ("lambda", self.lambda_),
+                ("budget", self.budget),
+            )
+            if v is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(f"give only one of threshold, lambda, budget (got {', '.join(given)})")
+        if self.budget is not None and self.budget.kind == "mean_samples":
+            raise ValueError("a cascade's budget is fraction_expensive or usd_per_hour")
         if self.model is not None:
             EscalationModel.load(resolve_model_path(self.model))  # refuse a bad file at load
         return self
 
     def effective_threshold(self) -> float | None:
         """The threshold in force (0.5 by default when no price is given)."""
-        if self.threshold is None and self.lambda_ is None:
+        if self.threshold is None and self.lambda_ is None and self.budget is None:
             return 0.5
         return self.threshold
 
@@ -88,6 +101,10 @@ class CascadePolicy(BasePolicy):
         """None: a failing stage falls back within the cascade (see :mod:`proxy.cascade`)."""
         return None
 
+    def budget_config(self) -> BudgetConfig | None:
+        """The escalation budget, whose controller steers λ."""
+        return self.escalate.budget
+
     @cached_property
     def escalator(self) -> Escalator:
         """The agreement rule, or the escalation model named in the YAML (loaded once)."""
@@ -117,7 +134,11 @@ class CascadePolicy(BasePolicy):
         cheap_cost = sum(
             ctx.costs.expected_cost_usd(s.upstream, tokens, s.n) for s in self.cheap_stages
         )
-        return self._decision(name, version, dict(predictions), cheap_cost, None)
+        decision = self._decision(name, version, dict(predictions), cheap_cost, None)
+        if self.escalate.budget is not None:
+            lam = await ctx.budgets.current_lambda(name, version, self)
+            decision = replace(decision, lambda_=lam)
+        return decision
 
     def default_decision(self, name: str, version: str, reason: str) -> Decision:
         """The same plan: the cheap stages first (the prior is missing, the evidence is not)."""

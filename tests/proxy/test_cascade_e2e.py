@@ -38,6 +38,10 @@ policies:
     type: cascade
     stages: [{{upstream: mixtral}}, {{upstream: checker}}, {{upstream: gpt-4}}]
     escalate: {{model: mixtral-gpt4, threshold: -1.0}}
+  casc-budget:
+    type: cascade
+    stages: [{{upstream: mixtral}}, {{upstream: checker}}, {{upstream: gpt-4}}]
+    escalate: {{model: mixtral-gpt4, budget: {{kind: fraction_expensive, target: 0.3}}}}
   casc-cheap-down:
     type: cascade
     stages: [{{upstream: down}}, {{upstream: down}}, {{upstream: gpt-4}}]
@@ -229,6 +233,32 @@ async def test_decide_reports_the_plan_and_that_escalation_waits_for_the_answers
         "if the cheap answers call for it",
     ]
     assert "depends on the cheap stages' answers" in body["escalation"]
+
+
+async def test_a_budget_steers_the_escalation_rate_from_what_was_escalated(
+    client: AsyncOpenAI, proxy_url: str, replay_store: ReplayStore
+) -> None:
+    questions = [r for r in replay_store.records() if r.dataset == "gsm8k"][:40]
+    escalated = []
+    for rec in questions:
+        completion = await client.chat.completions.create(model="casc-budget", messages=msgs(rec))
+        escalated.append(float((completion.model_extra or {})["adaptive"]["escalated"]))
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{proxy_url}/v1/adaptive/decide",
+            json={"model": "casc-budget", "messages": msgs(questions[0])},
+        ) as r,
+    ):
+        budget = (await r.json())["budget"]
+    assert budget["target_kind"] == "fraction_expensive" and budget["window"] >= 16
+    # The realised rate is the share escalated over the requests seen at its last update.
+    assert any(
+        budget["realised"] == pytest.approx(sum(escalated[:k]) / k)
+        for k in range(1, len(escalated) + 1)
+    )
+    # Once λ is solved (from 20 requests on) it prices escalations: fewer than without a price.
+    assert budget["lambda"] > 0 and sum(escalated[32:]) < len(escalated[32:])
 
 
 def test_a_bad_cascade_is_rejected_at_load() -> None:
