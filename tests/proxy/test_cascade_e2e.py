@@ -45,6 +45,9 @@ policies:
   casc-cheap-down:
     type: cascade
     stages: [{{upstream: down}}, {{upstream: down}}, {{upstream: gpt-4}}]
+  casc-checker-down:
+    type: cascade
+    stages: [{{upstream: mixtral}}, {{upstream: down}}, {{upstream: gpt-4}}]
   casc-last-down:
     type: cascade
     stages: [{{upstream: mixtral}}, {{upstream: checker}}, {{upstream: down}}]
@@ -189,6 +192,18 @@ async def test_failing_cheap_stages_escalate(client: AsyncOpenAI, agreeing: Reco
     assert raw.headers["x-adaptive-arm"] == "gpt-4"
     assert adaptive["escalation_reason"] == "no_cheap_answer"
     assert [s.get("failed") for s in adaptive["stages"][:2]] == [1, 1]
+
+
+async def test_a_failing_checker_leaves_one_opinion_which_is_not_agreement(
+    client: AsyncOpenAI, agreeing: Record
+) -> None:
+    raw = await client.chat.completions.with_raw_response.create(
+        model="casc-checker-down", messages=msgs(agreeing)
+    )
+    adaptive = (raw.parse().model_extra or {})["adaptive"]
+    assert raw.headers["x-adaptive-arm"] == "gpt-4"
+    assert adaptive["evidence"]["no_answer_share"] == 0.5 and adaptive["evidence"]["agree"] == 0.0
+    assert adaptive["stages"][1]["failed"] == 1
 
 
 async def test_a_failing_last_stage_falls_back_to_the_cheap_answer(
