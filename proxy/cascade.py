@@ -359,7 +359,7 @@ class CascadeExecutor:
             try:
                 async for event in inner:
                     if job.include_usage and b'"usage"' in event:
-                        event = _with_cheap_usage(event, cheap_prompt, cheap_completion)
+                        event = with_cheap_usage(event, cheap_prompt, cheap_completion)
                     yield event
             finally:
                 await inner.aclose()
@@ -381,7 +381,7 @@ class CascadeExecutor:
         )
 
 
-def _with_cheap_usage(event: bytes, prompt_tokens: int, completion_tokens: int) -> bytes:
+def with_cheap_usage(event: bytes, prompt_tokens: int, completion_tokens: int) -> bytes:
     """The upstream's usage event with the cheap stages' tokens added (usage sums every stage)."""
     try:
         payload = orjson.loads(event[6:]) if event.startswith(b"data: ") else None

@@ -4,7 +4,8 @@ The stages before the last run first, concurrently; the proxy extracts their fin
 turns the evidence (agreement, distinct answers, missing answers, answer length, logprobs when
 asked for, the prompt predictor's outputs) into the predicted gain of escalating, with the
 agreement rule (no model) or a trained escalation model (:mod:`proxy.policies.escalation`).
-Escalate iff ``gain ≥ threshold``, or ``gain ≥ λ · Δcost_usd`` (fixed ``lambda``).
+Escalate iff ``gain ≥ threshold``, or ``gain ≥ λ · Δcost_usd`` (λ fixed by ``lambda`` or steered
+by a ``budget`` on the escalation rate).
 
 The decision taken before any call (cached, and what ``POST /v1/adaptive/decide`` shows) is
 which stages run first; whether the last stage runs depends on their answers.

@@ -169,7 +169,13 @@ async def test_streaming_buffers_the_cheap_stages_and_streams_the_answering_one(
                 pieces += [c.delta.content or "" for c in chunk.choices]
         assert "".join(pieces) == text
         assert adaptive is not None and adaptive["arm"] == arm
-        assert usage is not None and usage.prompt_tokens > 0
+        whole = await client.chat.completions.create(model="casc", messages=msgs(rec))
+        assert usage is not None and whole.usage is not None
+        # The stream's usage sums every stage, as the plain response's does.
+        assert (usage.prompt_tokens, usage.completion_tokens) == (
+            whole.usage.prompt_tokens,
+            whole.usage.completion_tokens,
+        )
 
 
 async def test_the_escalation_model_reads_evidence_and_prior(
