@@ -18,6 +18,7 @@ from aiohttp import web
 
 from proxy.bestofk import BestOfKExecutor
 from proxy.cache import DecisionCache, build_cache
+from proxy.cascade import CascadeExecutor
 from proxy.config import Config, reference_problems
 from proxy.decider import Decider
 from proxy.drain import DRAIN, Drain
@@ -34,6 +35,7 @@ from proxy.redact import Redactor
 from proxy.redis_client import make_redis
 from proxy.reload import ConfigHolder, Snapshot
 from proxy.responses import Executor
+from proxy.sequential_exec import SequentialExecutor
 from proxy.state import (
     BUDGETS,
     CACHE,
@@ -97,9 +99,12 @@ def _session_ctx(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
         routes = RouteExecutor(upstreams, costs, metrics)
         app[UPSTREAMS] = upstreams
         # One line per execution kind; a policy picks one with ``executor_name``.
+        sampler = BestOfKExecutor(upstreams, session, costs, metrics, routes.account, env)
         executors: dict[str, Executor] = {
             "route": routes,
-            "best_of_k": BestOfKExecutor(upstreams, session, costs, metrics, routes.account, env),
+            "best_of_k": sampler,
+            "sequential": SequentialExecutor(sampler, metrics),
+            "cascade": CascadeExecutor(upstreams, routes, costs, metrics),
         }
         app[EXECUTORS] = executors
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -147,9 +148,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         raise
     finally:
         request.app[METRICS].record_request(decision.policy, decision.arm, status)
-        if decision.problem is not None:
+        observed = decision
+        if outcome.problem is not None:
+            observed = replace(decision, problem=outcome.problem, arm_index=outcome.arm_index)
+        if observed.problem is not None:
             await request.app[BUDGETS].observe(
-                decision, cost_usd=outcome.cost_usd, n_samples=outcome.n_samples
+                observed, cost_usd=outcome.cost_usd, n_samples=outcome.n_samples
             )
 
 
@@ -159,6 +163,9 @@ async def decide(request: web.Request) -> web.Response:
     decision, policy = await _decide(request, data, parsed.model)
     body = decision.adaptive()
     body["fallback"] = policy.fallback_upstream() if policy is not None else None
+    details = policy.decision_details(decision) if policy is not None else None
+    if details:
+        body.update(details)
     if policy is not None:
         budget = await request.app[BUDGETS].budget_snapshot(decision.policy)
         if budget is not None:

@@ -152,6 +152,37 @@ class Metrics:
             buckets=SAMPLES_BUCKETS,
             registry=reg,
         )
+        self._rounds = Histogram(
+            "adaptive_sequential_rounds",
+            "Rounds drawn per sequential best-of-k request.",
+            ["policy"],
+            buckets=SAMPLES_BUCKETS,
+            registry=reg,
+        )
+        self._stops = Counter(
+            "adaptive_sequential_stops",
+            "Why sequential best-of-k stopped (verifier, vote, cap, budget).",
+            ["policy", "stopped_by"],
+            registry=reg,
+        )
+        self._verifier_failures = Counter(
+            "adaptive_sequential_verifier_failures",
+            "Verifier failures of sequential best-of-k (the request went on under vote).",
+            ["policy"],
+            registry=reg,
+        )
+        self._cascade = Counter(
+            "adaptive_cascade_requests",
+            "Cascade requests by the stage that answered and whether they escalated.",
+            ["policy", "answered_by", "escalated"],
+            registry=reg,
+        )
+        self._cascade_failures = Counter(
+            "adaptive_cascade_stage_failures",
+            "Failed calls of a cascade stage.",
+            ["policy", "stage"],
+            registry=reg,
+        )
         self._request_children: dict[tuple[str, str, int], Counter] = {}
         self._decision_children: dict[tuple[str, bool], Histogram] = {}
         self._upstream_children: dict[tuple[str, int | str], Histogram] = {}
@@ -243,6 +274,23 @@ class Metrics:
             child = self._samples.labels(policy)
             self._samples_children[policy] = child
         child.observe(n)
+
+    def observe_rounds(self, policy: str, rounds: int, stopped_by: str) -> None:
+        """Record one sequential best-of-k request: its rounds and why it stopped."""
+        self._rounds.labels(policy).observe(rounds)
+        self._stops.labels(policy, stopped_by).inc()
+
+    def verifier_failure(self, policy: str) -> None:
+        """Count a verifier failure of sequential best-of-k."""
+        self._verifier_failures.labels(policy).inc()
+
+    def observe_cascade(self, policy: str, answered_by: str, escalated: bool) -> None:
+        """Count one cascade request by its answering stage."""
+        self._cascade.labels(policy, answered_by, "true" if escalated else "false").inc()
+
+    def cascade_stage_failure(self, policy: str, stage: str) -> None:
+        """Count a failed call of a cascade stage."""
+        self._cascade_failures.labels(policy, stage).inc()
 
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type, for ``GET /metrics``."""
