@@ -1,0 +1,227 @@
+"""Allocation methods on a multi-sample suite, each as per-prompt expected samples and quality.
+
+Every method is a set of operating points; at each point every prompt has an exact expected
+number of samples drawn and an exact expected quality (:mod:`bench.expected`), so a method's
+curve (mean samples, mean quality) carries no sampling noise and can be bootstrapped over prompts.
+
+- ``uniform``: every prompt gets k samples, the verifier's pick is returned.
+- ``adaptive``: the prompt predictor's p̂ sets n per prompt as the online ``best_of_k`` policy
+  does (``E[R(n)] = 1 − (1 − p̂)ⁿ``, n maximising E[R(n)] − λ·n, λ swept); also the paper's
+  greedy allocation of a fixed total budget (:func:`greedy_equal_budget`).
+- ``sequential``: rounds of ``step`` samples until the verifier accepts one (``VerifierStop``),
+  up to a cap (swept), using the proxy's own stop-rule functions.
+- ``adaptive_sequential``: the first round sized by the prior (``first_round_n``); a prompt whose
+  p̂ is below λ (one more sample is worth less than its price, whatever was drawn) stops there,
+  others continue as ``sequential`` up to the cap.
+- ``oracle``: the split-sample oracle: n per prompt chosen on half of its recorded samples
+  (the true curve, up to noise), scored on the other half — the limit of prompt-only prediction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from bench.expected import VerifierCounts, best_of_k_quality, no_accept_probability
+from proxy.policies.stopping import first_round_n, next_round_n
+
+__all__ = [
+    "CAP",
+    "MethodPoints",
+    "PromptTables",
+    "adaptive",
+    "adaptive_sequential",
+    "greedy_equal_budget",
+    "oracle",
+    "schedule",
+    "sequential",
+    "uniform",
+]
+
+# The most samples any method gives one prompt: half the recorded samples, so the split-sample
+# oracle (which scores on the other half) covers the same range as every other method.
+CAP = 50
+Step = int | Literal["double"]
+
+
+@dataclass(frozen=True)
+class PromptTables:
+    """Exact per-prompt tables for n = 0..cap: ``quality[i, n]`` of best-of-n and ``miss[i, n]``,
+    the chance that n draws hold no verifier-accepted sample (column 0 of quality is 0)."""
+
+    quality: np.ndarray
+    miss: np.ndarray
+
+    @classmethod
+    def from_counts(cls, counts: Sequence[VerifierCounts], cap: int = CAP) -> PromptTables:
+        """Tables of prompts given their verifier counts."""
+        quality = np.zeros((len(counts), cap + 1))
+        miss = np.ones((len(counts), cap + 1))
+        for i, c in enumerate(counts):
+            for n in range(1, cap + 1):
+                quality[i, n] = best_of_k_quality(c, n)
+                miss[i, n] = no_accept_probability(c.n, c.accepted, n)
+        return cls(quality, miss)
+
+    @property
+    def n_prompts(self) -> int:
+        """Number of prompts."""
+        return int(self.quality.shape[0])
+
+    @property
+    def cap(self) -> int:
+        """The largest n tabulated."""
+        return int(self.quality.shape[1] - 1)
+
+
+@dataclass
+class MethodPoints:
+    """Per-prompt expected samples and quality, ``(n_prompts, n_points)``, and each point's
+    parameters."""
+
+    samples: np.ndarray
+    quality: np.ndarray
+    params: list[dict[str, Any]] = field(default_factory=list)
+
+    def curve(self) -> list[tuple[float, float]]:
+        """(mean samples, mean quality) per operating point."""
+        return [
+            (float(s), float(q))
+            for s, q in zip(self.samples.mean(0), self.quality.mean(0), strict=True)
+        ]
+
+
+def uniform(tables: PromptTables, ks: Sequence[int]) -> MethodPoints:
+    """Every prompt gets k samples."""
+    samples = np.tile(np.asarray(ks, float), (tables.n_prompts, 1))
+    return MethodPoints(samples, tables.quality[:, list(ks)], [{"k": k} for k in ks])
+
+
+def _policy_n(p_hat: np.ndarray, lam: float, cap: int) -> np.ndarray:
+    return np.asarray([first_round_n(float(p), lam, 1, cap, 1.0) for p in p_hat])
+
+
+def adaptive(
+    tables: PromptTables, p_hat: np.ndarray, lambdas: Sequence[float], cap: int = CAP
+) -> MethodPoints:
+    """n per prompt from the predictor as the online policy chooses it, for each λ."""
+    rows = np.arange(tables.n_prompts)
+    samples, quality = [], []
+    for lam in lambdas:
+        n = _policy_n(p_hat, lam, cap)
+        samples.append(n.astype(float))
+        quality.append(tables.quality[rows, n])
+    return MethodPoints(
+        np.stack(samples, 1), np.stack(quality, 1), [{"lambda": lam} for lam in lambdas]
+    )
+
+
+def greedy_equal_budget(
+    tables: PromptTables, p_hat: np.ndarray, mean_samples: int, cap: int = CAP
+) -> np.ndarray:
+    """The paper's greedy allocation of ``mean_samples · n_prompts`` samples by predicted
+    marginal gain (one sample each first); returns n per prompt."""
+    p = np.clip(p_hat, 0.0, 1.0)
+    n_prompts = len(p)
+    extra = mean_samples * n_prompts - n_prompts
+    # Predicted gain of the (n+1)-th sample, p(1 − p)^n, is decreasing in n: greedy = top-k.
+    gains = [(-(pi * (1 - pi) ** n), i) for i, pi in enumerate(p) for n in range(1, cap)]
+    gains.sort()
+    n_alloc = np.ones(n_prompts, int)
+    for _, i in gains[: max(extra, 0)]:
+        n_alloc[i] += 1
+    return n_alloc
+
+
+def schedule(first_n: int, step: Step, cap: int) -> list[int]:
+    """Cumulative draw sizes: ``first_n``, then rounds from :func:`next_round_n` up to ``cap``."""
+    drawn = [min(first_n, cap)]
+    while (more := next_round_n(drawn[-1], step, cap)) > 0:
+        drawn.append(drawn[-1] + more)
+    return drawn
+
+
+def _expect(tables: PromptTables, i: int, draws: Sequence[int]) -> tuple[float, float]:
+    samples = float(draws[0])
+    for prev, cur in zip(draws, draws[1:], strict=False):
+        samples += (cur - prev) * tables.miss[i, prev]
+    return samples, float(tables.quality[i, draws[-1]])
+
+
+def sequential(tables: PromptTables, steps: Sequence[Step], caps: Sequence[int]) -> MethodPoints:
+    """Draw until the verifier accepts, up to each cap; ``steps[i]`` is prompt i's round size
+    (chosen on the training folds of its fold)."""
+    samples = np.empty((tables.n_prompts, len(caps)))
+    quality = np.empty_like(samples)
+    for i in range(tables.n_prompts):
+        first = steps[i] if isinstance(steps[i], int) else 1
+        for j, cap in enumerate(caps):
+            samples[i, j], quality[i, j] = _expect(tables, i, schedule(int(first), steps[i], cap))
+    return MethodPoints(samples, quality, [{"cap": c} for c in caps])
+
+
+def adaptive_sequential(
+    tables: PromptTables,
+    p_hat: np.ndarray,
+    steps: Sequence[Step],
+    lambdas: Sequence[float],
+    caps: Sequence[int],
+) -> MethodPoints:
+    """Prior-sized first round, verifier stop, prior-lowered cap, for each (λ, cap)."""
+    points = [(lam, cap) for lam in lambdas for cap in caps]
+    samples = np.empty((tables.n_prompts, len(points)))
+    quality = np.empty_like(samples)
+    for j, (lam, cap) in enumerate(points):
+        for i, p in enumerate(p_hat):
+            first = first_round_n(float(p), lam, 1, cap, 1.0)
+            # Under the prior, each further sample succeeds with chance p̂ whatever came before,
+            # so drawing on is worth its price λ only when p̂ ≥ λ.
+            own_cap = cap if p >= lam else first
+            samples[i, j], quality[i, j] = _expect(tables, i, schedule(first, steps[i], own_cap))
+    return MethodPoints(samples, quality, [{"lambda": lam, "cap": c} for lam, c in points])
+
+
+def _split_counts(
+    accepted: np.ndarray, correct: np.ndarray, rng: np.random.Generator
+) -> tuple[list[VerifierCounts], list[VerifierCounts]]:
+    first, second = [], []
+    for acc, cor in zip(accepted, correct, strict=True):
+        order = rng.permutation(len(acc))
+        half = len(acc) // 2
+        a, b = order[:half], order[half : 2 * half]
+        first.append(VerifierCounts.from_samples(acc[a], cor[a]))
+        second.append(VerifierCounts.from_samples(acc[b], cor[b]))
+    return first, second
+
+
+def oracle(
+    accepted: np.ndarray,
+    correct: np.ndarray,
+    lambdas: Sequence[float],
+    *,
+    splits: int,
+    seed: int,
+    cap: int = CAP,
+) -> MethodPoints:
+    """Split-sample oracle: n_i = argmax_n q̂_A(i, n) − λ·n on half A, scored on half B (and B→A),
+    averaged over ``splits`` random halvings."""
+    rng = np.random.default_rng(seed)
+    n_prompts = len(accepted)
+    samples = np.zeros((n_prompts, len(lambdas)))
+    quality = np.zeros_like(samples)
+    rows = np.arange(n_prompts)
+    ns = np.arange(1, cap + 1)
+    for _ in range(splits):
+        half_a, half_b = _split_counts(accepted, correct, rng)
+        tables = (PromptTables.from_counts(half_a, cap), PromptTables.from_counts(half_b, cap))
+        for choose, score in ((tables[0], tables[1]), (tables[1], tables[0])):
+            for j, lam in enumerate(lambdas):
+                # argmax keeps the first (smallest n) of equal values
+                n = ns[np.argmax(choose.quality[:, 1:] - lam * ns[None, :], axis=1)]
+                samples[:, j] += n
+                quality[:, j] += score.quality[rows, n]
+    total = 2 * splits
+    return MethodPoints(samples / total, quality / total, [{"lambda": lam} for lam in lambdas])
