@@ -19,6 +19,7 @@ curve (mean samples, mean quality) carries no sampling noise and can be bootstra
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -36,6 +37,7 @@ __all__ = [
     "adaptive_sequential",
     "greedy_equal_budget",
     "oracle",
+    "oracle_sequential",
     "schedule",
     "sequential",
     "uniform",
@@ -144,23 +146,44 @@ def schedule(first_n: int, step: Step, cap: int) -> list[int]:
     return drawn
 
 
-def _expect(tables: PromptTables, i: int, draws: Sequence[int]) -> tuple[float, float]:
-    samples = float(draws[0])
-    for prev, cur in zip(draws, draws[1:], strict=False):
-        samples += (cur - prev) * tables.miss[i, prev]
-    return samples, float(tables.quality[i, draws[-1]])
+def _expect(
+    tables: PromptTables, rows: np.ndarray, draws: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact expected samples and quality of the prompts ``rows`` under one draw schedule."""
+    samples = np.full(len(rows), float(draws[0]))
+    for prev, cur in itertools.pairwise(draws):
+        samples += (cur - prev) * tables.miss[rows, prev]
+    return samples, tables.quality[rows, draws[-1]]
+
+
+def _grouped(
+    tables: PromptTables, plans: Sequence[tuple[int, Step, int]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Expected samples and quality when prompt i follows plan (first_n, step, cap) ``plans[i]``
+    (prompts sharing a plan are computed together)."""
+    samples, quality = np.empty(len(plans)), np.empty(len(plans))
+    by_plan: dict[tuple[int, Step, int], list[int]] = {}
+    for i, plan in enumerate(plans):
+        by_plan.setdefault(plan, []).append(i)
+    for (first, step, cap), members in by_plan.items():
+        rows = np.asarray(members)
+        samples[rows], quality[rows] = _expect(tables, rows, schedule(first, step, cap))
+    return samples, quality
+
+
+def _first(step: Step) -> int:
+    return step if isinstance(step, int) else 1
 
 
 def sequential(tables: PromptTables, steps: Sequence[Step], caps: Sequence[int]) -> MethodPoints:
     """Draw until the verifier accepts, up to each cap; ``steps[i]`` is prompt i's round size
     (chosen on the training folds of its fold)."""
-    samples = np.empty((tables.n_prompts, len(caps)))
-    quality = np.empty_like(samples)
-    for i in range(tables.n_prompts):
-        first = steps[i] if isinstance(steps[i], int) else 1
-        for j, cap in enumerate(caps):
-            samples[i, j], quality[i, j] = _expect(tables, i, schedule(int(first), steps[i], cap))
-    return MethodPoints(samples, quality, [{"cap": c} for c in caps])
+    columns = [_grouped(tables, [(_first(s), s, cap) for s in steps]) for cap in caps]
+    return MethodPoints(
+        np.stack([c[0] for c in columns], 1),
+        np.stack([c[1] for c in columns], 1),
+        [{"cap": c} for c in caps],
+    )
 
 
 def adaptive_sequential(
@@ -169,19 +192,27 @@ def adaptive_sequential(
     steps: Sequence[Step],
     lambdas: Sequence[float],
     caps: Sequence[int],
+    *,
+    prior_first_round: Sequence[bool],
 ) -> MethodPoints:
-    """Prior-sized first round, verifier stop, prior-lowered cap, for each (λ, cap)."""
+    """Verifier stop with a prior-lowered cap, for each (λ, cap): a prompt whose p̂ is below λ
+    stops after its first round (under the prior each further sample succeeds with chance p̂
+    whatever came before, so drawing on is worth its price λ only when p̂ ≥ λ); the others go on
+    in rounds up to the cap. Round one is ``first_round_n`` of the prior where
+    ``prior_first_round[i]``, else one round of ``steps[i]`` (chosen on training folds)."""
     points = [(lam, cap) for lam in lambdas for cap in caps]
-    samples = np.empty((tables.n_prompts, len(points)))
-    quality = np.empty_like(samples)
-    for j, (lam, cap) in enumerate(points):
-        for i, p in enumerate(p_hat):
-            first = first_round_n(float(p), lam, 1, cap, 1.0)
-            # Under the prior, each further sample succeeds with chance p̂ whatever came before,
-            # so drawing on is worth its price λ only when p̂ ≥ λ.
-            own_cap = cap if p >= lam else first
-            samples[i, j], quality[i, j] = _expect(tables, i, schedule(first, steps[i], own_cap))
-    return MethodPoints(samples, quality, [{"lambda": lam, "cap": c} for lam, c in points])
+    columns = []
+    for lam, cap in points:
+        plans: list[tuple[int, Step, int]] = []
+        for p, step, prior in zip(p_hat, steps, prior_first_round, strict=True):
+            first = first_round_n(float(p), lam, 1, cap, 1.0) if prior else _first(step)
+            plans.append((first, step, cap if p >= lam else min(first, cap)))
+        columns.append(_grouped(tables, plans))
+    return MethodPoints(
+        np.stack([c[0] for c in columns], 1),
+        np.stack([c[1] for c in columns], 1),
+        [{"lambda": lam, "cap": c} for lam, c in points],
+    )
 
 
 def _split_counts(
@@ -225,3 +256,39 @@ def oracle(
                 quality[:, j] += score.quality[rows, n]
     total = 2 * splits
     return MethodPoints(samples / total, quality / total, [{"lambda": lam} for lam in lambdas])
+
+
+def oracle_sequential(
+    accepted: np.ndarray,
+    correct: np.ndarray,
+    steps: Sequence[Step],
+    lambdas: Sequence[float],
+    caps: Sequence[int],
+    *,
+    splits: int,
+    seed: int,
+    cap: int = CAP,
+) -> MethodPoints:
+    """``adaptive_sequential`` with a perfect prior: p from half A of each prompt's samples
+    (its true success rate, up to noise), scored on half B (and B→A), over random halvings."""
+    rng = np.random.default_rng(seed)
+    total: MethodPoints | None = None
+    for _ in range(splits):
+        half_a, half_b = _split_counts(accepted, correct, rng)
+        for prior, scored in ((half_a, half_b), (half_b, half_a)):
+            p = np.asarray([c.accepted_correct + c.rejected_correct for c in prior]) / (
+                np.asarray([c.n for c in prior])
+            )
+            pts = adaptive_sequential(
+                PromptTables.from_counts(scored, cap), p, steps, lambdas, caps,
+                prior_first_round=[False] * len(p),
+            )
+            if total is None:
+                total = pts
+            else:
+                total.samples += pts.samples
+                total.quality += pts.quality
+    assert total is not None
+    total.samples /= 2 * splits
+    total.quality /= 2 * splits
+    return total

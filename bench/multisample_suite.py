@@ -63,6 +63,32 @@ def _choose_steps(
     return best
 
 
+def _choose_first_round(
+    tables: mm.PromptTables,
+    embeddings: np.ndarray,
+    rate: np.ndarray,
+    ids: Sequence[str],
+    train: np.ndarray,
+    step: mm.Step,
+    seed: int,
+) -> bool:
+    """Whether ``adaptive_sequential`` sizes round one by the prior (``first_round_n``) or uses
+    the chosen round size: whichever reaches the training prompts' uniform best-of-8 quality
+    with fewer samples, the prior judged by a nested out-of-fold predictor on those prompts."""
+    rows = np.nonzero(train)[0]
+    sub = mm.PromptTables(tables.quality[rows], tables.miss[rows])
+    inner = oof_success_rate(embeddings[rows], rate[rows], [ids[i] for i in rows],
+                             n_folds=N_FOLDS, seed=seed)
+    target = float(sub.quality[:, 8].mean())
+    need = []
+    for prior in (False, True):
+        pts = mm.adaptive_sequential(sub, inner.p_hat, [step] * len(rows), LAMBDAS[::3],
+                                     SEQ_CAPS[::2], prior_first_round=[prior] * len(rows))
+        reached = samples_to_reach(pts.samples.mean(0), pts.quality.mean(0), target)
+        need.append(float("inf") if reached is None else reached)
+    return need[1] < need[0]
+
+
 def _stop_rule_mc_check(
     accepted: np.ndarray, correct: np.ndarray, steps: Sequence[mm.Step], cap: int, draws: int,
     seed: int,
@@ -124,18 +150,34 @@ def evaluate_multisample_suite(
     p_hat = oof.p_hat
     step_per_fold = [_choose_steps(tables, oof.fold != f, 8)[0] for f in range(N_FOLDS)]
     steps = [step_per_fold[f] for f in oof.fold]
-    log(f"  {name}: round size chosen on training folds: {step_per_fold}; computing curves …")
+    ids = [p.prompt_id for p in suite.prompts]
+    prior_per_fold = [
+        _choose_first_round(tables, embeddings, rate, ids, oof.fold != f, step_per_fold[f],
+                            seed + 10 + f)
+        for f in range(N_FOLDS)
+    ]
+    prior_first = [prior_per_fold[f] for f in oof.fold]
+    log(f"  {name}: chosen on training folds: round size {step_per_fold}, prior-sized first "
+        f"round {prior_per_fold}; computing curves …")
+    caps_2d = SEQ_CAPS
+    splits = 4 if quick else 20
     methods = {
         "uniform": mm.uniform(tables, CURVE_KS),
         "adaptive": mm.adaptive(tables, p_hat, LAMBDAS),
         "sequential": mm.sequential(tables, steps, SEQ_CAPS),
-        "adaptive_sequential": mm.adaptive_sequential(tables, p_hat, steps, LAMBDAS[::2],
-                                                      SEQ_CAPS[::2] + (SEQ_CAPS[-1],)),
-        "oracle": mm.oracle(accepted, correct, LAMBDAS, splits=4 if quick else 20, seed=seed),
+        "adaptive_sequential": mm.adaptive_sequential(tables, p_hat, steps, LAMBDAS[::3],
+                                                      caps_2d, prior_first_round=prior_first),
+        "oracle": mm.oracle(accepted, correct, LAMBDAS, splits=splits, seed=seed),
+    }
+    extra = {
+        "oracle_sequential": mm.oracle_sequential(accepted, correct, steps, LAMBDAS[::3],
+                                                  caps_2d, splits=max(2, splits // 4),
+                                                  seed=seed),
     }
     uniform_q = tables.quality[:, list(HEADLINE_KS)]
     log(f"  {name}: bootstrap ({n_boot} resamples) …")
     table = savings_table(methods, uniform_q, HEADLINE_KS, n_boot=n_boot, seed=seed)
+    extra_table = savings_table(extra, uniform_q, HEADLINE_KS, n_boot=n_boot, seed=seed)
     rows = np.arange(len(counts))
     greedy = {str(k): float(tables.quality[rows, mm.greedy_equal_budget(tables, p_hat, k)].mean())
               for k in HEADLINE_KS}
@@ -157,6 +199,17 @@ def evaluate_multisample_suite(
         "single_sample_accuracy": float(rate.mean()),
         "uniform_quality": {str(k): float(tables.quality[:, k].mean()) for k in UNIFORM_KS},
         "methods": table,
+        "extra_methods": extra_table,
+        "method_notes": {
+            "oracle": "split-sample oracle of prompt-only allocation: n per prompt chosen on half "
+                      f"of its samples, scored on the other half ({splits} random halvings, both "
+                      "ways); the limit of any prompt predictor",
+            "oracle_sequential": "adaptive_sequential with a perfect prior (half A's success "
+                                 "rate), scored on half B: the limit of prior + stop rule",
+            "max_samples_per_prompt": f"{mm.CAP} for every method (half the recorded samples)",
+            "operating_points": "uniform: k; adaptive/oracle: lambda; sequential: cap; "
+                                "adaptive_sequential: (lambda, cap) grid, read off its frontier",
+        },
         "adaptive_greedy_equal_budget_quality": greedy,
         "predictor": {
             "features": "shipped predictor's frozen MiniLM embeddings (int8 ONNX encoder)",
@@ -172,8 +225,10 @@ def evaluate_multisample_suite(
             "accept_score_note": "binary verifier: any accept_score in (0, 1] decides the same",
             "step_candidates": [str(s) for s in STEP_CANDIDATES],
             "step_per_fold": [str(s) for s in step_per_fold],
+            "prior_sized_first_round_per_fold": prior_per_fold,
             "step_chosen_on": "training folds: fewest samples to reach the training prompts' "
-                              "uniform best-of-8 quality",
+                              "uniform best-of-8 quality (first round likewise, with a nested "
+                              "out-of-fold prior)",
             "monte_carlo_check": mc,
         },
         "seconds": round(time.monotonic() - started, 1),
