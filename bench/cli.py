@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.multisample import MULTISAMPLE_SUITES
 from bench.suites import SUITES
 
-DEFAULT_OUT = Path("bench") / "results"
+COMMITTED_OUT = Path("bench") / "results"
+ALL_SUITES = (*MULTISAMPLE_SUITES, *SUITES)
 DESCRIPTION = ("Cost/quality benchmark on real recorded model outcomes, end to end through the "
                "live proxy: adaptive policies vs random, uniform and oracle allocation, with "
                "out-of-fold and leave-one-suite-out predictors.")
@@ -22,21 +25,24 @@ def _default_data_dir() -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The benchmark's options."""
-    parser.add_argument("--suite", action="extend", nargs="+", choices=list(SUITES),
+    parser.add_argument("--suite", action="extend", nargs="+", choices=list(ALL_SUITES),
                         metavar="NAME",
-                        help=f"suite to run (repeatable; default all: {', '.join(SUITES)})")
+                        help=f"suite to run (repeatable; default all: {', '.join(ALL_SUITES)})")
     parser.add_argument("--quick", action="store_true",
                         help="every suite on a seeded subsample (CI; under 2 minutes)")
     parser.add_argument("--data-dir", default=None,
                         help="recorded data (default $ADAPTIVE_DATA_DIR or ../shared/data)")
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="results folder")
+    parser.add_argument("--out", default=None,
+                        help="results folder (default: a new temporary folder, so the committed "
+                             f"results change only with --out {COMMITTED_OUT})")
     parser.add_argument("--predictor", choices=("auto", "onnx", "features"), default="auto",
                         help="out-of-fold predictor: the shipped ONNX one, the text-feature "
                              "stand-in, or the ONNX one when available (default)")
     parser.add_argument("--no-live", action="store_true",
                         help="skip the live proxy runs (offline figures only)")
     parser.add_argument("--bootstrap", type=int, default=None,
-                        help="bootstrap resamples (default 200, 50 with --quick)")
+                        help="bootstrap resamples (default 200, 50 with --quick; multi-sample "
+                             "suites 1000, 200 with --quick)")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--no-progress", action="store_true")
 
@@ -49,13 +55,29 @@ def run(args: argparse.Namespace) -> int:
     if not data_dir.is_dir():
         print(f"error: data dir {data_dir} not found (use --data-dir or ADAPTIVE_DATA_DIR)")
         return 2
-    opts = BenchOptions(
-        data_dir=data_dir, out_dir=Path(args.out), suites=args.suite or list(SUITES),
-        quick=args.quick, predictor=args.predictor, live=not args.no_live,
-        n_boot=args.bootstrap or (50 if args.quick else 200),
-        concurrency=args.concurrency, progress=not args.no_progress,
-    )
-    asyncio.run(run_bench(opts))
+    out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="adaptive-bench-"))
+    names = args.suite or list(ALL_SUITES)
+    routed = [n for n in names if n in SUITES]
+    multi = [n for n in names if n in MULTISAMPLE_SUITES]
+    if multi:
+        from bench.multisample_run import run_multisample_suites
+
+        n_boot = args.bootstrap or (200 if args.quick else 1000)
+        asyncio.run(run_multisample_suites(
+            data_dir, out_dir, multi, quick=args.quick, n_boot=n_boot, live=not args.no_live,
+            progress=not args.no_progress))
+    if routed:
+        opts = BenchOptions(
+            data_dir=data_dir, out_dir=out_dir, suites=routed,
+            quick=args.quick, predictor=args.predictor, live=not args.no_live,
+            n_boot=args.bootstrap or (50 if args.quick else 200),
+            concurrency=args.concurrency, progress=not args.no_progress,
+        )
+        asyncio.run(run_bench(opts))
+    from bench.report import write_report
+
+    report = write_report(out_dir)
+    print(f"results written to {out_dir.resolve()} (report: {report.resolve()})")
     return 0
 
 

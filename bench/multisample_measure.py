@@ -106,8 +106,9 @@ def savings_table(
             raw[str(k)] = value
             saved[str(k)] = None if value is None else max(0.0, value)
             gain[str(k)] = _gain(mean_s, mean_q, float(targets[j]), k)
-            draws = [_saved(boot_s[b], boot_q[b], float(boot_targets[b, j]), k)
-                     for b in range(n_boot)]
+            draws = [
+                _saved(boot_s[b], boot_q[b], float(boot_targets[b, j]), k) for b in range(n_boot)
+            ]
             saved_ci[str(k)] = [None if v is None else max(0.0, v) for v in _ci(draws)]
             gain_ci[str(k)] = _ci(
                 [_gain(boot_s[b], boot_q[b], float(boot_targets[b, j]), k) for b in range(n_boot)]

@@ -280,7 +280,11 @@ def oracle_sequential(
                 np.asarray([c.n for c in prior])
             )
             pts = adaptive_sequential(
-                PromptTables.from_counts(scored, cap), p, steps, lambdas, caps,
+                PromptTables.from_counts(scored, cap),
+                p,
+                steps,
+                lambdas,
+                caps,
                 prior_first_round=[False] * len(p),
             )
             if total is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from bench.multisample_predict import embed_prompts, oof_success_rate
 from bench.replay_multisample import GAME24_VERIFIER, ORACLE_VERIFIER
 from proxy.policies.stopping import VerifierStop
 
-__all__ = ["UNIFORM_KS", "evaluate_multisample_suite", "verifier_verdicts"]
+__all__ = ["UNIFORM_KS", "SuiteRun", "evaluate_multisample_suite", "verifier_verdicts"]
 
 UNIFORM_KS = (1, 2, 4, 8, 16)
 CURVE_KS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 50)
@@ -37,12 +38,21 @@ QUICK_PROMPTS = 40
 N_FOLDS = 5
 
 
+@dataclass(frozen=True)
+class SuiteRun:
+    """A suite's result document and what the live check needs: the prompts, their exact
+    tables and their out-of-fold predictions."""
+
+    doc: dict[str, Any]
+    suite: MultiSampleSuite
+    tables: mm.PromptTables
+    p_hat: np.ndarray
+
+
 def verifier_verdicts(suite: MultiSampleSuite) -> tuple[np.ndarray, str]:
     """Per-sample acceptance by the suite's verifier, and the verifier's name."""
     if suite.spec.verifier == "game24":
-        accepted = [
-            [check_answer(t, p.numbers or ()) for t in p.texts] for p in suite.prompts
-        ]
+        accepted = [[check_answer(t, p.numbers or ()) for t in p.texts] for p in suite.prompts]
         return np.asarray(accepted, bool), GAME24_VERIFIER
     return suite.correct.copy(), ORACLE_VERIFIER
 
@@ -77,20 +87,31 @@ def _choose_first_round(
     with fewer samples, the prior judged by a nested out-of-fold predictor on those prompts."""
     rows = np.nonzero(train)[0]
     sub = mm.PromptTables(tables.quality[rows], tables.miss[rows])
-    inner = oof_success_rate(embeddings[rows], rate[rows], [ids[i] for i in rows],
-                             n_folds=N_FOLDS, seed=seed)
+    inner = oof_success_rate(
+        embeddings[rows], rate[rows], [ids[int(i)] for i in rows], n_folds=N_FOLDS, seed=seed
+    )
     target = float(sub.quality[:, 8].mean())
     need = []
     for prior in (False, True):
-        pts = mm.adaptive_sequential(sub, inner.p_hat, [step] * len(rows), LAMBDAS[::3],
-                                     SEQ_CAPS[::2], prior_first_round=[prior] * len(rows))
+        pts = mm.adaptive_sequential(
+            sub,
+            inner.p_hat,
+            [step] * len(rows),
+            LAMBDAS[::3],
+            SEQ_CAPS[::2],
+            prior_first_round=[prior] * len(rows),
+        )
         reached = samples_to_reach(pts.samples.mean(0), pts.quality.mean(0), target)
         need.append(float("inf") if reached is None else reached)
     return need[1] < need[0]
 
 
 def _stop_rule_mc_check(
-    accepted: np.ndarray, correct: np.ndarray, steps: Sequence[mm.Step], cap: int, draws: int,
+    accepted: np.ndarray,
+    correct: np.ndarray,
+    steps: Sequence[mm.Step],
+    cap: int,
+    draws: int,
     seed: int,
 ) -> dict[str, Any]:
     """Run the proxy's own ``VerifierStop`` on random draw orders (Monte Carlo) and compare with
@@ -114,9 +135,14 @@ def _stop_rule_mc_check(
             q_draws.append(cor[order[pick if pick is not None else 0]])
     s, q = np.asarray(s_draws, float), np.asarray(q_draws, float)
     n = len(s)
-    return {"cap": cap, "draws_per_prompt": draws, "mean_samples": float(s.mean()),
-            "mean_samples_se": float(s.std(ddof=1) / np.sqrt(n)), "quality": float(q.mean()),
-            "quality_se": float(q.std(ddof=1) / np.sqrt(n))}
+    return {
+        "cap": cap,
+        "draws_per_prompt": draws,
+        "mean_samples": float(s.mean()),
+        "mean_samples_se": float(s.std(ddof=1) / np.sqrt(n)),
+        "quality": float(q.mean()),
+        "quality_se": float(q.std(ddof=1) / np.sqrt(n)),
+    }
 
 
 def evaluate_multisample_suite(
@@ -129,8 +155,8 @@ def evaluate_multisample_suite(
     progress: bool = True,
     embed_cache_dir: Path | None = None,
     log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """The result document of one multi-sample suite (see ``bench/results/<suite>.json``)."""
+) -> SuiteRun:
+    """One multi-sample suite measured (its document is ``bench/results/<suite>.json``)."""
     started = time.monotonic()
     suite = load_multisample(data_dir, name)
     if quick:
@@ -140,54 +166,64 @@ def evaluate_multisample_suite(
     correct = suite.correct
     counts = [VerifierCounts.from_samples(a, c) for a, c in zip(accepted, correct, strict=True)]
     tables = mm.PromptTables.from_counts(counts)
-    log(f"  {name}: {len(counts)} prompts x {correct.shape[1]} samples; verifier {verifier}; "
-        f"checker agrees with the recorded verdict on {float((accepted == correct).mean()):.4f}")
-    embeddings = embed_prompts([p.messages for p in suite.prompts], cache_dir=embed_cache_dir,
-                               progress=progress)
+    log(
+        f"  {name}: {len(counts)} prompts x {correct.shape[1]} samples; verifier {verifier}; "
+        f"checker agrees with the recorded verdict on {float((accepted == correct).mean()):.4f}"
+    )
+    embeddings = embed_prompts(
+        [p.messages for p in suite.prompts], cache_dir=embed_cache_dir, progress=progress
+    )
     rate = correct.mean(1)
-    oof = oof_success_rate(embeddings, rate, [p.prompt_id for p in suite.prompts],
-                           n_folds=N_FOLDS, seed=seed)
+    oof = oof_success_rate(
+        embeddings, rate, [p.prompt_id for p in suite.prompts], n_folds=N_FOLDS, seed=seed
+    )
     p_hat = oof.p_hat
     step_per_fold = [_choose_steps(tables, oof.fold != f, 8)[0] for f in range(N_FOLDS)]
     steps = [step_per_fold[f] for f in oof.fold]
     ids = [p.prompt_id for p in suite.prompts]
     prior_per_fold = [
-        _choose_first_round(tables, embeddings, rate, ids, oof.fold != f, step_per_fold[f],
-                            seed + 10 + f)
+        _choose_first_round(
+            tables, embeddings, rate, ids, oof.fold != f, step_per_fold[f], seed + 10 + f
+        )
         for f in range(N_FOLDS)
     ]
     prior_first = [prior_per_fold[f] for f in oof.fold]
-    log(f"  {name}: chosen on training folds: round size {step_per_fold}, prior-sized first "
-        f"round {prior_per_fold}; computing curves …")
+    log(
+        f"  {name}: chosen on training folds: round size {step_per_fold}, prior-sized first "
+        f"round {prior_per_fold}; computing curves …"
+    )
     caps_2d = SEQ_CAPS
     splits = 4 if quick else 20
     methods = {
         "uniform": mm.uniform(tables, CURVE_KS),
         "adaptive": mm.adaptive(tables, p_hat, LAMBDAS),
         "sequential": mm.sequential(tables, steps, SEQ_CAPS),
-        "adaptive_sequential": mm.adaptive_sequential(tables, p_hat, steps, LAMBDAS[::3],
-                                                      caps_2d, prior_first_round=prior_first),
+        "adaptive_sequential": mm.adaptive_sequential(
+            tables, p_hat, steps, LAMBDAS[::3], caps_2d, prior_first_round=prior_first
+        ),
         "oracle": mm.oracle(accepted, correct, LAMBDAS, splits=splits, seed=seed),
     }
     extra = {
-        "oracle_sequential": mm.oracle_sequential(accepted, correct, steps, LAMBDAS[::3],
-                                                  caps_2d, splits=max(2, splits // 4),
-                                                  seed=seed),
+        "oracle_sequential": mm.oracle_sequential(
+            accepted, correct, steps, LAMBDAS[::3], caps_2d, splits=max(2, splits // 4), seed=seed
+        ),
     }
     uniform_q = tables.quality[:, list(HEADLINE_KS)]
     log(f"  {name}: bootstrap ({n_boot} resamples) …")
     table = savings_table(methods, uniform_q, HEADLINE_KS, n_boot=n_boot, seed=seed)
     extra_table = savings_table(extra, uniform_q, HEADLINE_KS, n_boot=n_boot, seed=seed)
     rows = np.arange(len(counts))
-    greedy = {str(k): float(tables.quality[rows, mm.greedy_equal_budget(tables, p_hat, k)].mean())
-              for k in HEADLINE_KS}
+    greedy = {
+        str(k): float(tables.quality[rows, mm.greedy_equal_budget(tables, p_hat, k)].mean())
+        for k in HEADLINE_KS
+    }
     mc = _stop_rule_mc_check(accepted, correct, steps, 8, 50 if quick else 200, seed)
     exact = mm.sequential(tables, steps, [8])
     mc["exact_mean_samples"] = float(exact.samples.mean())
     mc["exact_quality"] = float(exact.quality.mean())
     from scipy.stats import spearmanr
 
-    return {
+    doc = {
         "suite": name,
         "description": suite.spec.description,
         "verifier": verifier,
@@ -202,19 +238,19 @@ def evaluate_multisample_suite(
         "extra_methods": extra_table,
         "method_notes": {
             "oracle": "split-sample oracle of prompt-only allocation: n per prompt chosen on half "
-                      f"of its samples, scored on the other half ({splits} random halvings, both "
-                      "ways); the limit of any prompt predictor",
+            f"of its samples, scored on the other half ({splits} random halvings, both "
+            "ways); the limit of any prompt predictor",
             "oracle_sequential": "adaptive_sequential with a perfect prior (half A's success "
-                                 "rate), scored on half B: the limit of prior + stop rule",
+            "rate), scored on half B: the limit of prior + stop rule",
             "max_samples_per_prompt": f"{mm.CAP} for every method (half the recorded samples)",
             "operating_points": "uniform: k; adaptive/oracle: lambda; sequential: cap; "
-                                "adaptive_sequential: (lambda, cap) grid, read off its frontier",
+            "adaptive_sequential: (lambda, cap) grid, read off its frontier",
         },
         "adaptive_greedy_equal_budget_quality": greedy,
         "predictor": {
             "features": "shipped predictor's frozen MiniLM embeddings (int8 ONNX encoder)",
             "head": "logistic regression on smooth labels (empirical success rate), C chosen by "
-                    "inner 3-fold CV on the training folds",
+            "inner 3-fold CV on the training folds",
             "scheme": f"grouped {N_FOLDS}-fold out-of-fold",
             "chosen_c": list(oof.chosen_c),
             "pearson": float(np.corrcoef(p_hat, rate)[0, 1]),
@@ -227,9 +263,10 @@ def evaluate_multisample_suite(
             "step_per_fold": [str(s) for s in step_per_fold],
             "prior_sized_first_round_per_fold": prior_per_fold,
             "step_chosen_on": "training folds: fewest samples to reach the training prompts' "
-                              "uniform best-of-8 quality (first round likewise, with a nested "
-                              "out-of-fold prior)",
+            "uniform best-of-8 quality (first round likewise, with a nested "
+            "out-of-fold prior)",
             "monte_carlo_check": mc,
         },
         "seconds": round(time.monotonic() - started, 1),
     }
+    return SuiteRun(doc, suite, tables, p_hat)
