@@ -1,11 +1,12 @@
 """Samples saved at equal quality versus uniform best-of-k, with bootstrap intervals over prompts.
 
 A method's curve is (mean samples, mean quality) over its operating points. The samples it needs
-to reach a quality is read off its frontier (points sorted by mean samples, quality as the best so
-far, linear interpolation between neighbours); *saved at equal quality versus uniform best-of-k*
-is ``1 − samples needed to reach uniform best-of-k's quality / k``. *Quality gain at equal mean
-samples* is the frontier's quality at k mean samples minus uniform best-of-k's. 95 % intervals:
-percentile bootstrap over prompts (each resample recomputes every mean, uniform's included).
+to reach a quality is read off its frontier (the points that beat every cheaper point, sorted by
+mean samples, linear interpolation between neighbours); *saved at equal quality versus uniform
+best-of-k* is ``1 − samples needed to reach uniform best-of-k's quality / k``. *Quality gain at
+equal mean samples* is the frontier's quality at k mean samples minus uniform best-of-k's. 95 %
+intervals: percentile bootstrap over prompts (each resample recomputes every mean, uniform's
+included).
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ HEADLINE_KS = (2, 4, 8, 16)
 
 
 def _frontier(samples: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Operating points that beat every cheaper one, sorted by samples (dominated points are
+    dropped, so interpolation runs between points a user would actually pick)."""
     order = np.argsort(samples, kind="stable")
-    return samples[order], np.maximum.accumulate(quality[order])
+    s, q = samples[order], quality[order]
+    keep = np.r_[True, q[1:] > np.maximum.accumulate(q)[:-1] + 1e-12]
+    return s[keep], q[keep]
 
 
 def samples_to_reach(samples: np.ndarray, quality: np.ndarray, target: float) -> float | None:
@@ -39,7 +44,7 @@ def samples_to_reach(samples: np.ndarray, quality: np.ndarray, target: float) ->
     if hit.size == 0:
         return None
     j = int(hit[0])
-    if j == 0 or q[j] == q[j - 1]:
+    if j == 0:
         return float(s[j])
     frac = (target - q[j - 1]) / (q[j] - q[j - 1])
     return float(s[j - 1] + frac * (s[j] - s[j - 1]))

@@ -106,11 +106,10 @@ def _policy_n(p_hat: np.ndarray, lam: float, cap: int) -> np.ndarray:
     return np.asarray([first_round_n(float(p), lam, 1, cap, 1.0) for p in p_hat])
 
 
-def adaptive(
-    tables: PromptTables, p_hat: np.ndarray, lambdas: Sequence[float], cap: int = CAP
-) -> MethodPoints:
+def adaptive(tables: PromptTables, p_hat: np.ndarray, lambdas: Sequence[float]) -> MethodPoints:
     """n per prompt from the predictor as the online policy chooses it, for each λ."""
     rows = np.arange(tables.n_prompts)
+    cap = tables.cap
     samples, quality = [], []
     for lam in lambdas:
         n = _policy_n(p_hat, lam, cap)
