@@ -13,7 +13,8 @@ from bench.multisample import MULTISAMPLE_SUITES
 from bench.suites import SUITES
 
 COMMITTED_OUT = Path("bench") / "results"
-ALL_SUITES = (*MULTISAMPLE_SUITES, *SUITES)
+LADDER_SUITE = "alpaca-eval-ladder"
+ALL_SUITES = (*MULTISAMPLE_SUITES, LADDER_SUITE, *SUITES)
 DESCRIPTION = ("Cost/quality benchmark on real recorded model outcomes, end to end through the "
                "live proxy: adaptive policies vs random, uniform and oracle allocation, with "
                "out-of-fold and leave-one-suite-out predictors.")
@@ -66,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(run_multisample_suites(
             data_dir, out_dir, multi, quick=args.quick, n_boot=n_boot, live=not args.no_live,
             progress=not args.no_progress))
+    if LADDER_SUITE in names:
+        from bench.alpaca_ladder import write_alpaca_ladder
+
+        print(f"suite {LADDER_SUITE} …")
+        write_alpaca_ladder(data_dir, out_dir, quick=args.quick, progress=not args.no_progress)
     if routed:
         opts = BenchOptions(
             data_dir=data_dir, out_dir=out_dir, suites=routed,

@@ -170,11 +170,15 @@ def load_results(out_dir: Path) -> dict[str, dict[str, Any]]:
 
 def write_report(out_dir: Path) -> Path:
     """``REPORT.md`` from every suite result in ``out_dir``."""
+    from bench.alpaca_ladder import load_alpaca_result, report_lines
     from bench.multisample_report import multisample_section
     from bench.report_text import report_markdown
 
     path = out_dir / "REPORT.md"
     head = multisample_section(out_dir)
+    ladder = load_alpaca_result(out_dir)
+    if ladder is not None:
+        head += report_lines(ladder)
     routed = load_results(out_dir)
     body = report_markdown(routed, summary_table) if routed else ""
     if head:
