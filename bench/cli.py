@@ -80,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
             concurrency=args.concurrency, progress=not args.no_progress,
         )
         asyncio.run(run_bench(opts))
+        from bench.matched_quality import add_matched_quality
+
+        add_matched_quality(out_dir)
     from bench.report import write_report
 
     report = write_report(out_dir)

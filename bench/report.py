@@ -141,20 +141,28 @@ def summary_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     """The headline table (Markdown) of the given suite results."""
     lines = [
         "| suite | n | APGR cv [95% CI] | APGR lodo [95% CI] | CPT50 cv | CPT50 lodo | "
-        "CPT80 cv | CPT80 lodo | APGR random | APGR oracle | oracle saving captured cv / lodo |"
-        " RouteLLM best (theirs) APGR / CPT50 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "CPT80 cv | CPT80 lodo | APGR random | saved vs random at PGR 0.5 cv / lodo | "
+        "at PGR 0.8 cv / lodo | APGR in expectation: cv / EV limit | APGR oracle (realised) | "
+        "RouteLLM best (theirs) APGR / CPT50 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         pub = ROUTELLM_PUBLISHED.get(name)
         pub_s = f"{pub['apgr']:.3f} / {100 * pub['cpt50']:.2f}%" if pub else "—"
+        rnd = r.get("apgr_random_whole_arms", r["apgr_random"])
+        rnd_s = f"{_f(rnd)}{' (whole arms)' if 'apgr_random_whole_arms' in r else ''}"
+        ev = (f"{_f(r['apgr_cv_expected'])} / {_f(r['apgr_ev_limit'])}"
+              if "apgr_ev_limit" in r else "—")
         lines.append(
             f"| {name} | {r['n_prompts']} | {_f(r['apgr_cv'])} {_ci(r, 'cv', 'apgr')} | "
             f"{_f(r['apgr_lodo'])} {_ci(r, 'lodo', 'apgr')} | {_f(r['cpt50_cv'], True)} | "
             f"{_f(r['cpt50_lodo'], True)} | {_f(r['cpt80_cv'], True)} | "
-            f"{_f(r['cpt80_lodo'], True)} | {_f(r['apgr_random'])} | {_f(r['apgr_oracle'])} | "
-            f"{_f(r.get('oracle_saving_captured_cv'), True)} / "
-            f"{_f(r.get('oracle_saving_captured_lodo'), True)} | {pub_s} |")
+            f"{_f(r['cpt80_lodo'], True)} | {rnd_s} | "
+            f"{_f(r.get('saved_vs_random_pgr50_cv'), True)} / "
+            f"{_f(r.get('saved_vs_random_pgr50_lodo'), True)} | "
+            f"{_f(r.get('saved_vs_random_pgr80_cv'), True)} / "
+            f"{_f(r.get('saved_vs_random_pgr80_lodo'), True)} | {ev} | "
+            f"{_f(r['apgr_oracle'])} | {pub_s} |")
     return "\n".join(lines)
 
 
@@ -171,6 +179,7 @@ def load_results(out_dir: Path) -> dict[str, dict[str, Any]]:
 def write_report(out_dir: Path) -> Path:
     """``REPORT.md`` from every suite result in ``out_dir``."""
     from bench.alpaca_ladder import load_alpaca_result, report_lines
+    from bench.matched_quality import explanation_lines
     from bench.multisample_report import multisample_section
     from bench.report_text import report_markdown
 
@@ -180,6 +189,8 @@ def write_report(out_dir: Path) -> Path:
     if ladder is not None:
         head += report_lines(ladder)
     routed = load_results(out_dir)
+    if routed:
+        head += explanation_lines()
     body = report_markdown(routed, summary_table) if routed else ""
     if head:
         # The multi-sample headline leads; the routing suites follow under their own heading.
