@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bench.expected import VerifierCounts, best_of_k_quality, no_accept_probability
+from bench.expected import VerifierCounts
 from proxy.policies.stopping import first_round_n, next_round_n
 
 __all__ = [
@@ -59,13 +59,20 @@ class PromptTables:
 
     @classmethod
     def from_counts(cls, counts: Sequence[VerifierCounts], cap: int = CAP) -> PromptTables:
-        """Tables of prompts given their verifier counts."""
-        quality = np.zeros((len(counts), cap + 1))
-        miss = np.ones((len(counts), cap + 1))
-        for i, c in enumerate(counts):
-            for n in range(1, cap + 1):
-                quality[i, n] = best_of_k_quality(c, n)
-                miss[i, n] = no_accept_probability(c.n, c.accepted, n)
+        """Tables of prompts given their verifier counts: the vectorised form of
+        :func:`~bench.expected.best_of_k_quality`, with
+        C(N − a, n)/C(N, n) = Π_{i<n} (N − a − i)/(N − i)."""
+        n = np.asarray([c.n for c in counts], float)[:, None]
+        acc = np.asarray([c.accepted for c in counts], float)[:, None]
+        if np.any(n < cap):
+            raise ValueError(f"every prompt needs at least {cap} samples")
+        i = np.arange(cap)[None, :]
+        ratio = np.clip((n - acc - i) / (n - i), 0.0, 1.0)
+        miss = np.hstack([np.ones((len(counts), 1)), np.cumprod(ratio, axis=1)])
+        good = np.asarray([c.quality_given(True) for c in counts])[:, None]
+        bad = np.asarray([c.quality_given(False) for c in counts])[:, None]
+        quality = (1.0 - miss) * good + miss * bad
+        quality[:, 0] = 0.0
         return cls(quality, miss)
 
     @property

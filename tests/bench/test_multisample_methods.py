@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from bench import multisample_methods as mm
-from bench.expected import VerifierCounts, schedule_expectation
+from bench.expected import (
+    VerifierCounts,
+    best_of_k_quality,
+    no_accept_probability,
+    schedule_expectation,
+)
 from bench.multisample_measure import quality_at_samples, samples_to_reach, savings_table
 
 COUNTS = [VerifierCounts(20, a, a, 0) for a in (0, 1, 5, 20)]
@@ -70,3 +75,16 @@ def test_split_sample_oracle_stays_within_the_cap() -> None:
     pts = mm.oracle(correct, correct, [0.0, 0.05, 1.0], splits=3, seed=0, cap=10)
     assert pts.samples.min() >= 1 and pts.samples.max() <= 10
     assert pts.samples[:, 2].tolist() == [1.0] * 6
+
+
+def test_tables_equal_the_scalar_closed_forms() -> None:
+    counts = [*COUNTS, VerifierCounts(20, 6, 4, 3), VerifierCounts(20, 0, 0, 5)]
+    tables = mm.PromptTables.from_counts(counts, cap=20)
+    for i, c in enumerate(counts):
+        for k in range(1, 21):
+            assert tables.quality[i, k] == pytest.approx(best_of_k_quality(c, k), abs=1e-12)
+            assert tables.miss[i, k] == pytest.approx(
+                no_accept_probability(c.n, c.accepted, k), abs=1e-12
+            )
+    with pytest.raises(ValueError):
+        mm.PromptTables.from_counts(counts, cap=21)

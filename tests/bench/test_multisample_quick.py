@@ -4,6 +4,7 @@ schema checks rely on, figures that agree with one another, and the live operati
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,36 @@ def test_live_points_match_the_offline_decisions(run: tuple[Path, dict[str, Any]
         assert c["requests"] == doc["n_prompts"]
         assert c["n_mismatches"] == 0, c
         assert abs(c["quality_live"] - c["quality_offline"]) <= 4 * c["quality_se"] + 1e-9, c
+
+
+def test_without_out_it_writes_a_new_folder_and_says_where(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    committed = Path(__file__).resolve().parents[2] / "bench" / "results"
+    before = {p.name: p.stat().st_mtime_ns for p in committed.glob("*")}
+    code = main(
+        [
+            "--suite",
+            "game24-gpt4-standard",
+            "--quick",
+            "--data-dir",
+            str(data_dir),
+            "--no-live",
+            "--no-progress",
+            "--bootstrap",
+            "20",
+        ]
+    )
+    assert code == 0
+    line = next(
+        ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("results written to ")
+    )
+    written = Path(line.removeprefix("results written to ").split(" (report: ")[0])
+    try:
+        assert written.resolve() != committed.resolve()
+        doc = json.loads((written / "game24-gpt4-standard.json").read_text())
+        assert doc["verifier"] == "game24-checker" and not doc["oracle_verifier"]
+        assert doc["live"]["checks"] == []
+    finally:
+        shutil.rmtree(written)
+    assert {p.name: p.stat().st_mtime_ns for p in committed.glob("*")} == before
