@@ -166,9 +166,9 @@ def evaluate_alpaca_ladder(
         ],
         1,
     )
-    from predictor_onnx.runtime import load_predictor
+    from predictor_onnx.runtime import OnnxPredictor
 
-    shipped = load_predictor()
+    shipped = OnnxPredictor.load()
     lodo_gain = np.asarray([p["gain"] for p in shipped.predict_sync(messages)])
     weak, strong = (LADDER_MODELS.index(m) for m in PAIR)
     scores = {

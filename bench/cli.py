@@ -9,15 +9,17 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.multisample import MULTISAMPLE_SUITES
 from bench.suites import SUITES
+from replay.multisample_data import MULTISAMPLE_SUITES
 
 COMMITTED_OUT = Path("bench") / "results"
 LADDER_SUITE = "alpaca-eval-ladder"
 ALL_SUITES = (*MULTISAMPLE_SUITES, LADDER_SUITE, *SUITES)
-DESCRIPTION = ("Cost/quality benchmark on real recorded model outcomes, end to end through the "
-               "live proxy: adaptive policies vs random, uniform and oracle allocation, with "
-               "out-of-fold and leave-one-suite-out predictors.")
+DESCRIPTION = (
+    "Cost/quality benchmark on real recorded model outcomes, end to end through the "
+    "live proxy: adaptive policies vs random, uniform and oracle allocation, with "
+    "out-of-fold and leave-one-suite-out predictors."
+)
 
 
 def _default_data_dir() -> str:
@@ -26,24 +28,47 @@ def _default_data_dir() -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The benchmark's options."""
-    parser.add_argument("--suite", action="extend", nargs="+", choices=list(ALL_SUITES),
-                        metavar="NAME",
-                        help=f"suite to run (repeatable; default all: {', '.join(ALL_SUITES)})")
-    parser.add_argument("--quick", action="store_true",
-                        help="every suite on a seeded subsample (CI; under 2 minutes)")
-    parser.add_argument("--data-dir", default=None,
-                        help="recorded data (default $ADAPTIVE_DATA_DIR or ../shared/data)")
-    parser.add_argument("--out", default=None,
-                        help="results folder (default: a new temporary folder, so the committed "
-                             f"results change only with --out {COMMITTED_OUT})")
-    parser.add_argument("--predictor", choices=("auto", "onnx", "features"), default="auto",
-                        help="out-of-fold predictor: the shipped ONNX one, the text-feature "
-                             "stand-in, or the ONNX one when available (default)")
-    parser.add_argument("--no-live", action="store_true",
-                        help="skip the live proxy runs (offline figures only)")
-    parser.add_argument("--bootstrap", type=int, default=None,
-                        help="bootstrap resamples (default 200, 50 with --quick; multi-sample "
-                             "suites 1000, 200 with --quick)")
+    parser.add_argument(
+        "--suite",
+        action="extend",
+        nargs="+",
+        choices=list(ALL_SUITES),
+        metavar="NAME",
+        help=f"suite to run (repeatable; default all: {', '.join(ALL_SUITES)})",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="every suite on a seeded subsample (CI; under 2 minutes)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="recorded data (default $ADAPTIVE_DATA_DIR or ../shared/data)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="results folder (default: a new temporary folder, so the committed "
+        f"results change only with --out {COMMITTED_OUT})",
+    )
+    parser.add_argument(
+        "--predictor",
+        choices=("auto", "onnx", "features"),
+        default="auto",
+        help="out-of-fold predictor: the shipped ONNX one, the text-feature "
+        "stand-in, or the ONNX one when available (default)",
+    )
+    parser.add_argument(
+        "--no-live", action="store_true", help="skip the live proxy runs (offline figures only)"
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=None,
+        help="bootstrap resamples (default 200, 50 with --quick; multi-sample "
+        "suites 1000, 200 with --quick)",
+    )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--no-progress", action="store_true")
 
@@ -64,9 +89,17 @@ def run(args: argparse.Namespace) -> int:
         from bench.multisample_run import run_multisample_suites
 
         n_boot = args.bootstrap or (200 if args.quick else 1000)
-        asyncio.run(run_multisample_suites(
-            data_dir, out_dir, multi, quick=args.quick, n_boot=n_boot, live=not args.no_live,
-            progress=not args.no_progress))
+        asyncio.run(
+            run_multisample_suites(
+                data_dir,
+                out_dir,
+                multi,
+                quick=args.quick,
+                n_boot=n_boot,
+                live=not args.no_live,
+                progress=not args.no_progress,
+            )
+        )
     if LADDER_SUITE in names:
         from bench.alpaca_ladder import write_alpaca_ladder
 
@@ -74,10 +107,15 @@ def run(args: argparse.Namespace) -> int:
         write_alpaca_ladder(data_dir, out_dir, quick=args.quick, progress=not args.no_progress)
     if routed:
         opts = BenchOptions(
-            data_dir=data_dir, out_dir=out_dir, suites=routed,
-            quick=args.quick, predictor=args.predictor, live=not args.no_live,
+            data_dir=data_dir,
+            out_dir=out_dir,
+            suites=routed,
+            quick=args.quick,
+            predictor=args.predictor,
+            live=not args.no_live,
             n_boot=args.bootstrap or (50 if args.quick else 200),
-            concurrency=args.concurrency, progress=not args.no_progress,
+            concurrency=args.concurrency,
+            progress=not args.no_progress,
         )
         asyncio.run(run_bench(opts))
         from bench.matched_quality import add_matched_quality
@@ -92,8 +130,9 @@ def run(args: argparse.Namespace) -> int:
 
 def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``bench`` to ``adaptive-proxy``'s sub-commands (handler in ``func``)."""
-    parser = subparsers.add_parser("bench", help="run the cost/quality benchmark",
-                                   description=DESCRIPTION)
+    parser = subparsers.add_parser(
+        "bench", help="run the cost/quality benchmark", description=DESCRIPTION
+    )
     add_arguments(parser)
     parser.set_defaults(func=run)
 

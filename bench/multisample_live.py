@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from bench import live
-from bench.multisample import MultiSampleSuite
 from bench.multisample_methods import PromptTables, _policy_n
+from replay.multisample_data import MultiSampleSuite
 
 __all__ = ["live_operating_points"]
 

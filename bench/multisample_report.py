@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.multisample import MULTISAMPLE_SUITES
+from replay.multisample_data import MULTISAMPLE_SUITES
 
 __all__ = ["multisample_section"]
 
@@ -107,7 +107,7 @@ def multisample_section(out_dir: Path) -> list[str]:
         "- HumanEval's verifier is the benchmark's own tests (the recorded execution): an "
         "**oracle verifier**, so its sequential figures are upper bounds for a deployable "
         "verifier. Game of 24's verifier is a real checker anyone can deploy "
-        "(`bench/game24.py`; it agrees with every recorded verdict).",
+        "(`replay/game24.py`; it agrees with every recorded verdict).",
         "",
     ]
     for name, doc in docs.items():

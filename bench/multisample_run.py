@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.multisample import MULTISAMPLE_SUITES
 from bench.multisample_suite import evaluate_multisample_suite
+from replay.multisample_data import MULTISAMPLE_SUITES
 
 __all__ = ["plot_multisample", "run_multisample_suites"]
 

@@ -18,12 +18,12 @@ import numpy as np
 
 from bench import multisample_methods as mm
 from bench.expected import VerifierCounts
-from bench.game24 import check_answer
-from bench.multisample import MultiSampleSuite, load_multisample
 from bench.multisample_measure import HEADLINE_KS, samples_to_reach, savings_table
 from bench.multisample_predict import embed_prompts, oof_success_rate
-from bench.replay_multisample import GAME24_VERIFIER, ORACLE_VERIFIER
 from proxy.policies.stopping import VerifierStop
+from replay.game24 import check_answer
+from replay.multisample import GAME24_VERIFIER, ORACLE_VERIFIER
+from replay.multisample_data import MultiSampleSuite, load_multisample
 
 __all__ = ["UNIFORM_KS", "SuiteRun", "evaluate_multisample_suite", "verifier_verdicts"]
 

@@ -42,8 +42,9 @@ def _prompts(data_dir: Path | None, n: int) -> list[list[dict[str, Any]]]:
         random.Random(0).shuffle(records)
         return [list(r.messages) for r in records[:n]]
     words = "the quick brown fox jumps over the lazy dog while counting 17 sheep".split()
-    return [[{"role": "user", "content": " ".join(words[: 3 + i % 12] * (1 + i % 8))}]
-            for i in range(n)]
+    return [
+        [{"role": "user", "content": " ".join(words[: 3 + i % 12] * (1 + i % 8))}] for i in range(n)
+    ]
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
@@ -109,18 +110,15 @@ def measure(
         "single real prompt, 1 thread: p50 ms": round(_percentile(real_ms, 0.5), 2),
         "single real prompt, 1 thread: p99 ms": round(_percentile(real_ms, 0.99), 2),
         "batched real prompts (32/batch), workers=2 x 1 thread: prompts/s": round(workers_pps, 1),
-        "batched real prompts (32/batch), 1 session x 2 threads: prompts/s": round(
-            threads_pps, 1
-        ),
+        "batched real prompts (32/batch), 1 session x 2 threads: prompts/s": round(threads_pps, 1),
         "RSS with proxy.app + predictor loaded, MB": round(rss_loaded, 1),
         "RSS after sustained batching (incl. 32 x 256 tokens), MB": round(rss_sustained, 1),
         "of which the benchmark's own prompts (at most), MB": round(prompts_mb, 1),
         "cpu cores of this machine": os.cpu_count(),
-        "load average at the end (shared machines skew every figure)": round(
-            os.getloadavg()[0], 2
-        ),
+        "load average at the end (shared machines skew every figure)": round(os.getloadavg()[0], 2),
         "prompts": "real benchmark prompts"
-        if conversations or (data_dir and data_dir.is_dir()) else "synthetic",
+        if conversations or (data_dir and data_dir.is_dir())
+        else "synthetic",
     }
 
 

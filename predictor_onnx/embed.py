@@ -82,8 +82,9 @@ def embed_messages(
     if cache_file.exists():
         with np.load(cache_file) as data:
             known = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
-    todo = sorted({k: i for i, k in enumerate(keys) if k not in known}.values(),
-                  key=lambda i: len(rows[i]))
+    todo = sorted(
+        {k: i for i, k in enumerate(keys) if k not in known}.values(), key=lambda i: len(rows[i])
+    )
     if todo:
         bar = tqdm(total=len(todo), desc="embedding prompts", unit="prompt", disable=not progress)
         for start in range(0, len(todo), batch_size):

@@ -20,21 +20,23 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from predictor_onnx.errors import PredictorLoadError
 from predictor_onnx.features import FEATURE_NAMES, feature_matrix
 from predictor_onnx.manifest import REBUILD_HINT, Manifest, read_manifest
 from predictor_onnx.schema import named_outputs
 from predictor_onnx.text import PromptEncoder
-from proxy.errors import PredictorLoadError
-from proxy.prediction import Messages
 
 #: Padded tokens per encoder call (1 row × 256 tokens, 4 × 64, ...). Measured on the int8
 #: encoder, 2 loaded cores, real prompts, 2 workers: 4096 → 27 prompts/s (1 worker), 512 → 116
 #: prompts/s and 251 MB RSS after sustained batching, 256 → 130-134 and 214-218 MB, 128 → 130.
 MAX_BATCH_TOKENS = 256
+
+#: One conversation: OpenAI ``messages`` (the proxy's ``Messages``; not imported from it).
+Messages = Sequence[Mapping[str, Any]]
 
 
 def session_options(threads: int) -> Any:
@@ -146,8 +148,11 @@ class OnnxPredictor:
         directory = Path(path) if path is not None else shipped_model_dir()
         manifest = read_manifest(directory)
         return cls(
-            manifest, max_batch_size=max_batch_size, batch_window_ms=batch_window_ms,
-            threads=threads, workers=workers,
+            manifest,
+            max_batch_size=max_batch_size,
+            batch_window_ms=batch_window_ms,
+            threads=threads,
+            workers=workers,
         )
 
     @classmethod
@@ -165,8 +170,11 @@ class OnnxPredictor:
         return await loop.run_in_executor(
             None,
             lambda: cls.load(
-                path, max_batch_size=max_batch_size, batch_window_ms=batch_window_ms,
-                threads=threads, workers=workers,
+                path,
+                max_batch_size=max_batch_size,
+                batch_window_ms=batch_window_ms,
+                threads=threads,
+                workers=workers,
             ),
         )
 
@@ -299,8 +307,3 @@ class OnnxPredictor:
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._calls is not None:
             self._calls.shutdown(wait=False, cancel_futures=True)
-
-
-def load_predictor(path: Path | None = None, **kwargs: Any) -> OnnxPredictor:
-    """Alias of :meth:`OnnxPredictor.load` for configuration code."""
-    return OnnxPredictor.load(path, **kwargs)

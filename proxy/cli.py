@@ -56,7 +56,7 @@ async def serve_until_stopped(
     from aiohttp import web
 
     from proxy.app import create_app
-    from proxy.state import STATE
+    from proxy.state import CONFIG
 
     app = create_app(config, config_path=config_path, env=os.environ)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
@@ -70,7 +70,7 @@ async def serve_until_stopped(
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    holder = app[STATE].holder
+    holder = app[CONFIG]
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(holder.reload()))
     policies = ", ".join(config.policies) or "none"
     log.info("adaptive-proxy serving policies [%s] on http://%s:%d/v1", policies, host, port)
@@ -162,8 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     from bench.cli import register_cli as register_bench
-    from bench.replay import register_cli as register_replay
     from predictor_onnx.cli import register_cli as register_predictor
+    from replay.server import register_cli as register_replay
 
     register_replay(sub)
     register_predictor(sub)

@@ -60,9 +60,9 @@ async def run_demo(*, data_dir: Path | None, config_path: str | None) -> int:
     """Run the demo; returns the process exit code."""
     import openai
 
-    from bench.replay import build_store, create_replay_app
     from predictor_onnx.data import default_data_dir
     from proxy.app import create_app
+    from replay.server import build_store, create_replay_app
 
     data = data_dir or default_data_dir()
     if not (data / "routellm").is_dir():

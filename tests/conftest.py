@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bench.replay import create_replay_app
-from bench.replay_store import ReplayStore, build_store
 from predictor_onnx.data import default_data_dir
+from replay.server import create_replay_app
+from replay.store import ReplayStore, build_store
 
 
 def _data_dir() -> Path:

@@ -11,13 +11,20 @@ from typing import Any
 
 import pytest
 
+from predictor_onnx.errors import PredictorLoadError
 from predictor_onnx.runtime import OnnxPredictor
-from proxy.errors import PredictorLoadError
 from proxy.prediction import Predictor
 
 EXPECTED = {
-    "p_weak", "p_strong", "gain", "p_6b_finetuning", "p_6b_verification", "p_175b_finetuning",
-    "p_175b_verification", "gain_6b", "gain_175b",
+    "p_weak",
+    "p_strong",
+    "gain",
+    "p_6b_finetuning",
+    "p_6b_verification",
+    "p_175b_finetuning",
+    "p_175b_verification",
+    "gain_6b",
+    "gain_175b",
 }
 
 

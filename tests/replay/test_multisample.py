@@ -12,17 +12,17 @@ import pytest
 from aiohttp.test_utils import TestServer
 from openai import AsyncOpenAI
 
-from bench.multisample import MultiSampleSuite, load_multisample
-from bench.replay import create_replay_app
-from bench.replay_multisample import (
+from proxy.rerank_text import render_conversation
+from proxy.tokens import count_message_tokens, count_tokens
+from replay.multisample import (
     GAME24_VERIFIER,
     ORACLE_VERIFIER,
     MultiSampleStore,
     build_multisample_store,
 )
-from bench.replay_store import ReplayStore
-from proxy.rerank_text import render_conversation
-from proxy.tokens import count_message_tokens, count_tokens
+from replay.multisample_data import MultiSampleSuite, load_multisample
+from replay.server import create_replay_app
+from replay.store import ReplayStore
 
 
 @pytest.fixture(scope="module")

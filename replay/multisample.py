@@ -8,7 +8,7 @@ the recorded sample, so a benchmark can join the recorded correctness.
 ``POST /v1/verify`` speaks the ``reward`` reranker's protocol, ``{"query", "candidates"}`` →
 ``{"scores"}``, with one extra field ``verifier`` naming what scored them:
 
-- ``game24-checker``: a real Game of 24 checker on the candidate text (:mod:`bench.game24`), a
+- ``game24-checker``: a real Game of 24 checker on the candidate text (:mod:`replay.game24`), a
   verifier anyone can deploy;
 - ``recorded-execution-oracle``: HumanEval candidates scored by their recorded execution against
   HumanEval's own tests. That is the benchmark's answer key, so every report labels it an oracle
@@ -25,11 +25,12 @@ from typing import Any
 
 from aiohttp import web
 
-from bench.game24 import ExpressionError, check_answer, puzzle_numbers
-from bench.multisample import MULTISAMPLE_SUITES, MultiSamplePrompt, load_multisample
-from bench.replay_store import PromptNotFoundError, ReplayAnswer, message_text
 from predictor_onnx.data import normalize_ws
 from proxy.errors import InvalidRequestError, ModelNotFoundError
+from proxy.protocol import message_text
+from replay.game24 import ExpressionError, check_answer, puzzle_numbers
+from replay.multisample_data import MULTISAMPLE_SUITES, MultiSamplePrompt, load_multisample
+from replay.store import PromptNotFoundError, ReplayAnswer
 
 __all__ = [
     "GAME24_VERIFIER",
@@ -45,7 +46,7 @@ _QUERY_ROLE_PREFIX = "user: "  # how the reward reranker renders a one-turn conv
 
 
 def _last_user(messages: Sequence[Mapping[str, Any]]) -> str:
-    users = [message_text(m) for m in messages if m.get("role") == "user"]
+    users = [message_text(m.get("content")) for m in messages if m.get("role") == "user"]
     if not users:
         raise PromptNotFoundError("the conversation has no user message", param="messages")
     return normalize_ws(users[-1])

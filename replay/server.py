@@ -1,6 +1,6 @@
 """Replay upstream: an OpenAI-compatible server that answers with REAL recorded model outputs.
 
-``POST /v1/chat/completions`` looks the prompt up in a :class:`~bench.replay_store.ReplayStore`
+``POST /v1/chat/completions`` looks the prompt up in a :class:`~replay.store.ReplayStore`
 and returns the recorded answer of the requested model in the exact OpenAI schema (``n``,
 ``stream``, ``stream_options.include_usage``). ``GET /v1/models`` lists the served models. Each
 response carries an extra top-level ``"replay": {"prompt_id", "arm", "arms"}`` object (OpenAI
@@ -8,7 +8,7 @@ clients ignore unknown fields) so the benchmark can join outcomes; correctness i
 sent, so nothing leaks into the proxy's decisions.
 
 Run it with ``adaptive-proxy replay-upstream --data-dir ../shared/data`` (see :func:`register_cli`)
-or ``python -m bench.replay``.
+or ``python -m replay``.
 """
 
 from __future__ import annotations
@@ -29,15 +29,15 @@ from typing import Any
 
 from aiohttp import web
 
-from bench.replay_multisample import (
+from proxy.errors import InvalidRequestError, ProxyError
+from proxy.tokens import count_message_tokens, count_tokens
+from replay.multisample import (
     VERIFY_STORE_KEY,
     MultiSampleStore,
     build_multisample_store,
     verify_handler,
 )
-from bench.replay_store import ReplayAnswer, ReplayStore, build_store
-from proxy.errors import InvalidRequestError, ProxyError
-from proxy.tokens import count_message_tokens, count_tokens
+from replay.store import ReplayAnswer, ReplayStore, build_store
 
 __all__ = [
     "STORE_KEY",
@@ -297,9 +297,9 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bench.replay [replay-upstream options]``."""
+    """``python -m replay [replay-upstream options]``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m bench.replay")
+    parser = argparse.ArgumentParser(prog="python -m replay")
     sub = parser.add_subparsers(dest="command")
     register_cli(sub)
     args = parser.parse_args(["replay-upstream", *(argv or ())])

@@ -12,9 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from predictor_onnx.data import load_records
-from predictor_onnx.evaluate import build_design
-from predictor_onnx.finetune import (
+from experiments.finetune.run import (
     FinetuneConfig,
     encode_records,
     load_encoder,
@@ -23,7 +21,11 @@ from predictor_onnx.finetune import (
     subsample,
     train_split,
 )
+from predictor_onnx.data import load_records
+from predictor_onnx.evaluate import build_design
 from predictor_onnx.schema import DEFAULT_ARMS
+
+pytestmark = pytest.mark.slow  # trains an encoder for a few steps; .ci/run still runs it
 
 
 def _require(module: str) -> Any:
@@ -68,8 +70,9 @@ def test_leave_one_dataset_out_writes_predictions_and_metrics(
     minilm_dir: Path, data_dir: Path, tmp_path: Path
 ) -> None:
     cfg = FinetuneConfig(epochs=1, batch_size=8, max_tokens=32, max_steps=1)
-    run_experiment(data_dir, minilm_dir, tmp_path, ["lodo"], cfg, max_records=15,
-                   log=lambda _line: None)
+    run_experiment(
+        data_dir, minilm_dir, tmp_path, ["lodo"], cfg, max_records=15, log=lambda _line: None
+    )
     rows = [json.loads(line) for line in (tmp_path / "oof_lodo.jsonl").read_text().splitlines()]
     assert len(rows) == 15
     assert {r["dataset"] for r in rows} == {"gsm8k", "mmlu", "mtbench"}
