@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from bench import live
-from bench.multisample_methods import PromptTables, _policy_n
+from bench.multisample_methods import PromptTables, policy_n
 from replay.multisample_data import MultiSampleSuite
 
 __all__ = ["live_operating_points"]
@@ -113,7 +113,7 @@ async def live_operating_points(
     for lam in LIVE_LAMBDAS:
         name = f"adaptive-l{lam:g}"
         policies[name] = _best_of_k(replay_url, n_min=1, n_max=tables.cap, **{"lambda": lam})
-        offline_n[name] = _policy_n(p_hat, lam, tables.cap)
+        offline_n[name] = policy_n(p_hat, lam, tables.cap)
     yaml_text = _policy_yaml(replay_url, suite.spec.name, table, policies, len(p_hat))
     (workdir / f"{suite.spec.name}.policy.yaml").write_text(yaml_text, encoding="utf-8")
 

@@ -38,6 +38,7 @@ __all__ = [
     "greedy_equal_budget",
     "oracle",
     "oracle_sequential",
+    "policy_n",
     "schedule",
     "sequential",
     "uniform",
@@ -109,7 +110,9 @@ def uniform(tables: PromptTables, ks: Sequence[int]) -> MethodPoints:
     return MethodPoints(samples, tables.quality[:, list(ks)], [{"k": k} for k in ks])
 
 
-def _policy_n(p_hat: np.ndarray, lam: float, cap: int) -> np.ndarray:
+def policy_n(p_hat: np.ndarray, lam: float, cap: int) -> np.ndarray:
+    """n per prompt as the online ``best_of_k`` policy picks it (``first_round_n``, λ per
+    sample, efficiency 1)."""
     return np.asarray([first_round_n(float(p), lam, 1, cap, 1.0) for p in p_hat])
 
 
@@ -119,7 +122,7 @@ def adaptive(tables: PromptTables, p_hat: np.ndarray, lambdas: Sequence[float]) 
     cap = tables.cap
     samples, quality = [], []
     for lam in lambdas:
-        n = _policy_n(p_hat, lam, cap)
+        n = policy_n(p_hat, lam, cap)
         samples.append(n.astype(float))
         quality.append(tables.quality[rows, n])
     return MethodPoints(
