@@ -126,15 +126,33 @@ def multisample_section(out_dir: Path) -> list[str]:
             f"{mc['mean_samples_se']:.3f}, quality {mc['quality']:.4f} ± {mc['quality_se']:.4f} "
             f"(SE), against the exact {mc['exact_mean_samples']:.3f} / {mc['exact_quality']:.4f}."
         )
+    greedy = "; ".join(
+        f"{name} "
+        + ", ".join(
+            f"k={k}: {q:.3f} (uniform {doc['uniform_quality'][k]:.3f})"
+            for k, q in doc["adaptive_greedy_equal_budget_quality"].items()
+            if k in doc["uniform_quality"]
+        )
+        for name, doc in docs.items()
+    )
     lines += [
+        "",
+        "- The prompt predictor's greedy allocation of a fixed total budget (the paper's batch "
+        f"allocation), quality at k samples per prompt on average: {greedy}.",
+        "- `vote` reranking and the `VoteStop` rule need comparable final answers; these "
+        "suites' answers are programs and arithmetic expressions, so only the verifier rules "
+        "apply here (`bench/expected.py` also has the Monte Carlo expectation of vote).",
         "",
         "### Live operating points (proxy + OpenAI SDK + replay upstream + /v1/verify)",
         "",
         *_live_rows(docs),
         "",
-        "Each live run is one random draw of samples per prompt (seeded per request), so "
-        "its quality differs from the exact expectation by sampling noise; SE = "
-        "sqrt(Σ q_i(1 − q_i))/n.",
+        "Uniform and adaptive best-of-k run through the proxy's `best_of_k` policy with the "
+        "`reward` reranker on the replay's `/v1/verify`. Each live run is one random draw of "
+        "samples per prompt (seeded per request), so its quality differs from the exact "
+        "expectation by sampling noise; SE = sqrt(Σ q_i(1 − q_i))/n. Sequential policies were "
+        "not run live: the proxy's sequential `best_of_k` mode is not on main yet; the stop "
+        "rule itself (`VerifierStop`) was run on random draw orders above.",
         "",
     ]
     return lines
