@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,10 +19,6 @@ DESCRIPTION = (
     "live proxy: adaptive policies vs random, uniform and oracle allocation, with "
     "out-of-fold and leave-one-suite-out predictors."
 )
-
-
-def _default_data_dir() -> str:
-    return os.environ.get("ADAPTIVE_DATA_DIR", str(Path("..") / "shared" / "data"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         default=None,
-        help="recorded data (default $ADAPTIVE_DATA_DIR or ../shared/data)",
+        help="recorded data (default: $ADAPTIVE_DATA_DIR, else the bundled copy)",
     )
     parser.add_argument(
         "--out",
@@ -76,10 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Handler: run the benchmark; 0 on success."""
     from bench.runner import BenchOptions, run_bench
+    from recorded_data import DataNotFoundError, resolve_data_dir
 
-    data_dir = Path(args.data_dir or _default_data_dir()).resolve()
-    if not data_dir.is_dir():
-        print(f"error: data dir {data_dir} not found (use --data-dir or ADAPTIVE_DATA_DIR)")
+    try:
+        data_dir = resolve_data_dir(args.data_dir)
+    except DataNotFoundError as exc:
+        print(f"error: {exc}")
         return 2
     out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="adaptive-bench-"))
     names = args.suite or list(ALL_SUITES)

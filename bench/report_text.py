@@ -19,12 +19,12 @@ Results = Mapping[str, Mapping[str, Any]]
 METHOD = """\
 ## How these numbers are produced
 
-- **Data**: real recorded outcomes in `../shared/data` (RouteLLM's Mixtral/GPT-4 evaluations of
-  GSM8K, MMLU and MT-Bench; OpenAI's GSM8K solutions of the 6B/175B models, one sample and
-  best-of-100 with a verifier). Prompts RouteLLM lists as contaminated are dropped (also from
-  the GSM8K procedure suites, which therefore have 1,307 of the 1,319 questions). MT-Bench:
-  each of the two turns is a separate request, routed on its own (quality = mean normalised
-  judge score, (score − 1)/9; PGR is unchanged by that rescaling).
+- **Data**: real recorded outcomes, bundled in `recorded_data/` (RouteLLM's Mixtral/GPT-4
+  evaluations of GSM8K, MMLU and MT-Bench; OpenAI's GSM8K solutions of the 6B/175B models, one
+  sample and best-of-100 with a verifier). Prompts RouteLLM lists as contaminated are dropped
+  (also from the GSM8K procedure suites, which therefore have 1,307 of the 1,319 questions).
+  MT-Bench: each of the two turns is a separate request, routed on its own (quality = mean
+  normalised judge score, (score − 1)/9; PGR is unchanged by that rescaling).
 - **Predictions never come from a predictor that saw the prompt**: `cv` = 5-fold out-of-fold,
   folds grouped by prompt (the two turns of an MT-Bench question share a group); `lodo` =
   leave-one-suite-out (a dataset is predicted by a model fitted on the other datasets only).

@@ -1,4 +1,4 @@
-"""Typed loader for the real recorded evaluation data in ``../shared/data``.
+"""Typed loader for the real recorded evaluation data (found by :mod:`recorded_data`).
 
 Every prompt becomes one :class:`Record`: the OpenAI ``messages`` a client would send, the
 recorded reward of each decoding arm, and the recorded answer text where the data has it.
@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from recorded_data import resolve_data_dir
 
 MODEL_WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 MODEL_STRONG = "gpt-4-1106-preview"
@@ -86,9 +87,8 @@ def normalize_ws(text: str) -> str:
 
 
 def default_data_dir() -> Path:
-    """``$ADAPTIVE_DATA_DIR`` if set, else ``../shared/data`` relative to the current directory."""
-    env = os.environ.get("ADAPTIVE_DATA_DIR")
-    return Path(env).resolve() if env else (Path.cwd() / ".." / "shared" / "data").resolve()
+    """``$ADAPTIVE_DATA_DIR`` if set, else the bundled copy (see :mod:`recorded_data`)."""
+    return resolve_data_dir()
 
 
 def _bool(value: str) -> float:

@@ -18,6 +18,7 @@ from pathlib import Path
 from proxy.config import Config, load_config, load_config_text
 from proxy.defaults import default_config_text
 from proxy.errors import ConfigError, PredictorLoadError
+from recorded_data import RecordedDataError
 
 log = logging.getLogger("adaptive_proxy")
 
@@ -154,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--data-dir",
         default=None,
-        help="recorded data (default: $ADAPTIVE_DATA_DIR or ../shared/data)",
+        help="recorded data (default: $ADAPTIVE_DATA_DIR, else the bundled copy)",
     )
     demo.add_argument(
         "--config", default=None, help="policy YAML (default: the embedded demo policy)"
@@ -180,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = int(args.func(args))
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
+        return 2
+    except RecordedDataError as exc:
+        print(f"adaptive-proxy: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -180,6 +180,19 @@ def _loc_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts)
 
 
+def yaml_error_message(exc: yaml.YAMLError, source: str | None) -> str:
+    """``FILE:LINE:COLUMN: not valid YAML: …``, with 1-based positions, from PyYAML's error."""
+    where = source or "<text>"
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return f"{where}: not valid YAML: {exc}"
+    mark = exc.problem_mark
+    message = f"{where}:{mark.line + 1}:{mark.column + 1}: not valid YAML: {exc.problem}"
+    if exc.context and exc.context_mark is not None:
+        start = exc.context_mark
+        message += f" ({exc.context} at line {start.line + 1}, column {start.column + 1})"
+    return message
+
+
 def load_config_text(
     text: str, *, env: Mapping[str, str] | None = None, source: str | None = None
 ) -> Config:
@@ -187,7 +200,7 @@ def load_config_text(
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([("", f"not valid YAML: {exc}")], source=source) from None
+        raise ConfigError([("", yaml_error_message(exc, source))], source=source) from None
     if not isinstance(raw, dict):
         raise ConfigError(
             [("", "the file must be a YAML mapping with 'upstreams' and 'policies'")], source=source

@@ -1,10 +1,10 @@
 """Fail on an import cycle between the project's modules or an import that points up a layer.
 
-Layers, lowest first: ``predictor_onnx`` < ``proxy`` < ``replay`` < ``bench`` < ``experiments``
-< ``tests``/``tools``. A module may import its own layer and the layers below it. The command
-line and the demo (``proxy.cli``, ``proxy.demo``) are the composition roots and may import any
-layer. Every import that runs counts, including those inside functions (a lazy import is still
-an arrow); imports under ``if TYPE_CHECKING:`` do not (they never run).
+Layers, lowest first: ``recorded_data`` < ``predictor_onnx`` < ``proxy`` < ``replay`` < ``bench``
+< ``experiments`` < ``tests``/``tools``. A module may import its own layer and the layers below
+it. The command line and the demo (``proxy.cli``, ``proxy.demo``) are the composition roots and
+may import any layer. Every import that runs counts, including those inside functions (a lazy
+import is still an arrow); imports under ``if TYPE_CHECKING:`` do not (they never run).
 
 Usage: ``python tools/check_imports.py`` from the repository root; exit status 1 on a problem.
 """
@@ -17,13 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 LAYERS = {
-    "predictor_onnx": 0,
-    "proxy": 1,
-    "replay": 2,
-    "bench": 3,
-    "experiments": 4,
-    "tests": 5,
-    "tools": 5,
+    "recorded_data": 0,
+    "predictor_onnx": 1,
+    "proxy": 2,
+    "replay": 3,
+    "bench": 4,
+    "experiments": 5,
+    "tests": 6,
+    "tools": 6,
 }
 COMPOSITION_ROOTS = frozenset({"proxy.cli", "proxy.demo"})
 

@@ -33,9 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from predictor_onnx.data import default_data_dir, load_records
+from predictor_onnx.data import load_records
 from predictor_onnx.evaluate import Scheme, _splits, build_design, format_table, metric_rows
 from predictor_onnx.schema import DEFAULT_ARMS, DEFAULT_GAINS, named_outputs
+from recorded_data import resolve_data_dir
 
 if TYPE_CHECKING:
     from predictor_onnx.data import Record
@@ -375,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data-dir",
         default=None,
-        help="recorded data (default: $ADAPTIVE_DATA_DIR or ../shared/data)",
+        help="recorded data (default: $ADAPTIVE_DATA_DIR, else the bundled copy)",
     )
     parser.add_argument(
         "--model-dir",
@@ -404,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.backends.cuda.matmul.allow_tf32 = True
-    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    data_dir = resolve_data_dir(args.data_dir)
     run_experiment(
         data_dir,
         Path(args.model_dir),

@@ -1,4 +1,4 @@
-"""The real-data loader against the recorded files in ``../shared/data``."""
+"""The real-data loader against the recorded files (``$ADAPTIVE_DATA_DIR`` or the bundle)."""
 
 from __future__ import annotations
 
