@@ -72,6 +72,19 @@ def _sample_body(plan: SamplingPlan, data: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def _reseeded(body: dict[str, Any], offset: int) -> dict[str, Any]:
+    """``body`` with its integer ``seed`` moved on by ``offset`` (unchanged without a seed).
+
+    A seeded upstream answers the same seed with the same sample, so every separate call of one
+    request (parallel calls, later sequential rounds) needs its own seed, or they all draw the
+    first call's samples again; ``seed + offset`` keeps the whole request reproducible.
+    """
+    seed = body.get("seed")
+    if offset == 0 or not isinstance(seed, int) or isinstance(seed, bool):
+        return body
+    return {**body, "seed": seed + offset}
+
+
 def message_content(choice: dict[str, Any]) -> str:
     """The text of a completion choice (``""`` when it has none, e.g. only tool calls)."""
     message = choice.get("message")
@@ -140,9 +153,18 @@ class BestOfKExecutor:
         )
 
     async def draw_samples(
-        self, decision: Decision, plan: SamplingPlan, data: dict[str, Any]
+        self,
+        decision: Decision,
+        plan: SamplingPlan,
+        data: dict[str, Any],
+        *,
+        seed_offset: int = 0,
     ) -> Samples:
-        """n samples from the decided upstream; failed samples are dropped."""
+        """n samples from the decided upstream; failed samples are dropped.
+
+        A client ``seed`` is moved on by ``seed_offset`` (the samples an earlier round already
+        drew) and by each parallel call's index, so no two calls repeat one another's samples.
+        """
         upstreams, account = self._upstreams, self._account
         body = _sample_body(plan, data)
         messages = data["messages"]
@@ -176,7 +198,7 @@ class BestOfKExecutor:
         if use_n is None:
             use_n = upstreams.config(decision.upstream).supports_n
         if use_n and decision.n > 1:
-            await collect([{**body, "n": decision.n}])
+            await collect([{**_reseeded(body, seed_offset), "n": decision.n}])
             missing = decision.n - len(samples.choices)
             if samples.choices and missing > 0:
                 # Some OpenAI-compatible servers (Ollama, llama.cpp) ignore `n` and answer one
@@ -187,9 +209,10 @@ class BestOfKExecutor:
                     len(samples.choices),
                     decision.n,
                 )
-                await collect([body] * missing)
+                start = seed_offset + len(samples.choices)
+                await collect([_reseeded(body, start + i) for i in range(missing)])
         else:
-            await collect([body] * decision.n)
+            await collect([_reseeded(body, seed_offset + i) for i in range(decision.n)])
         return samples
 
     async def run(

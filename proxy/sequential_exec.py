@@ -101,8 +101,14 @@ class SequentialExecutor:
         if isinstance(rounds_plan.stop, VerifierStop):
             verifier = self._sampler.build_reranker(plan.reranker)
 
+        requested = 0
+
         async def draw(n: int) -> list[str | None]:
-            got = await self._sampler.draw_samples(replace(decision, n=n), plan, data)
+            nonlocal requested
+            offset, requested = requested, requested + n
+            got = await self._sampler.draw_samples(
+                replace(decision, n=n), plan, data, seed_offset=offset
+            )
             _merge(total, got)
             texts: list[str | None] = [message_content(c) for c in got.choices]
             return texts + [None] * max(0, n - len(texts))

@@ -3,7 +3,11 @@
 Each multi-sample suite is a model id (``humaneval-codegen16b``, ``game24-gpt4-standard``,
 ``game24-gpt4-cot``). A request with ``n`` gets n of the prompt's recorded samples, drawn without
 replacement (deterministic for a given ``seed``); each answer's arm is ``sample-J``, the index of
-the recorded sample, so a benchmark can join the recorded correctness.
+the recorded sample, so a benchmark can join the recorded correctness. A seeded draw is a window
+of one fixed shuffle of the prompt's samples starting at ``seed``: a client that moves its seed
+on by the samples it already has (the proxy's parallel calls and sequential rounds do) continues
+the same draw without replacement, as the unbiased pass@k of the offline benchmark assumes,
+instead of drawing a recorded sample twice.
 
 ``POST /v1/verify`` speaks the ``reward`` reranker's protocol, ``{"query", "candidates"}`` →
 ``{"scores"}``, with one extra field ``verifier`` naming what scored them:
@@ -85,14 +89,21 @@ class MultiSampleStore:
         n: int = 1,
         seed: int | None = None,
     ) -> list[ReplayAnswer]:
-        """``n`` recorded samples drawn without replacement (seeded by ``seed`` when given)."""
+        """``n`` recorded samples drawn without replacement: with a ``seed``, the ``n`` samples
+        from position ``seed`` (cyclically) of the prompt's fixed shuffle, so seeds ``s`` and
+        ``s + n`` never overlap (for at most all samples together); without one, at random."""
         prompt = self.find(model, messages)
         if n > len(prompt.texts):
             raise InvalidRequestError(
                 f"'n' must be at most {len(prompt.texts)} for {model!r} (recorded samples)",
                 param="n",
             )
-        drawn = random.Random(seed).sample(range(len(prompt.texts)), n)
+        total = len(prompt.texts)
+        if seed is None:
+            drawn = random.Random().sample(range(total), n)
+        else:
+            shuffle = random.Random(f"{model}/{prompt.prompt_id}").sample(range(total), total)
+            drawn = [shuffle[(seed + j) % total] for j in range(n)]
         return [ReplayAnswer(prompt.prompt_id, f"sample-{j}", prompt.texts[j]) for j in drawn]
 
     def _match_query(self, query: str) -> tuple[str, MultiSamplePrompt] | None:

@@ -87,6 +87,25 @@ async def test_n_samples_without_replacement_deterministic_per_seed(
     assert first != other
 
 
+async def test_consecutive_seeds_continue_one_draw_without_replacement(
+    client: AsyncOpenAI, humaneval: MultiSampleSuite
+) -> None:
+    """Seed s with n = 3, then seed s + 3: the second request continues the first's draw (the
+    proxy moves its seed on by the samples drawn across sequential rounds)."""
+
+    async def arms(seed: int, n: int) -> list[str]:
+        out = await client.chat.completions.create(
+            model="humaneval-codegen16b", messages=_msgs(humaneval, 5), n=n, seed=seed
+        )
+        assert out.model_extra is not None
+        return list(out.model_extra["replay"]["arms"])
+
+    whole = await arms(40, 8)
+    parts = await arms(40, 3) + await arms(43, 1) + await arms(44, 4)
+    assert parts == whole
+    assert len(set(whole)) == 8
+
+
 async def test_n_above_the_recorded_samples_is_a_400(
     client: AsyncOpenAI, humaneval: MultiSampleSuite
 ) -> None:

@@ -1,0 +1,85 @@
+"""``config.example.yaml``'s sequential best-of-k (``code-sequential``) on the replay upstream's
+multi-sample HumanEval model, its verifier the replay's ``/v1/verify``, through the OpenAI SDK."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openai import AsyncOpenAI
+
+from proxy.app import create_app
+from proxy.config import load_config
+from proxy.prediction import HashPredictor
+from replay.multisample import build_multisample_store
+from replay.multisample_data import MultiSamplePrompt, MultiSampleSuite, load_multisample
+from replay.server import create_replay_app
+from replay.store import ReplayStore
+from tests.servers import running
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
+CAP = 16  # code-sequential's n_max
+
+
+@pytest.fixture(scope="module")
+def humaneval(data_dir: Path) -> MultiSampleSuite:
+    return load_multisample(data_dir, "humaneval-codegen16b")
+
+
+@pytest.fixture
+async def client(replay_store: ReplayStore, data_dir: Path) -> AsyncIterator[AsyncOpenAI]:
+    replay = create_replay_app(replay_store, multisample=build_multisample_store(data_dir))
+    async with running(replay) as replay_url:
+        config = load_config(EXAMPLE, env={"REPLAY_BASE_URL": f"{replay_url}/v1"})
+        app = create_app(config, predictor=HashPredictor(arms=("weak", "strong")))
+        async with (
+            running(app) as url,
+            AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as c,
+        ):
+            yield c
+
+
+def _prompt(suite: MultiSampleSuite, low: float, high: float) -> MultiSamplePrompt:
+    return next(p for p in suite.prompts if low <= sum(p.correct) / len(p.correct) <= high)
+
+
+def _msgs(prompt: MultiSamplePrompt) -> Any:
+    return [dict(m) for m in prompt.messages]
+
+
+async def test_the_example_stops_at_the_first_sample_the_tests_pass(
+    client: AsyncOpenAI, humaneval: MultiSampleSuite
+) -> None:
+    prompt = _prompt(humaneval, 0.3, 0.7)
+    raw = await client.chat.completions.with_raw_response.create(
+        model="code-sequential", messages=_msgs(prompt), seed=11
+    )
+    completion = raw.parse()
+    adaptive = (completion.model_extra or {})["adaptive"]
+    correct = dict(zip(prompt.texts, prompt.correct, strict=True))
+    if adaptive["stopped_by"] == "verifier":
+        assert correct[completion.choices[0].message.content or ""]
+        scores = [c["verifier_score"] for c in adaptive["candidates"]]
+        assert scores[-1] == 1.0 and all(s == 0.0 for s in scores[:-1])
+    else:  # 16 failing draws of a prompt that passes 30-70% of the time: (0.7)^16 < 0.4%
+        assert adaptive["stopped_by"] == "cap" and adaptive["samples_drawn"] == CAP
+    assert int(raw.headers["x-adaptive-n"]) == adaptive["samples_drawn"] == adaptive["rounds"]
+
+
+async def test_rounds_of_a_seeded_request_never_repeat_a_sample(
+    client: AsyncOpenAI, humaneval: MultiSampleSuite
+) -> None:
+    """A prompt whose every sample fails runs to the cap: 16 rounds of one sample, each its own
+    recorded sample (one seed for every round would replay the first sample 16 times)."""
+    prompt = _prompt(humaneval, 0.0, 0.0)
+    completion = await client.chat.completions.create(
+        model="code-sequential", messages=_msgs(prompt), seed=11, n=CAP
+    )
+    adaptive = (completion.model_extra or {})["adaptive"]
+    assert adaptive["stopped_by"] == "cap"
+    assert adaptive["samples_drawn"] == adaptive["rounds"] == CAP
+    texts = [c.message.content for c in completion.choices]
+    assert len(texts) == CAP
+    assert len(set(texts)) == CAP and set(texts) <= set(prompt.texts)
