@@ -35,9 +35,11 @@ __all__ = [
     "PromptTables",
     "adaptive",
     "adaptive_sequential",
+    "first_of",
     "greedy_equal_budget",
     "oracle",
     "oracle_sequential",
+    "plan_moments",
     "policy_n",
     "schedule",
     "sequential",
@@ -180,14 +182,33 @@ def _grouped(
     return samples, quality
 
 
-def _first(step: Step) -> int:
+def plan_moments(
+    tables: PromptTables, plans: Sequence[tuple[int, Step, int]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per prompt, exactly: expected samples, their variance and expected quality when prompt i
+    follows the plan (first_n, step, cap) ``plans[i]`` (for the error of a live run)."""
+    mean, var, quality = np.empty(len(plans)), np.empty(len(plans)), np.empty(len(plans))
+    for i, (first, step, cap) in enumerate(plans):
+        draws = np.asarray(schedule(first, step, cap))
+        # P(stop after round j) = P(no accept before it) − P(no accept after it); the last
+        # round ends the draws whatever it holds.
+        reach = np.r_[1.0, tables.miss[i, draws[:-1]]]
+        stop = reach - np.r_[reach[1:], 0.0]
+        mean[i] = float(stop @ draws)
+        var[i] = float(stop @ draws**2) - mean[i] ** 2
+        quality[i] = tables.quality[i, draws[-1]]
+    return mean, np.maximum(var, 0.0), quality
+
+
+def first_of(step: Step) -> int:
+    """Round one of a plan without a prior: one round of ``step`` (1 for ``double``)."""
     return step if isinstance(step, int) else 1
 
 
 def sequential(tables: PromptTables, steps: Sequence[Step], caps: Sequence[int]) -> MethodPoints:
     """Draw until the verifier accepts, up to each cap; ``steps[i]`` is prompt i's round size
     (chosen on the training folds of its fold)."""
-    columns = [_grouped(tables, [(_first(s), s, cap) for s in steps]) for cap in caps]
+    columns = [_grouped(tables, [(first_of(s), s, cap) for s in steps]) for cap in caps]
     return MethodPoints(
         np.stack([c[0] for c in columns], 1),
         np.stack([c[1] for c in columns], 1),
@@ -214,7 +235,7 @@ def adaptive_sequential(
     for lam, cap in points:
         plans: list[tuple[int, Step, int]] = []
         for p, step, prior in zip(p_hat, steps, prior_first_round, strict=True):
-            first = first_round_n(float(p), lam, 1, cap, 1.0) if prior else _first(step)
+            first = first_round_n(float(p), lam, 1, cap, 1.0) if prior else first_of(step)
             plans.append((first, step, cap if p >= lam else min(first, cap)))
         columns.append(_grouped(tables, plans))
     return MethodPoints(

@@ -117,7 +117,13 @@ async def run_multisample_suites(
                 try:
                     with tempfile.TemporaryDirectory(prefix="adaptive-ms-") as tmp:
                         doc["live"]["checks"] = await live_operating_points(
-                            run.suite, run.tables, run.p_hat, replay_url, Path(tmp)
+                            run.suite,
+                            run.tables,
+                            run.p_hat,
+                            run.steps,
+                            run.prior_first,
+                            replay_url,
+                            Path(tmp),
                         )
                 except Exception as exc:  # the offline figures stand; the report says why
                     doc["live"]["error"] = f"{type(exc).__name__}: {exc}"

@@ -41,12 +41,15 @@ N_FOLDS = 5
 @dataclass(frozen=True)
 class SuiteRun:
     """A suite's result document and what the live check needs: the prompts, their exact
-    tables and their out-of-fold predictions."""
+    tables, their out-of-fold predictions, and each prompt's round size and whether its prior
+    sizes round one (both chosen on its fold's training prompts)."""
 
     doc: dict[str, Any]
     suite: MultiSampleSuite
     tables: mm.PromptTables
     p_hat: np.ndarray
+    steps: list[mm.Step]
+    prior_first: list[bool]
 
 
 def verifier_verdicts(suite: MultiSampleSuite) -> tuple[np.ndarray, str]:
@@ -269,4 +272,4 @@ def evaluate_multisample_suite(
         },
         "seconds": round(time.monotonic() - started, 1),
     }
-    return SuiteRun(doc, suite, tables, p_hat)
+    return SuiteRun(doc, suite, tables, p_hat, steps, prior_first)

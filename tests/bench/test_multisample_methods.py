@@ -40,6 +40,25 @@ def test_sequential_uses_the_exact_schedule_expectation() -> None:
     assert mm.schedule(1, "double", 12) == [1, 2, 4, 8, 12]
 
 
+def test_plan_moments_match_drawing_rounds_at_random() -> None:
+    """Mean and variance of samples drawn, and quality, against random draw orders."""
+    tables = mm.PromptTables.from_counts(COUNTS, cap=12)
+    plans: list[tuple[int, mm.Step, int]] = [(1, 1, 12), (2, 3, 11), (1, "double", 12), (4, 2, 4)]
+    mean, var, quality = mm.plan_moments(tables, plans)
+    rng = np.random.default_rng(0)
+    for i, (counts, (first, step, cap)) in enumerate(zip(COUNTS, plans, strict=True)):
+        accepted = np.arange(counts.n) < counts.accepted
+        drawn = []
+        for _ in range(4000):
+            order = rng.permutation(counts.n)
+            sizes = mm.schedule(first, step, cap)
+            drawn.append(next((d for d in sizes if accepted[order[:d]].any()), sizes[-1]))
+        assert mean[i] == pytest.approx(np.mean(drawn), abs=0.15)
+        assert var[i] == pytest.approx(np.var(drawn), abs=0.1 + 0.1 * var[i])
+        assert quality[i] == pytest.approx(tables.quality[i, mm.schedule(first, step, cap)[-1]])
+    assert var[0] == var[3] == 0.0 < var[1]  # nothing accepted, or one round: a fixed count
+
+
 def test_adaptive_and_greedy_spend_where_the_prediction_says() -> None:
     tables = mm.PromptTables.from_counts(COUNTS, cap=12)
     p_hat = np.asarray([0.0, 0.05, 0.25, 1.0])
