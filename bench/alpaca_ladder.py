@@ -2,7 +2,8 @@
 different cost; quality = the GPT-4 judge's win rate against text-davinci-003.
 
 Cost of a model on a prompt = prompt tokens × its input price + its recorded output's tokens ×
-its output price (public list prices, :data:`PRICES`, with their date; tokens counted with
+its output price (list prices from litellm's bundled price map, :func:`ladder_prices`, each
+model's key and the litellm version written into the result; tokens counted with
 tiktoken's cl100k_base for every model, an approximation for the Llama tokenizer).
 
 Reported: the ``ladder`` policy (each prompt takes the model maximising predicted win
@@ -16,6 +17,7 @@ and MT-Bench), beside random and the realised-outcome oracle.
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,33 +31,60 @@ from bench.multisample_predict import embed_prompts, oof_success_rate
 
 __all__ = [
     "LADDER_MODELS",
-    "PRICES",
+    "PRICE_KEYS",
     "evaluate_alpaca_ladder",
+    "ladder_prices",
     "load_alpaca_result",
     "report_lines",
     "write_alpaca_ladder",
 ]
 
 SUITE = "alpaca-eval-ladder"
-PRICES_DATE = "2024-01-15"
+
+# Each ladder model's key in litellm's bundled price map (public list prices: Replicate's for
+# the Llama 2 chat models, OpenAI's for the GPT models). Cheapest first.
+PRICE_KEYS: Mapping[str, str] = {
+    "llama-2-7b-chat-hf": "replicate/meta/llama-2-7b-chat",
+    "llama-2-70b-chat-hf": "replicate/meta/llama-2-70b-chat",
+    "gpt-3.5-turbo-1106": "gpt-3.5-turbo-1106",
+    "gpt4_1106_preview": "gpt-4-1106-preview",
+}
+LADDER_MODELS = tuple(PRICE_KEYS)
 
 
 @dataclass(frozen=True)
 class Price:
-    """A public list price in USD per million tokens, and where it was listed."""
+    """A list price in USD per million tokens, and where it was read."""
 
     in_per_mtok_usd: float
     out_per_mtok_usd: float
     source: str
 
 
-PRICES: Mapping[str, Price] = {
-    "llama-2-7b-chat-hf": Price(0.20, 0.20, "Together AI serverless, 4.1B-8B tier"),
-    "llama-2-70b-chat-hf": Price(0.90, 0.90, "Together AI serverless, 41B-80B tier"),
-    "gpt-3.5-turbo-1106": Price(1.00, 2.00, "OpenAI API pricing"),
-    "gpt4_1106_preview": Price(10.00, 30.00, "OpenAI API pricing (gpt-4-1106-preview)"),
-}
-LADDER_MODELS = tuple(PRICES)  # cheapest first
+def ladder_prices() -> dict[str, Price]:
+    """Every ladder model's price from litellm's bundled price map (read as JSON from the
+    installed wheel: no import of litellm, no network); the source names the key and the
+    litellm version, which dates the map."""
+    from proxy.pricing import bundled_price, bundled_price_map_version
+
+    version = bundled_price_map_version()
+    if version is None:
+        raise RuntimeError(
+            f"{SUITE} prices come from litellm's bundled price map: pip install litellm"
+        )
+    prices = {}
+    for model, key in PRICE_KEYS.items():
+        found = bundled_price(key)
+        if found is None:
+            raise RuntimeError(f"litellm {version}'s bundled price map has no {key!r}")
+        prices[model] = Price(
+            found.in_per_mtok_usd,
+            found.out_per_mtok_usd,
+            f"litellm {version} model_prices_and_context_window_backup.json, key {key}",
+        )
+    return prices
+
+
 PAIR = ("llama-2-7b-chat-hf", "gpt4_1106_preview")
 
 
@@ -70,14 +99,14 @@ def _load(data_dir: Path, quick: bool, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _costs(rows: list[dict[str, Any]]) -> np.ndarray:
+def _costs(rows: list[dict[str, Any]], prices: Mapping[str, Price]) -> np.ndarray:
     from proxy.tokens import count_message_tokens, count_tokens
 
     cost = np.empty((len(rows), len(LADDER_MODELS)))
     for i, row in enumerate(rows):
         prompt_tokens = count_message_tokens(row["messages"])
         for j, model in enumerate(LADDER_MODELS):
-            price = PRICES[model]
+            price = prices[model]
             out_tokens = count_tokens(row["models"][model]["output"])
             cost[i, j] = (
                 prompt_tokens * price.in_per_mtok_usd + out_tokens * price.out_per_mtok_usd
@@ -154,7 +183,9 @@ def evaluate_alpaca_ladder(
     rows = _load(data_dir, quick, seed)
     reward = np.asarray([[r["models"][m]["win"] for m in LADDER_MODELS] for r in rows], float)
     log(f"  {SUITE}: {len(rows)} prompts; counting tokens …")
-    cost = _costs(rows)
+    prices = ladder_prices()
+    read_on = datetime.datetime.now(datetime.UTC).date().isoformat()
+    cost = _costs(rows, prices)
     messages = [r["messages"] for r in rows]
     embeddings = embed_prompts(messages, progress=progress)
     ids = [str(r["id"]) for r in rows]
@@ -205,10 +236,11 @@ def evaluate_alpaca_ladder(
             m: {
                 "in_per_mtok_usd": p.in_per_mtok_usd,
                 "out_per_mtok_usd": p.out_per_mtok_usd,
+                "price_map_key": PRICE_KEYS[m],
                 "source": p.source,
-                "date": PRICES_DATE,
+                "date": read_on,
             }
-            for m, p in PRICES.items()
+            for m, p in prices.items()
         },
         "token_counting": "tiktoken cl100k_base for every model (approximate for Llama)",
         "arms": {
@@ -242,9 +274,10 @@ def report_lines(doc: Mapping[str, Any]) -> list[str]:
     lines = [
         f"## {SUITE} (chat routing by cost, {doc['mode']}, n = {doc['n_prompts']})",
         "",
-        f"Quality = {doc['quality']}. Prices (USD per Mtok in/out, listed {PRICES_DATE}): "
+        f"Quality = {doc['quality']}. Prices (USD per Mtok in/out, read on "
+        f"{next(iter(doc['prices'].values()))['date']}): "
         + "; ".join(
-            f"{m} {p['in_per_mtok_usd']}/{p['out_per_mtok_usd']} ({p['source']})"
+            f"{m} {p['in_per_mtok_usd']:g}/{p['out_per_mtok_usd']:g} ({p['source']})"
             for m, p in doc["prices"].items()
         )
         + f". {doc['token_counting']}.",

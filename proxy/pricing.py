@@ -9,6 +9,7 @@ or tiktoken (:mod:`proxy.tokens`) when an upstream reports none.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,15 +52,32 @@ def _bundled_price_map() -> Mapping[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def bundled_price(key: str) -> Prices | None:
+    """The prices of one exact key of litellm's bundled price map (``None`` if absent or
+    litellm is not installed)."""
+    entry = _bundled_price_map().get(key)
+    if isinstance(entry, dict):
+        price_in = entry.get("input_cost_per_token")
+        price_out = entry.get("output_cost_per_token")
+        if isinstance(price_in, int | float) and isinstance(price_out, int | float):
+            return Prices(price_in * 1e6, price_out * 1e6)
+    return None
+
+
+def bundled_price_map_version() -> str | None:
+    """The installed litellm's version, which dates its bundled price map (``None`` without
+    litellm); read from the package metadata, without importing litellm."""
+    try:
+        return importlib.metadata.version("litellm")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def _lookup(model: str, provider: str) -> Prices | None:
-    table = _bundled_price_map()
     for key in (model, f"{provider}/{model}", model.split("/")[-1], f"together_ai/{model}"):
-        entry = table.get(key)
-        if isinstance(entry, dict):
-            price_in = entry.get("input_cost_per_token")
-            price_out = entry.get("output_cost_per_token")
-            if isinstance(price_in, int | float) and isinstance(price_out, int | float):
-                return Prices(price_in * 1e6, price_out * 1e6)
+        found = bundled_price(key)
+        if found is not None:
+            return found
     return None
 
 

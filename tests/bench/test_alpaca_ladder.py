@@ -1,5 +1,5 @@
 """``adaptive-proxy bench --suite alpaca-eval-ladder --quick``: the keys checks rely on, prices
-with their date, and a random mix of whole models that matches each single model's own point."""
+read from litellm's bundled price map with its version and date, and a random mix of whole models that matches each single model's own point."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.alpaca_ladder import LADDER_MODELS, _hull
+from bench.alpaca_ladder import LADDER_MODELS, PRICE_KEYS, _hull
 from bench.cli import main
+from proxy.pricing import bundled_price, bundled_price_map_version
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,13 @@ def test_keys_prices_and_baselines(doc: dict[str, Any]) -> None:
     assert abs(doc["apgr_random"] - 0.5) < 0.15
     assert list(doc["prices"]) == list(LADDER_MODELS)
     assert all(p["date"] and p["out_per_mtok_usd"] > 0 for p in doc["prices"].values())
+    for model, price in doc["prices"].items():
+        key = PRICE_KEYS[model]
+        listed = bundled_price(key)
+        assert listed is not None and price["price_map_key"] == key
+        assert price["in_per_mtok_usd"] == pytest.approx(listed.in_per_mtok_usd)
+        assert price["out_per_mtok_usd"] == pytest.approx(listed.out_per_mtok_usd)
+        assert f"litellm {bundled_price_map_version()}" in price["source"]
     for row in doc["ladder"]["budgets"]:
         # Mixing whole models never does worse than the best single model within the budget.
         assert row["random_mix"] >= row["best_single_model"] - 1e-9
