@@ -1,10 +1,14 @@
 """Wall time that sequential rounds and cascades add: ``python -m bench.evidence_latency``.
 
-The replay upstream serves recorded GSM8K answers with its latency model switched on
-(``--ttft-ms`` before the first token, ``--per-token-ms`` per token), the proxy runs as a real
-server, and the OpenAI SDK sends the same prompts to each policy. Every request's wall time is
-paired with a direct single call of the same prompt to the policy's first upstream; the table
-gives p50/p95 of the policy's latency and of the added latency (policy − direct, per prompt).
+The replay upstream serves recorded GSM8K answers and HumanEval × CodeGen-16B's recorded samples
+with its latency model switched on (``--ttft-ms`` before the first token, ``--per-token-ms`` per
+token), the proxy runs as a real server, and the OpenAI SDK sends the same prompts to each
+policy. Every request's wall time is paired with a direct single call of the same prompt to the
+policy's first upstream; the table gives p50/p95 of the policy's latency and of the added
+latency (policy − direct, per prompt). HumanEval requests carry a per-prompt ``seed``, so the
+direct call draws the same first sample as the policy's first round. The replay's verifier
+(``/v1/verify``, recorded test results) answers at once: a deployed verifier that runs the tests
+adds its own time per round.
 """
 
 from __future__ import annotations
@@ -18,15 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, omit
 
 from bench.live import start_server
 from predictor_onnx.data import MODEL_STRONG, MODEL_WEAK
 from proxy.app import create_app
 from proxy.config import load_config_text
 from proxy.prediction import HashPredictor
+from replay.multisample import build_multisample_store
+from replay.multisample_data import load_multisample
 from replay.server import LatencyModel, create_replay_app
 from replay.store import build_store
+
+CODE_SUITE = "humaneval-codegen16b"
 
 POLICIES = """
 upstreams:
@@ -38,7 +46,29 @@ upstreams:
           price_out_per_mtok_usd: 30}}
   pool: {{base_url: "{url}", model: gsm8k-pool, supports_n: false, price_in_per_mtok_usd: 0.6,
          price_out_per_mtok_usd: 0.6}}
+  code: {{base_url: "{url}", model: humaneval-codegen16b, price_in_per_mtok_usd: 0.6,
+         price_out_per_mtok_usd: 0.6}}
 policies:
+  direct-code: {{type: passthrough, upstream: code}}
+  code-best-of-8:
+    type: best_of_k
+    upstream: code
+    n_min: 8
+    n_max: 8
+    reranker: {{type: reward, url: "{url}/verify"}}
+  # Rounds of one sample: the round size chosen on training folds (bench/results/<suite>.json).
+  code-sequential-c8:
+    type: best_of_k
+    upstream: code
+    n_max: 8
+    reranker: {{type: reward, url: "{url}/verify"}}
+    sequential: {{first_n: 1, step_n: 1, stop: {{kind: verifier, accept_score: 0.5}}}}
+  code-sequential-c16:
+    type: best_of_k
+    upstream: code
+    n_max: 16
+    reranker: {{type: reward, url: "{url}/verify"}}
+    sequential: {{first_n: 1, step_n: 1, stop: {{kind: verifier, accept_score: 0.5}}}}
   direct-mixtral: {{type: passthrough, upstream: mixtral}}
   direct-pool: {{type: passthrough, upstream: pool}}
   cascade:
@@ -62,11 +92,22 @@ PAIRS: Mapping[str, str] = {
     "cascade": "direct-mixtral",
     "best-of-4": "direct-pool",
     "sequential-vote": "direct-pool",
+    "code-best-of-8": "direct-code",
+    "code-sequential-c8": "direct-code",
+    "code-sequential-c16": "direct-code",
 }
+CODE_POLICIES = frozenset(
+    {"direct-code", "code-best-of-8", "code-sequential-c8", "code-sequential-c16"}
+)
 
 
 async def _times(
-    client: AsyncOpenAI, policy: str, prompts: Sequence[list[dict[str, Any]]], concurrency: int
+    client: AsyncOpenAI,
+    policy: str,
+    prompts: Sequence[list[dict[str, Any]]],
+    concurrency: int,
+    *,
+    seeded: bool,
 ) -> tuple[list[float], list[dict[str, Any]]]:
     gate = asyncio.Semaphore(concurrency)
     seconds = [0.0] * len(prompts)
@@ -75,7 +116,11 @@ async def _times(
     async def one(i: int) -> None:
         async with gate:
             start = time.perf_counter()
-            completion = await client.chat.completions.create(model=policy, messages=prompts[i])  # type: ignore[arg-type]
+            completion = await client.chat.completions.create(
+                model=policy,
+                messages=prompts[i],  # type: ignore[arg-type]
+                seed=1000 + i if seeded else omit,
+            )
             seconds[i] = time.perf_counter() - start
             adaptive[i] = (completion.model_extra or {}).get("adaptive") or {}
 
@@ -94,8 +139,14 @@ async def measure(
     store = build_store(data_dir)
     questions = [r for r in store.records() if r.dataset == "gsm8k"][:prompts]
     messages = [[dict(m) for m in r.messages] for r in questions]
+    code = load_multisample(data_dir, CODE_SUITE).prompts
+    spread = np.linspace(0, len(code) - 1, min(prompts, len(code))).astype(int)
+    code_messages = [[dict(m) for m in code[int(i)].messages] for i in spread]
     latency = LatencyModel(ttft_ms=ttft_ms, per_token_ms=per_token_ms)
-    replay, replay_url = await start_server(create_replay_app(store, latency=latency))
+    replay_app = create_replay_app(
+        store, latency=latency, multisample=build_multisample_store(data_dir)
+    )
+    replay, replay_url = await start_server(replay_app)
     config = load_config_text(
         POLICIES.format(url=f"{replay_url}/v1", weak=MODEL_WEAK, strong=MODEL_STRONG), env={}
     )
@@ -104,8 +155,15 @@ async def measure(
         async with AsyncOpenAI(base_url=f"{proxy_url}/v1", api_key="x", max_retries=0) as client:
             times: dict[str, list[float]] = {}
             extras: dict[str, list[dict[str, Any]]] = {}
-            for policy in ("direct-mixtral", "direct-pool", *PAIRS):
-                times[policy], extras[policy] = await _times(client, policy, messages, concurrency)
+            for policy in ("direct-mixtral", "direct-pool", "direct-code", *PAIRS):
+                seeded = policy in CODE_POLICIES
+                times[policy], extras[policy] = await _times(
+                    client,
+                    policy,
+                    code_messages if seeded else messages,
+                    concurrency,
+                    seeded=seeded,
+                )
     finally:
         await proxy.cleanup()
         await replay.cleanup()
@@ -133,6 +191,7 @@ async def measure(
     }
     return {
         "prompts": len(messages),
+        "code_prompts": len(code_messages),
         "ttft_ms": ttft_ms,
         "per_token_ms": per_token_ms,
         "concurrency": concurrency,
@@ -144,7 +203,8 @@ async def measure(
 def format_table(result: Mapping[str, Any]) -> str:
     """Markdown table of :func:`measure`'s rows."""
     lines = [
-        f"{result['prompts']} GSM8K prompts, replay latency {result['ttft_ms']} ms to first token "
+        f"{result['prompts']} GSM8K prompts and {result.get('code_prompts', 0)} HumanEval "
+        f"prompts ({CODE_SUITE}), replay latency {result['ttft_ms']} ms to first token "
         f"+ {result['per_token_ms']} ms/token, concurrency {result['concurrency']}",
         "",
         "| policy | vs | latency p50 / p95 (ms) | added p50 / p95 (ms) | mean rounds "

@@ -16,4 +16,8 @@ async def test_a_small_run_reports_every_policy(data_dir: Path) -> None:
         assert row["latency_ms_p50"] <= row["latency_ms_p95"]
     sequential = next(r for r in result["rows"] if r["policy"] == "sequential-vote")
     assert sequential["mean_rounds"] >= 1.0
+    for policy, cap in (("code-sequential-c8", 8), ("code-sequential-c16", 16)):
+        row = next(r for r in result["rows"] if r["policy"] == policy)
+        assert row["reference"] == "direct-code"
+        assert 1.0 <= row["mean_rounds"] == row["mean_samples"] <= cap  # rounds of one sample
     assert "| cascade | direct-mixtral |" in format_table(result)
