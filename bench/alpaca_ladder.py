@@ -42,7 +42,7 @@ __all__ = [
 SUITE = "alpaca-eval-ladder"
 
 # Each ladder model's key in litellm's bundled price map (public list prices: Replicate's for
-# the Llama 2 chat models, OpenAI's for the GPT models). Cheapest first.
+# the Llama 2 chat models, OpenAI's for the GPT models), in the order of the suite's issue.
 PRICE_KEYS: Mapping[str, str] = {
     "llama-2-7b-chat-hf": "replicate/meta/llama-2-7b-chat",
     "llama-2-70b-chat-hf": "replicate/meta/llama-2-70b-chat",
@@ -78,8 +78,8 @@ def ladder_prices() -> dict[str, Price]:
         if found is None:
             raise RuntimeError(f"litellm {version}'s bundled price map has no {key!r}")
         prices[model] = Price(
-            found.in_per_mtok_usd,
-            found.out_per_mtok_usd,
+            round(found.in_per_mtok_usd, 9),  # per-token floats × 1e6: drop the float noise
+            round(found.out_per_mtok_usd, 9),
             f"litellm {version} model_prices_and_context_window_backup.json, key {key}",
         )
     return prices

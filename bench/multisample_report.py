@@ -9,7 +9,7 @@ from typing import Any
 
 from replay.multisample_data import MULTISAMPLE_SUITES
 
-__all__ = ["multisample_section"]
+__all__ = ["load_multisample_results", "multisample_section"]
 
 PAPER_CLAIM = "up to 50%"  # Damani et al., ICLR 2025: compute saved at equal quality
 METHOD_ORDER = ("adaptive", "sequential", "adaptive_sequential", "oracle")
@@ -35,7 +35,8 @@ def _gain(m: Mapping[str, Any], k: str) -> str:
     return "—" if g is None else f"{100 * g:+.1f} pp"
 
 
-def _load(out_dir: Path) -> dict[str, dict[str, Any]]:
+def load_multisample_results(out_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every multi-sample suite result present in ``out_dir``, in suite order."""
     return {
         n: json.loads((out_dir / f"{n}.json").read_text(encoding="utf-8"))
         for n in MULTISAMPLE_SUITES
@@ -67,7 +68,7 @@ def _live_rows(docs: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 def multisample_section(out_dir: Path) -> list[str]:
     """The headline table, the plot and the live table (empty when no suite result exists)."""
-    docs = _load(out_dir)
+    docs = load_multisample_results(out_dir)
     if not docs:
         return []
     lines = [

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from bench import evaluate as ev
-from bench.report_text import ORACLE_CAPTURE_TARGET as ORACLE_CAPTURE_TARGET
 from bench.report_text import ROUTELLM_PUBLISHED as ROUTELLM_PUBLISHED
 from bench.suites import SUITES, SuiteData
 
@@ -226,7 +225,7 @@ def write_report(out_dir: Path) -> Path:
     """``REPORT.md`` from every suite result in ``out_dir``."""
     from bench.alpaca_ladder import load_alpaca_result, report_lines
     from bench.matched_quality import explanation_lines
-    from bench.multisample_report import multisample_section
+    from bench.multisample_report import load_multisample_results, multisample_section
     from bench.report_text import report_markdown
 
     path = out_dir / "REPORT.md"
@@ -237,7 +236,8 @@ def write_report(out_dir: Path) -> Path:
     routed = load_results(out_dir)
     if routed:
         head += explanation_lines()
-    body = report_markdown(routed, summary_table) if routed else ""
+    multisample = load_multisample_results(out_dir)
+    body = report_markdown(routed, summary_table, multisample) if routed else ""
     if head:
         # The multi-sample headline leads; the routing suites follow under their own heading.
         body = body.replace(

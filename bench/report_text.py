@@ -12,7 +12,11 @@ ROUTELLM_PUBLISHED = {
     "routellm-mmlu": {"apgr": 0.603, "cpt50": 0.3540},
     "routellm-gsm8k": {"apgr": 0.622, "cpt50": 0.3364},
 }
-ORACLE_CAPTURE_TARGET = 0.60
+# Issue 11's goal: samples saved at equal quality versus uniform best-of-8 on this suite.
+GOAL_SUITE = "humaneval-codegen16b"
+MULTISAMPLE_GOAL = 0.50
+# The routing counterpart of the old "60% of the oracle's saving", against a sound limit.
+EV_LIMIT_SHARE_TARGET = 0.60
 
 Results = Mapping[str, Mapping[str, Any]]
 
@@ -54,9 +58,10 @@ METHOD = """\
   cost at which PGR first reaches x (linear interpolation between operating points). *Saved
   at equal quality* = 1 − USD needed to first reach the all-expensive quality / USD of
   all-expensive. *Quality gain at equal cost* = relative quality gain over random allocation
-  at the USD half-way between all-cheap and all-expensive. *Oracle saving captured* = our saving
-  / the oracle's saving (the oracle knows the outcomes: the limit of any predictor). 95 %
-  intervals: percentile bootstrap over prompts (predictions held fixed).
+  at the USD half-way between all-cheap and all-expensive. *Saved against random mixing at
+  matched quality* and the *expected-value limit* are explained in *Reading the routing
+  suites* above; the realised-outcome oracle (APGR oracle) is shown for reference only, never
+  as a ceiling. 95 % intervals: percentile bootstrap over prompts (predictions held fixed).
 - **Ladder** (`gsm8k-ladder`): each prompt takes the arm maximising predicted reward − λ ·
   documented cost; λ swept over 402 values. Cost axis normalised between the cheapest arm (0)
   and the highest-quality arm (1); the policy is compared with the best single arm whose cost
@@ -70,8 +75,44 @@ def _f(x: Any, pct: bool = False) -> str:
     return f"{100 * x:.1f}%" if pct else f"{x:.3f}"
 
 
-def _targets(results: Results) -> list[str]:
+def _saved_vs_random(x: Any) -> str:
+    """A saving against random mixing; far below zero reads better as a cost multiple."""
+    if isinstance(x, float) and x < -1.0:
+        return f"{1.0 - x:.0f}× random's cost"
+    return f"{_f(x, True)} saved"
+
+
+def _multisample_targets(multisample: Results) -> list[str]:
+    lines = []
+    doc = multisample.get(GOAL_SUITE)
+    if doc is not None:
+        methods = {**doc["methods"], **doc.get("extra_methods", {})}
+        saved = {m: methods[m]["saved_at_equal_quality"].get("8") for m in methods}
+        deployable = [saved.get(m) for m in ("adaptive", "sequential", "adaptive_sequential")]
+        best = max((v for v in deployable if v is not None), default=None)
+        lines.append(
+            f"| {GOAL_SUITE}: ≥ 50% of samples saved at equal quality vs uniform best-of-8 "
+            f"(issue 11's goal; oracle verifier) | adaptive {_f(saved.get('adaptive'), True)}, "
+            f"sequential {_f(saved.get('sequential'), True)}, adaptive + sequential "
+            f"{_f(saved.get('adaptive_sequential'), True)} (ceilings: split-sample oracle "
+            f"{_f(saved.get('oracle'), True)}, oracle prior + stop "
+            f"{_f(saved.get('oracle_sequential'), True)}) | "
+            f"{'yes' if (best or 0) >= MULTISAMPLE_GOAL else 'NO'} |"
+        )
+    checks = [c for d in multisample.values() for c in d.get("live", {}).get("checks", [])]
+    if checks:
+        within = sum(bool(c["within_2se"] and c.get("samples_within_2se", True)) for c in checks)
+        lines.append(
+            "| multi-sample suites: live points through the proxy agree with the exact offline "
+            f"expectation (mean samples and quality within 2 SE) | {within} of {len(checks)} "
+            f"points | {'yes' if within == len(checks) else 'NO'} |"
+        )
+    return lines
+
+
+def _targets(results: Results, multisample: Results) -> list[str]:
     lines = ["## Targets", "", "| target | measured (cv / lodo) | met? |", "|---|---|---|"]
+    lines += _multisample_targets(multisample)
     for name, pub in ROUTELLM_PUBLISHED.items():
         r = results.get(name)
         if r is None:
@@ -88,31 +129,35 @@ def _targets(results: Results) -> list[str]:
                 f"{_f(pub[key], pct)} (RouteLLM's best, theirs) | {_f(vals[0], pct)} / "
                 f"{_f(vals[1], pct)} | {'yes' if ok[0] else 'NO'} / {'yes' if ok[1] else 'NO'} |"
             )
-    proc = results.get("gsm8k-procedures")
-    if proc is not None:
-        s, g = proc.get("saved_at_equal_quality"), proc.get("quality_gain_at_equal_cost")
-        s_l, g_l = (
-            proc.get("saved_at_equal_quality_lodo"),
-            proc.get("quality_gain_at_equal_cost_lodo"),
-        )
-        lines.append(
-            f"| gsm8k-procedures: ≥ 50% less compute at equal quality | {_f(s, True)} "
-            f"/ {_f(s_l, True)} | {'yes' if (s or 0) >= 0.5 else 'NO'} / "
-            f"{'yes' if (s_l or 0) >= 0.5 else 'NO'} |"
-        )
-        lines.append(
-            f"| gsm8k-procedures: ≥ 10% better quality at a fixed budget | "
-            f"{_f(g, True)} / {_f(g_l, True)} | {'yes' if (g or 0) >= 0.1 else 'NO'} / "
-            f"{'yes' if (g_l or 0) >= 0.1 else 'NO'} |"
-        )
     for name, r in results.items():
-        caps = [r.get(f"oracle_saving_captured_{s}") for s in ("cv", "lodo")]
-        ok = ["yes" if (c or 0) >= ORACLE_CAPTURE_TARGET else "NO" for c in caps]
+        for t in (50, 80):
+            vals = [r.get(f"saved_vs_random_pgr{t}_{s}") for s in ("cv", "lodo")]
+            if all(v is None for v in vals):
+                continue
+            ok = ["yes" if v is not None and v > 0 else "NO" for v in vals]
+            lines.append(
+                f"| {name}: cheaper than random mixing at matched quality (PGR 0.{t // 10}) "
+                f"| {_saved_vs_random(vals[0])} / {_saved_vs_random(vals[1])} | {ok[0]} / {ok[1]} |"
+            )
+    for name, r in results.items():
+        limit, expected = r.get("apgr_ev_limit"), r.get("apgr_cv_expected")
+        if limit is None or expected is None or limit <= 0.5:
+            continue
+        share = (expected - 0.5) / (limit - 0.5)
         lines.append(
-            f"| {name}: ≥ 60% of the oracle's saving | {_f(caps[0], True)} / "
-            f"{_f(caps[1], True)} | {ok[0]} / {ok[1]} |"
+            f"| {name}: ≥ 60% of the expected-value limit's APGR gain over random "
+            f"(prompt-only routing, in expectation) | {_f(share, True)} / — | "
+            f"{'yes' if share >= EV_LIMIT_SHARE_TARGET else 'NO'} / — |"
         )
-    lines += ["", "A missed target is reported as measured; nothing was tuned on test folds."]
+    lines += [
+        "",
+        "The realised-outcome oracle's saving is no longer a target: with one recorded outcome "
+        "per arm it mostly knows which single draw failed, which no predictor can learn. The "
+        "routing targets are RouteLLM's own figures (for comparison), random mixing at matched "
+        "quality, and the expected-value limit of prompt-only prediction (see *Reading the "
+        "routing suites*). A missed target is reported as measured; nothing was tuned on test "
+        "folds.",
+    ]
     return lines
 
 
@@ -124,9 +169,8 @@ def _pair_detail(name: str, r: Mapping[str, Any]) -> list[str]:
         f"n = {r['n_prompts']}; predictor: {r.get('predictor', '?')}.",
         "",
         "| pair | q cheap | q expensive | USD/req cheap / expensive | scheme | APGR | CPT50 | "
-        "CPT80 | saved at equal quality [95% CI] | quality gain at equal cost [95% CI] | "
-        "oracle saving | captured |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "CPT80 | saved at equal quality [95% CI] | quality gain at equal cost [95% CI] |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for pname, p in r["pairs"].items():
         for scheme in ("cv", "lodo"):
@@ -141,8 +185,7 @@ def _pair_detail(name: str, r: Mapping[str, Any]) -> list[str]:
                 f"{_f(s['cpt50'], True)} | {_f(s['cpt80'], True)} | "
                 f"{_f(s['saved_at_equal_quality'], True)} [{_f(sv[0], True)}, {_f(sv[1], True)}]"
                 f" | {_f(s['quality_gain_at_equal_cost'], True)} [{_f(qg[0], True)}, "
-                f"{_f(qg[1], True)}] | {_f(p['oracle']['saved_at_equal_quality'], True)} | "
-                f"{_f(s['oracle_saving_captured'], True)} |"
+                f"{_f(qg[1], True)}] |"
             )
     out.append("")
     return out
@@ -212,8 +255,10 @@ def _live_detail(results: Results) -> list[str]:
     return out
 
 
-def report_markdown(results: Results, summary: Callable[[Results], str]) -> str:
-    """The whole report."""
+def report_markdown(
+    results: Results, summary: Callable[[Results], str], multisample: Results | None = None
+) -> str:
+    """The routing suites' report; the targets also cover the multi-sample suites' goal."""
     modes = sorted({str(r.get("mode", "?")) for r in results.values()})
     preds = sorted({str(r.get("predictor", "?")) for r in results.values()})
     lines = [
@@ -230,7 +275,7 @@ def report_markdown(results: Results, summary: Callable[[Results], str]) -> str:
         "leave-one-suite-out.",
         "",
     ]
-    lines += [*_targets(results), ""]
+    lines += [*_targets(results, multisample or {}), ""]
     lines += ["## Per suite", ""]
     for name, r in results.items():
         lines += _pair_detail(name, r) if "pairs" in r else _ladder_detail(name, r)
