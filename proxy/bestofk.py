@@ -226,7 +226,7 @@ class BestOfKExecutor:
             return JsonResult(
                 body,
                 {**decision.headers(), "x-adaptive-n": str(body["adaptive"]["n"])},
-                Outcome(float(body["adaptive"]["cost_usd"]), len(samples.choices)),
+                _outcome(body, len(samples.choices)),
             )
         outcome = Outcome()
         work = asyncio.ensure_future(self.run(decision, plan, data))
@@ -234,8 +234,10 @@ class BestOfKExecutor:
         async def events() -> AsyncGenerator[bytes, None]:
             try:
                 body, samples, _ = await work
-                outcome.cost_usd = float(body["adaptive"]["cost_usd"])
-                outcome.n_samples = len(samples.choices)
+                done = _outcome(body, len(samples.choices))
+                outcome.cost_usd, outcome.n_samples = done.cost_usd, done.n_samples
+                outcome.prompt_tokens = done.prompt_tokens
+                outcome.completion_tokens = done.completion_tokens
                 for chunk in _chunks(body, job.include_usage):
                     yield sse_event(chunk)
             finally:
@@ -254,6 +256,16 @@ class BestOfKExecutor:
             keepalive_interval_s=job.keepalive_interval_s,
             source=f"best-of-{decision.n} from {decision.upstream}",
         )
+
+
+def _outcome(body: dict[str, Any], n_samples: int) -> Outcome:
+    usage = body.get("usage") or {}
+    return Outcome(
+        cost_usd=float(body["adaptive"]["cost_usd"]),
+        n_samples=n_samples,
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
+    )
 
 
 def _completion(

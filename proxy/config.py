@@ -18,6 +18,7 @@ import orjson
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from proxy.auth.spec import AuthConfig
 from proxy.errors import ConfigError
 from proxy.policies.registry import POLICY_TYPES, AnyPolicy
 from proxy.policies.spec import StrictModel
@@ -25,8 +26,16 @@ from proxy.policies.spec import StrictModel
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+class AccessLogConfig(StrictModel):
+    """``server.access_log``: one JSON line per request on logger ``adaptive_proxy.access``."""
+
+    enabled: bool = True
+    # Message content is private; it is logged only when asked for.
+    include_messages: bool = False
+
+
 class ServerConfig(StrictModel):
-    """Listener and request limits."""
+    """Listener, request limits, authentication, access log."""
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -35,6 +44,10 @@ class ServerConfig(StrictModel):
     reload_interval_s: float = Field(2.0, gt=0)
     keepalive_interval_s: float = Field(5.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    auth: AuthConfig | None = None
+    access_log: AccessLogConfig = Field(default_factory=AccessLogConfig)
+    # Where non-chat endpoints (embeddings, audio, ...) go when ``model`` names no upstream.
+    default_upstream: str | None = None
 
 
 class UpstreamConfig(StrictModel):
@@ -136,6 +149,25 @@ def reference_problems(config: Config) -> list[tuple[str, str]]:
                 problems.append(
                     (f"policies.{name}.{path}", f"unknown upstream {ref!r} (known: {known})")
                 )
+    server = config.server
+    if server.default_upstream is not None and server.default_upstream not in config.upstreams:
+        known = ", ".join(sorted(config.upstreams))
+        problems.append(
+            (
+                "server.default_upstream",
+                f"unknown upstream {server.default_upstream!r} (known: {known})",
+            )
+        )
+    if server.auth is not None:
+        for key_name, key in server.auth.keys.items():
+            for model in key.models or ():
+                if model not in config.policies and config.find_upstream(model) is None:
+                    problems.append(
+                        (
+                            f"server.auth.keys.{key_name}.models",
+                            f"{model!r} is neither a policy nor an upstream model",
+                        )
+                    )
     return problems
 
 

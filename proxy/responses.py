@@ -38,10 +38,15 @@ _SSE_HEADERS = {
 
 @dataclass(slots=True)
 class Outcome:
-    """What a request cost, filled in by its executor (for the budget controller)."""
+    """What a request cost, filled in by its executor (budget controller, access log)."""
 
     cost_usd: float = 0.0
     n_samples: int = 0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    upstream_latency_ms: float | None = None
+    # The upstream that answered when it is not the decided one (the policy's fallback).
+    fallback_upstream: str | None = None
 
 
 @dataclass(slots=True)
