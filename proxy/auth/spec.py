@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -64,6 +65,10 @@ class AuthConfig(StrictModel):
     # How long a replica trusts a looked-up run-time key (a revocation takes at most this long).
     key_cache_ttl_s: float = Field(5.0, ge=0)
     on_redis_error: FailureModes = Field(default_factory=FailureModes)
+
+    def secrets(self, env: Mapping[str, str]) -> list[str]:
+        """The master keys, for the secret redactor (client keys are known only as hashes)."""
+        return [env[name] for name in self.master_key_envs if env.get(name)]
 
     @field_validator("master_key_envs")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -127,8 +128,9 @@ async def test_a_wrong_or_missing_key_is_an_authentication_error(
 
 
 async def test_keys_see_and_use_only_their_models(
-    replicas: tuple[str, str], replay_store: ReplayStore
+    replicas: tuple[str, str], replay_store: ReplayStore, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="adaptive_proxy.access")
     a, _ = replicas
     async with sdk(a, TEAM_KEY) as client:
         models = await client.models.list()
@@ -143,6 +145,15 @@ async def test_keys_see_and_use_only_their_models(
             model=MODEL_WEAK, messages=question(replay_store, "gsm8k/1")
         )
     assert reply.model == MODEL_WEAK
+    lines = [
+        json.loads(r.getMessage()) for r in caplog.records if r.name == "adaptive_proxy.access"
+    ]
+    assert [(line["key"], line["status"]) for line in lines] == [
+        ("team-a", 200),
+        ("team-a", 403),
+        ("master", 200),
+    ]
+    assert TEAM_KEY not in caplog.text and MASTER not in caplog.text
 
 
 async def test_two_replicas_share_one_spend_limit(
