@@ -29,6 +29,7 @@ from proxy.executor import RouteExecutor
 from proxy.handlers import register_routes
 from proxy.metrics import Metrics
 from proxy.middleware import error_middleware
+from proxy.passthrough import register_passthrough_routes
 from proxy.policies.budgets import BudgetControllers
 from proxy.policies.policy import PolicyContext
 from proxy.prediction import HashPredictor, Predictor, TablePredictor
@@ -283,4 +284,5 @@ def create_app(
     app.cleanup_ctx.append(_reload_ctx)
     register_routes(app)
     register_admin_routes(app)
+    register_passthrough_routes(app)
     return app
