@@ -44,5 +44,8 @@ async def add_response_headers(request: web.Request, response: web.StreamRespons
     if record is None:
         return
     response.headers[REQUEST_ID_HEADER] = record.request_id
+    # Successful answers carry the decision's headers already; errors get what is known.
     if record.policy is not None and "x-adaptive-policy" not in response.headers:
         response.headers["x-adaptive-policy"] = record.policy
+        if record.arm is not None:
+            response.headers["x-adaptive-arm"] = record.arm

@@ -225,7 +225,11 @@ class BestOfKExecutor:
             body, samples, _ = await self.run(decision, plan, data)
             return JsonResult(
                 body,
-                {**decision.headers(), "x-adaptive-n": str(body["adaptive"]["n"])},
+                {
+                    **decision.headers(),
+                    "x-adaptive-n": str(body["adaptive"]["n"]),
+                    "x-adaptive-choices": str(body["adaptive"]["choices"]),
+                },
                 _outcome(body, len(samples.choices)),
             )
         outcome = Outcome()
@@ -250,7 +254,8 @@ class BestOfKExecutor:
         return EventStream(
             events=events(),
             adaptive=adaptive,
-            headers=decision.headers(),
+            # Sent before sampling ends: n is the samples requested; the body has those drawn.
+            headers={**decision.headers(), "x-adaptive-choices": str(int(data.get("n") or 1))},
             outcome=outcome,
             warmup=work,
             keepalive_interval_s=job.keepalive_interval_s,
@@ -300,6 +305,7 @@ def _completion(
         {
             "n": len(candidates),
             "n_requested": decision.n,
+            "choices": len(chosen),
             "samples_failed": len(samples.failures),
             "reranker": ranking.reranker,
             "rerank_latency_ms": round(ranking.latency_ms, 3),

@@ -104,16 +104,21 @@ class RouteExecutor:
         )
         cost = self.account(reply.upstream, prompt_tokens, completion_tokens)
         adaptive = decision.adaptive()
+        # Samples drawn: the upstream drew one per choice the client asked for.
+        drawn = len(data.get("choices") or ()) or 1
+        adaptive["n"] = drawn
+        adaptive["choices"] = drawn
         adaptive["cost_usd"] = cost
         adaptive["upstream_latency_ms"] = round(reply.latency_s * 1000, 3)
         outcome = Outcome(
             cost_usd=cost,
-            n_samples=1,
+            n_samples=drawn,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             upstream_latency_ms=adaptive["upstream_latency_ms"],
         )
         headers = decision.headers()
+        headers["x-adaptive-n"] = headers["x-adaptive-choices"] = str(drawn)
         if reply.upstream != decision.upstream:
             adaptive["fallback_upstream"] = reply.upstream
             headers["x-adaptive-fallback"] = reply.upstream
@@ -132,16 +137,19 @@ class RouteExecutor:
             lambda name: self._upstreams.open_stream(name, body, include_usage=include_usage),
         )
         # Until the status line: the time to first byte, which is what a stream waits for.
+        drawn = _client_n(body)
         outcome = Outcome(
-            n_samples=1, upstream_latency_ms=round((time.perf_counter() - started) * 1000, 3)
+            n_samples=drawn, upstream_latency_ms=round((time.perf_counter() - started) * 1000, 3)
         )
         headers = decision.headers()
+        headers["x-adaptive-n"] = headers["x-adaptive-choices"] = str(drawn)
         if upstream_stream.upstream != decision.upstream:
             headers["x-adaptive-fallback"] = upstream_stream.upstream
             outcome.fallback_upstream = upstream_stream.upstream
 
         def adaptive() -> dict[str, Any]:
             out = decision.adaptive()
+            out["n"] = out["choices"] = drawn
             if upstream_stream.upstream != decision.upstream:
                 out["fallback_upstream"] = upstream_stream.upstream
             return out
@@ -185,6 +193,11 @@ class RouteExecutor:
                 prompt_tokens = count_message_tokens(messages)
             outcome.cost_usd = self.account(stream.upstream, prompt_tokens, completion_tokens)
             outcome.prompt_tokens, outcome.completion_tokens = prompt_tokens, completion_tokens
+
+
+def _client_n(body: dict[str, Any]) -> int:
+    n = body.get("n")
+    return n if isinstance(n, int) and n > 0 else 1
 
 
 def _usage_of_event(event: bytes) -> tuple[Mapping[str, Any] | None, bool]:
