@@ -51,7 +51,12 @@ def _load(path: str | None) -> Config:
 
 
 async def serve_until_stopped(
-    config: Config, *, host: str, port: int, config_path: str | None
+    config: Config,
+    *,
+    host: str,
+    port: int,
+    config_path: str | None,
+    reuse_port: bool = False,
 ) -> None:
     """Run the proxy until SIGINT/SIGTERM; SIGHUP reloads the policy file."""
     from aiohttp import web
@@ -62,7 +67,9 @@ async def serve_until_stopped(
     app = create_app(config, config_path=config_path, env=os.environ)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    site = web.TCPSite(
+        runner, host, port, backlog=1024, reuse_address=True, reuse_port=reuse_port or None
+    )
     await site.start()
     # Startup objects (config, models, modules) live forever: keep the collector off them.
     gc.collect()
@@ -87,9 +94,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     _setup_logging(config.server.log_level)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
+    if args.workers > 1:
+        from proxy.workers import run_workers
+
+        return run_workers(args.workers, config_path=args.config, host=host, port=port)
     _install_uvloop()
+    worker = args.worker_index is not None
     try:
-        asyncio.run(serve_until_stopped(config, host=host, port=port, config_path=args.config))
+        asyncio.run(
+            serve_until_stopped(
+                config, host=host, port=port, config_path=args.config, reuse_port=worker
+            )
+        )
     except PredictorLoadError as exc:
         print(f"adaptive-proxy: {exc}", file=sys.stderr)
         return 1
@@ -145,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=int, default=None, help="listen port (default: server.port or 8080)"
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes serving one port (SO_REUSEPORT), each with its own event loop",
+    )
+    # Set by ``--workers`` for each worker it starts: bind with SO_REUSEPORT.
+    serve.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     serve.set_defaults(func=_cmd_serve)
 
     check = sub.add_parser("check", help="validate a policy file and explain every problem")

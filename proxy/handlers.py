@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -275,6 +276,8 @@ async def readiness(request: web.Request) -> web.Response:
             "status": "ok" if cache_ok else "degraded (serving without it)",
         },
         "time": time.time(),
+        # Which process answered: with ``serve --workers N`` each worker has its own.
+        "pid": os.getpid(),
     }
     return _json(body, status=200 if ready else 503)
 
