@@ -115,14 +115,37 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predictor_problems(config: Config) -> list[tuple[str, str]]:
+    """What ``serve`` would refuse at start-up about the predictor (files, hashes)."""
+    spec = config.predictor
+    try:
+        if spec.type == "onnx":
+            from predictor_onnx.manifest import read_manifest
+            from predictor_onnx.runtime import shipped_model_dir
+
+            read_manifest(Path(spec.path) if spec.path else shipped_model_dir())
+        elif spec.type == "table" and spec.path:
+            from proxy.prediction import TablePredictor
+
+            TablePredictor.from_jsonl(spec.path)
+    except (PredictorLoadError, OSError, ValueError) as exc:
+        return [("predictor", str(exc))]
+    return []
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     config = _load(args.config)
+    problems = _predictor_problems(config)
+    if problems:
+        raise ConfigError(problems, source=args.config)
     print(
         f"{args.config or '<embedded default>'}: OK — {len(config.upstreams)} upstream(s), "
-        f"{len(config.policies)} polic{'y' if len(config.policies) == 1 else 'ies'}"
+        f"{len(config.policies)} polic{'y' if len(config.policies) == 1 else 'ies'}, "
+        f"predictor {config.predictor.type} verified"
     )
     for name, policy in config.policies.items():
         print(f"  policy {name}: {policy.type} (version {config.policy_version(name)})")
+    auth = config.server.auth
     missing = sorted(
         {
             u.api_key_env
@@ -133,6 +156,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
     for var in missing:
         print(
             f"  warning: environment variable {var} is not set (its upstream will get no API key)"
+        )
+    if auth is None:
+        print("  warning: no server.auth: the proxy will serve every request without a key")
+    elif not auth.secrets(os.environ):
+        print(
+            f"  warning: none of {', '.join(auth.master_key_envs)} is set; "
+            "serve will refuse to start"
         )
     return 0
 

@@ -249,6 +249,9 @@ def load_config_text(
             if err["type"] == "extra_forbidden":
                 message = "unknown key (check spelling; see config.example.yaml)"
             found.append((_loc_path(tuple(err["loc"])), message))
+        from proxy.loose_refs import loose_reference_problems
+
+        found += [p for p in loose_reference_problems(expanded) if p not in found]
         raise ConfigError(found, source=source) from None
     problems = reference_problems(config)
     if problems:

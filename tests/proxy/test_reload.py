@@ -82,3 +82,18 @@ async def test_reload_changes_only_the_edited_policy_version(tmp_path: Path) -> 
     assert after["keep"] == before["keep"] and after["auto"] != before["auto"]
     assert seen and seen[-1].generation == 1
     assert await holder.reload() is False  # unchanged file: nothing to do
+
+
+async def test_reverting_a_rejected_edit_clears_the_readiness_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(FILE.format(threshold=0.1))
+    holder = ConfigHolder(load_config(path, env={}), path=path, env={})
+    path.write_text(FILE.format(threshold="'very high'"))
+    assert await holder.reload() is False and holder.last_error is not None
+    caplog.set_level(logging.INFO, logger="adaptive_proxy.reload")
+    path.write_text(FILE.format(threshold=0.1))  # back to the config in force
+    assert await holder.reload() is False
+    assert holder.last_error is None
+    assert "valid again" in caplog.text
