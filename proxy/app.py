@@ -181,7 +181,9 @@ def _auth_ctx(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
         spec = config.server.auth
         if spec is None:
             app[AUTH] = None
-            log.warning("no server.auth: the proxy is open, every request is served without a key")
+            logging.getLogger("adaptive_proxy.auth").warning(
+                "no server.auth: the proxy is open; every request is served without a key"
+            )
             yield
             return
         redis_url = spec.redis_url or config.cache.redis_url

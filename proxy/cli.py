@@ -171,6 +171,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from proxy.demo import run_demo
 
     _setup_logging("warning")
+    # The demo's proxy serves only the demo's own requests on loopback: "open" is no news.
+    logging.getLogger("adaptive_proxy.auth").setLevel(logging.ERROR)
     return asyncio.run(
         run_demo(data_dir=Path(args.data_dir) if args.data_dir else None, config_path=args.config)
     )
