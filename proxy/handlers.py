@@ -13,7 +13,13 @@ from pydantic import ValidationError
 
 from proxy.access import RequestRecord
 from proxy.auth.http import authorize_model, client_of
-from proxy.errors import InvalidRequestError, ModelNotFoundError, ServiceUnavailableError
+from proxy.drain import DRAIN
+from proxy.errors import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    ProxyError,
+    ServiceUnavailableError,
+)
 from proxy.policies.base import Decision
 from proxy.policies.policy import BasePolicy, execution_kind
 from proxy.protocol import (
@@ -52,8 +58,36 @@ def _json(data: Any, *, status: int = 200, headers: dict[str, str] | None = None
     )
 
 
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object; every way the body can be bad is a 400 (or 408), never a 500."""
+    return parse_json_body(await read_body(request))
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request's body within ``server.body_timeout_s`` (408), decodable (else 400)."""
+    timeout_s = request.app[CONFIG].snapshot.config.server.body_timeout_s
+    try:
+        async with asyncio.timeout(timeout_s):
+            body = await request.read()
+    except TimeoutError:
+        raise ProxyError(
+            f"request body not received within {timeout_s:g} s (server.body_timeout_s)",
+            status=408,
+            code="request_timeout",
+        ) from None
+    except web.RequestPayloadError as exc:
+        # A Content-Encoding the body does not match (gzip on plain JSON), a broken chunk.
+        cause = exc.__cause__ or exc.__context__
+        detail = str(cause or exc).strip() or type(exc).__name__
+        raise InvalidRequestError(
+            f"request body cannot be decoded ({detail}); check Content-Encoding",
+            code="invalid_body_encoding",
+        ) from None
+    return body
+
+
 async def _read_request(request: web.Request) -> tuple[dict[str, Any], ChatCompletionRequest]:
-    data = parse_json_body(await request.read())
+    data = await read_json(request)
     parsed = validate_chat_request(data)
     record = request.get(RECORD)
     if record is not None:
@@ -179,7 +213,7 @@ async def decide(request: web.Request) -> web.Response:
 
 async def allocate(request: web.Request) -> web.Response:
     """``POST /v1/adaptive/allocate``: plan a total budget over a batch (greedy marginal)."""
-    raw = parse_json_body(await request.read())
+    raw = await read_json(request)
     try:
         plan = AllocateRequest.model_validate(raw)
     except ValidationError as exc:
@@ -197,9 +231,32 @@ async def allocate(request: web.Request) -> web.Response:
     decider = request.app.get(DECIDER)
     if decider is None or decider.predictor is None:
         raise ServiceUnavailableError("the predictor is not loaded")
+    server = request.app[CONFIG].snapshot.config.server
+    if len(plan.requests) > server.allocate_max_requests:
+        raise InvalidRequestError(
+            f"{len(plan.requests)} requests in one allocation; this proxy plans at most "
+            f"{server.allocate_max_requests} (server.allocate_max_requests): split the batch",
+            param="requests",
+            code="request_too_large",
+            status=413,
+        )
     conversations = [[m.model_dump() for m in item.messages] for item in plan.requests]
     try:
-        predictions = await decider.predict_batch(conversations)
+        async with asyncio.timeout(server.allocate_timeout_s):
+            predictions = await decider.predict_batch(
+                conversations, slice_size=server.allocate_slice
+            )
+    except (ValueError, KeyError) as exc:
+        raise InvalidRequestError(str(exc).strip("'\""), param="requests") from None
+    except TimeoutError:
+        raise ProxyError(
+            f"the allocation did not finish within {server.allocate_timeout_s:g} s "
+            "(server.allocate_timeout_s); split the batch into smaller ones",
+            status=429,
+            code="allocation_too_slow",
+            headers={"Retry-After": "1"},
+        ) from None
+    try:
         tokens = [count_message_tokens(c) for c in conversations]
         allocations = policy.allocate(
             request.app[POLICY_CONTEXT], predictions, tokens, plan.budget, plan.budget_unit
@@ -263,9 +320,10 @@ async def readiness(request: web.Request) -> web.Response:
     holder, cache, decider = app[CONFIG], app.get(CACHE), app.get(DECIDER)
     predictor_ready = PREDICTOR in app
     cache_ok = cache is not None and await cache.ping()
-    ready = predictor_ready and cache is not None and decider is not None
+    draining = app[DRAIN].draining
+    ready = predictor_ready and cache is not None and decider is not None and not draining
     body = {
-        "status": "ready" if ready else "starting",
+        "status": "ready" if ready else ("draining" if draining else "starting"),
         "config_generation": holder.snapshot.generation,
         "config_error": holder.last_error,
         "predictor": "loaded"

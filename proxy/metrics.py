@@ -131,6 +131,12 @@ class Metrics:
         self._rerank_failures = Counter(
             "adaptive_rerank_failures", "Reranker failures.", ["reranker"], registry=reg
         )
+        self._bad_responses = Counter(
+            "adaptive_upstream_bad_responses",
+            "Upstream answers refused: malformed stream events, over max_response_bytes.",
+            ["upstream", "reason"],
+            registry=reg,
+        )
         self._lambda = Gauge(
             "adaptive_budget_lambda",
             "Price of compute used by the policy.",
@@ -237,6 +243,10 @@ class Metrics:
     def predictor_fallback(self, policy: str, reason: str) -> None:
         """Count a decision that fell back to the policy's default arm."""
         self._fallbacks.labels(policy, reason).inc()
+
+    def upstream_bad_response(self, upstream: str, reason: str) -> None:
+        """Count an upstream answer the proxy refused (``malformed_stream``, ``too_large``)."""
+        self._bad_responses.labels(upstream, reason).inc()
 
     def rerank_failure(self, reranker: str) -> None:
         """Count a reranker failure."""

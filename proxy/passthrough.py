@@ -27,6 +27,7 @@ from proxy.errors import (
     UpstreamTimeoutError,
     map_status_error,
 )
+from proxy.handlers import read_body
 from proxy.metrics import Metrics
 from proxy.middleware import STREAM_STARTED
 from proxy.pricing import CostModel
@@ -132,7 +133,9 @@ async def _send(
                     error_body = b""
                 finally:
                     resp.release()
-                raise map_status_error(name, resp.status, error_body, resp.headers)
+                raise map_status_error(
+                    name, resp.status, error_body, resp.headers, upstreams.redactor.raw
+                )
         except UpstreamError as error:
             upstreams.record(name, started, error.status)
             if not error.retryable or attempt >= cfg.retries:
@@ -166,7 +169,7 @@ def _account(costs: CostModel, metrics: Metrics, name: str, usage: tuple[int, in
 
 async def forward(request: web.Request) -> web.StreamResponse:
     """Forward one non-chat OpenAI request to its upstream and stream the answer back."""
-    body = await request.read()
+    body = await read_body(request)
     model = _requested_model(request, body)
     if model is not None:
         authorize_model(request, model)
@@ -215,7 +218,7 @@ async def _relay(
         headers = {h: resp.headers[h] for h in _FORWARDED_RESPONSE_HEADERS if h in resp.headers}
         is_json = resp.headers.get("Content-Type", "").startswith("application/json")
         if is_json and (resp.content_length or 0) <= _MAX_USAGE_SCAN_BYTES:
-            payload = await resp.read()
+            payload = request.app[UPSTREAMS].redactor.raw(await resp.read())
             usage = _usage(payload)
             record = request.get(RECORD)
             if usage is not None:
@@ -226,10 +229,14 @@ async def _relay(
             return web.Response(status=resp.status, body=payload, headers=headers)
         response = web.StreamResponse(status=resp.status, headers=headers)
         await response.prepare(request)
-        request[STREAM_STARTED] = True
+        request[STREAM_STARTED] = response
+        # Text answers lose any secret an upstream echoes (a secret split across two chunks
+        # escapes this; JSON answers above are redacted whole); audio and image bytes are not
+        # text and travel untouched.
+        redact = request.app[UPSTREAMS].redactor.raw if _is_text(headers) else None
         try:
             async for chunk in resp.content.iter_chunked(_CHUNK_BYTES):
-                await response.write(chunk)
+                await response.write(redact(chunk) if redact is not None else chunk)
         except (aiohttp.ClientError, TimeoutError) as exc:
             if not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
                 raise  # a byte stream cannot say more than stopping short
@@ -241,6 +248,11 @@ async def _relay(
         return response
     finally:
         resp.release()
+
+
+def _is_text(headers: dict[str, str]) -> bool:
+    content_type = headers.get("Content-Type", "")
+    return content_type.startswith(("text/", "application/json", "application/x-ndjson"))
 
 
 PASSTHROUGH_ENDPOINTS = ("embeddings", "completions", "moderations", "responses", "audio", "images")

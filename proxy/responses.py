@@ -142,7 +142,7 @@ async def write_sse(request: web.Request, stream: EventStream) -> web.StreamResp
     events = stream.events
     try:
         await response.prepare(request)
-        request[STREAM_STARTED] = True
+        request[STREAM_STARTED] = response
     except BaseException:
         if isinstance(stream.warmup, asyncio.Future):
             stream.warmup.cancel()
