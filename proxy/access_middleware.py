@@ -15,7 +15,8 @@ from proxy.state import AUTH, CLIENT, CONFIG, RECORD
 
 @web.middleware
 async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Give the request its record; when it ends, book its spend and write its log line."""
+    """Give the request its record; when it ends, book its spend (in the background) and write
+    its log line."""
     record = RequestRecord(request_id_of(request), time.perf_counter())
     request[RECORD] = record
     status = 500
@@ -33,7 +34,7 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         client = request.get(CLIENT)
         auth = request.app.get(AUTH)
         if client is not None and auth is not None:
-            await auth.record_spend(client, record.cost_usd)
+            auth.record_spend(client, record.cost_usd)
         if request.app[CONFIG].snapshot.config.server.access_log.enabled:
             write_access_line(request, record, status, client.name if client else None)
 

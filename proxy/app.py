@@ -208,10 +208,11 @@ def _auth_ctx(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
             )
             store = RedisAuthStore(client)
         try:
-            app[AUTH] = Authenticator(spec, env=env, store=store, metrics=app[METRICS])
+            auth = Authenticator(spec, env=env, store=store, metrics=app[METRICS])
         except ValueError as exc:
             await store.aclose()
             raise ConfigError([("server.auth.master_key_envs", str(exc))]) from None
+        app[AUTH] = auth
         log.info(
             "auth on: %d key(s) in the file, counters and run-time keys in %s",
             len(spec.keys),
@@ -220,6 +221,7 @@ def _auth_ctx(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
         try:
             yield
         finally:
+            await auth.flush()  # spend booked by the last requests is not lost
             await store.aclose()
 
     return ctx

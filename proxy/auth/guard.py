@@ -8,6 +8,7 @@ are compared by their sha256; a key is never stored, logged or echoed.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -70,6 +71,8 @@ class Authenticator:
         self._key_cache_ttl_s = config.key_cache_ttl_s
         self._runtime_cache: dict[str, tuple[float, Client]] = {}
         self._store_down = False
+        self._unwritten_usd: dict[str, float] = {}
+        self._writer: asyncio.Task[None] | None = None
         self.update(config)
 
     def update(self, config: AuthConfig) -> None:
@@ -196,17 +199,35 @@ class Authenticator:
                 error.error_type = "insufficient_quota"
                 raise self._reject("spend_limit", error)
 
-    async def record_spend(self, client: Client, cost_usd: float) -> None:
-        """Add a finished request's cost to the client's spend (never raises)."""
+    def record_spend(self, client: Client, cost_usd: float) -> None:
+        """Add a finished request's cost to the client's spend, in the background.
+
+        The response does not wait for the write (a Redis round trip); :meth:`flush` waits for
+        the writes still pending, at shutdown and in tests.
+        """
         if cost_usd <= 0:
             return
         self._metrics.record_client_spend(client.name, cost_usd)
         if client.is_master:
             return
-        try:
-            await self.store.add_spend(client.name, cost_usd, time.time())
-        except AuthStoreError as exc:
-            self._store_failed(exc)
+        self._unwritten_usd[client.name] = self._unwritten_usd.get(client.name, 0.0) + cost_usd
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_spend())
+
+    async def _write_spend(self) -> None:
+        # Costs that arrive while a write is in flight go together in the next one: under load
+        # many requests share one round trip.
+        while self._unwritten_usd:
+            batch, self._unwritten_usd = self._unwritten_usd, {}
+            try:
+                await self.store.add_spend(batch, time.time())
+            except AuthStoreError as exc:
+                self._store_failed(exc)
+
+    async def flush(self) -> None:
+        """Wait until every recorded spend is written."""
+        while self._writer is not None and not self._writer.done():
+            await self._writer
 
     async def create_key(self, stored: StoredKey) -> bool:
         """Store a run-time key; ``False`` when the name is taken (here or in the YAML)."""

@@ -8,6 +8,7 @@ is raised as :class:`AuthStoreError`; the guard decides whether that fails open 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -90,8 +91,8 @@ class AuthStore(Protocol):
         """Count one request of ``name`` and return its counters."""
         ...
 
-    async def add_spend(self, name: str, cost_usd: float, now_s: float) -> None:
-        """Add a finished request's cost to today's and this month's spend."""
+    async def add_spend(self, cost_usd_by_name: Mapping[str, float], now_s: float) -> None:
+        """Add finished requests' costs to today's and this month's spend of each name."""
         ...
 
     async def spend(self, name: str, now_s: float) -> tuple[float, float]:
@@ -139,11 +140,13 @@ class MemoryAuthStore:
         today, this_month = await self.spend(name, now_s)
         return Usage(count, today, this_month, left_s)
 
-    async def add_spend(self, name: str, cost_usd: float, now_s: float) -> None:
-        """Add a finished request's cost to today's and this month's spend."""
+    async def add_spend(self, cost_usd_by_name: Mapping[str, float], now_s: float) -> None:
+        """Add finished requests' costs to today's and this month's spend of each name."""
         _, day, month, _ = _windows(now_s)
-        for window in ("d:" + day, "m:" + month):
-            self._spend_usd[(name, window)] = self._spend_usd.get((name, window), 0.0) + cost_usd
+        for name, cost_usd in cost_usd_by_name.items():
+            for window in ("d:" + day, "m:" + month):
+                key = (name, window)
+                self._spend_usd[key] = self._spend_usd.get(key, 0.0) + cost_usd
 
     async def spend(self, name: str, now_s: float) -> tuple[float, float]:
         """(today, this month) spend of ``name`` in USD."""
@@ -207,15 +210,16 @@ class RedisAuthStore:
         )
         return Usage(int(count), float(day_usd), float(month_usd), left_s)
 
-    async def add_spend(self, name: str, cost_usd: float, now_s: float) -> None:
-        """Add a finished request's cost to today's and this month's spend."""
+    async def add_spend(self, cost_usd_by_name: Mapping[str, float], now_s: float) -> None:
+        """Add finished requests' costs to each name's spend (one pipelined round trip)."""
         _, day, month, _ = _windows(now_s)
-        base = f"{_PREFIX}:{{{name}}}"
         pipe = self._redis.pipeline(transaction=False)
-        pipe.incrbyfloat(f"{base}:usd:d:{day}", cost_usd)
-        pipe.expire(f"{base}:usd:d:{day}", _DAY_TTL_S)
-        pipe.incrbyfloat(f"{base}:usd:m:{month}", cost_usd)
-        pipe.expire(f"{base}:usd:m:{month}", _MONTH_TTL_S)
+        for name, cost_usd in cost_usd_by_name.items():
+            base = f"{_PREFIX}:{{{name}}}"
+            pipe.incrbyfloat(f"{base}:usd:d:{day}", cost_usd)
+            pipe.expire(f"{base}:usd:d:{day}", _DAY_TTL_S)
+            pipe.incrbyfloat(f"{base}:usd:m:{month}", cost_usd)
+            pipe.expire(f"{base}:usd:m:{month}", _MONTH_TTL_S)
         await self._call(pipe.execute())
 
     async def spend(self, name: str, now_s: float) -> tuple[float, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -100,6 +101,17 @@ def question(store: ReplayStore, prompt_id: str) -> list[Any]:
     return [dict(m) for m in rec.messages]
 
 
+async def wait_for_spend(proxy_url: str, key_name: str, at_least_usd: float) -> None:
+    master = {"Authorization": f"Bearer {MASTER}"}
+    async with aiohttp.ClientSession() as http, asyncio.timeout(10):
+        while True:
+            async with http.get(f"{proxy_url}/admin/keys", headers=master) as resp:
+                keys = {k["name"]: k for k in (await resp.json())["data"]}
+            if keys[key_name]["spend_today_usd"] >= at_least_usd * 0.999:
+                return
+            await asyncio.sleep(0.02)
+
+
 def wait_clear_of_minute_boundary() -> None:
     # Rate windows are calendar minutes: a test that sends a few requests must not straddle one.
     left_s = 60 - time.time() % 60
@@ -168,6 +180,8 @@ async def test_two_replicas_share_one_spend_limit(
         )
         cost = (first.model_extra or {})["adaptive"]["cost_usd"]
         assert cost > 0.001
+        # The spend is written after the answer, off the request path: wait until it shows.
+        await wait_for_spend(b, "team-a", cost)
         with pytest.raises(openai.RateLimitError) as over:
             await on_b.chat.completions.create(
                 model="auto", messages=question(replay_store, "gsm8k/1")
