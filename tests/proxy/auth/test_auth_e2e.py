@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,8 +19,9 @@ from openai import AsyncOpenAI
 
 from predictor_onnx.data import MODEL_STRONG, MODEL_WEAK
 from proxy.app import create_app
-from proxy.config import Config, load_config_text
+from proxy.config import Config, load_config, load_config_text
 from proxy.prediction import HashPredictor
+from proxy.state import CONFIG
 from replay.store import ReplayStore
 from tests.redis_server import RedisServer
 from tests.servers import running
@@ -286,3 +288,28 @@ async def test_without_auth_the_proxy_is_open_and_says_so_once(
                 )
     open_lines = [r for r in caplog.records if "the proxy is open" in r.getMessage()]
     assert len(open_lines) == 1 and open_lines[0].levelno == logging.WARNING
+
+
+async def test_yaml_keys_reload_live(
+    replay_base_url: str, replay_store: ReplayStore, tmp_path: Path
+) -> None:
+    text = POLICY.format(
+        url=replay_base_url,
+        weak=MODEL_WEAK,
+        strong=MODEL_STRONG,
+        redis="redis://127.0.0.1:1",
+        team_sha=sha(TEAM_KEY),
+        intern_sha=sha(INTERN_KEY),
+    ).replace("cache:", "# cache:")  # in-process counters
+    path = tmp_path / "policy.yaml"
+    path.write_text(text, encoding="utf-8")
+    app = create_app(load_config(path, env=ENV), config_path=path, predictor=steering(), env=ENV)
+    messages = question(replay_store, "gsm8k/1")
+    async with running(app) as url, sdk(url, INTERN_KEY) as intern:
+        assert (await intern.chat.completions.create(model="auto", messages=messages)).choices
+        path.write_text(text.replace(sha(INTERN_KEY), sha("sk-intern-rotated-0001")))
+        assert await app[CONFIG].reload() is True
+        with pytest.raises(openai.AuthenticationError):
+            await intern.chat.completions.create(model="auto", messages=messages)
+        async with sdk(url, "sk-intern-rotated-0001") as rotated:
+            assert (await rotated.chat.completions.create(model="auto", messages=messages)).choices
