@@ -41,18 +41,27 @@ SPEED_NOTE = (
 
 
 def _describe_head(cfg: HeadConfig, feature_names: Sequence[str]) -> str:
-    used = (list(feature_names) if cfg.linear_features is None
-            else [feature_names[i] for i in cfg.linear_features])
+    used = (
+        list(feature_names)
+        if cfg.linear_features is None
+        else [feature_names[i] for i in cfg.linear_features]
+    )
     linear = f"logistic (L2 {cfg.linear_l2 if cfg.kind == 'ensemble' else cfg.l2})"
     if cfg.kind == "linear":
-        return f"{linear} on the embedding + " + ", ".join(f"`{n}`" for n in used) + \
-            " (the other features get zero weight)"
-    mlp = (f"MLP (hidden {cfg.hidden} × {cfg.n_members} merged members, L2 {cfg.l2}, "
-           f"{cfg.epochs} epochs) on the embedding + all features")
+        return (
+            f"{linear} on the embedding + "
+            + ", ".join(f"`{n}`" for n in used)
+            + " (the other features get zero weight)"
+        )
+    mlp = (
+        f"MLP (hidden {cfg.hidden} × {cfg.n_members} merged members, L2 {cfg.l2}, "
+        f"{cfg.epochs} epochs) on the embedding + all features"
+    )
     if cfg.kind == "mlp":
         return mlp
-    return f"mean of the logits of an {mlp} and a {linear} on the embedding + " + \
-        ", ".join(f"`{n}`" for n in used)
+    return f"mean of the logits of an {mlp} and a {linear} on the embedding + " + ", ".join(
+        f"`{n}`" for n in used
+    )
 
 
 def comparison_table(rows: dict[str, list[dict[str, Any]]]) -> str:
@@ -100,7 +109,8 @@ def write_model_card(
         "",
         f"Version {manifest['version']}. Built by `adaptive-proxy predictor train` "
         f"(Python {platform.python_version()}). Outputs: "
-        + ", ".join(f"`{n}`" for n in manifest["output_names"]) + ".",
+        + ", ".join(f"`{n}`" for n in manifest["output_names"])
+        + ".",
         "",
         "Predicts, from an OpenAI `messages` list, the probability that one answer of each arm "
         "succeeds (for MT-Bench: the expected normalised judge score (score−1)/9), and the gains "
@@ -120,12 +130,16 @@ def write_model_card(
         f"- Input text: role-marked messages, at most {manifest['max_tokens']} tokens; the last "
         "user turn is always kept (rule in `predictor_onnx/text.py`).",
         "- Head input: the 384-d embedding plus hand-made features: "
-        + ", ".join(f"`{n}`" for n in manifest["feature_names"]) + ".",
+        + ", ".join(f"`{n}`" for n in manifest["feature_names"])
+        + ".",
         f"- Head: {_describe_head(cfg, manifest['feature_names'])}, multi-task over arms "
         + ", ".join(f"`{a}`" for a in manifest["arms"])
         + "; soft-label BCE, unobserved arms masked; "
-        + ("training datasets weighted ∝ sqrt(largest / own size). " if cfg.balance_datasets
-           else "every record weighted 1. ")
+        + (
+            "training datasets weighted ∝ sqrt(largest / own size). "
+            if cfg.balance_datasets
+            else "every record weighted 1. "
+        )
         + f"Trained in {train_s:.1f} s; ONNX parity {result.head_parity:.1e}.",
         "",
         "## Files",
@@ -143,7 +157,8 @@ def write_model_card(
         "|---|---|---|",
         *[
             f"| {name} | {s['n']} | "
-            + ", ".join(f"{a} {v:.3f}" for a, v in s["mean_reward"].items()) + " |"
+            + ", ".join(f"{a} {v:.3f}" for a, v in s["mean_reward"].items())
+            + " |"
             for name, s in sorted(summary.items())
         ],
         "",
@@ -151,9 +166,11 @@ def write_model_card(
         "",
         "Splits: 5-fold cross-validation within each dataset, grouped so no prompt (nor an "
         "MT-Bench question's two turns) is in train and test; "
-        + ("the heads of a fold also train on all of the other datasets. "
-           if cfg.cv_pool == "all" else
-           "the head of a fold trains on the other four folds of that dataset only. ")
+        + (
+            "the heads of a fold also train on all of the other datasets. "
+            if cfg.cv_pool == "all"
+            else "the head of a fold trains on the other four folds of that dataset only. "
+        )
         + "Leave-one-dataset-out trains on the other datasets only (the shipped head trains on "
         "everything). "
         "Random routing: APGR 0.500, CPT(x) = x. Metrics of the GSM8K-only arms appear as the "

@@ -63,10 +63,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     records, _, _ = _records(args)
     result = ensure_encoder(Path(args.work_dir), records, progress=True, force=True)
-    print(f"fp32: {result.fp32_path} (max |Δ| vs sentence-transformers "
-          f"{result.fp32_max_abs_diff:.2e})")
-    print(f"int8: {result.int8_path} (cosine to fp32 min {result.int8_min_cosine:.4f}, "
-          f"mean {result.int8_mean_cosine:.4f})")
+    print(
+        f"fp32: {result.fp32_path} (max |Δ| vs sentence-transformers "
+        f"{result.fp32_max_abs_diff:.2e})"
+    )
+    print(
+        f"int8: {result.int8_path} (cosine to fp32 min {result.int8_min_cosine:.4f}, "
+        f"mean {result.int8_mean_cosine:.4f})"
+    )
     return 0
 
 
@@ -75,16 +79,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from predictor_onnx.pipeline import build_predictor, ensure_encoder, reuse_encoder
 
     records, arms, gains = _records(args)
-    out_dir = Path(args.out) if args.out else (
-        MODEL_DIR if not args.jsonl else Path("predictor_model")
+    out_dir = (
+        Path(args.out) if args.out else (MODEL_DIR if not args.jsonl else Path("predictor_model"))
     )
     # Your own predictor reuses the shipped, validated int8 encoder (no torch needed) unless
     # --export-encoder asks for a fresh export; the shipped model is always re-exported.
     if args.jsonl and not args.export_encoder:
         encoder = reuse_encoder(Path(args.encoder_from))
     else:
-        encoder = ensure_encoder(Path(args.work_dir), records, progress=True,
-                                 force=args.reexport)
+        encoder = ensure_encoder(Path(args.work_dir), records, progress=True, force=args.reexport)
     result = build_predictor(
         records,
         out_dir,
@@ -127,21 +130,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = replace(HeadConfig(), **manifest.raw.get("head_config", {}))
     if args.head:
         cfg = replace(cfg, kind=args.head)
-    encoder = OnnxEncoder(manifest.path(manifest.encoder), manifest.path(manifest.tokenizer),
-                          max_tokens=manifest.max_tokens, threads=args.threads)
+    encoder = OnnxEncoder(
+        manifest.path(manifest.encoder),
+        manifest.path(manifest.tokenizer),
+        max_tokens=manifest.max_tokens,
+        threads=args.threads,
+    )
     conversations = [r.messages for r in records]
-    embeddings = embed_messages(encoder, conversations,
-                                cache_dir=Path(args.cache_dir) if args.cache_dir else None)
+    embeddings = embed_messages(
+        encoder, conversations, cache_dir=Path(args.cache_dir) if args.cache_dir else None
+    )
     design = build_design(records, embeddings, feature_matrix(conversations), arms)
     schemes: tuple[Scheme, ...] = ("cv", "lodo") if args.scheme == "both" else (args.scheme,)
     for scheme in schemes:
         if scheme == "lodo" and len(set(design.datasets)) < 2:
             print("leave-one-dataset-out needs at least two datasets; skipped")
             continue
-        predictions = oof_from_design(design, scheme=scheme, gains=gains, cfg=cfg,
-                                      cv_pool=cfg.cv_pool,
-                                      sample_weight=balanced_weights if cfg.balance_datasets
-                                      else None)
+        predictions = oof_from_design(
+            design,
+            scheme=scheme,
+            gains=gains,
+            cfg=cfg,
+            cv_pool=cfg.cv_pool,
+            sample_weight=balanced_weights if cfg.balance_datasets else None,
+        )
         title = "5-fold grouped CV" if scheme == "cv" else "leave-one-dataset-out"
         print(format_table(metric_rows(records, predictions, arms, gains), title) + "\n")
     return 0
@@ -158,7 +170,7 @@ def _read_conversations(stream: TextIO) -> list[tuple[Any, Any]]:
         elif isinstance(obj, dict) and isinstance(obj.get("messages"), list):
             rows.append((obj.get("id"), obj["messages"]))
         else:
-            raise ValueError(f"line {lineno}: expected {{\"messages\": [...]}} or a list")
+            raise ValueError(f'line {lineno}: expected {{"messages": [...]}} or a list')
     return rows
 
 
@@ -168,8 +180,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from predictor_onnx.runtime import OnnxPredictor
 
-    predictor = OnnxPredictor.load(Path(args.model) if args.model else None,
-                                   max_batch_size=args.batch_size, threads=args.threads)
+    predictor = OnnxPredictor.load(
+        Path(args.model) if args.model else None,
+        max_batch_size=args.batch_size,
+        threads=args.threads,
+    )
     source = sys.stdin if args.input == "-" else Path(args.input).open(encoding="utf-8")
     with source:
         rows = _read_conversations(source)
@@ -178,8 +193,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         bar = tqdm(total=len(rows), desc="predicting", unit="prompt", disable=args.output == "-")
         for start in range(0, len(rows), args.batch_size):
             chunk = rows[start : start + args.batch_size]
-            for (row_id, _), pred in zip(chunk, predictor.predict_sync([m for _, m in chunk]),
-                                         strict=True):
+            for (row_id, _), pred in zip(
+                chunk, predictor.predict_sync([m for _, m in chunk]), strict=True
+            ):
                 out: dict[str, Any] = {"predictions": pred}
                 if row_id is not None:
                     out = {"id": row_id, **out}
@@ -193,12 +209,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _data_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", default=None,
-                        help="recorded data (default: $ADAPTIVE_DATA_DIR or ../shared/data)")
-    parser.add_argument("--jsonl", default=None,
-                        help="your own JSONL of messages + rewards per arm (see docs)")
-    parser.add_argument("--gain", action="append", default=None, metavar="NAME=HI-LO",
-                        help="derived gain for --jsonl data (repeatable)")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="recorded data (default: $ADAPTIVE_DATA_DIR or ../shared/data)",
+    )
+    parser.add_argument(
+        "--jsonl", default=None, help="your own JSONL of messages + rewards per arm (see docs)"
+    )
+    parser.add_argument(
+        "--gain",
+        action="append",
+        default=None,
+        metavar="NAME=HI-LO",
+        help="derived gain for --jsonl data (repeatable)",
+    )
     parser.add_argument("--cache-dir", default=None, help="embedding cache folder")
 
 
@@ -215,14 +240,26 @@ def register_cli(subparsers: Any) -> None:
     train.add_argument("--work-dir", default=str(WORK_DIR), help="fp32 export, scratch files")
     train.add_argument("--head", choices=("linear", "mlp", "ensemble"), default=None)
     train.add_argument("--skip-eval", action="store_true", help="no out-of-fold evaluation")
-    train.add_argument("--encoder-from", default=str(MODEL_DIR),
-                       help="with --jsonl: reuse this folder's int8 encoder (default: shipped)")
-    train.add_argument("--measure-speed", action="store_true",
-                       help="run bench.predictor_speed and put its figures in the card")
-    train.add_argument("--reexport", action="store_true",
-                       help="export the encoder even if a validated export is in --work-dir")
-    train.add_argument("--export-encoder", action="store_true",
-                       help="with --jsonl: export the encoder afresh (needs torch)")
+    train.add_argument(
+        "--encoder-from",
+        default=str(MODEL_DIR),
+        help="with --jsonl: reuse this folder's int8 encoder (default: shipped)",
+    )
+    train.add_argument(
+        "--measure-speed",
+        action="store_true",
+        help="run bench.predictor_speed and put its figures in the card",
+    )
+    train.add_argument(
+        "--reexport",
+        action="store_true",
+        help="export the encoder even if a validated export is in --work-dir",
+    )
+    train.add_argument(
+        "--export-encoder",
+        action="store_true",
+        help="with --jsonl: export the encoder afresh (needs torch)",
+    )
     train.set_defaults(func=cmd_train)
 
     export = sub.add_parser("export", help="export the encoder to ONNX (fp32 + int8), validate")

@@ -156,35 +156,42 @@ def metric_rows(
         preds = [predictions[r.prompt_id] for r in recs]
         calibration: dict[str, float] = {}
         for arm in arms:
-            have = [(p[f"p_{arm}"], r.rewards[arm]) for p, r in zip(preds, recs, strict=True)
-                    if f"p_{arm}" in p and arm in r.rewards]
+            have = [
+                (p[f"p_{arm}"], r.rewards[arm])
+                for p, r in zip(preds, recs, strict=True)
+                if f"p_{arm}" in p and arm in r.rewards
+            ]
             if have:
                 prob, reward = np.asarray(have).T
                 calibration[f"brier_{arm}"] = brier(prob, reward)
                 calibration[f"ece_{arm}"] = ece(prob, reward)
         for gain_name, (hi, lo) in gains.items():
-            pairs = [(p[gain_name], r.rewards[lo], r.rewards[hi])
-                     for p, r in zip(preds, recs, strict=True)
-                     if gain_name in p and hi in r.rewards and lo in r.rewards]
+            pairs = [
+                (p[gain_name], r.rewards[lo], r.rewards[hi])
+                for p, r in zip(preds, recs, strict=True)
+                if gain_name in p and hi in r.rewards and lo in r.rewards
+            ]
             if not pairs:
                 continue
             gain, r_lo, r_hi = np.asarray(pairs).T
             model = routing_scores(gain, r_lo, r_hi)
             oracle = routing_scores(r_hi - r_lo, r_lo, r_hi)
-            rows.append({
-                "dataset": name,
-                "gain": gain_name,
-                "arms": (hi, lo),
-                "n": len(pairs),
-                "apgr": model.apgr,
-                "cpt50": model.cpt50,
-                "cpt80": model.cpt80,
-                "oracle_apgr": oracle.apgr,
-                "oracle_cpt50": oracle.cpt50,
-                "oracle_cpt80": oracle.cpt80,
-                "auc_gain": auc(gain, r_hi > r_lo),
-                **calibration,
-            })
+            rows.append(
+                {
+                    "dataset": name,
+                    "gain": gain_name,
+                    "arms": (hi, lo),
+                    "n": len(pairs),
+                    "apgr": model.apgr,
+                    "cpt50": model.cpt50,
+                    "cpt80": model.cpt80,
+                    "oracle_apgr": oracle.apgr,
+                    "oracle_cpt50": oracle.cpt50,
+                    "oracle_cpt80": oracle.cpt80,
+                    "auc_gain": auc(gain, r_hi > r_lo),
+                    **calibration,
+                }
+            )
     return rows
 
 
@@ -239,14 +246,26 @@ def out_of_fold_predictions(
 
     manifest = read_manifest(model_dir or default_model_dir())
     cfg = replace(HeadConfig(), **manifest.raw.get("head_config", {}))
-    encoder = OnnxEncoder(manifest.path(manifest.encoder), manifest.path(manifest.tokenizer),
-                          max_tokens=manifest.max_tokens, threads=2)
+    encoder = OnnxEncoder(
+        manifest.path(manifest.encoder),
+        manifest.path(manifest.tokenizer),
+        max_tokens=manifest.max_tokens,
+        threads=2,
+    )
     conversations = [r.messages for r in records]
-    embeddings = embed_messages(encoder, conversations, cache_dir=embed_cache_dir,
-                                progress=progress)
+    embeddings = embed_messages(
+        encoder, conversations, cache_dir=embed_cache_dir, progress=progress
+    )
     observed = [a for a in manifest.arms if any(a in r.rewards for r in records)]
     design = build_design(records, embeddings, feature_matrix(conversations), observed)
-    return oof_from_design(design, scheme=scheme, gains=manifest.gains, cfg=cfg,
-                           n_folds=n_folds, seed=seed, cv_pool=cfg.cv_pool,
-                           sample_weight=balanced_weights if cfg.balance_datasets else None,
-                           progress=progress)
+    return oof_from_design(
+        design,
+        scheme=scheme,
+        gains=manifest.gains,
+        cfg=cfg,
+        n_folds=n_folds,
+        seed=seed,
+        cv_pool=cfg.cv_pool,
+        sample_weight=balanced_weights if cfg.balance_datasets else None,
+        progress=progress,
+    )

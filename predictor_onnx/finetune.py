@@ -61,9 +61,9 @@ class FinetuneConfig:
     max_steps: int | None = None  # stop each training early (tests only)
 
 
-def encode_records(records: Sequence[Record], tokenizer_path: Path, max_tokens: int) -> list[
-    list[int]
-]:
+def encode_records(
+    records: Sequence[Record], tokenizer_path: Path, max_tokens: int
+) -> list[list[int]]:
     """Token ids of every record, by the frozen pipeline's text and truncation rule."""
     from tokenizers import Tokenizer
 
@@ -121,13 +121,12 @@ _CHUNK_BATCHES = 32  # length-sorting window, in batches
 def _n_batches(n_rows: int, batch_size: int) -> int:
     """How many batches :func:`_batches` makes of ``n_rows`` rows."""
     chunk = batch_size * _CHUNK_BATCHES
-    return sum(math.ceil(min(chunk, n_rows - start) / batch_size)
-               for start in range(0, n_rows, chunk))
+    return sum(
+        math.ceil(min(chunk, n_rows - start) / batch_size) for start in range(0, n_rows, chunk)
+    )
 
 
-def _batches(
-    rows: Any, lengths: Any, batch_size: int, rng: np.random.Generator
-) -> list[Any]:
+def _batches(rows: Any, lengths: Any, batch_size: int, rng: np.random.Generator) -> list[Any]:
     """Shuffled batches of similar length (less padding), themselves in random order."""
     order = rng.permutation(rows)
     chunk = batch_size * _CHUNK_BATCHES
@@ -171,15 +170,19 @@ def train_split(
     named = list(encoder.named_parameters())
     decay = [p for n, p in named if p.ndim > 1 and "LayerNorm" not in n]
     no_decay = [p for n, p in named if not (p.ndim > 1 and "LayerNorm" not in n)]
-    optimiser = torch.optim.AdamW([
-        {"params": decay, "lr": cfg.lr_encoder, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "lr": cfg.lr_encoder, "weight_decay": 0.0},
-        {"params": list(head.parameters()), "lr": cfg.lr_head, "weight_decay": 0.0},
-    ])
+    optimiser = torch.optim.AdamW(
+        [
+            {"params": decay, "lr": cfg.lr_encoder, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "lr": cfg.lr_encoder, "weight_decay": 0.0},
+            {"params": list(head.parameters()), "lr": cfg.lr_head, "weight_decay": 0.0},
+        ]
+    )
     datasets = np.asarray(design.datasets)
     lengths = np.asarray([len(r) for r in ids])
-    per_epoch = sum(min(int((datasets[train_idx] == d).sum()), cfg.cap_per_epoch)
-                    for d in set(datasets[train_idx].tolist()))
+    per_epoch = sum(
+        min(int((datasets[train_idx] == d).sum()), cfg.cap_per_epoch)
+        for d in set(datasets[train_idx].tolist())
+    )
     total = max(1, cfg.epochs * _n_batches(per_epoch, cfg.batch_size))
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
@@ -205,9 +208,7 @@ def train_split(
             ).unsqueeze(1)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
                 logits = _forward(encoder, head, tok, att)
-            bce = torch.nn.functional.binary_cross_entropy_with_logits(
-                logits, y, reduction="none"
-            )
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
             loss = (bce * m).sum() / m.sum().clamp(min=1e-6)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
@@ -263,8 +264,10 @@ def run_scheme(
     for n, (label, train, test) in enumerate(splits, start=1):
         started = time.perf_counter()
         train_idx, test_idx = np.nonzero(train)[0], np.nonzero(test)[0]
-        log(f"[{scheme}] split {n}/{len(splits)} {label}: train {len(train_idx)}, "
-            f"test {len(test_idx)}")
+        log(
+            f"[{scheme}] split {n}/{len(splits)} {label}: train {len(train_idx)}, "
+            f"test {len(test_idx)}"
+        )
         encoder, head, losses = train_split(template, ids, design, train_idx, cfg, log)
         probs = predict_rows(encoder, head, ids, test_idx, cfg)
         # Arms no training row observes are left out, as the frozen pipeline does.
@@ -274,8 +277,15 @@ def run_scheme(
         for i, row in zip(test_idx, rows, strict=True):
             predictions[design.prompt_ids[i]] = row
         seconds = time.perf_counter() - started
-        info.append({"split": label, "n_train": len(train_idx), "n_test": len(test_idx),
-                     "epoch_loss": losses, "seconds": round(seconds, 2)})
+        info.append(
+            {
+                "split": label,
+                "n_train": len(train_idx),
+                "n_test": len(test_idx),
+                "epoch_loss": losses,
+                "seconds": round(seconds, 2),
+            }
+        )
         log(f"    done in {seconds:.1f} s")
         del encoder, head
     return predictions, info
@@ -320,8 +330,10 @@ def run_experiment(
     if max_records is not None:
         records = subsample(records, max_records, cfg.seed)
     ids = encode_records(records, model_dir / "tokenizer.json", cfg.max_tokens)
-    log(f"{len(records)} records tokenised in {time.perf_counter() - started:.1f} s; "
-        f"config {asdict(cfg)}")
+    log(
+        f"{len(records)} records tokenised in {time.perf_counter() - started:.1f} s; "
+        f"config {asdict(cfg)}"
+    )
     result: dict[str, Any] = {"config": asdict(cfg), "n_records": len(records), "schemes": {}}
     for scheme in schemes:
         t0 = time.perf_counter()
@@ -329,16 +341,24 @@ def run_experiment(
         with (out_dir / f"oof_{scheme}.jsonl").open("w", encoding="utf-8") as fh:
             for rec in records:
                 if rec.prompt_id in predictions:
-                    row = {"prompt_id": rec.prompt_id, "dataset": rec.dataset,
-                           **predictions[rec.prompt_id]}
+                    row = {
+                        "prompt_id": rec.prompt_id,
+                        "dataset": rec.dataset,
+                        **predictions[rec.prompt_id],
+                    }
                     fh.write(json.dumps(_clean(row)) + "\n")
         rows = metric_rows(records, predictions, DEFAULT_ARMS, DEFAULT_GAINS)
-        title = "fine-tuned encoder, " + ("5-fold grouped CV" if scheme == "cv"
-                                          else "leave-one-dataset-out")
+        title = "fine-tuned encoder, " + (
+            "5-fold grouped CV" if scheme == "cv" else "leave-one-dataset-out"
+        )
         table = format_table(rows, title)
         log(table)
-        result["schemes"][scheme] = {"rows": rows, "splits": info, "table": table,
-                                     "train_s": round(time.perf_counter() - t0, 2)}
+        result["schemes"][scheme] = {
+            "rows": rows,
+            "splits": info,
+            "table": table,
+            "train_s": round(time.perf_counter() - t0, 2),
+        }
         result["total_s"] = round(time.perf_counter() - started, 2)
         # Written after every scheme so a run cut short still returns what it finished.
         (out_dir / "metrics.json").write_text(json.dumps(_clean(result), indent=1))
@@ -347,32 +367,51 @@ def run_experiment(
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m predictor_onnx.finetune --data-dir DIR --model-dir DIR --out DIR``."""
-    parser = argparse.ArgumentParser(prog="python -m predictor_onnx.finetune",
-                                     description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--data-dir", default=None,
-                        help="recorded data (default: $ADAPTIVE_DATA_DIR or ../shared/data)")
-    parser.add_argument("--model-dir", required=True,
-                        help="HF MiniLM folder (config.json, tokenizer.json, model.safetensors)")
+    parser = argparse.ArgumentParser(
+        prog="python -m predictor_onnx.finetune",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="recorded data (default: $ADAPTIVE_DATA_DIR or ../shared/data)",
+    )
+    parser.add_argument(
+        "--model-dir",
+        required=True,
+        help="HF MiniLM folder (config.json, tokenizer.json, model.safetensors)",
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--cap-per-epoch", type=int, default=2000,
-                        help="rows drawn per dataset and epoch")
+    parser.add_argument(
+        "--cap-per-epoch", type=int, default=2000, help="rows drawn per dataset and epoch"
+    )
     parser.add_argument("--schemes", nargs="+", choices=("cv", "lodo"), default=["cv", "lodo"])
     parser.add_argument("--max-records", type=int, default=None)
     parser.add_argument("--max-steps", type=int, default=None, help="per training (smoke runs)")
     args = parser.parse_args(argv)
-    cfg = FinetuneConfig(epochs=args.epochs, batch_size=args.batch_size,
-                         cap_per_epoch=args.cap_per_epoch, device=args.device,
-                         max_steps=args.max_steps)
+    cfg = FinetuneConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        cap_per_epoch=args.cap_per_epoch,
+        device=args.device,
+        max_steps=args.max_steps,
+    )
     if cfg.device.startswith("cuda"):
         import torch
 
         torch.backends.cuda.matmul.allow_tf32 = True
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
-    run_experiment(data_dir, Path(args.model_dir), Path(args.out), args.schemes, cfg,
-                   max_records=args.max_records)
+    run_experiment(
+        data_dir,
+        Path(args.model_dir),
+        Path(args.out),
+        args.schemes,
+        cfg,
+        max_records=args.max_records,
+    )
     return 0
 
 

@@ -201,8 +201,16 @@ def train_head(
         b1 = np.concatenate([b1, np.zeros(2 * y.shape[1], dtype=np.float32)])
         w2 = np.concatenate([w2 / 2.0, eye / 2.0, -eye / 2.0], axis=0)
         b2 = (b2 + b_lin) / 2.0
-    return HeadParams(arms, mean, scale, w2.astype(np.float32), np.asarray(b2, np.float32),
-                      w1.astype(np.float32), b1.astype(np.float32), meta=meta)
+    return HeadParams(
+        arms,
+        mean,
+        scale,
+        w2.astype(np.float32),
+        np.asarray(b2, np.float32),
+        w1.astype(np.float32),
+        b1.astype(np.float32),
+        meta=meta,
+    )
 
 
 def head_to_onnx(params: HeadParams, path: Path, *, n_embed: int) -> None:

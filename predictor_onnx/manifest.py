@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from proxy.errors import PredictorLoadError
+from predictor_onnx.errors import PredictorLoadError
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -58,8 +58,11 @@ def sha256_file(path: Path) -> str:
 def write_manifest(directory: Path, data: dict[str, Any]) -> Path:
     """Write ``manifest.json`` with the sha256 of every file the manifest names."""
     names = [data["encoder"], data["head"], data["tokenizer"]]
-    data = {**data, "format_version": FORMAT_VERSION,
-            "files": {n: sha256_file(directory / n) for n in names}}
+    data = {
+        **data,
+        "format_version": FORMAT_VERSION,
+        "files": {n: sha256_file(directory / n) for n in names},
+    }
     path = directory / MANIFEST_NAME
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path

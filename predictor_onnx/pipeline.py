@@ -38,8 +38,9 @@ if TYPE_CHECKING:
 VERSION = "1.0.0"
 HEAD_PARITY_TOLERANCE = 1e-5
 #: The configuration that won on held-out data (see MODEL_CARD.md); also used out-of-fold.
-DEFAULT_HEAD = HeadConfig(kind="linear", l2=1e-3, linear_features=(0,), balance_datasets=False,
-                          cv_pool="dataset")
+DEFAULT_HEAD = HeadConfig(
+    kind="linear", l2=1e-3, linear_features=(0,), balance_datasets=False, cv_pool="dataset"
+)
 
 
 @dataclass
@@ -99,9 +100,7 @@ def ensure_encoder(
     return result
 
 
-def measure_speed_in_subprocess(
-    model_dir: Path, conversations: Sequence[Any]
-) -> dict[str, Any]:
+def measure_speed_in_subprocess(model_dir: Path, conversations: Sequence[Any]) -> dict[str, Any]:
     """``python -m bench.predictor_speed`` in a fresh process, so RSS is the serving figure."""
     import json
     import random
@@ -115,9 +114,19 @@ def measure_speed_in_subprocess(
         prompts = Path(tmp) / "prompts.jsonl"
         prompts.write_text("".join(json.dumps(m) + "\n" for m in sample[:1024]))
         done = subprocess.run(
-            [sys.executable, "-m", "bench.predictor_speed", "--model", str(model_dir),
-             "--prompts", str(prompts), "--json"],
-            check=True, capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "bench.predictor_speed",
+                "--model",
+                str(model_dir),
+                "--prompts",
+                str(prompts),
+                "--json",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
     figures: dict[str, Any] = json.loads(done.stdout)
     return figures
@@ -157,8 +166,10 @@ def build_predictor(
 ) -> BuildResult:
     """Train the head on every record, write the folder, evaluate out-of-fold, write the card."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for source, name in ((encoder.int8_path, "encoder.int8.onnx"),
-                         (encoder.tokenizer_path, "tokenizer.json")):
+    for source, name in (
+        (encoder.int8_path, "encoder.int8.onnx"),
+        (encoder.tokenizer_path, "tokenizer.json"),
+    ):
         if source.resolve() != (out_dir / name).resolve():
             shutil.copyfile(source, out_dir / name)
     onnx_encoder = OnnxEncoder(out_dir / "encoder.int8.onnx", out_dir / "tokenizer.json", threads=2)
@@ -167,53 +178,76 @@ def build_predictor(
         onnx_encoder, conversations, cache_dir=embed_cache_dir, progress=progress
     )
     design = build_design(records, embeddings, feature_matrix(conversations), arms)
-    weights = (balanced_weights(design, slice(None)) if cfg.balance_datasets
-               else np.ones(len(design.x), dtype=np.float32))
+    weights = (
+        balanced_weights(design, slice(None))
+        if cfg.balance_datasets
+        else np.ones(len(design.x), dtype=np.float32)
+    )
     started = time.perf_counter()
-    head = train_head(design.x, design.y, design.mask * weights[:, None], tuple(arms),
-                      n_embed=design.n_embed, cfg=cfg)
+    head = train_head(
+        design.x,
+        design.y,
+        design.mask * weights[:, None],
+        tuple(arms),
+        n_embed=design.n_embed,
+        cfg=cfg,
+    )
     train_s = time.perf_counter() - started
     head_to_onnx(head, out_dir / "head.onnx", n_embed=design.n_embed)
     parity = onnx_parity(head, out_dir / "head.onnx", design.x[:512], n_embed=design.n_embed)
     if parity > HEAD_PARITY_TOLERANCE:
         raise RuntimeError(f"head.onnx differs from the trained head by {parity:.2e}")
-    write_manifest(out_dir, {
-        "version": VERSION,
-        "encoder": "encoder.int8.onnx",
-        "head": "head.onnx",
-        "tokenizer": "tokenizer.json",
-        "max_tokens": onnx_encoder.prompts.max_tokens,
-        "embedding_dim": design.n_embed,
-        "arms": list(arms),
-        "gains": {k: list(v) for k, v in gains.items()},
-        "output_names": list(output_names(arms, gains)),
-        "feature_names": list(FEATURE_NAMES),
-        "head_config": cfg.__dict__,
-        "encoder_validation": {
-            "fp32_max_abs_diff": encoder.fp32_max_abs_diff,
-            "int8_min_cosine": encoder.int8_min_cosine,
-            "int8_mean_cosine": encoder.int8_mean_cosine,
-            "n_validation_texts": encoder.n_validation_texts,
+    write_manifest(
+        out_dir,
+        {
+            "version": VERSION,
+            "encoder": "encoder.int8.onnx",
+            "head": "head.onnx",
+            "tokenizer": "tokenizer.json",
+            "max_tokens": onnx_encoder.prompts.max_tokens,
+            "embedding_dim": design.n_embed,
+            "arms": list(arms),
+            "gains": {k: list(v) for k, v in gains.items()},
+            "output_names": list(output_names(arms, gains)),
+            "feature_names": list(FEATURE_NAMES),
+            "head_config": cfg.__dict__,
+            "encoder_validation": {
+                "fp32_max_abs_diff": encoder.fp32_max_abs_diff,
+                "int8_min_cosine": encoder.int8_min_cosine,
+                "int8_mean_cosine": encoder.int8_mean_cosine,
+                "n_validation_texts": encoder.n_validation_texts,
+            },
         },
-    })
+    )
     result = BuildResult(out_dir=out_dir, head_parity=parity)
     n_datasets = len(set(design.datasets))
     for scheme in schemes:
         if scheme == "lodo" and n_datasets < 2:
             continue
-        predictions = oof_from_design(design, scheme=scheme, gains=gains, cfg=cfg,
-                                      cv_pool=cfg.cv_pool,
-                                      sample_weight=balanced_weights if cfg.balance_datasets
-                                      else None,
-                                      progress=progress)
+        predictions = oof_from_design(
+            design,
+            scheme=scheme,
+            gains=gains,
+            cfg=cfg,
+            cv_pool=cfg.cv_pool,
+            sample_weight=balanced_weights if cfg.balance_datasets else None,
+            progress=progress,
+        )
         rows = metric_rows(records, predictions, arms, gains)
-        title = ("5-fold grouped cross-validation" if scheme == "cv"
-                 else "leave-one-dataset-out")
+        title = "5-fold grouped cross-validation" if scheme == "cv" else "leave-one-dataset-out"
         result.rows[scheme] = rows
         result.tables[scheme] = format_table(rows, title)
     from predictor_onnx.card import write_model_card
 
     speed = measure_speed_in_subprocess(out_dir, conversations) if measure_speed else None
-    write_model_card(out_dir, records=records, encoder=encoder, result=result, cfg=cfg,
-                     train_s=train_s, data_note=data_note, speed=speed)
+    write_model_card(
+        out_dir,
+        records=records,
+        encoder=encoder,
+        result=result,
+        cfg=cfg,
+        train_s=train_s,
+        data_note=data_note,
+        speed=speed,
+    )
     return result

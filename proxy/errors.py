@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# One class on both sides: predictor_onnx raises it and must not import proxy.
+from predictor_onnx.errors import PredictorLoadError as PredictorLoadError
+
 
 class ProxyError(Exception):
     """Base of every error the proxy reports to a client."""
@@ -119,7 +122,3 @@ class ConfigError(Exception):
         lines = [f"{where}{len(problems)} problem(s) in the policy file:"]
         lines += [f"  - {path or '<root>'}: {msg}" for path, msg in problems]
         super().__init__("\n".join(lines))
-
-
-class PredictorLoadError(Exception):
-    """A predictor model file is missing or corrupt; raised at startup, never on a request."""

@@ -14,33 +14,71 @@ from predictor_onnx.runtime import OnnxPredictor
 def test_predict_reads_jsonl_and_writes_predictions(model_dir: Path, tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     source.write_text(
-        json.dumps({"id": "a", "messages": [{"role": "user", "content": "2+2?"}]}) + "\n"
-        + json.dumps([{"role": "user", "content": "Write a poem."}]) + "\n"
+        json.dumps({"id": "a", "messages": [{"role": "user", "content": "2+2?"}]})
+        + "\n"
+        + json.dumps([{"role": "user", "content": "Write a poem."}])
+        + "\n"
     )
     target = tmp_path / "out.jsonl"
-    assert main(["predictor", "predict", "--model", str(model_dir), "--input", str(source),
-                 "--output", str(target)]) == 0
+    assert (
+        main(
+            [
+                "predictor",
+                "predict",
+                "--model",
+                str(model_dir),
+                "--input",
+                str(source),
+                "--output",
+                str(target),
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in target.read_text().splitlines()]
     assert rows[0]["id"] == "a"
     assert "id" not in rows[1]
     assert {"p_weak", "p_strong", "gain"} <= set(rows[1]["predictions"])
 
 
-def test_train_your_own_from_jsonl(model_dir: Path, tmp_path: Path,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_your_own_from_jsonl(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("onnx")
     source = tmp_path / "mine.jsonl"
     lines = []
     for i in range(40):
         hard = i % 2 == 0
         text = f"Prove theorem {i} about primes in detail" if hard else f"Say hello {i}"
-        lines.append(json.dumps({"messages": [{"role": "user", "content": text}],
-                                 "rewards": {"small": 0.0 if hard else 1.0, "large": 1.0}}))
+        lines.append(
+            json.dumps(
+                {
+                    "messages": [{"role": "user", "content": text}],
+                    "rewards": {"small": 0.0 if hard else 1.0, "large": 1.0},
+                }
+            )
+        )
     source.write_text("\n".join(lines) + "\n")
     out = tmp_path / "my_model"
-    assert main(["predictor", "train", "--jsonl", str(source), "--out", str(out),
-                 "--encoder-from", str(model_dir), "--head", "linear",
-                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert (
+        main(
+            [
+                "predictor",
+                "train",
+                "--jsonl",
+                str(source),
+                "--out",
+                str(out),
+                "--encoder-from",
+                str(model_dir),
+                "--head",
+                "linear",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert f"path: {out.resolve()}" in printed
     assert "| custom | gain |" in printed

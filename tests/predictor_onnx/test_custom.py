@@ -17,11 +17,19 @@ def _write(tmp_path: Path, rows: list[object]) -> Path:
 
 
 def test_records_arms_and_default_gain(tmp_path: Path) -> None:
-    path = _write(tmp_path, [
-        {"messages": [{"role": "user", "content": "a"}], "rewards": {"cheap": 0, "big": True}},
-        {"messages": [{"role": "user", "content": "b"}], "rewards": {"cheap": 0.5},
-         "id": "x", "group": "g", "dataset": "support"},
-    ])
+    path = _write(
+        tmp_path,
+        [
+            {"messages": [{"role": "user", "content": "a"}], "rewards": {"cheap": 0, "big": True}},
+            {
+                "messages": [{"role": "user", "content": "b"}],
+                "rewards": {"cheap": 0.5},
+                "id": "x",
+                "group": "g",
+                "dataset": "support",
+            },
+        ],
+    )
     records, arms = load_jsonl_records(path)
     assert arms == ("cheap", "big")
     assert records[0].rewards == {"cheap": 0.0, "big": 1.0}

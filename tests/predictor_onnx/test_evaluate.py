@@ -18,10 +18,15 @@ from predictor_onnx.heads import HeadConfig
 
 
 def _record(dataset: str, i: int, group: str, weak: float, strong: float) -> Record:
-    return Record(dataset=dataset, prompt_id=f"{dataset}/{i}", group_id=group,
-                  messages=({"role": "user", "content": f"q{i}"},),
-                  rewards=MappingProxyType({"weak": weak, "strong": strong}),
-                  responses=MappingProxyType({}), extra=MappingProxyType({}))
+    return Record(
+        dataset=dataset,
+        prompt_id=f"{dataset}/{i}",
+        group_id=group,
+        messages=({"role": "user", "content": f"q{i}"},),
+        rewards=MappingProxyType({"weak": weak, "strong": strong}),
+        responses=MappingProxyType({}),
+        extra=MappingProxyType({}),
+    )
 
 
 def _records() -> list[Record]:
@@ -46,13 +51,17 @@ def test_every_prompt_gets_one_out_of_fold_prediction_and_a_table() -> None:
     records = _records()
     rng = np.random.default_rng(0)
     emb = rng.standard_normal((len(records), 6)).astype(np.float32)
-    design = build_design(records, emb, np.zeros((len(records), 2), np.float32),
-                          ("weak", "strong"))
+    design = build_design(records, emb, np.zeros((len(records), 2), np.float32), ("weak", "strong"))
     cfg = HeadConfig(kind="linear")
     gains = {"gain": ("strong", "weak")}
     for scheme in ("cv", "lodo"):
-        preds = oof_from_design(design, scheme=scheme, gains=gains, cfg=cfg,  # type: ignore[arg-type]
-                                progress=False)
+        preds = oof_from_design(
+            design,
+            scheme=scheme,
+            gains=gains,
+            cfg=cfg,  # type: ignore[arg-type]
+            progress=False,
+        )
         assert set(preds) == {r.prompt_id for r in records}
         rows = metric_rows(records, preds, ("weak", "strong"), gains)
         assert {r["dataset"] for r in rows} == {"a", "b"}

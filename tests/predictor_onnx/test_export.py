@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from predictor_onnx.export import PUBLISHED_SHA256, sha256_file, source_model_dir
+from predictor_onnx.export import PUBLISHED_SHA256, source_model_dir
+from predictor_onnx.manifest import sha256_file
 
 
 @pytest.mark.slow

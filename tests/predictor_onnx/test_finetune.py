@@ -68,8 +68,9 @@ def test_leave_one_dataset_out_writes_predictions_and_metrics(
     minilm_dir: Path, data_dir: Path, tmp_path: Path
 ) -> None:
     cfg = FinetuneConfig(epochs=1, batch_size=8, max_tokens=32, max_steps=1)
-    run_experiment(data_dir, minilm_dir, tmp_path, ["lodo"], cfg, max_records=15,
-                   log=lambda _line: None)
+    run_experiment(
+        data_dir, minilm_dir, tmp_path, ["lodo"], cfg, max_records=15, log=lambda _line: None
+    )
     rows = [json.loads(line) for line in (tmp_path / "oof_lodo.jsonl").read_text().splitlines()]
     assert len(rows) == 15
     assert {r["dataset"] for r in rows} == {"gsm8k", "mmlu", "mtbench"}

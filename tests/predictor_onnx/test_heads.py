@@ -44,6 +44,7 @@ def test_onnx_graph_matches_numpy(kind: str, tmp_path: Path) -> None:
 def test_graded_rewards_are_soft_labels() -> None:
     x = np.zeros((200, 3), dtype=np.float32)
     y = np.full((200, 1), 0.3, dtype=np.float32)
-    head = train_head(x, y, np.ones_like(y), ("a",), n_embed=2,
-                      cfg=HeadConfig(kind="linear", l2=0.0))
+    head = train_head(
+        x, y, np.ones_like(y), ("a",), n_embed=2, cfg=HeadConfig(kind="linear", l2=0.0)
+    )
     assert head.predict(x[:1])[0, 0] == pytest.approx(0.3, abs=1e-3)

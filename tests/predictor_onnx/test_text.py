@@ -8,14 +8,16 @@ from predictor_onnx.text import PromptEncoder, content_text, conversation_text, 
 
 
 def test_roles_are_canonical_and_unknown_roles_become_other() -> None:
-    turns = normalise([
-        {"role": "developer", "content": "be brief"},
-        {"role": "user", "content": "hi"},
-        {"role": "wizard", "content": "abracadabra"},
-        {"role": "function", "content": "{}"},
-        {"content": "no role at all"},
-        "not a message",
-    ])
+    turns = normalise(
+        [
+            {"role": "developer", "content": "be brief"},
+            {"role": "user", "content": "hi"},
+            {"role": "wizard", "content": "abracadabra"},
+            {"role": "function", "content": "{}"},
+            {"content": "no role at all"},
+            "not a message",
+        ]
+    )
     assert [t.role for t in turns] == ["system", "user", "other", "tool", "other"]
     assert [t.focus for t in turns] == [False, True, False, False, False]
 
@@ -52,8 +54,10 @@ def test_empty_and_non_text_inputs_encode_to_cls_sep(prompt_encoder: PromptEncod
 
 
 def test_truncation_keeps_the_last_user_turn(prompt_encoder: PromptEncoder) -> None:
-    history = [{"role": "user", "content": "old question " * 200},
-               {"role": "assistant", "content": "long answer " * 200}]
+    history = [
+        {"role": "user", "content": "old question " * 200},
+        {"role": "assistant", "content": "long answer " * 200},
+    ]
     last = {"role": "user", "content": "zebra quokka"}
     ids = prompt_encoder.ids([*history, last])
     assert len(ids) == prompt_encoder.max_tokens
@@ -72,8 +76,9 @@ def test_an_enormous_focus_keeps_its_head_and_tail(prompt_encoder: PromptEncoder
 
 
 def test_batches_pad_to_the_longest_row(prompt_encoder: PromptEncoder) -> None:
-    ids, mask = prompt_encoder.batch([[{"role": "user", "content": "a"}],
-                                      [{"role": "user", "content": "a b c d e f"}]])
+    ids, mask = prompt_encoder.batch(
+        [[{"role": "user", "content": "a"}], [{"role": "user", "content": "a b c d e f"}]]
+    )
     assert ids.shape == mask.shape
     assert ids.shape[1] == int(mask[1].sum())
     assert int(mask[0].sum()) < ids.shape[1]
