@@ -27,6 +27,7 @@ from proxy.metrics import Metrics
 from proxy.middleware import error_middleware
 from proxy.policies.engine import AllocationEngine
 from proxy.prediction import HashPredictor, Predictor, TablePredictor
+from proxy.predictor_outputs import output_problems
 from proxy.pricing import CostModel
 from proxy.reload import ConfigHolder, Snapshot
 from proxy.state import STATE, ProxyState
@@ -100,6 +101,16 @@ def _cache_ctx(injected: DecisionCache | None):  # type: ignore[no-untyped-def]
     return ctx
 
 
+def _check_outputs(state: ProxyState, predictor: Predictor) -> None:
+    """Refuse to start on a policy reading an output ``predictor`` lacks; guard reloads too."""
+    outputs = frozenset(predictor.output_names)
+    source = str(state.holder.path) if state.holder.path else None
+    problems = output_problems(state.snapshot.config, outputs)
+    if problems:
+        raise ConfigError(problems, source=source)
+    state.holder.add_check(lambda config: output_problems(config, outputs))
+
+
 def _predictor_ctx(injected: Predictor | None, engine: PolicyEngine | None):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         state = app[STATE]
@@ -111,6 +122,8 @@ def _predictor_ctx(injected: Predictor | None, engine: PolicyEngine | None):  # 
                 predictor = await loop.run_in_executor(None, load_predictor, config)
             except PredictorLoadError as exc:
                 raise PredictorLoadError(f"cannot start: {exc}") from None
+        if predictor is not None:
+            _check_outputs(state, predictor)
         state.predictor = predictor
         state.predictor_ready = True
         assert state.cache is not None

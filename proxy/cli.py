@@ -99,7 +99,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from proxy.predictor_outputs import configured_outputs, output_problems
+
     config = _load(args.config)
+    source = args.config or "<embedded default>"
+    try:
+        outputs = configured_outputs(config)
+    except PredictorLoadError as exc:
+        raise ConfigError([("predictor", str(exc))], source=source) from None
+    if outputs is not None and (problems := output_problems(config, outputs)):
+        raise ConfigError(problems, source=source)
     print(
         f"{args.config or '<embedded default>'}: OK — {len(config.upstreams)} upstream(s), "
         f"{len(config.policies)} polic{'y' if len(config.policies) == 1 else 'ies'}"

@@ -41,6 +41,8 @@ class Snapshot:
 
 
 Listener = Callable[[Snapshot], None]
+#: A check a reloaded config must pass beyond its schema, e.g. against the loaded predictor.
+Check = Callable[[Config], list[tuple[str, str]]]
 
 
 class ConfigHolder:
@@ -53,6 +55,7 @@ class ConfigHolder:
         self._path = path
         self._env = env
         self._listeners: list[Listener] = []
+        self._checks: list[Check] = []
         self._mtime_ns = self._stat()
         self._lock = asyncio.Lock()
         self.last_error: str | None = None
@@ -70,6 +73,10 @@ class ConfigHolder:
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener`` with each newly accepted snapshot."""
         self._listeners.append(listener)
+
+    def add_check(self, check: Check) -> None:
+        """Reject every reloaded config for which ``check`` returns problems."""
+        self._checks.append(check)
 
     def _stat(self) -> int | None:
         if self._path is None:
@@ -89,6 +96,9 @@ class ConfigHolder:
             try:
                 path = self._path
                 config = await loop.run_in_executor(None, lambda: load_config(path, env=self._env))
+                problems = [problem for check in self._checks for problem in check(config)]
+                if problems:
+                    raise ConfigError(problems, source=str(path))
             except ConfigError as exc:
                 self.last_error = str(exc)
                 log.error("policy reload rejected; the previous policy keeps serving.\n%s", exc)
