@@ -89,6 +89,41 @@ def comparison_table(rows: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+TRANSFER_NOTE = (
+    "Each dataset is held out in turn and scored by heads trained on the other datasets only "
+    "(leave-one-dataset-out, the measure that matters: a router meets prompts unlike its "
+    "training data); in-dataset CV (5 grouped folds, heads also trained on every other dataset) "
+    "beside it. GSM8K / MMLU / MT-Bench: APGR of `gain` (Mixtral → GPT-4; RouteLLM's best "
+    "published router: 0.622 / 0.603 / 0.802). AlpacaEval (chat prompts of another source, "
+    "other models, judged wins): APGR of the predicted gain against the recorded gain of "
+    "`gpt4_1106_preview` over `llama_2_70b_chat`, and the mean over every pair of the ladder "
+    "(held out, the score is `gain`; in CV, `p_hi − p_lo` of the pair's own heads). HumanEval / "
+    "Game of 24: c-index against the empirical success rate over 100 samples (held out, of "
+    '`p_strong`; in CV, of the suite\'s own arm). Random: 0.500. "old predictor": the previous '
+    "shipped head's recipe (logistic, L2 1e-3) trained on the RouteLLM datasets only; "
+    '"floor": frozen MiniLM + log length, logistic L2 1e-2, RouteLLM datasets only.'
+)
+
+
+def _transfer_section(result: BuildResult) -> list[str]:
+    if "transfer_lodo" not in result.tables:
+        return []
+    return [
+        "### Transfer: every dataset held out in turn (headline)",
+        "",
+        TRANSFER_NOTE,
+        "",
+        "**leave-one-dataset-out**",
+        "",
+        result.tables["transfer_lodo"],
+        "",
+        "**in-dataset 5-fold CV**",
+        "",
+        result.tables.get("transfer_cv", ""),
+        "",
+    ]
+
+
 def write_model_card(
     out_dir: Path,
     *,
@@ -163,6 +198,9 @@ def write_model_card(
         ],
         "",
         "## Held-out evaluation",
+        "",
+        *_transfer_section(result),
+        "### Per dataset and gain",
         "",
         "Splits: 5-fold cross-validation within each dataset, grouped so no prompt (nor an "
         "MT-Bench question's two turns) is in train and test; "

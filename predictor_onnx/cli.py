@@ -25,25 +25,31 @@ MODEL_DIR = Path(__file__).resolve().parent / "model"
 DATA_NOTE = (
     "RouteLLM evaluation outcomes (lm-sys/RouteLLM @0b64fdaf, `routellm/evals/`): GSM8K, MMLU "
     "(57 subjects) and MT-Bench (both turns; GPT-4 judge score, normalised (s−1)/9) of weak = "
-    "Mixtral-8x7B-Instruct and strong = gpt-4-1106-preview; plus the four GSM8K decoding "
-    "procedures of openai/grade-school-math @3101c7d5 (6B/175B × one sample / best-of-100 with a "
-    "verifier). Contaminated prompts listed by RouteLLM are dropped. Loaded by "
-    "`predictor_onnx/data.py` from `--data-dir` (never copied into the repository)."
+    "Mixtral-8x7B-Instruct and strong = gpt-4-1106-preview; the four GSM8K decoding procedures of "
+    "openai/grade-school-math @3101c7d5 (6B/175B × one sample / best-of-100 with a verifier); "
+    "the multi-sample suites (HumanEval × CodeGen-16B from microsoft/CodeT @35f54d60, arm "
+    "`codegen16b`; Game of 24 × GPT-4 from princeton-nlp/tree-of-thought-llm @ab400345, standard "
+    "and CoT prompts, arm `gpt4_game24`), each labelled with the prompt's empirical success rate "
+    "over 100 samples; and the AlpacaEval ladder (tatsu-lab/alpaca_eval @cd543a14: 805 "
+    "instructions × 15 models, reward = GPT-4 judge's win over text-davinci-003, one arm per "
+    "model; the 55 judgements recorded as -1 are left unobserved). Contaminated prompts listed "
+    "by RouteLLM are dropped. Loaded by `predictor_onnx/data.py` and `data_more.py` from "
+    "`--data-dir` (never copied into the repository)."
 )
 
 
 def _records(args: argparse.Namespace) -> tuple[list[Record], tuple[str, ...], dict[str, Any]]:
     from predictor_onnx.custom import load_jsonl_records, parse_gains
-    from predictor_onnx.schema import DEFAULT_ARMS, DEFAULT_GAINS
+    from predictor_onnx.schema import ALL_ARMS, DEFAULT_GAINS
 
     if getattr(args, "jsonl", None):
         records, arms = load_jsonl_records(Path(args.jsonl))
         return records, arms, parse_gains(args.gain or [], arms)
-    from predictor_onnx.data import default_data_dir, load_records
+    from predictor_onnx.data import ALL_DATASETS, default_data_dir, load_records
 
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
-    records = load_records(data_dir)
-    return records, DEFAULT_ARMS, dict(DEFAULT_GAINS)
+    records = load_records(data_dir, ALL_DATASETS)
+    return records, ALL_ARMS, dict(DEFAULT_GAINS)
 
 
 def _head_config(args: argparse.Namespace) -> Any:
@@ -142,6 +148,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     design = build_design(records, embeddings, feature_matrix(conversations), arms)
     schemes: tuple[Scheme, ...] = ("cv", "lodo") if args.scheme == "both" else (args.scheme,)
+    if "lodo" in schemes and len(set(design.datasets)) >= 2:
+        from predictor_onnx.methods import per_arm
+        from predictor_onnx.transfer import TRANSFER_HEADER, headline, transfer_table
+
+        transfer = headline(design, per_arm(cfg))
+        print(TRANSFER_HEADER + "\n")
+        print("**leave-one-dataset-out (headline)**\n\n" + transfer_table(transfer, "lodo") + "\n")
+        print("**in-dataset 5-fold CV**\n\n" + transfer_table(transfer, "cv") + "\n")
     for scheme in schemes:
         if scheme == "lodo" and len(set(design.datasets)) < 2:
             print("leave-one-dataset-out needs at least two datasets; skipped")

@@ -41,7 +41,10 @@ from typing import Any
 
 MODEL_WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 MODEL_STRONG = "gpt-4-1106-preview"
+#: RouteLLM's datasets (the benchmark's suites and the replay upstream's records).
 DATASETS: tuple[str, ...] = ("gsm8k", "mmlu", "mtbench")
+#: Every dataset the predictor trains on (``predictor_onnx.data_more`` loads the last three).
+ALL_DATASETS: tuple[str, ...] = (*DATASETS, "humaneval", "game24", "alpaca_eval")
 GSM8K_PROCEDURES: tuple[str, ...] = (
     "6b_finetuning",
     "6b_verification",
@@ -276,7 +279,17 @@ def load_mtbench(data_dir: Path, *, drop_contaminated: bool = True) -> list[Reco
     return records
 
 
-_LOADERS = {"gsm8k": load_gsm8k, "mmlu": load_mmlu, "mtbench": load_mtbench}
+def _loaders() -> dict[str, Any]:
+    from predictor_onnx.data_more import load_alpaca_eval, load_game24, load_humaneval
+
+    return {
+        "gsm8k": load_gsm8k,
+        "mmlu": load_mmlu,
+        "mtbench": load_mtbench,
+        "humaneval": load_humaneval,
+        "game24": load_game24,
+        "alpaca_eval": load_alpaca_eval,
+    }
 
 
 def load_records(
@@ -293,11 +306,13 @@ def load_records(
     repeats have different recorded outcomes).
     """
     data_dir = Path(data_dir)
+    loaders = _loaders()
     out: list[Record] = []
     for name in datasets:
-        if name not in _LOADERS:
-            raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
-        out.extend(_LOADERS[name](data_dir, drop_contaminated=drop_contaminated))
+        if name not in loaders:
+            known = ", ".join(ALL_DATASETS)
+            raise ValueError(f"unknown dataset {name!r}; expected one of {known}")
+        out.extend(loaders[name](data_dir, drop_contaminated=drop_contaminated))
     first_group: dict[str, str] = {}
     for i, record in enumerate(out):
         key = "\x00".join(

@@ -237,6 +237,15 @@ def build_predictor(
         title = "5-fold grouped cross-validation" if scheme == "cv" else "leave-one-dataset-out"
         result.rows[scheme] = rows
         result.tables[scheme] = format_table(rows, title)
+    if "lodo" in schemes and n_datasets >= 2:
+        from predictor_onnx.methods import per_arm
+        from predictor_onnx.transfer import headline, transfer_table
+
+        transfer = headline(design, per_arm(cfg), progress=progress)
+        for scheme in ("lodo", "cv"):
+            table = transfer_table(transfer, scheme)
+            if table.count("\n") > 1:
+                result.tables[f"transfer_{scheme}"] = table
     from predictor_onnx.card import write_model_card
 
     speed = measure_speed_in_subprocess(out_dir, conversations) if measure_speed else None

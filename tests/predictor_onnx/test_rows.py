@@ -94,3 +94,49 @@ def test_training_embeddings_equal_serving_embeddings(
     assert np.abs(cached - alone).max() <= TOLERANCE
     again = embed_messages(encoder, conversations[::-1], cache_dir=tmp_path, progress=False)
     assert np.abs(again[::-1] - cached).max() == 0.0  # served from the cache file
+
+
+async def test_decide_and_allocate_agree_through_the_proxy(model_dir: Path) -> None:
+    import aiohttp
+
+    from proxy.app import create_app
+    from proxy.config import Config
+    from tests.servers import running
+
+    config = Config.model_validate(
+        {
+            "server": {"reload": False},
+            "upstreams": {"pool": {"base_url": "http://127.0.0.1:9/v1", "model": "pool"}},
+            "policies": {
+                "bok": {
+                    "type": "best_of_k",
+                    "upstream": "pool",
+                    "n_min": 1,
+                    "n_max": 6,
+                    "predictor_output": "p_weak",
+                    "lambda": 0.01,
+                },
+            },
+        }
+    )
+    loaded = OnnxPredictor.load(model_dir, max_batch_size=32, batch_window_ms=5.0, workers=2)
+    target = {"messages": TARGET}
+    try:
+        async with (
+            running(create_app(config, predictor=loaded)) as url,
+            aiohttp.ClientSession() as session,
+        ):
+            in_batches: list[float] = []  # batched first: nothing cached yet
+            for size, seed in ((3, 11), (5, 12)):
+                mates = [{"messages": m} for m in _mates(seed, size - 1)]
+                body = {"model": "bok", "budget": 6 * size, "requests": [*mates, target]}
+                async with session.post(f"{url}/v1/adaptive/allocate", json=body) as response:
+                    plan = await response.json()
+                in_batches.append(plan["allocations"][-1]["p"])
+            async with session.post(
+                f"{url}/v1/adaptive/decide", json={"model": "bok", **target}
+            ) as response:
+                decided = (await response.json())["predictions"]["p_weak"]
+    finally:
+        await loaded.aclose()
+    assert all(abs(p - decided) <= TOLERANCE for p in in_batches)
