@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 WORK_DIR = Path(__file__).resolve().parent / "work"
 MODEL_DIR = Path(__file__).resolve().parent / "model"
+#: Encoder input budget of the shipped model (chosen on held-out APGR and speed: MODEL_CARD.md).
+MAX_TOKENS = 128
 DATA_NOTE = (
     "RouteLLM evaluation outcomes (lm-sys/RouteLLM @0b64fdaf, `routellm/evals/`): GSM8K, MMLU "
     "(57 subjects) and MT-Bench (both turns; GPT-4 judge score, normalised (s−1)/9) of weak = "
@@ -105,6 +107,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         embed_cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         data_note="" if args.jsonl else DATA_NOTE,
         measure_speed=args.measure_speed,
+        max_tokens=args.max_tokens,
     )
     for table in result.tables.values():
         print(table + "\n")
@@ -253,6 +256,12 @@ def register_cli(subparsers: Any) -> None:
     train.add_argument("--out", default=None, help="model folder (default: the shipped one)")
     train.add_argument("--work-dir", default=str(WORK_DIR), help="fp32 export, scratch files")
     train.add_argument("--head", choices=("linear", "mlp", "ensemble"), default=None)
+    train.add_argument(
+        "--max-tokens",
+        type=int,
+        default=MAX_TOKENS,
+        help=f"tokens the encoder reads per conversation (default {MAX_TOKENS})",
+    )
     train.add_argument("--skip-eval", action="store_true", help="no out-of-fold evaluation")
     train.add_argument(
         "--encoder-from",

@@ -33,6 +33,11 @@ def _centred(design: Design, rows: Any) -> Any:
     return x
 
 
+def _nothing(x_test: Any) -> tuple[Any, dict[str, Any]]:
+    """The scorer of a method with no training rows: no arms, a constant gain."""
+    return np.zeros(len(x_test)), {}
+
+
 def per_arm(
     cfg: HeadConfig, *, centred: bool = False, datasets: Sequence[str] | None = None
 ) -> Method:
@@ -42,6 +47,8 @@ def per_arm(
         if datasets is not None:
             rows = rows & np.isin(np.asarray(design.datasets), list(datasets))
         seen = design.mask[rows].sum(axis=0) > 0
+        if not seen.any():
+            return _nothing
         arms = tuple(a for a, s in zip(design.arms, seen, strict=True) if s)
         cols = np.nonzero(seen)[0]
         x = _centred(design, rows) if centred else design.x[rows]

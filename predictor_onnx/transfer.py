@@ -86,6 +86,8 @@ def _cells(
     design: Design, name: str, rows: Any, gain: Any, probs: dict[str, Any], scheme: str
 ) -> list[Cell]:
     n = int(rows.sum())
+    if not probs:
+        return []  # the method had no training data for this dataset (e.g. in-dataset CV)
     if name in ROUTELLM:
         return [Cell(name, "gain", "apgr", _apgr(design, rows, gain, "strong", "weak"), n)]
     if name in SUCCESS_RATE_DATASETS:
@@ -128,7 +130,7 @@ def evaluate_method(
 ) -> list[Cell]:
     """Held-out cells of ``method`` on every dataset (``lodo``) or by grouped folds (``cv``).
 
-    CV trains on the other folds of the same dataset plus every other dataset.
+    CV trains on the other folds of the same dataset only (in-dataset CV).
     """
     ds = np.asarray(design.datasets)
     cells: list[Cell] = []
@@ -145,7 +147,7 @@ def evaluate_method(
             for k in range(n_folds):
                 test = np.zeros(len(ds), dtype=bool)
                 test[idx[folds == k]] = True
-                fold_gain, fold_probs = method(design, ~test)(design.x[test])
+                fold_gain, fold_probs = method(design, inside & ~test)(design.x[test])
                 gain[folds == k] = fold_gain
                 for arm, p in fold_probs.items():
                     probs.setdefault(arm, np.zeros(len(idx)))[folds == k] = p

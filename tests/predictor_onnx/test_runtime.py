@@ -13,19 +13,11 @@ import pytest
 
 from predictor_onnx.errors import PredictorLoadError
 from predictor_onnx.runtime import OnnxPredictor
+from predictor_onnx.schema import ALL_ARMS
 from proxy.prediction import Predictor
 
-EXPECTED = {
-    "p_weak",
-    "p_strong",
-    "gain",
-    "p_6b_finetuning",
-    "p_6b_verification",
-    "p_175b_finetuning",
-    "p_175b_verification",
-    "gain_6b",
-    "gain_175b",
-}
+# Every arm of every dataset, then the gains policies read.
+EXPECTED = {f"p_{arm}" for arm in ALL_ARMS} | {"gain", "gain_6b", "gain_175b", "gain_chat"}
 
 
 @pytest.fixture
