@@ -52,8 +52,15 @@ def thresholds_for_fractions(scores: FloatArray, fractions: FloatArray) -> list[
     return out
 
 
-def pair_curve_stats(scores: FloatArray, qc: FloatArray, qe: FloatArray, cc: FloatArray,
-                     ce: FloatArray, *, split_ties: bool = False) -> dict[str, float]:
+def pair_curve_stats(
+    scores: FloatArray,
+    qc: FloatArray,
+    qe: FloatArray,
+    cc: FloatArray,
+    ce: FloatArray,
+    *,
+    split_ties: bool = False,
+) -> dict[str, float]:
     """APGR, CPT(50/80%), saving at equal quality, quality gain at equal cost of one policy."""
     sw = m.threshold_sweep(scores, qc, qe, cc, ce, split_ties=split_ties)
     q_w, q_s = float(qc.mean()), float(qe.mean())
@@ -78,17 +85,22 @@ def _grid_points(sw: m.Sweep, qc: FloatArray, qe: FloatArray) -> list[dict[str, 
     out = []
     for target in GRID:
         i = int(np.argmin(np.abs(sw.frac_expensive - target)))
-        out.append({
-            "target_frac": float(target), "threshold": _fin(float(sw.thresholds[i])),
-            "frac_expensive": float(sw.frac_expensive[i]), "quality": float(sw.quality[i]),
-            "pgr": float(m.pgr(sw.quality[i], q_w, q_s)),
-            "cost_usd_per_request": float(sw.cost_usd[i] / max(len(qc), 1)),
-        })
+        out.append(
+            {
+                "target_frac": float(target),
+                "threshold": _fin(float(sw.thresholds[i])),
+                "frac_expensive": float(sw.frac_expensive[i]),
+                "quality": float(sw.quality[i]),
+                "pgr": float(m.pgr(sw.quality[i], q_w, q_s)),
+                "cost_usd_per_request": float(sw.cost_usd[i] / max(len(qc), 1)),
+            }
+        )
     return out
 
 
-def evaluate_pair(data: SuiteData, pair: Pair, scores: Mapping[str, FloatArray], *,
-                  n_boot: int, seed: int = 0) -> dict[str, Any]:
+def evaluate_pair(
+    data: SuiteData, pair: Pair, scores: Mapping[str, FloatArray], *, n_boot: int, seed: int = 0
+) -> dict[str, Any]:
     """Every figure of one cheap/expensive pair under each prediction scheme."""
     i_c, i_e = data.col(pair.cheap), data.col(pair.expensive)
     qc, qe = data.reward[:, i_c], data.reward[:, i_e]
@@ -97,8 +109,11 @@ def evaluate_pair(data: SuiteData, pair: Pair, scores: Mapping[str, FloatArray],
     oracle_s = m.oracle_scores(qc, qe)
     random_s = m.random_scores(n, seed)
     out: dict[str, Any] = {
-        "cheap": pair.cheap, "expensive": pair.expensive, "score_output": pair.score_output,
-        "quality_cheap": float(qc.mean()), "quality_expensive": float(qe.mean()),
+        "cheap": pair.cheap,
+        "expensive": pair.expensive,
+        "score_output": pair.score_output,
+        "quality_cheap": float(qc.mean()),
+        "quality_expensive": float(qe.mean()),
         "cost_usd_per_request_cheap": float(cc.mean()),
         "cost_usd_per_request_expensive": float(ce.mean()),
     }
@@ -106,29 +121,43 @@ def evaluate_pair(data: SuiteData, pair: Pair, scores: Mapping[str, FloatArray],
     random = pair_curve_stats(random_s, qc, qe, cc, ce, split_ties=True)
     # One random order is noisy on small suites; the headline is the mean of RANDOM_SEEDS.
     random["apgr_single_seed"] = random["apgr"]
-    random["apgr"] = float(np.mean([
-        pair_curve_stats(m.random_scores(n, seed + r), qc, qe, cc, ce, split_ties=True)["apgr"]
-        for r in range(RANDOM_SEEDS)]))
+    random["apgr"] = float(
+        np.mean(
+            [
+                pair_curve_stats(m.random_scores(n, seed + r), qc, qe, cc, ce, split_ties=True)[
+                    "apgr"
+                ]
+                for r in range(RANDOM_SEEDS)
+            ]
+        )
+    )
     out["oracle"] = oracle
     out["random"] = random
-    out["sweep_oracle"] = _grid_points(m.threshold_sweep(oracle_s, qc, qe, cc, ce,
-                                                         split_ties=True), qc, qe)
-    out["sweep_random"] = _grid_points(m.threshold_sweep(random_s, qc, qe, cc, ce,
-                                                         split_ties=True), qc, qe)
+    out["sweep_oracle"] = _grid_points(
+        m.threshold_sweep(oracle_s, qc, qe, cc, ce, split_ties=True), qc, qe
+    )
+    out["sweep_random"] = _grid_points(
+        m.threshold_sweep(random_s, qc, qe, cc, ce, split_ties=True), qc, qe
+    )
     for scheme, s in scores.items():
         stats = pair_curve_stats(s, qc, qe, cc, ce)
         sw = m.threshold_sweep(s, qc, qe, cc, ce)
+
         def stat(idx: npt.NDArray[np.int64], s: FloatArray = s) -> dict[str, float]:
             return pair_curve_stats(s[idx], qc[idx], qe[idx], cc[idx], ce[idx])
 
-        ci = {k: list(v) for k, v in m.bootstrap_cis(stat, n, n_boot=n_boot, seed=seed).items()
-              if k != "max_quality"}
+        ci = {
+            k: list(v)
+            for k, v in m.bootstrap_cis(stat, n, n_boot=n_boot, seed=seed).items()
+            if k != "max_quality"
+        }
         saved_o = oracle["saved_at_equal_quality"]
         out[scheme] = {
             **{k: _fin(v) for k, v in stats.items()},
             "ci95": ci,
-            "oracle_saving_captured": (stats["saved_at_equal_quality"] / saved_o
-                                       if saved_o > 0 else None),
+            "oracle_saving_captured": (
+                stats["saved_at_equal_quality"] / saved_o if saved_o > 0 else None
+            ),
             "sweep": _grid_points(sw, qc, qe),
             "n_operating_points": len(sw.thresholds),
         }
@@ -146,8 +175,9 @@ def _lambda_grid() -> FloatArray:
     return np.concatenate([[0.0], np.logspace(-3, 7, 400), [np.inf]])
 
 
-def _ladder_curve(predicted: FloatArray, data: SuiteData, est: FloatArray
-                  ) -> tuple[FloatArray, FloatArray, list[m.LadderPoint]]:
+def _ladder_curve(
+    predicted: FloatArray, data: SuiteData, est: FloatArray
+) -> tuple[FloatArray, FloatArray, list[m.LadderPoint]]:
     lams = _lambda_grid()
     finite = [x if np.isfinite(x) else 1e30 for x in lams]
     pts = m.ladder_sweep(predicted, data.reward, data.cost_usd, est, finite)
@@ -160,25 +190,42 @@ def _on_unit(cost_norm: FloatArray, quality: FloatArray) -> tuple[FloatArray, Fl
     return GRID, np.interp(GRID, c, q)
 
 
-def ladder_stats(predicted: FloatArray, data: SuiteData, est: FloatArray, lo_usd: float,
-                 hi_usd: float, q_lo: float, q_hi: float) -> dict[str, Any]:
+def ladder_stats(
+    predicted: FloatArray,
+    data: SuiteData,
+    est: FloatArray,
+    lo_usd: float,
+    hi_usd: float,
+    q_lo: float,
+    q_hi: float,
+) -> dict[str, Any]:
     """APGR/CPT on normalised cost, and the curve, of one ladder policy."""
     usd, q, pts = _ladder_curve(predicted, data, est)
     x, y = _on_unit(m.normalise_cost(usd, lo_usd, hi_usd), q)
     c_env, q_env = m.upper_envelope(usd, q)
     needed = m.cost_to_reach(c_env, q_env, q_hi)
     return {
-        "apgr": m.apgr(x, y, q_lo, q_hi), "cpt50": m.cpt(x, y, q_lo, q_hi, 0.5),
+        "apgr": m.apgr(x, y, q_lo, q_hi),
+        "cpt50": m.cpt(x, y, q_lo, q_hi, 0.5),
         "cpt80": m.cpt(x, y, q_lo, q_hi, 0.8),
         "saved_at_equal_quality": _saving(needed, hi_usd),
-        "curve": [{"lambda": p.lam, "cost_usd_per_request": p.cost_usd, "quality": p.quality,
-                   "arm_counts": list(p.arm_counts)} for p in pts],
-        "_usd": usd, "_q": q,
+        "curve": [
+            {
+                "lambda": p.lam,
+                "cost_usd_per_request": p.cost_usd,
+                "quality": p.quality,
+                "arm_counts": list(p.arm_counts),
+            }
+            for p in pts
+        ],
+        "_usd": usd,
+        "_q": q,
     }
 
 
-def evaluate_ladder(data: SuiteData, preds: Mapping[str, FloatArray], *, n_boot: int,
-                    seed: int = 0) -> dict[str, Any]:
+def evaluate_ladder(
+    data: SuiteData, preds: Mapping[str, FloatArray], *, n_boot: int, seed: int = 0
+) -> dict[str, Any]:
     """The price-of-compute ladder against the best single arm at each budget and the oracle.
 
     ``preds[scheme]`` is (prompts × arms) of predicted rewards in ``data.arm_keys`` order.
@@ -189,16 +236,27 @@ def evaluate_ladder(data: SuiteData, preds: Mapping[str, FloatArray], *, n_boot:
     hi = int(np.argmax(quality))
     lo_usd, hi_usd = float(est[lo]), float(est[hi])
     q_lo, q_hi = float(quality[lo]), float(quality[hi])
-    arms = [{"arm": k, "label": ARMS[k].label, "quality": float(quality[j]),
-             "cost_usd_per_request": float(est[j])} for j, k in enumerate(data.arm_keys)]
-    out: dict[str, Any] = {"arms": arms, "reference_low": data.arm_keys[lo],
-                           "reference_high": data.arm_keys[hi]}
+    arms = [
+        {
+            "arm": k,
+            "label": ARMS[k].label,
+            "quality": float(quality[j]),
+            "cost_usd_per_request": float(est[j]),
+        }
+        for j, k in enumerate(data.arm_keys)
+    ]
+    out: dict[str, Any] = {
+        "arms": arms,
+        "reference_low": data.arm_keys[lo],
+        "reference_high": data.arm_keys[hi],
+    }
     oracle = ladder_stats(data.reward, data, est, lo_usd, hi_usd, q_lo, q_hi)
     qlo_col, qhi_col = data.reward[:, lo], data.reward[:, hi]
     rnd_apgr = []
     for r in range(RANDOM_SEEDS):
-        rnd = m.threshold_sweep(m.random_scores(data.n, seed + r), qlo_col, qhi_col,
-                                split_ties=True)
+        rnd = m.threshold_sweep(
+            m.random_scores(data.n, seed + r), qlo_col, qhi_col, split_ties=True
+        )
         rnd_apgr.append(m.apgr(rnd.frac_expensive, rnd.quality, q_lo, q_hi))
     out["random"] = {"apgr": float(np.mean(rnd_apgr)), "apgr_single_seed": rnd_apgr[0]}
     out["oracle"] = {k: v for k, v in oracle.items() if not k.startswith("_")}
@@ -207,27 +265,45 @@ def evaluate_ladder(data: SuiteData, preds: Mapping[str, FloatArray], *, n_boot:
         st = ladder_stats(p, data, est, lo_usd, hi_usd, q_lo, q_hi)
 
         def lstat(idx: npt.NDArray[np.int64], p: FloatArray = p) -> dict[str, float]:
-            sub = SuiteData(data.spec, [], [], data.arm_keys, data.reward[idx],
-                            data.cost_usd[idx], data.prompt_tokens[idx])
+            sub = SuiteData(
+                data.spec,
+                [],
+                [],
+                data.arm_keys,
+                data.reward[idx],
+                data.cost_usd[idx],
+                data.prompt_tokens[idx],
+            )
             full = ladder_stats(p[idx], sub, est, lo_usd, hi_usd, q_lo, q_hi)
-            return {k: float(full[k]) for k in ("apgr", "cpt50", "cpt80",
-                                                "saved_at_equal_quality")}
+            return {k: float(full[k]) for k in ("apgr", "cpt50", "cpt80", "saved_at_equal_quality")}
 
-        ci = {k: list(v) for k, v in
-              m.bootstrap_cis(lstat, data.n, n_boot=n_boot, seed=seed).items()}
+        ci = {
+            k: list(v) for k, v in m.bootstrap_cis(lstat, data.n, n_boot=n_boot, seed=seed).items()
+        }
         vs_best = []
         c_env, q_env = m.upper_envelope(st["_usd"], st["_q"])
         for b in budgets:
             best = max(float(quality[j]) for j in range(len(est)) if est[j] <= b + 1e-15)
             ok = c_env <= b + 1e-15
             ours = float(q_env[ok].max()) if ok.any() else float("nan")
-            vs_best.append({"budget_usd_per_request": b, "best_single_arm_quality": best,
-                            "ladder_quality": ours})
+            vs_best.append(
+                {
+                    "budget_usd_per_request": b,
+                    "best_single_arm_quality": best,
+                    "ladder_quality": ours,
+                }
+            )
         saved_o = oracle["saved_at_equal_quality"]
-        out[scheme] = {"apgr": st["apgr"], "cpt50": _fin(st["cpt50"]),
-                       "cpt80": _fin(st["cpt80"]), "ci95": ci, "curve": st["curve"],
-                       "saved_at_equal_quality": st["saved_at_equal_quality"],
-                       "oracle_saving_captured": (st["saved_at_equal_quality"] / saved_o
-                                                  if saved_o > 0 else None),
-                       "vs_best_single_arm": vs_best}
+        out[scheme] = {
+            "apgr": st["apgr"],
+            "cpt50": _fin(st["cpt50"]),
+            "cpt80": _fin(st["cpt80"]),
+            "ci95": ci,
+            "curve": st["curve"],
+            "saved_at_equal_quality": st["saved_at_equal_quality"],
+            "oracle_saving_captured": (
+                st["saved_at_equal_quality"] / saved_o if saved_o > 0 else None
+            ),
+            "vs_best_single_arm": vs_best,
+        }
     return out

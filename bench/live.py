@@ -48,13 +48,17 @@ async def start_server(app: web.Application) -> tuple[web.AppRunner, str]:
     return runner, f"http://{host}:{port}"
 
 
-def write_table(path: Path, messages: Sequence[Sequence[Mapping[str, Any]]],
-                predictions: Sequence[Mapping[str, float]]) -> None:
+def write_table(
+    path: Path,
+    messages: Sequence[Sequence[Mapping[str, Any]]],
+    predictions: Sequence[Mapping[str, float]],
+) -> None:
     """The proxy's table predictor file: one ``{"messages", "predictions"}`` object a line."""
     with path.open("w", encoding="utf-8") as fh:
         for msgs, preds in zip(messages, predictions, strict=True):
-            fh.write(json.dumps({"messages": [dict(m) for m in msgs],
-                                 "predictions": dict(preds)}) + "\n")
+            fh.write(
+                json.dumps({"messages": [dict(m) for m in msgs], "predictions": dict(preds)}) + "\n"
+            )
 
 
 def upstream_name(arm_key: str) -> str:
@@ -62,18 +66,27 @@ def upstream_name(arm_key: str) -> str:
     return f"arm-{arm_key.replace('_', '-')}"
 
 
-def policy_yaml(replay_base_url: str, arm_keys: Sequence[str], policies: Mapping[str, Any],
-                table_path: Path, *, n_entries: int) -> str:
+def policy_yaml(
+    replay_base_url: str,
+    arm_keys: Sequence[str],
+    policies: Mapping[str, Any],
+    table_path: Path,
+    *,
+    n_entries: int,
+) -> str:
     """A policy file in the proxy's YAML shape: one upstream per arm, the given policies,
     the table predictor, and a cache large enough that no entry is evicted mid-run."""
     import yaml
 
     upstreams = {
         upstream_name(k): {
-            "provider": "openai", "base_url": f"{replay_base_url}/v1", "model": ARMS[k].model,
+            "provider": "openai",
+            "base_url": f"{replay_base_url}/v1",
+            "model": ARMS[k].model,
             "price_in_per_mtok_usd": ARMS[k].price_in_per_mtok_usd,
             "price_out_per_mtok_usd": ARMS[k].price_out_per_mtok_usd,
-            "timeout_s": 60, "retries": 1,
+            "timeout_s": 60,
+            "retries": 1,
         }
         for k in arm_keys
     }
@@ -109,9 +122,16 @@ def _parse(prompt_id: str, policy: str, raw: Any) -> LiveResult:
     )
 
 
-async def send_all(base_url: str, policies: Sequence[str], prompt_ids: Sequence[str],
-                   messages: Sequence[Sequence[Mapping[str, Any]]], *, concurrency: int = 32,
-                   progress: bool = True, desc: str = "") -> dict[str, list[LiveResult]]:
+async def send_all(
+    base_url: str,
+    policies: Sequence[str],
+    prompt_ids: Sequence[str],
+    messages: Sequence[Sequence[Mapping[str, Any]]],
+    *,
+    concurrency: int = 32,
+    progress: bool = True,
+    desc: str = "",
+) -> dict[str, list[LiveResult]]:
     """Every prompt to every policy through the OpenAI SDK; results in prompt order."""
     from openai import AsyncOpenAI
     from tqdm import tqdm
@@ -119,15 +139,17 @@ async def send_all(base_url: str, policies: Sequence[str], prompt_ids: Sequence[
     gate = asyncio.Semaphore(concurrency)
     total = len(policies) * len(prompt_ids)
     out: dict[str, list[LiveResult | None]] = {p: [None] * len(prompt_ids) for p in policies}
-    async with AsyncOpenAI(base_url=f"{base_url}/v1", api_key="bench", max_retries=2,
-                           timeout=120.0) as client:
-        with tqdm(total=total, desc=desc, disable=not progress, unit="req",
-                  mininterval=1.0) as bar:
+    async with AsyncOpenAI(
+        base_url=f"{base_url}/v1", api_key="bench", max_retries=2, timeout=120.0
+    ) as client:
+        with tqdm(total=total, desc=desc, disable=not progress, unit="req", mininterval=1.0) as bar:
 
             async def one(policy: str, i: int) -> None:
                 async with gate:
+                    conversation: Any = [dict(m) for m in messages[i]]  # recorded, not SDK-typed
                     raw = await client.chat.completions.with_raw_response.create(
-                        model=policy, messages=[dict(m) for m in messages[i]])  # type: ignore[misc]
+                        model=policy, messages=conversation
+                    )
                 out[policy][i] = _parse(prompt_ids[i], policy, raw)
                 bar.update(1)
 
@@ -137,10 +159,17 @@ async def send_all(base_url: str, policies: Sequence[str], prompt_ids: Sequence[
     return {p: [r for r in rs if r is not None] for p, rs in out.items()}
 
 
-async def run_live(replay_base_url: str, yaml_text: str, policies: Sequence[str],
-                   prompt_ids: Sequence[str], messages: Sequence[Sequence[Mapping[str, Any]]],
-                   *, concurrency: int = 32, progress: bool = True, desc: str = ""
-                   ) -> dict[str, list[LiveResult]]:
+async def run_live(
+    replay_base_url: str,
+    yaml_text: str,
+    policies: Sequence[str],
+    prompt_ids: Sequence[str],
+    messages: Sequence[Sequence[Mapping[str, Any]]],
+    *,
+    concurrency: int = 32,
+    progress: bool = True,
+    desc: str = "",
+) -> dict[str, list[LiveResult]]:
     """Start the proxy from ``yaml_text``, send every prompt to every policy, stop the proxy."""
     from proxy.app import create_app
     from proxy.config import load_config_text
@@ -148,15 +177,22 @@ async def run_live(replay_base_url: str, yaml_text: str, policies: Sequence[str]
     config = load_config_text(yaml_text)
     runner, proxy_url = await start_server(create_app(config))
     try:
-        return await send_all(proxy_url, policies, prompt_ids, messages,
-                              concurrency=concurrency, progress=progress, desc=desc)
+        return await send_all(
+            proxy_url,
+            policies,
+            prompt_ids,
+            messages,
+            concurrency=concurrency,
+            progress=progress,
+            desc=desc,
+        )
     finally:
         await runner.cleanup()
 
 
 async def start_replay(data_dir: Path) -> tuple[web.AppRunner, str]:
     """The replay upstream (every recorded prompt) on a free port."""
-    from bench.replay import build_store, create_replay_app
+    from replay.server import build_store, create_replay_app
 
     store = await asyncio.get_running_loop().run_in_executor(None, build_store, data_dir)
     return await start_server(create_replay_app(store))

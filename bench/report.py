@@ -11,15 +11,9 @@ from typing import Any
 import numpy as np
 
 from bench import evaluate as ev
+from bench.report_text import ORACLE_CAPTURE_TARGET as ORACLE_CAPTURE_TARGET
+from bench.report_text import ROUTELLM_PUBLISHED as ROUTELLM_PUBLISHED
 from bench.suites import SUITES, SuiteData
-
-# RouteLLM's best published router per benchmark (their paper, Table: APGR and CPT(50%)).
-ROUTELLM_PUBLISHED = {
-    "routellm-mtbench": {"apgr": 0.802, "cpt50": 0.1340},
-    "routellm-mmlu": {"apgr": 0.603, "cpt50": 0.3540},
-    "routellm-gsm8k": {"apgr": 0.622, "cpt50": 0.3364},
-}
-ORACLE_CAPTURE_TARGET = 0.60
 
 
 def _clean(obj: Any) -> Any:
@@ -35,42 +29,56 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def write_suite(out_dir: Path, result: Mapping[str, Any], data: SuiteData,
-                preds: Mapping[str, Mapping[str, Mapping[str, float]]]) -> None:
+def write_suite(
+    out_dir: Path,
+    result: Mapping[str, Any],
+    data: SuiteData,
+    preds: Mapping[str, Mapping[str, Mapping[str, float]]],
+) -> None:
     """The suite's JSON, its per-prompt records and its plot."""
     name = result["suite"]
-    result = {**result, "records_fields": {
-        "decisions": "per pair and scheme, 1 = expensive at each threshold of "
-                     "decision_grid_frac_expensive",
-        "decision_grid_frac_expensive": [float(x) for x in ev.DECISION_GRID],
-        "live_arm": "arm chosen by the live proxy for each of live_policies",
-        "live_policies": list(data.meta.get("live", {}))}}
-    (out_dir / f"{name}.json").write_text(json.dumps(_clean(dict(result)), indent=1) + "\n",
-                                          encoding="utf-8")
-    outputs = ([p.score_output for p in data.spec.pairs]
-               + [f"p_{k}" for k in data.arm_keys] if data.spec.pairs
-               else [f"p_{k}" for k in data.arm_keys])
+    result = {
+        **result,
+        "records_fields": {
+            "decisions": "per pair and scheme, 1 = expensive at each threshold of "
+            "decision_grid_frac_expensive",
+            "decision_grid_frac_expensive": [float(x) for x in ev.DECISION_GRID],
+            "live_arm": "arm chosen by the live proxy for each of live_policies",
+            "live_policies": list(data.meta.get("live", {})),
+        },
+    }
+    (out_dir / f"{name}.json").write_text(
+        json.dumps(_clean(dict(result)), indent=1) + "\n", encoding="utf-8"
+    )
+    outputs = (
+        [p.score_output for p in data.spec.pairs] + [f"p_{k}" for k in data.arm_keys]
+        if data.spec.pairs
+        else [f"p_{k}" for k in data.arm_keys]
+    )
     outputs = list(dict.fromkeys(outputs))
     decisions: dict[str, dict[str, list[str]]] = {}
     for pair in data.spec.pairs:
         decisions[pair.name] = {
-            s: ev.decisions_bits(np.asarray([preds[s][pid][pair.score_output]
-                                             for pid in data.prompt_ids]))
-            for s in preds}
+            s: ev.decisions_bits(
+                np.asarray([preds[s][pid][pair.score_output] for pid in data.prompt_ids])
+            )
+            for s in preds
+        }
     live_arms: Mapping[str, list[str]] = data.meta.get("live", {})
     with (out_dir / f"{name}.records.jsonl").open("w", encoding="utf-8") as fh:
         for i, pid in enumerate(data.prompt_ids):
             row: dict[str, Any] = {
                 "prompt_id": pid,
-                "predictions": {s: {o: round(preds[s][pid][o], 4) for o in outputs}
-                                for s in preds},
+                "predictions": {s: {o: round(preds[s][pid][o], 4) for o in outputs} for s in preds},
                 "outcome": {k: float(data.reward[i, j]) for j, k in enumerate(data.arm_keys)},
-                "cost_usd": {k: float(f"{data.cost_usd[i, j]:.4g}")
-                             for j, k in enumerate(data.arm_keys)},
+                "cost_usd": {
+                    k: float(f"{data.cost_usd[i, j]:.4g}") for j, k in enumerate(data.arm_keys)
+                },
             }
             if decisions:
-                row["decisions"] = {p: {s: bits[i] for s, bits in d.items()}
-                                    for p, d in decisions.items()}
+                row["decisions"] = {
+                    p: {s: bits[i] for s, bits in d.items()} for p, d in decisions.items()
+                }
             if live_arms:
                 # The arm the live proxy chose, one entry per live policy (in policy order).
                 row["live_arm"] = [arms[i] for arms in live_arms.values()]
@@ -88,29 +96,56 @@ def plot_suite(path: Path, result: Mapping[str, Any]) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     if "pairs" in result:
         main = result["pairs"][result["headline_pair"]]
-        for key, label, style in (("cv", "adaptive (out-of-fold)", "-"),
-                                  ("lodo", "adaptive (leave-one-suite-out)", "--")):
+        for key, label, style in (
+            ("cv", "adaptive (out-of-fold)", "-"),
+            ("lodo", "adaptive (leave-one-suite-out)", "--"),
+        ):
             pts = main[key]["sweep"]
-            ax.plot([100 * p["frac_expensive"] for p in pts], [p["quality"] for p in pts],
-                    style, label=label)
-        for key, label, style in (("sweep_random", "random", ":"),
-                                  ("sweep_oracle", "oracle", "-.")):
+            ax.plot(
+                [100 * p["frac_expensive"] for p in pts],
+                [p["quality"] for p in pts],
+                style,
+                label=label,
+            )
+        for key, label, style in (
+            ("sweep_random", "random", ":"),
+            ("sweep_oracle", "oracle", "-."),
+        ):
             pts = main[key]
-            ax.plot([100 * p["frac_expensive"] for p in pts], [p["quality"] for p in pts],
-                    style, label=label)
-        ax.scatter([0, 100], [main["quality_cheap"], main["quality_expensive"]], color="k",
-                   zorder=5, label=f"uniform: all {main['cheap']} / all {main['expensive']}")
+            ax.plot(
+                [100 * p["frac_expensive"] for p in pts],
+                [p["quality"] for p in pts],
+                style,
+                label=label,
+            )
+        ax.scatter(
+            [0, 100],
+            [main["quality_cheap"], main["quality_expensive"]],
+            color="k",
+            zorder=5,
+            label=f"uniform: all {main['cheap']} / all {main['expensive']}",
+        )
         ax.set_xlabel(f"requests sent to {main['expensive']} (%)")
     else:
         lad = result["ladder"]
-        for key, label, style in (("cv", "ladder (out-of-fold)", "-"),
-                                  ("lodo", "ladder (leave-one-suite-out)", "--")):
+        for key, label, style in (
+            ("cv", "ladder (out-of-fold)", "-"),
+            ("lodo", "ladder (leave-one-suite-out)", "--"),
+        ):
             pts = sorted(lad[key]["curve"], key=lambda p: p["cost_usd_per_request"])
-            ax.plot([p["cost_usd_per_request"] for p in pts], [p["quality"] for p in pts],
-                    style, label=label)
+            ax.plot(
+                [p["cost_usd_per_request"] for p in pts],
+                [p["quality"] for p in pts],
+                style,
+                label=label,
+            )
         pts = sorted(lad["oracle"]["curve"], key=lambda p: p["cost_usd_per_request"])
-        ax.plot([p["cost_usd_per_request"] for p in pts], [p["quality"] for p in pts], "-.",
-                label="oracle")
+        ax.plot(
+            [p["cost_usd_per_request"] for p in pts],
+            [p["quality"] for p in pts],
+            "-.",
+            label="oracle",
+        )
         for a in lad["arms"]:
             ax.scatter([a["cost_usd_per_request"]], [a["quality"]], zorder=5)
             ax.annotate(a["label"], (a["cost_usd_per_request"], a["quality"]), fontsize=7)
@@ -154,7 +189,8 @@ def summary_table(results: Mapping[str, Mapping[str, Any]]) -> str:
             f"{_f(r['cpt50_lodo'], True)} | {_f(r['cpt80_cv'], True)} | "
             f"{_f(r['cpt80_lodo'], True)} | {_f(r['apgr_random'])} | {_f(r['apgr_oracle'])} | "
             f"{_f(r.get('oracle_saving_captured_cv'), True)} / "
-            f"{_f(r.get('oracle_saving_captured_lodo'), True)} | {pub_s} |")
+            f"{_f(r.get('oracle_saving_captured_lodo'), True)} | {pub_s} |"
+        )
     return "\n".join(lines)
 
 

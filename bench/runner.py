@@ -32,8 +32,13 @@ LIVE_FRACTIONS_QUICK = (0.0, 0.5, 1.0)
 # Prices of compute (accuracy per USD) spread over the ladder's range; 1e30 = cheapest arm.
 LADDER_LIVE_LAMBDAS = (0.0, 30.0, 300.0, 3000.0, 1e30)
 # Modules that may hold the shipped predictor's out-of-fold function, most likely first.
-ONNX_OOF_MODULES = ("predictor_onnx.oof", "predictor_onnx.crossval", "predictor_onnx.evaluate",
-                    "predictor_onnx.train", "predictor_onnx.cv")
+ONNX_OOF_MODULES = (
+    "predictor_onnx.oof",
+    "predictor_onnx.crossval",
+    "predictor_onnx.evaluate",
+    "predictor_onnx.train",
+    "predictor_onnx.cv",
+)
 
 OofFn = Callable[..., dict[str, dict[str, float]]]
 
@@ -75,10 +80,13 @@ def resolve_predictor(name: str) -> tuple[str, OofFn]:
     return "features (STAND-IN: logistic regression on text features)", out_of_fold_predictions
 
 
-def _score_arrays(data: SuiteData, preds: Mapping[str, Mapping[str, Mapping[str, float]]],
-                  output: str) -> dict[str, np.ndarray]:
-    return {s: np.asarray([p[pid][output] for pid in data.prompt_ids], np.float64)
-            for s, p in preds.items()}
+def _score_arrays(
+    data: SuiteData, preds: Mapping[str, Mapping[str, Mapping[str, float]]], output: str
+) -> dict[str, np.ndarray]:
+    return {
+        s: np.asarray([p[pid][output] for pid in data.prompt_ids], np.float64)
+        for s, p in preds.items()
+    }
 
 
 def _live_usd(result: live.LiveResult) -> float:
@@ -87,13 +95,20 @@ def _live_usd(result: live.LiveResult) -> float:
     arm = ARMS.get(result.replay_arm or "")
     if arm is None:
         return float("nan")
-    return (result.prompt_tokens * arm.price_in_per_mtok_usd
-            + result.completion_tokens * arm.price_out_per_mtok_usd) / 1e6
+    return (
+        result.prompt_tokens * arm.price_in_per_mtok_usd
+        + result.completion_tokens * arm.price_out_per_mtok_usd
+    ) / 1e6
 
 
-async def _live_pairs(opts: BenchOptions, data: SuiteData, scores: Mapping[str, Any],
-                      preds_cv: Mapping[str, Mapping[str, float]], replay_url: str,
-                      workdir: Path) -> list[dict[str, Any]]:
+async def _live_pairs(
+    opts: BenchOptions,
+    data: SuiteData,
+    scores: Mapping[str, Any],
+    preds_cv: Mapping[str, Mapping[str, float]],
+    replay_url: str,
+    workdir: Path,
+) -> list[dict[str, Any]]:
     """Run each pair's threshold policies live; check them against the offline computation."""
     table = workdir / f"{data.spec.name}.oof.jsonl"
     live.write_table(table, data.messages, [preds_cv[p] for p in data.prompt_ids])
@@ -102,18 +117,30 @@ async def _live_pairs(opts: BenchOptions, data: SuiteData, scores: Mapping[str, 
     meta: dict[str, tuple[Any, float, float]] = {}
     for pair in data.spec.pairs:
         s = scores[pair.name]["cv"]
-        for f, t in zip(fractions, ev.thresholds_for_fractions(s, np.asarray(fractions)),
-                        strict=True):
+        for f, t in zip(
+            fractions, ev.thresholds_for_fractions(s, np.asarray(fractions)), strict=True
+        ):
             name = f"{pair.name}-t{round(f * 100):03d}"
-            policies[name] = {"type": "route", "cheap": live.upstream_name(pair.cheap),
-                              "expensive": live.upstream_name(pair.expensive),
-                              "predictor_output": pair.score_output, "threshold": t}
+            policies[name] = {
+                "type": "route",
+                "cheap": live.upstream_name(pair.cheap),
+                "expensive": live.upstream_name(pair.expensive),
+                "predictor_output": pair.score_output,
+                "threshold": t,
+            }
             meta[name] = (pair, f, t)
     yaml_text = live.policy_yaml(replay_url, data.arm_keys, policies, table, n_entries=data.n)
     (workdir / f"{data.spec.name}.policy.yaml").write_text(yaml_text, encoding="utf-8")
-    results = await live.run_live(replay_url, yaml_text, list(policies), data.prompt_ids,
-                                  data.messages, concurrency=opts.concurrency,
-                                  progress=opts.progress, desc=data.spec.name)
+    results = await live.run_live(
+        replay_url,
+        yaml_text,
+        list(policies),
+        data.prompt_ids,
+        data.messages,
+        concurrency=opts.concurrency,
+        progress=opts.progress,
+        desc=data.spec.name,
+    )
     data.meta["live"] = {name: [r.arm for r in rows] for name, rows in results.items()}
     checks = []
     for name, rows in results.items():
@@ -123,26 +150,38 @@ async def _live_pairs(opts: BenchOptions, data: SuiteData, scores: Mapping[str, 
         got_exp = np.asarray([r.arm == "expensive" for r in rows])
         want_arm = np.where(want_exp, pair.expensive, pair.cheap)
         cols = [data.col(r.replay_arm) if r.replay_arm in data.arm_keys else -1 for r in rows]
-        q_live = np.asarray([data.reward[i, c] if c >= 0 else np.nan
-                             for i, c in enumerate(cols)])
-        q_off = np.where(want_exp, data.reward[:, data.col(pair.expensive)],
-                         data.reward[:, data.col(pair.cheap)])
+        q_live = np.asarray([data.reward[i, c] if c >= 0 else np.nan for i, c in enumerate(cols)])
+        q_off = np.where(
+            want_exp, data.reward[:, data.col(pair.expensive)], data.reward[:, data.col(pair.cheap)]
+        )
         usd = np.asarray([_live_usd(r) for r in rows])
-        checks.append({
-            "policy": name, "pair": pair.name, "threshold": t, "target_frac": f,
-            "requests": len(rows),
-            "frac_expensive_live": float(got_exp.mean()),
-            "frac_expensive_offline": float(want_exp.mean()),
-            "quality_live": float(np.nanmean(q_live)), "quality_offline": float(q_off.mean()),
-            "decision_mismatches": int((got_exp != want_exp).sum()),
-            "answer_mismatches": int(sum(r.replay_arm != a
-                                         for r, a in zip(rows, want_arm, strict=True))),
-            # MMLU repeats a few questions verbatim; the replay serves the first recording.
-            "replayed_other_prompt_id": int(sum(
-                r.replay_prompt_id != pid for r, pid in zip(rows, data.prompt_ids, strict=True))),
-            "cost_usd_per_request_live": float(np.nanmean(usd)),
-            "_usd": usd, "_arms": [r.replay_arm for r in rows],
-        })
+        checks.append(
+            {
+                "policy": name,
+                "pair": pair.name,
+                "threshold": t,
+                "target_frac": f,
+                "requests": len(rows),
+                "frac_expensive_live": float(got_exp.mean()),
+                "frac_expensive_offline": float(want_exp.mean()),
+                "quality_live": float(np.nanmean(q_live)),
+                "quality_offline": float(q_off.mean()),
+                "decision_mismatches": int((got_exp != want_exp).sum()),
+                "answer_mismatches": int(
+                    sum(r.replay_arm != a for r, a in zip(rows, want_arm, strict=True))
+                ),
+                # MMLU repeats a few questions verbatim; the replay serves the first recording.
+                "replayed_other_prompt_id": int(
+                    sum(
+                        r.replay_prompt_id != pid
+                        for r, pid in zip(rows, data.prompt_ids, strict=True)
+                    )
+                ),
+                "cost_usd_per_request_live": float(np.nanmean(usd)),
+                "_usd": usd,
+                "_arms": [r.replay_arm for r in rows],
+            }
+        )
     return checks
 
 
@@ -159,51 +198,89 @@ def _adopt_live_costs(data: SuiteData, checks: Sequence[dict[str, Any]]) -> bool
     return adopted
 
 
-async def _live_ladder(opts: BenchOptions, data: SuiteData, preds_cv: Mapping[str, Any],
-                       replay_url: str, workdir: Path) -> list[dict[str, Any]]:
+async def _live_ladder(
+    opts: BenchOptions, data: SuiteData, preds_cv: Mapping[str, Any], replay_url: str, workdir: Path
+) -> list[dict[str, Any]]:
     """Run the ladder live at a few λ; check decisions against the offline argmax."""
     table = workdir / f"{data.spec.name}.oof.jsonl"
     live.write_table(table, data.messages, [preds_cv[p] for p in data.prompt_ids])
     est = data.cost_usd.mean(axis=0)
-    arms = [{"name": k, "upstream": live.upstream_name(k), "n": 1,
-             "predictor_output": f"p_{k}", "cost_usd": float(est[j])}
-            for j, k in enumerate(data.arm_keys)]
+    arms = [
+        {
+            "name": k,
+            "upstream": live.upstream_name(k),
+            "n": 1,
+            "predictor_output": f"p_{k}",
+            "cost_usd": float(est[j]),
+        }
+        for j, k in enumerate(data.arm_keys)
+    ]
     lams = LADDER_LIVE_LAMBDAS[::2] if opts.quick else LADDER_LIVE_LAMBDAS
-    policies = {f"ladder-{i}": {"type": "ladder", "arms": arms, "lambda": lam}
-                for i, lam in enumerate(lams)}
+    policies = {
+        f"ladder-{i}": {"type": "ladder", "arms": arms, "lambda": lam} for i, lam in enumerate(lams)
+    }
     yaml_text = live.policy_yaml(replay_url, data.arm_keys, policies, table, n_entries=data.n)
-    results = await live.run_live(replay_url, yaml_text, list(policies), data.prompt_ids,
-                                  data.messages, concurrency=opts.concurrency,
-                                  progress=opts.progress, desc=data.spec.name)
+    results = await live.run_live(
+        replay_url,
+        yaml_text,
+        list(policies),
+        data.prompt_ids,
+        data.messages,
+        concurrency=opts.concurrency,
+        progress=opts.progress,
+        desc=data.spec.name,
+    )
     data.meta["live"] = {name: [r.arm for r in rows] for name, rows in results.items()}
     p = np.asarray([[preds_cv[pid][f"p_{k}"] for k in data.arm_keys] for pid in data.prompt_ids])
     checks = []
     for (name, rows), lam in zip(results.items(), lams, strict=True):
         want = np.argmax(p - lam * est[None, :], axis=1)
-        got = np.asarray([data.arm_keys.index(r.arm) if r.arm in data.arm_keys else -1
-                          for r in rows])
+        got = np.asarray(
+            [data.arm_keys.index(r.arm) if r.arm in data.arm_keys else -1 for r in rows]
+        )
         rows_i = np.arange(data.n)
-        checks.append({
-            "policy": name, "lambda": lam, "requests": len(rows),
-            "decision_mismatches": int((got != want).sum()),
-            "answer_mismatches": int(sum(r.replay_arm != data.arm_keys[w]
-                                         for r, w in zip(rows, want, strict=True))),
-            "quality_offline": float(data.reward[rows_i, want].mean()),
-            "quality_live": float(np.mean([data.reward[i, data.col(r.replay_arm)]
-                                           if r.replay_arm in data.arm_keys else np.nan
-                                           for i, r in enumerate(rows)])),
-        })
+        checks.append(
+            {
+                "policy": name,
+                "lambda": lam,
+                "requests": len(rows),
+                "decision_mismatches": int((got != want).sum()),
+                "answer_mismatches": int(
+                    sum(r.replay_arm != data.arm_keys[w] for r, w in zip(rows, want, strict=True))
+                ),
+                "quality_offline": float(data.reward[rows_i, want].mean()),
+                "quality_live": float(
+                    np.mean(
+                        [
+                            data.reward[i, data.col(r.replay_arm)]
+                            if r.replay_arm in data.arm_keys
+                            else np.nan
+                            for i, r in enumerate(rows)
+                        ]
+                    )
+                ),
+            }
+        )
     return checks
 
 
-async def run_suite(opts: BenchOptions, name: str, records: Sequence[Any],
-                    preds: Mapping[str, Mapping[str, Mapping[str, float]]],
-                    replay_url: str | None, workdir: Path) -> dict[str, Any]:
+async def run_suite(
+    opts: BenchOptions,
+    name: str,
+    records: Sequence[Any],
+    preds: Mapping[str, Mapping[str, Mapping[str, float]]],
+    replay_url: str | None,
+    workdir: Path,
+) -> dict[str, Any]:
     """Evaluate one suite; returns its result document (not yet written)."""
     spec = SUITES[name]
     data = build_suite(spec, records)
-    result: dict[str, Any] = {"suite": name, "description": spec.description,
-                              "quality": spec.quality_name, "n_prompts": data.n}
+    result: dict[str, Any] = {
+        "suite": name,
+        "description": spec.description,
+        "quality": spec.quality_name,
+        "n_prompts": data.n,
+    }
     t0 = time.monotonic()
     live_checks: list[dict[str, Any]] = []
     live_error = None
@@ -211,8 +288,9 @@ async def run_suite(opts: BenchOptions, name: str, records: Sequence[Any],
         try:
             if spec.pairs:
                 scores = {p.name: _score_arrays(data, preds, p.score_output) for p in spec.pairs}
-                live_checks = await _live_pairs(opts, data, scores, preds["cv"], replay_url,
-                                                workdir)
+                live_checks = await _live_pairs(
+                    opts, data, scores, preds["cv"], replay_url, workdir
+                )
                 if spec.cost_basis == "tokens":
                     result["costs_from_live_usage"] = _adopt_live_costs(data, live_checks)
             else:
@@ -220,9 +298,11 @@ async def run_suite(opts: BenchOptions, name: str, records: Sequence[Any],
         except Exception as exc:  # the offline figures still stand; the report says why
             live_error = f"{type(exc).__name__}: {exc}"
             opts.log(f"  live run failed for {name}: {live_error}")
-    result["live"] = {"checks": [{k: v for k, v in c.items() if not k.startswith("_")}
-                                 for c in live_checks],
-                      "error": live_error, "seconds": round(time.monotonic() - t0, 1)}
+    result["live"] = {
+        "checks": [{k: v for k, v in c.items() if not k.startswith("_")} for c in live_checks],
+        "error": live_error,
+        "seconds": round(time.monotonic() - t0, 1),
+    }
     loop = asyncio.get_running_loop()
     if spec.pairs:
         figures = await loop.run_in_executor(None, _evaluate_pairs, opts, data, preds)
@@ -232,13 +312,13 @@ async def run_suite(opts: BenchOptions, name: str, records: Sequence[Any],
     return {"result": result, "data": data}
 
 
-def _evaluate_pairs(opts: BenchOptions, data: SuiteData,
-                    preds: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str, Any]:
+def _evaluate_pairs(
+    opts: BenchOptions, data: SuiteData, preds: Mapping[str, Mapping[str, Mapping[str, float]]]
+) -> dict[str, Any]:
     pairs = {}
     for pair in data.spec.pairs:
         scores = _score_arrays(data, preds, pair.score_output)
-        pairs[pair.name] = ev.evaluate_pair(data, pair, scores, n_boot=opts.n_boot,
-                                            seed=opts.seed)
+        pairs[pair.name] = ev.evaluate_pair(data, pair, scores, n_boot=opts.n_boot, seed=opts.seed)
     main = pairs[data.spec.pairs[0].name]
     top: dict[str, Any] = {"headline_pair": data.spec.pairs[0].name}
     for scheme in ev.SCHEMES:
@@ -255,10 +335,13 @@ def _evaluate_pairs(opts: BenchOptions, data: SuiteData,
     return {**top, "pairs": pairs}
 
 
-def _evaluate_ladder(opts: BenchOptions, data: SuiteData,
-                     preds: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str, Any]:
-    arrays = {s: np.asarray([[p[pid][f"p_{k}"] for k in data.arm_keys]
-                             for pid in data.prompt_ids]) for s, p in preds.items()}
+def _evaluate_ladder(
+    opts: BenchOptions, data: SuiteData, preds: Mapping[str, Mapping[str, Mapping[str, float]]]
+) -> dict[str, Any]:
+    arrays = {
+        s: np.asarray([[p[pid][f"p_{k}"] for k in data.arm_keys] for pid in data.prompt_ids])
+        for s, p in preds.items()
+    }
     lad = ev.evaluate_ladder(data, arrays, n_boot=opts.n_boot, seed=opts.seed)
     top: dict[str, Any] = {}
     for scheme in ev.SCHEMES:
@@ -270,22 +353,37 @@ def _evaluate_ladder(opts: BenchOptions, data: SuiteData,
     return {**top, "ladder": lad}
 
 
-async def _predict(opts: BenchOptions, records: Sequence[Any]
-                   ) -> tuple[str, dict[str, dict[str, dict[str, float]]]]:
+async def _predict(
+    opts: BenchOptions, records: Sequence[Any]
+) -> tuple[str, dict[str, dict[str, dict[str, float]]]]:
     """Out-of-fold predictions of every scheme; ``auto`` falls back to the stand-in when the
     shipped predictor is missing or fails (and says so)."""
     loop = asyncio.get_running_loop()
     label, oof = resolve_predictor(opts.predictor)
     try:
-        preds = {s: await loop.run_in_executor(None, functools.partial(
-            oof, records, scheme=s, n_folds=5, seed=opts.seed,
-            embed_cache_dir=opts.embed_cache_dir, progress=opts.progress)) for s in ev.SCHEMES}
+        preds = {
+            s: await loop.run_in_executor(
+                None,
+                functools.partial(
+                    oof,
+                    records,
+                    scheme=s,
+                    n_folds=5,
+                    seed=opts.seed,
+                    embed_cache_dir=opts.embed_cache_dir,
+                    progress=opts.progress,
+                ),
+            )
+            for s in ev.SCHEMES
+        }
         return label, preds
     except Exception as exc:
         if opts.predictor != "auto" or label.startswith("features"):
             raise
-        opts.log(f"shipped predictor unavailable ({type(exc).__name__}: {exc}); "
-                 "falling back to the stand-in")
+        opts.log(
+            f"shipped predictor unavailable ({type(exc).__name__}: {exc}); "
+            "falling back to the stand-in"
+        )
         return await _predict(_replace_predictor(opts, "features"), records)
 
 
@@ -297,9 +395,14 @@ def _replace_predictor(opts: BenchOptions, name: str) -> BenchOptions:
 
 # Outputs no other dataset can teach a leave-one-suite-out predictor (only GSM8K records the
 # decoding procedures); they transfer from the Mixtral/GPT-4 predictions.
-LODO_TRANSFER = {"p_6b_finetuning": "p_weak", "p_6b_verification": "p_strong",
-                 "p_175b_finetuning": "p_weak", "p_175b_verification": "p_strong",
-                 "gain_6b": "gain", "gain_175b": "gain"}
+LODO_TRANSFER = {
+    "p_6b_finetuning": "p_weak",
+    "p_6b_verification": "p_strong",
+    "p_175b_finetuning": "p_weak",
+    "p_175b_verification": "p_strong",
+    "gain_6b": "gain",
+    "gain_175b": "gain",
+}
 
 
 def fill_lodo_transfer(preds: dict[str, dict[str, float]]) -> int:
@@ -342,8 +445,9 @@ async def run_bench(opts: BenchOptions) -> dict[str, dict[str, Any]]:
                 res = out["result"]
                 res["predictor"] = label
                 res["mode"] = "quick" if opts.quick else "full"
-                await loop.run_in_executor(None, report.write_suite, opts.out_dir, res,
-                                           out["data"], preds)
+                await loop.run_in_executor(
+                    None, report.write_suite, opts.out_dir, res, out["data"], preds
+                )
                 results[name] = res
         finally:
             if replay_runner is not None:

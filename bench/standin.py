@@ -25,8 +25,12 @@ import numpy.typing as npt
 
 PROCEDURE_ARMS = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
 ALL_ARMS = ("weak", "strong", *PROCEDURE_ARMS)
-_LODO_TRANSFER = {"6b_finetuning": "weak", "6b_verification": "strong",
-                  "175b_finetuning": "weak", "175b_verification": "strong"}
+_LODO_TRANSFER = {
+    "6b_finetuning": "weak",
+    "6b_verification": "strong",
+    "175b_finetuning": "weak",
+    "175b_verification": "strong",
+}
 
 
 def _texts(records: Sequence[Any]) -> list[str]:
@@ -41,13 +45,15 @@ def _features(records: Sequence[Any]) -> Any:
 
     dense = np.asarray([prompt_features(list(r.messages)) for r in records], dtype=np.float64)
     dense = (dense - dense.mean(axis=0)) / (dense.std(axis=0) + 1e-9)
-    words = HashingVectorizer(n_features=2**15, ngram_range=(1, 2), alternate_sign=False,
-                              norm="l2").transform(_texts(records))
+    words = HashingVectorizer(
+        n_features=2**15, ngram_range=(1, 2), alternate_sign=False, norm="l2"
+    ).transform(_texts(records))
     return sparse.hstack([sparse.csr_matrix(dense), words]).tocsr()
 
 
-def _fit_predict(x_train: Any, y_train: npt.NDArray[np.float64], x_test: Any
-                 ) -> npt.NDArray[np.float64]:
+def _fit_predict(
+    x_train: Any, y_train: npt.NDArray[np.float64], x_test: Any
+) -> npt.NDArray[np.float64]:
     from scipy import sparse
     from sklearn.linear_model import LogisticRegression
 
@@ -108,8 +114,9 @@ def out_of_fold_predictions(
             train = ~test & has
             if scheme == "lodo" and arm in PROCEDURE_ARMS and not train.any():
                 continue  # filled by transfer below
-            y = np.asarray([records[int(j)].rewards[arm] for j in np.flatnonzero(train)],
-                           np.float64)
+            y = np.asarray(
+                [records[int(j)].rewards[arm] for j in np.flatnonzero(train)], np.float64
+            )
             preds[arm][test] = _fit_predict(x[train], y, x[test])
         if progress:
             print(f"  stand-in predictor ({scheme}): fold {i + 1}/{len(fold_ids)}", flush=True)

@@ -54,23 +54,46 @@ class Arm:
         p_out = self.price_out_per_mtok_usd / 1e6
         if self.samples == 1:
             return prompt_tokens * p_in + answer_tokens * p_out
-        return (prompt_tokens * p_in + self.samples * answer_tokens * p_out
-                + self.samples * (prompt_tokens + answer_tokens) * p_in)
+        return (
+            prompt_tokens * p_in
+            + self.samples * answer_tokens * p_out
+            + self.samples * (prompt_tokens + answer_tokens) * p_in
+        )
 
 
 ARMS: Mapping[str, Arm] = {
     "weak": Arm("weak", "Mixtral-8x7B", MIXTRAL, 0.6, 0.6),
     "strong": Arm("strong", "GPT-4-1106", GPT4, 10.0, 30.0),
-    "6b_finetuning": Arm("6b_finetuning", "6B, 1 sample", "gsm8k-6b-finetuning",
-                         per_param_price(6), per_param_price(6)),
-    "6b_verification": Arm("6b_verification", "6B, best-of-100 + verifier",
-                           "gsm8k-6b-verification", per_param_price(6), per_param_price(6),
-                           VERIFIER_SAMPLES),
-    "175b_finetuning": Arm("175b_finetuning", "175B, 1 sample", "gsm8k-175b-finetuning",
-                           per_param_price(175), per_param_price(175)),
-    "175b_verification": Arm("175b_verification", "175B, best-of-100 + verifier",
-                             "gsm8k-175b-verification", per_param_price(175),
-                             per_param_price(175), VERIFIER_SAMPLES),
+    "6b_finetuning": Arm(
+        "6b_finetuning",
+        "6B, 1 sample",
+        "gsm8k-6b-finetuning",
+        per_param_price(6),
+        per_param_price(6),
+    ),
+    "6b_verification": Arm(
+        "6b_verification",
+        "6B, best-of-100 + verifier",
+        "gsm8k-6b-verification",
+        per_param_price(6),
+        per_param_price(6),
+        VERIFIER_SAMPLES,
+    ),
+    "175b_finetuning": Arm(
+        "175b_finetuning",
+        "175B, 1 sample",
+        "gsm8k-175b-finetuning",
+        per_param_price(175),
+        per_param_price(175),
+    ),
+    "175b_verification": Arm(
+        "175b_verification",
+        "175B, best-of-100 + verifier",
+        "gsm8k-175b-verification",
+        per_param_price(175),
+        per_param_price(175),
+        VERIFIER_SAMPLES,
+    ),
 }
 
 
@@ -100,28 +123,52 @@ class SuiteSpec:
 
 SUITES: Mapping[str, SuiteSpec] = {
     "routellm-gsm8k": SuiteSpec(
-        "routellm-gsm8k", "gsm8k", "GSM8K, Mixtral vs GPT-4 (RouteLLM's recorded outcomes)",
-        "accuracy", (Pair("main", "weak", "strong", "gain"),)),
+        "routellm-gsm8k",
+        "gsm8k",
+        "GSM8K, Mixtral vs GPT-4 (RouteLLM's recorded outcomes)",
+        "accuracy",
+        (Pair("main", "weak", "strong", "gain"),),
+    ),
     "routellm-mmlu": SuiteSpec(
-        "routellm-mmlu", "mmlu", "MMLU, Mixtral vs GPT-4 (RouteLLM's recorded outcomes)",
-        "accuracy", (Pair("main", "weak", "strong", "gain"),)),
+        "routellm-mmlu",
+        "mmlu",
+        "MMLU, Mixtral vs GPT-4 (RouteLLM's recorded outcomes)",
+        "accuracy",
+        (Pair("main", "weak", "strong", "gain"),),
+    ),
     "routellm-mtbench": SuiteSpec(
-        "routellm-mtbench", "mtbench",
+        "routellm-mtbench",
+        "mtbench",
         "MT-Bench, Mixtral vs GPT-4, GPT-4 judge score (score − 1)/9, each turn a request",
-        "normalised judge score", (Pair("main", "weak", "strong", "gain"),)),
+        "normalised judge score",
+        (Pair("main", "weak", "strong", "gain"),),
+    ),
     "gsm8k-procedures": SuiteSpec(
-        "gsm8k-procedures", "gsm8k",
+        "gsm8k-procedures",
+        "gsm8k",
         "GSM8K, one sample vs best-of-100 + verifier (Cobbe et al.), 175B (headline) and 6B",
         "accuracy",
-        (Pair("175b", "175b_finetuning", "175b_verification", "gain_175b"),
-         Pair("6b", "6b_finetuning", "6b_verification", "gain_6b")),
-        cost_basis="documented"),
+        (
+            Pair("175b", "175b_finetuning", "175b_verification", "gain_175b"),
+            Pair("6b", "6b_finetuning", "6b_verification", "gain_6b"),
+        ),
+        cost_basis="documented",
+    ),
     "gsm8k-ladder": SuiteSpec(
-        "gsm8k-ladder", "gsm8k",
+        "gsm8k-ladder",
+        "gsm8k",
         "GSM8K, six arms (6B/175B single and verified, Mixtral, GPT-4), price-of-compute ladder",
-        "accuracy", (),
-        ("6b_finetuning", "175b_finetuning", "weak", "strong", "6b_verification",
-         "175b_verification")),
+        "accuracy",
+        (),
+        (
+            "6b_finetuning",
+            "175b_finetuning",
+            "weak",
+            "strong",
+            "6b_verification",
+            "175b_verification",
+        ),
+    ),
 }
 
 
@@ -183,8 +230,9 @@ def build_suite(spec: SuiteSpec, records: Sequence[Any]) -> SuiteData:
         order = np.argsort(cost.mean(axis=0), kind="stable")
         keys = tuple(keys[j] for j in order)
         reward, cost = reward[:, order], cost[:, order]
-    return SuiteData(spec, [r.prompt_id for r in chosen], [r.messages for r in chosen], keys,
-                     reward, cost, ptok)
+    return SuiteData(
+        spec, [r.prompt_id for r in chosen], [r.messages for r in chosen], keys, reward, cost, ptok
+    )
 
 
 def subsample_records(records: Sequence[Any], per_dataset: int, seed: int = 0) -> list[Any]:

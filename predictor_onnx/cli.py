@@ -36,7 +36,7 @@ DATA_NOTE = (
     "instructions × 15 models, reward = GPT-4 judge's win over text-davinci-003, one arm per "
     "model; the 55 judgements recorded as -1 are left unobserved). Contaminated prompts listed "
     "by RouteLLM are dropped. Loaded by `predictor_onnx/data.py` and `data_more.py` from "
-    "`--data-dir` (never copied into the repository)."
+    "`--data-dir`, else the copy bundled in `recorded_data/`."
 )
 
 
@@ -47,10 +47,10 @@ def _records(args: argparse.Namespace) -> tuple[list[Record], tuple[str, ...], d
     if getattr(args, "jsonl", None):
         records, arms = load_jsonl_records(Path(args.jsonl))
         return records, arms, parse_gains(args.gain or [], arms)
-    from predictor_onnx.data import ALL_DATASETS, default_data_dir, load_records
+    from predictor_onnx.data_more import load_every_dataset
+    from recorded_data import resolve_data_dir
 
-    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
-    records = load_records(data_dir, ALL_DATASETS)
+    records = load_every_dataset(resolve_data_dir(args.data_dir))
     return records, ALL_ARMS, dict(DEFAULT_GAINS)
 
 
@@ -152,8 +152,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     design = build_design(records, embeddings, feature_matrix(conversations), arms)
     schemes: tuple[Scheme, ...] = ("cv", "lodo") if args.scheme == "both" else (args.scheme,)
     if "lodo" in schemes and len(set(design.datasets)) >= 2:
-        from predictor_onnx.methods import per_arm
-        from predictor_onnx.transfer import TRANSFER_HEADER, headline, transfer_table
+        from predictor_onnx.methods import headline, per_arm
+        from predictor_onnx.transfer import TRANSFER_HEADER, transfer_table
 
         transfer = headline(design, per_arm(cfg))
         print(TRANSFER_HEADER + "\n")
@@ -176,18 +176,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+class BadInputLine(ValueError):
+    """A line of the ``predict`` input that is not a conversation; the message names the line."""
+
+
 def _read_conversations(stream: TextIO) -> list[tuple[Any, Any]]:
     rows: list[tuple[Any, Any]] = []
     for lineno, line in enumerate(stream, start=1):
         if not line.strip():
             continue
-        obj = json.loads(line)
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadInputLine(f"line {lineno}: not JSON ({exc.msg}, column {exc.colno})") from None
         if isinstance(obj, list):
-            rows.append((None, obj))
+            row_id, messages = None, obj
         elif isinstance(obj, dict) and isinstance(obj.get("messages"), list):
-            rows.append((obj.get("id"), obj["messages"]))
+            row_id, messages = obj.get("id"), obj["messages"]
         else:
-            raise ValueError(f'line {lineno}: expected {{"messages": [...]}} or a list')
+            raise BadInputLine(f'line {lineno}: expected {{"messages": [...]}} or a list')
+        if not messages:
+            raise BadInputLine(f"line {lineno}: `messages` is empty (give at least one message)")
+        if not all(isinstance(m, dict) for m in messages):
+            raise BadInputLine(f"line {lineno}: every message must be an object with `content`")
+        rows.append((row_id, messages))
     return rows
 
 
@@ -204,7 +216,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )
     source = sys.stdin if args.input == "-" else Path(args.input).open(encoding="utf-8")
     with source:
-        rows = _read_conversations(source)
+        try:
+            rows = _read_conversations(source)
+        except BadInputLine as exc:
+            name = "<stdin>" if args.input == "-" else args.input
+            print(f"predict: {name}: {exc}", file=sys.stderr)
+            return 2
     sink = sys.stdout if args.output == "-" else Path(args.output).open("w", encoding="utf-8")
     try:
         bar = tqdm(total=len(rows), desc="predicting", unit="prompt", disable=args.output == "-")
@@ -229,7 +246,7 @@ def _data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         default=None,
-        help="recorded data (default: $ADAPTIVE_DATA_DIR or ../shared/data)",
+        help="recorded data (default: $ADAPTIVE_DATA_DIR, else the bundled copy)",
     )
     parser.add_argument(
         "--jsonl", default=None, help="your own JSONL of messages + rewards per arm (see docs)"

@@ -1,4 +1,4 @@
-"""Typed loader for the real recorded evaluation data in ``../shared/data``.
+"""Typed loader for the real recorded evaluation data (found by :mod:`recorded_data`).
 
 Every prompt becomes one :class:`Record`: the OpenAI ``messages`` a client would send, the
 recorded reward of each decoding arm, and the recorded answer text where the data has it.
@@ -32,19 +32,19 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from recorded_data import resolve_data_dir
+
 MODEL_WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 MODEL_STRONG = "gpt-4-1106-preview"
 #: RouteLLM's datasets (the benchmark's suites and the replay upstream's records).
 DATASETS: tuple[str, ...] = ("gsm8k", "mmlu", "mtbench")
-#: Every dataset the predictor trains on (``predictor_onnx.data_more`` loads the last three).
-ALL_DATASETS: tuple[str, ...] = (*DATASETS, "humaneval", "game24", "alpaca_eval")
+
 GSM8K_PROCEDURES: tuple[str, ...] = (
     "6b_finetuning",
     "6b_verification",
@@ -89,9 +89,8 @@ def normalize_ws(text: str) -> str:
 
 
 def default_data_dir() -> Path:
-    """``$ADAPTIVE_DATA_DIR`` if set, else ``../shared/data`` relative to the current directory."""
-    env = os.environ.get("ADAPTIVE_DATA_DIR")
-    return Path(env).resolve() if env else (Path.cwd() / ".." / "shared" / "data").resolve()
+    """``$ADAPTIVE_DATA_DIR`` if set, else the bundled copy (see :mod:`recorded_data`)."""
+    return resolve_data_dir()
 
 
 def _bool(value: str) -> float:
@@ -279,17 +278,7 @@ def load_mtbench(data_dir: Path, *, drop_contaminated: bool = True) -> list[Reco
     return records
 
 
-def _loaders() -> dict[str, Any]:
-    from predictor_onnx.data_more import load_alpaca_eval, load_game24, load_humaneval
-
-    return {
-        "gsm8k": load_gsm8k,
-        "mmlu": load_mmlu,
-        "mtbench": load_mtbench,
-        "humaneval": load_humaneval,
-        "game24": load_game24,
-        "alpaca_eval": load_alpaca_eval,
-    }
+_LOADERS = {"gsm8k": load_gsm8k, "mmlu": load_mmlu, "mtbench": load_mtbench}
 
 
 def load_records(
@@ -306,13 +295,11 @@ def load_records(
     repeats have different recorded outcomes).
     """
     data_dir = Path(data_dir)
-    loaders = _loaders()
     out: list[Record] = []
     for name in datasets:
-        if name not in loaders:
-            known = ", ".join(ALL_DATASETS)
-            raise ValueError(f"unknown dataset {name!r}; expected one of {known}")
-        out.extend(loaders[name](data_dir, drop_contaminated=drop_contaminated))
+        if name not in _LOADERS:
+            raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+        out.extend(_LOADERS[name](data_dir, drop_contaminated=drop_contaminated))
     first_group: dict[str, str] = {}
     for i, record in enumerate(out):
         key = "\x00".join(

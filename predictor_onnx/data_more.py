@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from predictor_onnx.data import Record
+from predictor_onnx.data import DATASETS, Record, load_records
+
+#: Every dataset the predictor trains on: RouteLLM's, then this module's.
+ALL_DATASETS: tuple[str, ...] = (*DATASETS, "humaneval", "game24", "alpaca_eval")
 
 #: Datasets of this module: name -> arms it observes.
 MULTISAMPLE_ARMS: dict[str, str] = {"humaneval": "codegen16b", "game24": "gpt4_game24"}
@@ -126,4 +129,23 @@ def load_alpaca_eval(data_dir: Path, *, drop_contaminated: bool = True) -> list[
                 extra=MappingProxyType({"source": row.get("dataset", "")}),
             )
         )
+    return records
+
+
+def load_every_dataset(
+    data_dir: Path, datasets: Sequence[str] = ALL_DATASETS, *, drop_contaminated: bool = True
+) -> list[Record]:
+    """Records of ``datasets`` (RouteLLM's through :func:`~predictor_onnx.data.load_records`)."""
+    loaders = {"humaneval": load_humaneval, "game24": load_game24, "alpaca_eval": load_alpaca_eval}
+    unknown = [n for n in datasets if n not in loaders and n not in DATASETS]
+    if unknown:
+        raise ValueError(
+            f"unknown dataset {unknown[0]!r}; expected one of {', '.join(ALL_DATASETS)}"
+        )
+    records = load_records(
+        data_dir, [n for n in datasets if n in DATASETS], drop_contaminated=drop_contaminated
+    )
+    for name in datasets:
+        if name in loaders:
+            records.extend(loaders[name](Path(data_dir), drop_contaminated=drop_contaminated))
     return records

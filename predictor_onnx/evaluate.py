@@ -175,7 +175,7 @@ def metric_rows(
                 continue
             gain, r_lo, r_hi = np.asarray(pairs).T
             model = routing_scores(gain, r_lo, r_hi)
-            oracle = routing_scores(r_hi - r_lo, r_lo, r_hi)
+            oracle = routing_scores(r_hi - r_lo, r_lo, r_hi, split_ties=True)
             rows.append(
                 {
                     "dataset": name,

@@ -17,7 +17,7 @@ from predictor_onnx.errors import PredictorLoadError
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 REBUILD_HINT = (
-    "rebuild it with `adaptive-proxy predictor train --data-dir ../shared/data` "
+    "rebuild it with `adaptive-proxy predictor train` "
     "(needs `pip install 'adaptive-proxy[train]'`), or with "
     "`adaptive-proxy predictor train --jsonl YOUR.jsonl --out DIR` for your own predictor"
 )

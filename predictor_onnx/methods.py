@@ -21,7 +21,7 @@ import numpy as np
 
 from predictor_onnx.evaluate import Design
 from predictor_onnx.heads import HeadConfig, train_head
-from predictor_onnx.transfer import Method, Scorer, ladder_pairs
+from predictor_onnx.transfer import ROUTELLM, Cell, Method, Scorer, evaluate_method, ladder_pairs
 
 
 def _centred(design: Design, rows: Any) -> Any:
@@ -191,3 +191,23 @@ def low_rank(rank: int = 8, l2: float = 1e-3, *, datasets: Sequence[str] | None 
         return score
 
     return fit
+
+
+def headline(
+    design: Design, shipped: Method, *, progress: bool = True
+) -> dict[str, dict[str, list[Cell]]]:
+    """The shipped method beside the old three-dataset predictor and the floor, both schemes."""
+    candidates: dict[str, Method] = {"shipped": shipped}
+    if set(ROUTELLM) <= set(design.datasets):
+        old = HeadConfig(kind="linear", l2=1e-3, linear_features=(0,))
+        floor = HeadConfig(kind="linear", l2=1e-2, linear_features=(0,))
+        candidates["old predictor"] = per_arm(old, datasets=ROUTELLM)
+        candidates["floor"] = per_arm(floor, datasets=ROUTELLM)
+    results: dict[str, dict[str, list[Cell]]] = {}
+    for name, method in candidates.items():
+        results[name] = {}
+        for scheme in ("lodo", "cv"):
+            if progress:
+                print(f"transfer evaluation: {name}, {scheme}…", flush=True)
+            results[name][scheme] = evaluate_method(design, method, scheme=scheme)
+    return results

@@ -2,8 +2,9 @@
 
 * PGR(c) = (q(c) − q_weak) / (q_strong − q_weak), where q(c) is the mean reward when the top-c
   fraction of prompts by predicted ``gain`` goes to the strong arm and the rest to the weak one.
-* APGR = trapezoid area under PGR(c) over every cost point c = k/N, k = 0..N (random ≈ 0.5).
-* CPT(x) = the least c with PGR(c) ≥ x.
+* APGR = trapezoid area under PGR(c) over the sweep (random ≈ 0.5); CPT(x) = the least c with
+  PGR(c) ≥ x, interpolated between sweep points. Both come from :mod:`predictor_onnx.routing`,
+  shared with the benchmark (a tie group of scores moves together; the oracle splits ties).
 * AUC of ``gain`` for the event "only the strong arm succeeds" (reward_strong > reward_weak).
 * Brier score and expected calibration error (10 equal-width bins) of each ``p_<arm>``; for graded
   rewards they compare the predicted and the observed expected score.
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from predictor_onnx.routing import apgr, cpt, pgr, threshold_sweep
 
 RANDOM_APGR = 0.5
 
@@ -29,35 +32,37 @@ class RoutingScores:
 
 
 def pgr_curve(gain: Any, reward_weak: Any, reward_strong: Any) -> Any:
-    """PGR at c = k/N for k = 0..N (length N + 1), ties broken by input order."""
-    g = np.asarray(gain, dtype=np.float64)
+    """PGR at c = k/N for k = 0..N (length N + 1), one point per prompt (ties split in order)."""
+    sweep = threshold_sweep(gain, reward_weak, reward_strong, split_ties=True)
     rw = np.asarray(reward_weak, dtype=np.float64)
     rs = np.asarray(reward_strong, dtype=np.float64)
-    order = np.argsort(-g, kind="stable")
-    delta = (rs - rw)[order]
-    n = len(g)
-    q = (rw.sum() + np.concatenate([[0.0], np.cumsum(delta)])) / max(n, 1)
-    q_weak, q_strong = rw.mean(), rs.mean()
-    span = q_strong - q_weak
-    if n == 0 or abs(span) < 1e-12:
-        return np.full(n + 1, np.nan)
-    return (q - q_weak) / span
+    if len(rw) == 0:
+        return np.full(1, np.nan)
+    return pgr(sweep.quality, float(rw.mean()), float(rs.mean()))
 
 
-def routing_scores(gain: Any, reward_weak: Any, reward_strong: Any) -> RoutingScores:
-    """APGR, CPT(50%), CPT(80%) of routing by ``gain`` (NaN when the arms tie on average)."""
-    pgr = pgr_curve(gain, reward_weak, reward_strong)
-    n = len(pgr) - 1
-    if n <= 0 or np.isnan(pgr).all():
+def routing_scores(
+    gain: Any, reward_weak: Any, reward_strong: Any, *, split_ties: bool = False
+) -> RoutingScores:
+    """APGR, CPT(50%), CPT(80%) of routing by ``gain`` (NaN when the arms tie on average).
+
+    The benchmark's definitions (:mod:`predictor_onnx.routing`): a tie group of ``gain`` moves
+    together unless ``split_ties`` (the oracle), and CPT interpolates between sweep points.
+    """
+    rw = np.asarray(reward_weak, dtype=np.float64)
+    rs = np.asarray(reward_strong, dtype=np.float64)
+    if len(rw) == 0:
         return RoutingScores(float("nan"), float("nan"), float("nan"))
-    cost = np.arange(n + 1) / n
-    apgr = float(np.sum((pgr[1:] + pgr[:-1]) / 2.0) / n)
-
-    def cpt(x: float) -> float:
-        hit = np.nonzero(pgr >= x - 1e-12)[0]
-        return float(cost[hit[0]]) if len(hit) else float("nan")
-
-    return RoutingScores(apgr=apgr, cpt50=cpt(0.5), cpt80=cpt(0.8))
+    sweep = threshold_sweep(gain, rw, rs, split_ties=split_ties)
+    q_weak, q_strong = float(rw.mean()), float(rs.mean())
+    if abs(q_strong - q_weak) < 1e-12:
+        return RoutingScores(float("nan"), float("nan"), float("nan"))
+    x, q = sweep.frac_expensive, sweep.quality
+    return RoutingScores(
+        apgr=apgr(x, q, q_weak, q_strong),
+        cpt50=cpt(x, q, q_weak, q_strong, 0.5),
+        cpt80=cpt(x, q, q_weak, q_strong, 0.8),
+    )
 
 
 def auc(score: Any, label: Any) -> float:

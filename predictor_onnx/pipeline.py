@@ -241,8 +241,8 @@ def build_predictor(
         result.rows[scheme] = rows
         result.tables[scheme] = format_table(rows, title)
     if "lodo" in schemes and n_datasets >= 2:
-        from predictor_onnx.methods import per_arm
-        from predictor_onnx.transfer import headline, transfer_table
+        from predictor_onnx.methods import headline, per_arm
+        from predictor_onnx.transfer import transfer_table
 
         transfer = headline(design, per_arm(cfg), progress=progress)
         for scheme in ("lodo", "cv"):

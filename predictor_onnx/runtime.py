@@ -263,8 +263,3 @@ class OnnxPredictor:
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._calls is not None:
             self._calls.shutdown(wait=False, cancel_futures=True)
-
-
-def load_predictor(path: Path | None = None, **kwargs: Any) -> OnnxPredictor:
-    """Alias of :meth:`OnnxPredictor.load` for configuration code."""
-    return OnnxPredictor.load(path, **kwargs)

@@ -172,29 +172,6 @@ def transfer_table(results: dict[str, dict[str, list[Cell]]], scheme: str) -> st
     return "\n".join(lines)
 
 
-def headline(
-    design: Design, shipped: Method, *, progress: bool = True
-) -> dict[str, dict[str, list[Cell]]]:
-    """The shipped method beside the old three-dataset predictor and the floor, both schemes."""
-    from predictor_onnx.heads import HeadConfig
-    from predictor_onnx.methods import per_arm
-
-    candidates: dict[str, Method] = {"shipped": shipped}
-    if set(ROUTELLM) <= set(design.datasets):
-        old = HeadConfig(kind="linear", l2=1e-3, linear_features=(0,))
-        floor = HeadConfig(kind="linear", l2=1e-2, linear_features=(0,))
-        candidates["old predictor"] = per_arm(old, datasets=ROUTELLM)
-        candidates["floor"] = per_arm(floor, datasets=ROUTELLM)
-    results: dict[str, dict[str, list[Cell]]] = {}
-    for name, method in candidates.items():
-        results[name] = {}
-        for scheme in ("lodo", "cv"):
-            if progress:
-                print(f"transfer evaluation: {name}, {scheme}…", flush=True)
-            results[name][scheme] = evaluate_method(design, method, scheme=scheme)
-    return results
-
-
 TRANSFER_HEADER = (
     "Transfer over every dataset: APGR of the predicted gain (GSM8K, MMLU, MT-Bench: strong vs "
     "weak; AlpacaEval: ladder pairs), c-index against the empirical success rate (HumanEval, "

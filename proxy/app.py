@@ -10,27 +10,40 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from proxy.bestofk import BestOfKExecutor
 from proxy.cache import DecisionCache, build_cache
 from proxy.config import Config, reference_problems
-from proxy.decider import Decider, PolicyEngine
+from proxy.decider import Decider
 from proxy.errors import ConfigError, PredictorLoadError
 from proxy.executor import RouteExecutor
 from proxy.handlers import register_routes
 from proxy.metrics import Metrics
 from proxy.middleware import error_middleware
-from proxy.policies.engine import AllocationEngine
+from proxy.policies.budgets import BudgetControllers
+from proxy.policies.policy import PolicyContext
 from proxy.prediction import HashPredictor, Predictor, TablePredictor
 from proxy.predictor_outputs import output_problems
 from proxy.pricing import CostModel
 from proxy.reload import ConfigHolder, Snapshot
-from proxy.state import STATE, ProxyState
+from proxy.responses import Executor
+from proxy.state import (
+    BUDGETS,
+    CACHE,
+    CONFIG,
+    COSTS,
+    DECIDER,
+    EXECUTORS,
+    METRICS,
+    POLICY_CONTEXT,
+    PREDICTOR,
+    UPSTREAMS,
+)
 from proxy.upstream import UpstreamClient
 
 log = logging.getLogger("adaptive_proxy")
@@ -58,40 +71,49 @@ def load_predictor(config: Config) -> Predictor | None:
     return predictor
 
 
-async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
-    state = app[STATE]
-    upstream_cfgs = state.snapshot.config.upstreams
-    connector = aiohttp.TCPConnector(
-        limit=sum(u.max_connections for u in upstream_cfgs.values()),
-        limit_per_host=0,
-        ttl_dns_cache=300,
-        keepalive_timeout=30,
-    )
-    session = aiohttp.ClientSession(
-        connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
-    )
-    state.upstreams = UpstreamClient(
-        upstream_cfgs, session, env=state.env, observe=state.metrics.observe_upstream
-    )
-    state.executor = RouteExecutor(state.upstreams, state.costs, state.metrics)
-    try:
-        yield
-    finally:
-        await session.close()
+def _session_ctx(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        upstream_cfgs = app[CONFIG].snapshot.config.upstreams
+        metrics, costs = app[METRICS], app[COSTS]
+        connector = aiohttp.TCPConnector(
+            limit=sum(u.max_connections for u in upstream_cfgs.values()),
+            limit_per_host=0,
+            ttl_dns_cache=300,
+            keepalive_timeout=30,
+        )
+        session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
+        )
+        upstreams = UpstreamClient(
+            upstream_cfgs, session, env=env, observe=metrics.observe_upstream
+        )
+        routes = RouteExecutor(upstreams, costs, metrics)
+        app[UPSTREAMS] = upstreams
+        # One line per execution kind; a policy picks one with ``executor_name``.
+        executors: dict[str, Executor] = {
+            "route": routes,
+            "best_of_k": BestOfKExecutor(upstreams, session, costs, metrics, routes.account, env),
+        }
+        app[EXECUTORS] = executors
+        try:
+            yield
+        finally:
+            await session.close()
+
+    return ctx
 
 
 def _cache_ctx(injected: DecisionCache | None):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        state = app[STATE]
-        spec = state.snapshot.config.cache
+        spec = app[CONFIG].snapshot.config.cache
         cache = injected or build_cache(
             redis_url=spec.redis_url,
             ttl_s=spec.ttl_s,
             max_entries=spec.max_entries,
             timeout_s=spec.timeout_s,
-            metrics=state.metrics,
+            metrics=app[METRICS],
         )
-        state.cache = cache
+        app[CACHE] = cache
         try:
             yield
         finally:
@@ -101,20 +123,19 @@ def _cache_ctx(injected: DecisionCache | None):  # type: ignore[no-untyped-def]
     return ctx
 
 
-def _check_outputs(state: ProxyState, predictor: Predictor) -> None:
+def _check_outputs(holder: ConfigHolder, predictor: Predictor) -> None:
     """Refuse to start on a policy reading an output ``predictor`` lacks; guard reloads too."""
     outputs = frozenset(predictor.output_names)
-    source = str(state.holder.path) if state.holder.path else None
-    problems = output_problems(state.snapshot.config, outputs)
+    source = str(holder.path) if holder.path else None
+    problems = output_problems(holder.snapshot.config, outputs)
     if problems:
         raise ConfigError(problems, source=source)
-    state.holder.add_check(lambda config: output_problems(config, outputs))
+    holder.add_check(lambda config: output_problems(config, outputs))
 
 
-def _predictor_ctx(injected: Predictor | None, engine: PolicyEngine | None):  # type: ignore[no-untyped-def]
+def _predictor_ctx(injected: Predictor | None):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        state = app[STATE]
-        config = state.snapshot.config
+        config = app[CONFIG].snapshot.config
         predictor = injected
         if predictor is None:
             loop = asyncio.get_running_loop()
@@ -123,22 +144,18 @@ def _predictor_ctx(injected: Predictor | None, engine: PolicyEngine | None):  # 
             except PredictorLoadError as exc:
                 raise PredictorLoadError(f"cannot start: {exc}") from None
         if predictor is not None:
-            _check_outputs(state, predictor)
-        state.predictor = predictor
-        state.predictor_ready = True
-        assert state.cache is not None
-        state.decider = Decider(
+            _check_outputs(app[CONFIG], predictor)
+        app[PREDICTOR] = predictor
+        app[DECIDER] = Decider(
             predictor=predictor,
-            cache=state.cache,
-            metrics=state.metrics,
-            cost_model=state.costs,
-            engine=engine,
+            cache=app[CACHE],
+            metrics=app[METRICS],
+            context=app[POLICY_CONTEXT],
             predictor_timeout_s=config.predictor.timeout_s,
         )
         try:
             yield
         finally:
-            state.predictor_ready = False
             if injected is None and predictor is not None:
                 await predictor.aclose()
 
@@ -147,10 +164,9 @@ def _predictor_ctx(injected: Predictor | None, engine: PolicyEngine | None):  # 
 
 async def _budget_redis_ctx(app: web.Application) -> AsyncIterator[None]:
     """With ``cache.redis_url``, budget controllers share their state through Redis."""
-    state = app[STATE]
-    spec = state.snapshot.config.cache
+    spec = app[CONFIG].snapshot.config.cache
     client = None
-    if spec.redis_url and state.engine is not None:
+    if spec.redis_url:
         import redis.asyncio as aioredis
 
         client = aioredis.from_url(
@@ -158,7 +174,7 @@ async def _budget_redis_ctx(app: web.Application) -> AsyncIterator[None]:
             socket_timeout=max(spec.timeout_s, 0.2),
             socket_connect_timeout=max(spec.timeout_s, 0.2),
         )
-        state.engine.set_redis(client)
+        app[BUDGETS].set_redis(client)
     try:
         yield
     finally:
@@ -167,12 +183,12 @@ async def _budget_redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _reload_ctx(app: web.Application) -> AsyncIterator[None]:
-    state = app[STATE]
-    config = state.snapshot.config
+    holder = app[CONFIG]
+    config = holder.snapshot.config
     task: asyncio.Task[None] | None = None
-    if state.holder.path is not None and config.server.reload:
+    if holder.path is not None and config.server.reload:
         task = asyncio.create_task(
-            state.holder.watch(config.server.reload_interval_s), name="adaptive-proxy-config-watch"
+            holder.watch(config.server.reload_interval_s), name="adaptive-proxy-config-watch"
         )
     try:
         yield
@@ -185,11 +201,12 @@ async def _reload_ctx(app: web.Application) -> AsyncIterator[None]:
                 pass
 
 
-def _apply_snapshot(state: ProxyState) -> Any:
+def _apply_snapshot(app: web.Application) -> Callable[[Snapshot], None]:
     def listener(snapshot: Snapshot) -> None:
-        if state.upstreams is not None:
-            state.upstreams.update(snapshot.config.upstreams)
-        state.costs.update_upstreams(snapshot.config.upstreams)
+        upstreams = app.get(UPSTREAMS)
+        if upstreams is not None:
+            upstreams.update(snapshot.config.upstreams)
+        app[COSTS].update_upstreams(snapshot.config.upstreams)
 
     return listener
 
@@ -201,7 +218,6 @@ def create_app(
     cache: DecisionCache | None = None,
     config_path: str | Path | None = None,
     env: Mapping[str, str] | None = None,
-    engine: AllocationEngine | None = None,
 ) -> web.Application:
     """The proxy application for ``config``.
 
@@ -215,16 +231,19 @@ def create_app(
         middlewares=[error_middleware], client_max_size=config.server.max_body_bytes
     )
     holder = ConfigHolder(config, path=Path(config_path) if config_path else None, env=env)
-    state = ProxyState(
-        holder=holder, metrics=Metrics(), costs=CostModel(config.upstreams), env=dict(env or {})
-    )
-    state.engine = engine or AllocationEngine(state.costs, budget_metrics=state.metrics)
-    holder.subscribe(_apply_snapshot(state))
-    app[STATE] = state
-    app.cleanup_ctx.append(_session_ctx)
+    metrics = Metrics()
+    costs = CostModel(config.upstreams)
+    budgets = BudgetControllers(metrics=metrics)
+    app[CONFIG] = holder
+    app[METRICS] = metrics
+    app[COSTS] = costs
+    app[BUDGETS] = budgets
+    app[POLICY_CONTEXT] = PolicyContext(costs=costs, budgets=budgets)
+    holder.subscribe(_apply_snapshot(app))
+    app.cleanup_ctx.append(_session_ctx(dict(env or {})))
     app.cleanup_ctx.append(_cache_ctx(cache))
     app.cleanup_ctx.append(_budget_redis_ctx)
-    app.cleanup_ctx.append(_predictor_ctx(predictor, state.engine))
+    app.cleanup_ctx.append(_predictor_ctx(predictor))
     app.cleanup_ctx.append(_reload_ctx)
     register_routes(app)
     return app

@@ -5,28 +5,27 @@ parallel calls; a failed sample is dropped and the request succeeds while one sa
 ``usage`` sums every sample and the reranker call.
 
 Streaming: best-of-k cannot stream before the winner is chosen, so with ``stream: true`` the
-proxy opens the SSE response at once, sends ``: keep-alive`` comments while sampling (clients and
-load balancers do not time out), then streams the winner as chunks.
+execution is an :class:`~proxy.responses.EventStream` whose ``warmup`` is the sampling (the SSE
+writer sends ``: keep-alive`` comments meanwhile), then the winner as chunks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from aiohttp import web
+import aiohttp
 
-from proxy.config import BestOfKPolicy, LadderPolicy, RerankerConfig
 from proxy.errors import ProxyError, UpstreamError
-from proxy.middleware import STREAM_STARTED
 from proxy.policies.base import Decision
-from proxy.pricing import usage_of
-from proxy.protocol import SSE_DONE, SSE_KEEPALIVE, ChatCompletionRequest, sse_event
+from proxy.policies.policy import SamplingPlan
+from proxy.policies.spec import RerankerConfig
+from proxy.pricing import CostModel, usage_of
+from proxy.protocol import sse_event
 from proxy.rerank import (
     FirstReranker,
     JudgeReranker,
@@ -35,11 +34,22 @@ from proxy.rerank import (
     RewardReranker,
     VoteReranker,
 )
-from proxy.state import ProxyState
+from proxy.responses import EventStream, Execution, ExecutionRequest, JsonResult, Outcome
+from proxy.upstream import UpstreamClient
 
 log = logging.getLogger("adaptive_proxy.bestofk")
 
 _STREAM_PIECE_CHARS = 48
+
+# Records a call's tokens and cost; returns its cost in USD (``RouteExecutor.account``).
+Account = Callable[[str, int, int, int], float]
+
+
+class SamplingMetrics(Protocol):
+    """The metrics best-of-k reports (implemented by :class:`proxy.metrics.Metrics`)."""
+
+    def rerank_failure(self, reranker: str) -> None: ...
+    def observe_samples(self, policy: str, n: int) -> None: ...
 
 
 @dataclass
@@ -55,127 +65,11 @@ class Samples:
     errors: list[ProxyError] = field(default_factory=list)
 
 
-def reranker_config(state: ProxyState, decision: Decision) -> RerankerConfig:
-    """The reranker settings of the decision's policy (or ladder arm)."""
-    policy = state.snapshot.config.policies.get(decision.policy)
-    if isinstance(policy, BestOfKPolicy):
-        return policy.reranker
-    if isinstance(policy, LadderPolicy):
-        arm = next((a for a in policy.arms if a.name == decision.arm), None)
-        if arm is not None and arm.reranker is not None:
-            return arm.reranker
-    return RerankerConfig(type="vote")
-
-
-def build_reranker(state: ProxyState, spec: RerankerConfig) -> Reranker:
-    """A reranker for ``spec``, wired to the proxy's upstream client and session."""
-    assert state.upstreams is not None
-    upstreams = state.upstreams
-    if spec.type == "first":
-        return FirstReranker()
-    if spec.type == "vote":
-        return VoteReranker(spec.pattern)
-    if spec.type == "judge":
-        assert spec.upstream is not None
-        judge = spec.upstream
-
-        async def chat(name: str, body: dict[str, Any]) -> dict[str, Any]:
-            return (await upstreams.chat(name, body)).data
-
-        def cost(usage: dict[str, int]) -> float:
-            return state.costs.prices(judge).cost_usd(
-                int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
-            )
-
-        return JudgeReranker(
-            chat,
-            judge,
-            template=spec.template,
-            cost_fn=cost,
-            structured_output=spec.structured_output,
-        )
-    assert spec.url is not None
-    headers = {}
-    if spec.api_key_env and state.env.get(spec.api_key_env):
-        headers["Authorization"] = f"Bearer {state.env[spec.api_key_env]}"
-    return RewardReranker(
-        upstreams.session,
-        spec.url,
-        request_format=spec.request_format,
-        model=spec.model,
-        scores_path=spec.scores_path,
-        headers=headers,
-        timeout_s=spec.timeout_s,
-    )
-
-
-def _sample_body(state: ProxyState, decision: Decision, data: dict[str, Any]) -> dict[str, Any]:
+def _sample_body(plan: SamplingPlan, data: dict[str, Any]) -> dict[str, Any]:
     body = {k: v for k, v in data.items() if k not in ("stream", "stream_options", "n")}
-    policy = state.snapshot.config.policies.get(decision.policy)
-    if isinstance(policy, BestOfKPolicy):
-        for key, value in policy.sampling.items():
-            body.setdefault(key, value)  # the client's own sampling parameters win
-    elif "temperature" not in body:
-        body["temperature"] = 0.7
+    for key, value in plan.sampling.items():
+        body.setdefault(key, value)  # the client's own sampling parameters win
     return body
-
-
-def _use_upstream_n(state: ProxyState, decision: Decision) -> bool:
-    policy = state.snapshot.config.policies.get(decision.policy)
-    if isinstance(policy, BestOfKPolicy) and policy.use_upstream_n is not None:
-        return policy.use_upstream_n
-    assert state.upstreams is not None
-    return state.upstreams.config(decision.upstream).supports_n
-
-
-async def draw_samples(state: ProxyState, decision: Decision, data: dict[str, Any]) -> Samples:
-    """n samples from the decided upstream; failed samples are dropped."""
-    assert state.upstreams is not None and state.executor is not None
-    upstreams, executor = state.upstreams, state.executor
-    body = _sample_body(state, decision, data)
-    messages = data["messages"]
-    samples = Samples()
-
-    async def collect(requests: list[dict[str, Any]]) -> None:
-        results = await asyncio.gather(
-            *(upstreams.chat(decision.upstream, r) for r in requests), return_exceptions=True
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                if not isinstance(result, ProxyError):
-                    raise result
-                samples.failures.append(result.message)
-                samples.errors.append(result)
-                continue
-            reply = result.data
-            samples.template = samples.template or reply
-            prompt_tokens, completion_tokens = usage_of(reply, messages)
-            samples.prompt_tokens += prompt_tokens
-            samples.completion_tokens += completion_tokens
-            samples.cost_usd += executor.account(
-                decision.upstream,
-                prompt_tokens,
-                completion_tokens,
-                max(len(reply.get("choices") or []), 1),
-            )
-            samples.choices.extend(c for c in reply.get("choices") or [] if isinstance(c, dict))
-
-    if _use_upstream_n(state, decision) and decision.n > 1:
-        await collect([{**body, "n": decision.n}])
-        missing = decision.n - len(samples.choices)
-        if samples.choices and missing > 0:
-            # Some OpenAI-compatible servers (Ollama, llama.cpp) ignore `n` and answer one
-            # choice; draw the rest in parallel rather than silently deciding on fewer samples.
-            log.debug(
-                "upstream %s returned %d of %d choices; drawing the rest",
-                decision.upstream,
-                len(samples.choices),
-                decision.n,
-            )
-            await collect([body] * missing)
-    else:
-        await collect([body] * decision.n)
-    return samples
 
 
 def _content(choice: dict[str, Any]) -> str:
@@ -184,30 +78,191 @@ def _content(choice: dict[str, Any]) -> str:
     return content if isinstance(content, str) else ""
 
 
-async def run_best_of_k(
-    state: ProxyState, decision: Decision, data: dict[str, Any]
-) -> tuple[dict[str, Any], Samples, RerankResult]:
-    """Sample, rerank, and build the completion (choices ordered best first)."""
-    samples = await draw_samples(state, decision, data)
-    if not samples.choices:
-        # The upstream refusing the request itself (4xx, 429) is the client's to see and fix
-        # (or back off from); only server-side failures become "all samples failed" (502).
-        rejected = next((e for e in samples.errors if e.status < 500), None)
-        if rejected is not None:
-            raise rejected
-        detail = samples.failures[0] if samples.failures else "no choices returned"
-        raise UpstreamError(
-            f"all {decision.n} samples failed: {detail}", upstream=decision.upstream
+class BestOfKExecutor:
+    """Runs multi-sample decisions: sample, rerank, answer with the winner."""
+
+    def __init__(
+        self,
+        upstreams: UpstreamClient,
+        session: aiohttp.ClientSession,
+        costs: CostModel,
+        metrics: SamplingMetrics,
+        account: Account,
+        env: Mapping[str, str],
+    ) -> None:
+        self._upstreams = upstreams
+        self._session = session
+        self._costs = costs
+        self._metrics = metrics
+        self._account = account
+        self._env = env
+
+    def build_reranker(self, spec: RerankerConfig) -> Reranker:
+        """A reranker for ``spec``, wired to the upstream client and the shared session."""
+        upstreams = self._upstreams
+        if spec.type == "first":
+            return FirstReranker()
+        if spec.type == "vote":
+            return VoteReranker(spec.pattern)
+        if spec.type == "judge":
+            assert spec.upstream is not None
+            judge = spec.upstream
+            costs = self._costs
+
+            async def chat(name: str, body: dict[str, Any]) -> dict[str, Any]:
+                return (await upstreams.chat(name, body)).data
+
+            def cost(usage: dict[str, int]) -> float:
+                return costs.prices(judge).cost_usd(
+                    int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
+                )
+
+            return JudgeReranker(
+                chat,
+                judge,
+                template=spec.template,
+                cost_fn=cost,
+                structured_output=spec.structured_output,
+            )
+        assert spec.url is not None
+        headers = {}
+        if spec.api_key_env and self._env.get(spec.api_key_env):
+            headers["Authorization"] = f"Bearer {self._env[spec.api_key_env]}"
+        return RewardReranker(
+            self._session,
+            spec.url,
+            request_format=spec.request_format,
+            model=spec.model,
+            scores_path=spec.scores_path,
+            headers=headers,
+            timeout_s=spec.timeout_s,
         )
-    reranker = build_reranker(state, reranker_config(state, decision))
-    candidates = [_content(c) for c in samples.choices]
-    ranking = await reranker.rerank(data["messages"], candidates)
-    if ranking.failed:
-        state.metrics.rerank_failure(ranking.reranker)
-        log.warning(
-            "reranker %s failed (%s); the first sample wins", ranking.reranker, ranking.detail
+
+    async def draw_samples(
+        self, decision: Decision, plan: SamplingPlan, data: dict[str, Any]
+    ) -> Samples:
+        """n samples from the decided upstream; failed samples are dropped."""
+        upstreams, account = self._upstreams, self._account
+        body = _sample_body(plan, data)
+        messages = data["messages"]
+        samples = Samples()
+
+        async def collect(requests: list[dict[str, Any]]) -> None:
+            results = await asyncio.gather(
+                *(upstreams.chat(decision.upstream, r) for r in requests), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    if not isinstance(result, ProxyError):
+                        raise result
+                    samples.failures.append(result.message)
+                    samples.errors.append(result)
+                    continue
+                reply = result.data
+                samples.template = samples.template or reply
+                prompt_tokens, completion_tokens = usage_of(reply, messages)
+                samples.prompt_tokens += prompt_tokens
+                samples.completion_tokens += completion_tokens
+                samples.cost_usd += account(
+                    decision.upstream,
+                    prompt_tokens,
+                    completion_tokens,
+                    max(len(reply.get("choices") or []), 1),
+                )
+                samples.choices.extend(c for c in reply.get("choices") or [] if isinstance(c, dict))
+
+        use_n = plan.use_upstream_n
+        if use_n is None:
+            use_n = upstreams.config(decision.upstream).supports_n
+        if use_n and decision.n > 1:
+            await collect([{**body, "n": decision.n}])
+            missing = decision.n - len(samples.choices)
+            if samples.choices and missing > 0:
+                # Some OpenAI-compatible servers (Ollama, llama.cpp) ignore `n` and answer one
+                # choice; draw the rest in parallel rather than silently deciding on fewer.
+                log.debug(
+                    "upstream %s returned %d of %d choices; drawing the rest",
+                    decision.upstream,
+                    len(samples.choices),
+                    decision.n,
+                )
+                await collect([body] * missing)
+        else:
+            await collect([body] * decision.n)
+        return samples
+
+    async def run(
+        self, decision: Decision, plan: SamplingPlan, data: dict[str, Any]
+    ) -> tuple[dict[str, Any], Samples, RerankResult]:
+        """Sample, rerank, and build the completion (choices ordered best first)."""
+        samples = await self.draw_samples(decision, plan, data)
+        if not samples.choices:
+            # The upstream refusing the request itself (4xx, 429) is the client's to see and
+            # fix (or back off from); only server-side failures become "all samples failed".
+            rejected = next((e for e in samples.errors if e.status < 500), None)
+            if rejected is not None:
+                raise rejected
+            detail = samples.failures[0] if samples.failures else "no choices returned"
+            raise UpstreamError(
+                f"all {decision.n} samples failed: {detail}", upstream=decision.upstream
+            )
+        reranker = self.build_reranker(plan.reranker)
+        candidates = [_content(c) for c in samples.choices]
+        ranking = await reranker.rerank(data["messages"], candidates)
+        if ranking.failed:
+            self._metrics.rerank_failure(ranking.reranker)
+            log.warning(
+                "reranker %s failed (%s); the first sample wins", ranking.reranker, ranking.detail
+            )
+        self._metrics.observe_samples(decision.policy, len(candidates))
+        return _completion(decision, data, samples, ranking, candidates), samples, ranking
+
+    async def execute(self, job: ExecutionRequest) -> Execution:
+        """Answer a best-of-k request: the completed JSON, or the winner as SSE chunks."""
+        decision, data = job.decision, job.body
+        plan = job.policy.sampling_plan(decision) if job.policy is not None else SamplingPlan()
+        if not job.stream:
+            body, samples, _ = await self.run(decision, plan, data)
+            return JsonResult(
+                body,
+                {**decision.headers(), "x-adaptive-n": str(body["adaptive"]["n"])},
+                Outcome(float(body["adaptive"]["cost_usd"]), len(samples.choices)),
+            )
+        outcome = Outcome()
+        work = asyncio.ensure_future(self.run(decision, plan, data))
+
+        async def events() -> AsyncGenerator[bytes, None]:
+            try:
+                body, samples, _ = await work
+                outcome.cost_usd = float(body["adaptive"]["cost_usd"])
+                outcome.n_samples = len(samples.choices)
+                for chunk in _chunks(body, job.include_usage):
+                    yield sse_event(chunk)
+            finally:
+                work.cancel()  # a no-op once it finished
+
+        def adaptive() -> dict[str, Any]:
+            adaptive_object: dict[str, Any] = work.result()[0]["adaptive"]
+            return adaptive_object
+
+        return EventStream(
+            events=events(),
+            adaptive=adaptive,
+            headers=decision.headers(),
+            outcome=outcome,
+            warmup=work,
+            keepalive_interval_s=job.keepalive_interval_s,
+            source=f"best-of-{decision.n} from {decision.upstream}",
         )
-    state.metrics.observe_samples(decision.policy, len(candidates))
+
+
+def _completion(
+    decision: Decision,
+    data: dict[str, Any],
+    samples: Samples,
+    ranking: RerankResult,
+    candidates: list[str],
+) -> dict[str, Any]:
     wanted = int(data.get("n") or 1)
     chosen = [dict(samples.choices[i], index=rank) for rank, i in enumerate(ranking.order[:wanted])]
     usage_extra = ranking.usage or {}
@@ -246,7 +301,7 @@ async def run_best_of_k(
         }
     )
     body["adaptive"] = adaptive
-    return body, samples, ranking
+    return body
 
 
 def _chunks(body: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
@@ -289,72 +344,6 @@ def _chunks(body: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
                 ],
             }
         )
-    if out:
-        out[0]["adaptive"] = body["adaptive"]
     if include_usage:
         out.append({**base, "choices": [], "usage": body["usage"]})
     return out
-
-
-async def respond(
-    request: web.Request,
-    state: ProxyState,
-    decision: Decision,
-    data: dict[str, Any],
-    parsed: ChatCompletionRequest,
-) -> tuple[web.StreamResponse, float, int]:
-    """Answer a best-of-k request (JSON or SSE); returns (response, cost_usd, samples drawn)."""
-    if not parsed.stream:
-        body, samples, _ = await run_best_of_k(state, decision, data)
-        import orjson
-
-        response = web.Response(
-            body=orjson.dumps(body),
-            content_type="application/json",
-            headers={**decision.headers(), "x-adaptive-n": str(body["adaptive"]["n"])},
-        )
-        return response, float(body["adaptive"]["cost_usd"]), len(samples.choices)
-    include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
-    stream = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-            **decision.headers(),
-        }
-    )
-    await stream.prepare(request)
-    request[STREAM_STARTED] = True
-    interval_s = state.snapshot.config.server.keepalive_interval_s
-    work = asyncio.create_task(run_best_of_k(state, decision, data))
-    cost_usd, drawn = 0.0, 0
-    try:
-        while True:
-            done, _ = await asyncio.wait({work}, timeout=interval_s)
-            if done:
-                break
-            await stream.write(SSE_KEEPALIVE)
-        body, samples, _ = work.result()
-        cost_usd, drawn = float(body["adaptive"]["cost_usd"]), len(samples.choices)
-        for chunk in _chunks(body, include_usage):
-            await stream.write(sse_event(chunk))
-    except ProxyError as error:
-        await stream.write(sse_event(error.to_dict()))
-    except Exception:  # the status line is sent: an honest SSE error beats a truncated stream
-        log.exception("best-of-k failed after the stream started")
-        await stream.write(
-            sse_event(ProxyError("internal error in the proxy; see its log").to_dict())
-        )
-    finally:
-        if not work.done():
-            work.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await work
-    await stream.write(SSE_DONE)
-    await stream.write_eof()
-    return stream, cost_usd, drawn
-
-
-def candidates_of(body: dict[str, Any]) -> Sequence[dict[str, Any]]:
-    """The candidate score table of a best-of-k response (for logs and the benchmark)."""
-    return list((body.get("adaptive") or {}).get("candidates") or [])

@@ -18,6 +18,7 @@ from pathlib import Path
 from proxy.config import Config, load_config, load_config_text
 from proxy.defaults import default_config_text
 from proxy.errors import ConfigError, PredictorLoadError
+from recorded_data import RecordedDataError
 
 log = logging.getLogger("adaptive_proxy")
 
@@ -56,7 +57,7 @@ async def serve_until_stopped(
     from aiohttp import web
 
     from proxy.app import create_app
-    from proxy.state import STATE
+    from proxy.state import CONFIG
 
     app = create_app(config, config_path=config_path, env=os.environ)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
@@ -70,7 +71,7 @@ async def serve_until_stopped(
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    holder = app[STATE].holder
+    holder = app[CONFIG]
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(holder.reload()))
     policies = ", ".join(config.policies) or "none"
     log.info("adaptive-proxy serving policies [%s] on http://%s:%d/v1", policies, host, port)
@@ -163,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--data-dir",
         default=None,
-        help="recorded data (default: $ADAPTIVE_DATA_DIR or ../shared/data)",
+        help="recorded data (default: $ADAPTIVE_DATA_DIR, else the bundled copy)",
     )
     demo.add_argument(
         "--config", default=None, help="policy YAML (default: the embedded demo policy)"
@@ -171,8 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     from bench.cli import register_cli as register_bench
-    from bench.replay import register_cli as register_replay
     from predictor_onnx.cli import register_cli as register_predictor
+    from replay.server import register_cli as register_replay
 
     register_replay(sub)
     register_predictor(sub)
@@ -189,6 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = int(args.func(args))
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
+        return 2
+    except RecordedDataError as exc:
+        print(f"adaptive-proxy: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -19,18 +19,11 @@ from typing import Any, Protocol
 import orjson
 
 from proxy.cache import DecisionCache
-from proxy.config import Config, PassthroughPolicy, RoutePolicy
 from proxy.policies.base import Decision
-from proxy.policies.route import (
-    decide_passthrough,
-    decide_route,
-    default_route,
-)
+from proxy.policies.policy import PolicyContext
 from proxy.prediction import Predictor
-from proxy.pricing import CostModel
 from proxy.protocol import normalised_messages
 from proxy.reload import Snapshot
-from proxy.tokens import count_message_tokens
 
 log = logging.getLogger("adaptive_proxy.decider")
 
@@ -63,24 +56,6 @@ class DecisionMetrics(Protocol):
     def observe_decision(self, policy: str, seconds: float, cache_hit: bool) -> None: ...
 
 
-class PolicyEngine(Protocol):
-    """Turns predictions into a decision for policy types beyond route/passthrough."""
-
-    async def decide(
-        self,
-        name: str,
-        version: str,
-        policy: Any,
-        predictions: Mapping[str, float],
-        messages: list[dict[str, Any]],
-        body: Mapping[str, Any],
-    ) -> Decision: ...
-
-    def default(self, name: str, version: str, policy: Any, reason: str) -> Decision: ...
-
-    def is_budgeted(self, policy: Any) -> bool: ...
-
-
 def decision_key(
     policy: str, policy_version: str, predictor_version: str, body: Mapping[str, Any]
 ) -> str:
@@ -104,15 +79,13 @@ class Decider:
         predictor: Predictor | None,
         cache: DecisionCache,
         metrics: DecisionMetrics,
-        cost_model: CostModel,
-        engine: PolicyEngine | None = None,
+        context: PolicyContext,
         predictor_timeout_s: float = 2.0,
     ) -> None:
         self._predictor = predictor
         self._cache = cache
         self._metrics = metrics
-        self._costs = cost_model
-        self._engine = engine
+        self._context = context
         self._predictor_timeout_s = predictor_timeout_s
 
     @property
@@ -135,16 +108,14 @@ class Decider:
     async def decide(self, snapshot: Snapshot, name: str, body: Mapping[str, Any]) -> Decision:
         """The decision for ``body`` under policy ``name``; predictor/cache trouble never raises."""
         started = time.perf_counter()
-        config = snapshot.config
         version = snapshot.policy_versions[name]
-        policy = config.policies[name]
-        if isinstance(policy, PassthroughPolicy):
-            decision = decide_passthrough(name, version, policy)
-            return decision.with_timing(cache_hit=False, decision_ms=_ms(started))
+        policy = snapshot.config.policies[name]
         messages = list(body["messages"])
+        if not policy.needs_prediction:
+            decision = await policy.decide(self._context, name, version, {}, messages)
+            return decision.with_timing(cache_hit=False, decision_ms=_ms(started))
         key = decision_key(name, version, snapshot.predictor_version, body)
         cached = await self._cache.get(key)
-        budgeted = self._is_budgeted(policy)
         if cached is not None:
             try:
                 hit: Decision | None = Decision.from_cache(cached)
@@ -152,70 +123,28 @@ class Decider:
                 hit = None
             if hit is not None:
                 decision = hit
-                if budgeted:
-                    decision = await self._decide_from(
-                        config, name, version, policy, decision.predictions, messages, body
+                if policy.is_budgeted():  # λ has moved since: re-decide from the predictions
+                    decision = await policy.decide(
+                        self._context, name, version, decision.predictions, messages
                     )
                 elapsed = time.perf_counter() - started
                 self._metrics.observe_decision(name, elapsed, True)
                 return decision.with_timing(cache_hit=True, decision_ms=elapsed * 1000)
         try:
             predictions = await self.predict(messages)
-            decision = await self._decide_from(
-                config, name, version, policy, predictions, messages, body
-            )
+            decision = await policy.decide(self._context, name, version, predictions, messages)
         except Exception as exc:  # fail open: a prediction problem must never fail the request
             reason = "predictor_timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
             log.warning(
                 "policy %s: prediction failed (%s: %s); using the default arm", name, reason, exc
             )
             self._metrics.predictor_fallback(name, reason)
-            decision = self._default(name, version, policy, reason)
+            decision = policy.default_decision(name, version, reason)
         else:
             await self._cache.set(key, decision.to_cache())
         elapsed = time.perf_counter() - started
         self._metrics.observe_decision(name, elapsed, False)
         return decision.with_timing(cache_hit=False, decision_ms=elapsed * 1000)
-
-    def _is_budgeted(self, policy: Any) -> bool:
-        if isinstance(policy, RoutePolicy):
-            return policy.budget is not None and self._engine is not None
-        return self._engine is not None and self._engine.is_budgeted(policy)
-
-    async def _decide_from(
-        self,
-        config: Config,
-        name: str,
-        version: str,
-        policy: Any,
-        predictions: Mapping[str, float],
-        messages: list[dict[str, Any]],
-        body: Mapping[str, Any],
-    ) -> Decision:
-        if isinstance(policy, RoutePolicy) and (policy.budget is None or self._engine is None):
-            cost_cheap = cost_expensive = 0.0
-            if policy.threshold is None:
-                prompt_tokens = count_message_tokens(messages)
-                cost_cheap = self._costs.expected_cost_usd(policy.cheap, prompt_tokens)
-                cost_expensive = self._costs.expected_cost_usd(policy.expensive, prompt_tokens)
-            return decide_route(
-                name,
-                version,
-                policy,
-                predictions,
-                cost_cheap_usd=cost_cheap,
-                cost_expensive_usd=cost_expensive,
-            )
-        if self._engine is None:
-            raise ValueError(f"policy type {policy.type!r} needs the allocation engine")
-        return await self._engine.decide(name, version, policy, predictions, messages, body)
-
-    def _default(self, name: str, version: str, policy: Any, reason: str) -> Decision:
-        if isinstance(policy, RoutePolicy):
-            return default_route(name, version, policy, reason)
-        if self._engine is None:
-            raise ValueError(f"policy type {policy.type!r} needs the allocation engine")
-        return self._engine.default(name, version, policy, reason)
 
 
 def _ms(started: float) -> float:

@@ -2,7 +2,9 @@
 
 Everything runs in this process on free loopback ports with the embedded default policy, so the
 demo works on a fresh machine with no API key: real recorded answers of Mixtral and GPT-4 come back
-through the proxy, and the table shows what the proxy decided for each prompt and why.
+through the proxy, and the table shows what the proxy decided for each prompt and why, whether the
+answer it got was right by the recorded ground truth, and what adaptive routing cost and earned on
+these prompts against sending all of them to the cheap or to the expensive model.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from aiohttp import web
 
 from proxy.config import Config, load_config, load_config_text
 from proxy.defaults import default_config_text
+from proxy.demo_report import RoutedRow, print_comparison, verdict
 
 _DEMO_PROMPT_IDS = (
     "gsm8k/0",
@@ -60,16 +63,14 @@ async def run_demo(*, data_dir: Path | None, config_path: str | None) -> int:
     """Run the demo; returns the process exit code."""
     import openai
 
-    from bench.replay import build_store, create_replay_app
-    from predictor_onnx.data import default_data_dir
     from proxy.app import create_app
+    from recorded_data import DataNotFoundError, resolve_data_dir
+    from replay.server import build_store, create_replay_app
 
-    data = data_dir or default_data_dir()
-    if not (data / "routellm").is_dir():
-        print(
-            f"demo: no recorded data at {data} (set --data-dir or ADAPTIVE_DATA_DIR)",
-            file=sys.stderr,
-        )
+    try:
+        data = resolve_data_dir(data_dir)
+    except DataNotFoundError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
         return 2
     print(f"loading recorded answers from {data} …", flush=True)
     store = build_store(data)
@@ -86,7 +87,9 @@ async def run_demo(*, data_dir: Path | None, config_path: str | None) -> int:
         )
         policy = "auto" if "auto" in config.policies else next(iter(config.policies))
         async with openai.AsyncOpenAI(base_url=base_url, api_key="demo", max_retries=0) as client:
-            await _show_routing(client, policy, _pick_records(store.records()))
+            records = _pick_records(store.records())
+            rows = await _show_routing(client, policy, records)
+            await print_comparison(client, rows)
             if "auto-best-of-k" in config.policies:
                 await _show_best_of_k(client, store.records())
     finally:
@@ -96,32 +99,45 @@ async def run_demo(*, data_dir: Path | None, config_path: str | None) -> int:
     return 0
 
 
-async def _show_routing(client: Any, policy: str, records: Sequence[Any]) -> None:
-    print(f"\npolicy {policy!r}: route each prompt to Mixtral (cheap) or GPT-4 (expensive)\n")
-    header = f"{'prompt':<46} {'gain':>6} {'arm':<9} {'answered by':<37} {'cache':<5} {'ms':>5}"
+async def _show_routing(client: Any, policy: str, records: Sequence[Any]) -> list[RoutedRow]:
+    print(f"\npolicy {policy!r}: route each prompt to Mixtral (cheap) or GPT-4 (expensive)")
+    header = (
+        f"{'prompt':<40} {'gain':>6} {'thresh':>6} {'arm':<9} {'answered by':<36} "
+        f"{'recorded answer':<15} {'cache':<5} {'ms':>5}"
+    )
     print(header)
     print("-" * len(header))
-    total_cost = 0.0
-    for record in [*records, records[0]]:
+    rows: list[RoutedRow] = []
+    for index, record in enumerate([*records, records[0]]):
         raw = await client.chat.completions.with_raw_response.create(
             model=policy, messages=list(record.messages)
         )
         completion = raw.parse()
         adaptive = (completion.model_extra or {}).get("adaptive", {})
-        total_cost += float(adaptive.get("cost_usd") or 0.0)
-        gain = adaptive.get("gain")
+        gain, threshold = adaptive.get("gain"), adaptive.get("threshold")
+        row = RoutedRow(record, completion.model, float(adaptive.get("cost_usd") or 0.0))
+        if index < len(records):
+            rows.append(row)
         print(
-            f"{_short(record.prompt_id + ': ' + record.messages[-1]['content'], 46):<46} "
+            f"{_short(record.prompt_id + ': ' + record.messages[-1]['content'], 40):<40} "
             f"{gain if gain is None else f'{gain:+.3f}':>6} "
-            f"{raw.headers.get('x-adaptive-arm', '?'):<9} {completion.model:<37} "
+            f"{'-' if threshold is None else f'{threshold:.3f}':>6} "
+            f"{raw.headers.get('x-adaptive-arm', '?'):<9} {_short(completion.model, 36):<36} "
+            f"{verdict(record, completion.model):<15} "
             f"{raw.headers.get('x-adaptive-cache', '?'):<5} "
             f"{float(raw.headers.get('x-adaptive-decision-ms', 'nan')):>5.1f}"
         )
-    print("\n(the last row repeats the first prompt: its decision comes from the cache)")
-    print(f"spend for these {len(records) + 1} requests: ${total_cost:.5f}")
+    print(
+        "\nexpensive iff gain ≥ threshold (gain: predicted reward gain of GPT-4 over Mixtral);"
+        "\nright/wrong is the recorded correctness of that model's answer (MT-Bench: GPT-4 judge"
+        " score);\nthe last row repeats the first prompt: its decision comes from the cache"
+    )
+    return rows
 
 
 async def _show_best_of_k(client: Any, records: Sequence[Any]) -> None:
+    from proxy.rerank_text import extract_answer
+
     gsm8k = [r for r in records if r.dataset == "gsm8k"][:3]
     print("\npolicy 'auto-best-of-k': n samples of real recorded solutions, majority vote\n")
     for record in gsm8k:
@@ -131,5 +147,11 @@ async def _show_best_of_k(client: Any, records: Sequence[Any]) -> None:
         completion = raw.parse()
         answer = completion.choices[0].message.content or ""
         last_line = answer.splitlines()[-1] if answer else ""
-        prompt = _short(record.prompt_id + ": " + record.messages[-1]["content"], 46)
-        print(f"{prompt:<46} n={raw.headers.get('x-adaptive-n', '?'):<3} → {_short(last_line, 40)}")
+        truth = extract_answer(str(record.extra.get("ground_truth", "")))
+        got = extract_answer(answer)
+        mark = "" if truth is None else ("right" if got == truth else f"wrong (truth {truth})")
+        prompt = _short(record.prompt_id + ": " + record.messages[-1]["content"], 40)
+        print(
+            f"{prompt:<40} n={raw.headers.get('x-adaptive-n', '?'):<3} → "
+            f"{_short(last_line, 36):<36} {mark}"
+        )

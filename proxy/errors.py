@@ -7,7 +7,10 @@ exception class on the client side (``BadRequestError``, ``NotFoundError``, ``Ra
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+import orjson
 
 # One class on both sides: predictor_onnx raises it and must not import proxy.
 from predictor_onnx.errors import PredictorLoadError as PredictorLoadError
@@ -64,14 +67,6 @@ class ModelNotFoundError(ProxyError):
     default_code = "model_not_found"
 
 
-class RequestTooLargeError(ProxyError):
-    """The request body exceeds ``server.max_body_bytes`` (413)."""
-
-    status = 413
-    error_type = "invalid_request_error"
-    default_code = "request_too_large"
-
-
 class UpstreamError(ProxyError):
     """An upstream failed; ``status`` is what the client sees (4xx passthrough, 429, 502, 504)."""
 
@@ -106,6 +101,70 @@ class ServiceUnavailableError(ProxyError):
     status = 503
     error_type = "service_unavailable"
     default_code = "not_ready"
+
+
+# Upstream statuses worth retrying (then trying the policy's fallback upstream).
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+def _error_message(body: bytes) -> tuple[str | None, str | None, str | None, str | None]:
+    """(message, type, param, code) of an upstream's error body, as far as it has them."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, None, None, None
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict):
+
+        def text(key: str) -> str | None:
+            value = err.get(key)
+            return str(value) if isinstance(value, str | int) and value != "" else None
+
+        return text("message"), text("type"), text("param"), text("code")
+    if isinstance(err, str):
+        return err, None, None, None
+    return None, None, None, None
+
+
+def map_status_error(
+    name: str, status: int, body: bytes, headers: Mapping[str, str]
+) -> UpstreamError:
+    """Turn an upstream's non-2xx answer into the error the client should see."""
+    if status in (401, 403):
+        return UpstreamError(
+            f"upstream {name!r} rejected the proxy's credentials (HTTP {status}); "
+            "check the upstream's api_key_env",
+            upstream=name,
+            status=502,
+            code="upstream_auth_failed",
+        )
+    message, err_type, param, code = _error_message(body)
+    if status == 429:
+        retry_after = headers.get("Retry-After")
+        return UpstreamError(
+            message or f"upstream {name!r} is rate limiting (HTTP 429)",
+            upstream=name,
+            status=429,
+            code="rate_limit_exceeded",
+            retryable=True,
+            headers={"Retry-After": retry_after} if retry_after else None,
+        )
+    if 400 <= status < 500:
+        error = UpstreamError(
+            message or f"upstream {name!r} rejected the request (HTTP {status})",
+            upstream=name,
+            status=status,
+            param=param,
+            code=code or "upstream_error",
+        )
+        error.error_type = err_type or "invalid_request_error"
+        return error
+    return UpstreamError(
+        f"upstream {name!r} failed (HTTP {status})",
+        upstream=name,
+        status=502,
+        retryable=status in RETRYABLE_STATUS,
+    )
 
 
 class ConfigError(Exception):

@@ -1,25 +1,24 @@
 """Executing a routed decision: one upstream call, JSON or SSE passed through chunk by chunk.
 
-Streaming honesty: once the SSE response has started, an upstream failure is reported as a
-``data: {"error": …}`` event followed by ``data: [DONE]`` (the status line is already sent). A
-client that disconnects cancels the handler (``handler_cancellation=True``), which closes the
-upstream response in ``finally``.
+Produces the execution seam's :class:`~proxy.responses.JsonResult` or
+:class:`~proxy.responses.EventStream`; :func:`proxy.responses.write_sse` writes streams. A client
+that disconnects cancels the handler (``handler_cancellation=True``), which closes the event
+generator and with it the upstream response.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 import orjson
-from aiohttp import web
 
 from proxy.errors import ProxyError, UpstreamError
 from proxy.policies.base import Decision
 from proxy.pricing import CostModel, usage_of
-from proxy.protocol import SSE_DONE, sse_event
+from proxy.responses import EventStream, Execution, ExecutionRequest, JsonResult, Outcome
+from proxy.tokens import count_message_tokens
 from proxy.upstream import UpstreamClient, UpstreamReply, UpstreamStream
 
 log = logging.getLogger("adaptive_proxy.executor")
@@ -32,16 +31,6 @@ class UsageMetrics(Protocol):
     def record_usage(
         self, upstream: str, prompt_tokens: int, completion_tokens: int, cost_usd: float
     ) -> None: ...
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What a request cost, for logs and metrics."""
-
-    upstream: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
 
 
 def _should_fall_back(error: ProxyError) -> bool:
@@ -90,9 +79,16 @@ class RouteExecutor:
             decision, fallback, lambda name: self._upstreams.chat(name, body)
         )
 
+    async def execute(self, job: ExecutionRequest) -> Execution:
+        """Run a routed decision: the completed JSON, or the upstream's events to pass through."""
+        fallback = job.policy.fallback_upstream() if job.policy is not None else None
+        if job.stream:
+            return await self.open_events(job.decision, job.body, fallback, job.include_usage)
+        return await self.respond_json(job.decision, job.body, fallback)
+
     async def respond_json(
         self, decision: Decision, body: dict[str, Any], fallback: str | None
-    ) -> tuple[dict[str, Any], Outcome]:
+    ) -> JsonResult:
         """The completed response body (with ``adaptive`` and summed ``usage``)."""
         reply = await self.chat(decision, body, fallback)
         data = reply.data
@@ -112,88 +108,63 @@ class RouteExecutor:
         if reply.upstream != decision.upstream:
             adaptive["fallback_upstream"] = reply.upstream
         data["adaptive"] = adaptive
-        return data, Outcome(reply.upstream, prompt_tokens, completion_tokens, cost)
+        return JsonResult(data, decision.headers(), Outcome(cost_usd=cost, n_samples=1))
 
-    async def open_stream(
+    async def open_events(
         self, decision: Decision, body: dict[str, Any], fallback: str | None, include_usage: bool
-    ) -> UpstreamStream:
+    ) -> EventStream:
         """Open the upstream stream (falling back before the first byte only)."""
-        return await self._with_fallback(
+        upstream_stream = await self._with_fallback(
             decision,
             fallback,
             lambda name: self._upstreams.open_stream(name, body, include_usage=include_usage),
         )
+        outcome = Outcome(n_samples=1)
 
-    async def pipe_stream(
+        def adaptive() -> dict[str, Any]:
+            out = decision.adaptive()
+            if upstream_stream.upstream != decision.upstream:
+                out["fallback_upstream"] = upstream_stream.upstream
+            return out
+
+        return EventStream(
+            events=self._relay(upstream_stream, outcome, include_usage, body["messages"]),
+            adaptive=adaptive,
+            headers=decision.headers(),
+            outcome=outcome,
+            source=upstream_stream.upstream,
+        )
+
+    async def _relay(
         self,
-        request: web.Request,
-        response: web.StreamResponse,
         stream: UpstreamStream,
-        decision: Decision,
-        *,
+        outcome: Outcome,
         include_usage: bool,
         messages: list[dict[str, Any]],
-    ) -> Outcome:
-        """Forward SSE events as they come; the first carries ``adaptive``; errors end honestly."""
-        outcome = Outcome(stream.upstream)
-        first = True
+    ) -> AsyncGenerator[bytes, None]:
+        """The upstream's events up to ``[DONE]``, usage taken for accounting on the way."""
+        prompt_tokens = completion_tokens = 0
         usage_seen = False
-        # Account in ``finally``: a client that disconnects mid-stream cancels this task, and
-        # the upstream still bills what it generated.
+        # Account in ``finally``: a client that disconnects mid-stream closes this generator,
+        # and the upstream still bills what it generated.
         try:
-            try:
-                async for event in stream:
-                    if event.startswith(b"data: [DONE]"):
-                        break
-                    if first:
-                        event = _with_adaptive(event, decision, stream.upstream)
-                        first = False
-                    elif b'"usage"' in event:
-                        usage, has_choices = _usage_of_event(event)
-                        if usage is not None:
-                            usage_seen = True
-                            outcome.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-                            outcome.completion_tokens = int(usage.get("completion_tokens") or 0)
-                            if not include_usage and not has_choices:
-                                continue  # the proxy asked for usage for its own accounting
-                    await response.write(event)
-            except ProxyError as error:
-                log.warning("stream from %s failed mid-way: %s", stream.upstream, error.message)
-                await response.write(sse_event(error.to_dict()))
-            except ConnectionError:
-                raise  # the client is gone; there is no one left to tell
-            except Exception:
-                # The status line is out, so the error middleware can no longer answer; without
-                # this the client would wait on a stream that never ends.
-                log.exception("stream from %s broke", stream.upstream)
-                internal = ProxyError("internal error in the proxy; see its log")
-                await response.write(sse_event(internal.to_dict()))
-            finally:
-                await stream.aclose()
-            await response.write(SSE_DONE)
+            async for event in stream:
+                if event.startswith(b"data: [DONE]"):
+                    break
+                if b'"usage"' in event:
+                    usage, has_choices = _usage_of_event(event)
+                    if usage is not None:
+                        usage_seen = True
+                        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+                        completion_tokens = int(usage.get("completion_tokens") or 0)
+                        if not include_usage and not has_choices:
+                            continue  # the proxy asked for usage for its own accounting
+                yield event
         finally:
+            await stream.aclose()
             if not usage_seen:
-                outcome.prompt_tokens = _count_prompt(messages)
-            outcome.cost_usd = self.account(
-                stream.upstream, outcome.prompt_tokens, outcome.completion_tokens
-            )
-        return outcome
-
-
-def _with_adaptive(event: bytes, decision: Decision, upstream: str) -> bytes:
-    if not event.startswith(b"data: "):
-        return event
-    try:
-        payload = orjson.loads(event[6:])
-    except orjson.JSONDecodeError:
-        return event
-    if not isinstance(payload, dict):
-        return event
-    adaptive = decision.adaptive()
-    if upstream != decision.upstream:
-        adaptive["fallback_upstream"] = upstream
-    payload["adaptive"] = adaptive
-    return sse_event(payload)
+                prompt_tokens = count_message_tokens(messages)
+            outcome.cost_usd = self.account(stream.upstream, prompt_tokens, completion_tokens)
 
 
 def _usage_of_event(event: bytes) -> tuple[Mapping[str, Any] | None, bool]:
@@ -205,9 +176,3 @@ def _usage_of_event(event: bytes) -> tuple[Mapping[str, Any] | None, bool]:
         return None, True
     usage = payload.get("usage")
     return (usage if isinstance(usage, dict) else None), bool(payload.get("choices"))
-
-
-def _count_prompt(messages: list[dict[str, Any]]) -> int:
-    from proxy.tokens import count_message_tokens
-
-    return count_message_tokens(messages)

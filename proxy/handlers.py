@@ -10,11 +10,9 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from proxy import bestofk
-from proxy.config import BestOfKPolicy, PassthroughPolicy, RoutePolicy
 from proxy.errors import InvalidRequestError, ModelNotFoundError, ServiceUnavailableError
-from proxy.middleware import STREAM_STARTED
 from proxy.policies.base import Decision
+from proxy.policies.policy import BasePolicy, execution_kind
 from proxy.protocol import (
     AllocateRequest,
     ChatCompletionRequest,
@@ -23,7 +21,24 @@ from proxy.protocol import (
     parse_json_body,
     validate_chat_request,
 )
-from proxy.state import STATE, ProxyState
+from proxy.responses import (
+    EventStream,
+    Execution,
+    ExecutionRequest,
+    Outcome,
+    json_response,
+    write_sse,
+)
+from proxy.state import (
+    BUDGETS,
+    CACHE,
+    CONFIG,
+    DECIDER,
+    EXECUTORS,
+    METRICS,
+    POLICY_CONTEXT,
+    PREDICTOR,
+)
 from proxy.tokens import count_message_tokens
 
 
@@ -39,10 +54,10 @@ async def _read_request(request: web.Request) -> tuple[dict[str, Any], ChatCompl
 
 
 async def _decide(
-    state: ProxyState, data: dict[str, Any], model: str
-) -> tuple[Decision, str | None]:
-    """The decision for a request and the fallback upstream of its policy."""
-    snapshot = state.snapshot
+    request: web.Request, data: dict[str, Any], model: str
+) -> tuple[Decision, BasePolicy | None]:
+    """The decision for a request and its policy (``None``: a passthrough upstream model)."""
+    snapshot = request.app[CONFIG].snapshot
     config = snapshot.config
     policy = config.policies.get(model)
     if policy is None:
@@ -57,34 +72,44 @@ async def _decide(
             policy="passthrough", policy_version="", arm="passthrough", upstream=upstream
         )
         return decision, None
-    if state.decider is None:
+    decider = request.app.get(DECIDER)
+    if decider is None:
         raise ServiceUnavailableError("the proxy is still starting")
-    decision = await state.decider.decide(snapshot, model, data)
-    fallback = None if isinstance(policy, PassthroughPolicy | BestOfKPolicy) else policy.fallback
-    if isinstance(policy, PassthroughPolicy):
-        fallback = policy.fallback
-    return decision, fallback
+    return await decider.decide(snapshot, model, data), policy
+
+
+async def _execute(
+    request: web.Request,
+    decision: Decision,
+    policy: BasePolicy | None,
+    data: dict[str, Any],
+    parsed: ChatCompletionRequest,
+) -> Execution:
+    """Hand the decision to the executor its policy names (a bare upstream model: route)."""
+    name = policy.executor_name(decision) if policy is not None else execution_kind(decision)
+    job = ExecutionRequest(
+        decision=decision,
+        policy=policy,
+        body=data,
+        stream=parsed.stream,
+        include_usage=bool(parsed.stream_options and parsed.stream_options.include_usage),
+        keepalive_interval_s=request.app[CONFIG].snapshot.config.server.keepalive_interval_s,
+    )
+    return await request.app[EXECUTORS][name].execute(job)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """``POST /v1/chat/completions``: decide, execute, answer in the OpenAI schema."""
-    state = request.app[STATE]
     data, parsed = await _read_request(request)
-    decision, fallback = await _decide(state, data, parsed.model)
-    status, cost_usd, n_samples = 200, 0.0, 0
+    decision, policy = await _decide(request, data, parsed.model)
+    status = 200
+    outcome = Outcome()
     try:
-        if decision.n > 1 or decision.reranker is not None:
-            response, cost_usd, n_samples = await bestofk.respond(
-                request, state, decision, data, parsed
-            )
-            return response
-        assert state.executor is not None
-        n_samples = 1
-        if parsed.stream:
-            return await _stream(request, state, decision, data, parsed, fallback)
-        body, outcome = await state.executor.respond_json(decision, data, fallback)
-        cost_usd = outcome.cost_usd
-        return _json(body, headers=decision.headers())
+        result = await _execute(request, decision, policy, data, parsed)
+        outcome = result.outcome
+        if isinstance(result, EventStream):
+            return await write_sse(request, result)
+        return json_response(result)
     except asyncio.CancelledError:
         status = 499  # the client went away; its upstream requests were cancelled with it
         raise
@@ -92,52 +117,21 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         status = getattr(exc, "status", 500)
         raise
     finally:
-        state.metrics.record_request(decision.policy, decision.arm, status)
-        if decision.problem is not None and state.engine is not None:
-            await state.engine.observe(decision, cost_usd=cost_usd, n_samples=n_samples)
-
-
-async def _stream(
-    request: web.Request,
-    state: ProxyState,
-    decision: Decision,
-    data: dict[str, Any],
-    parsed: ChatCompletionRequest,
-    fallback: str | None,
-) -> web.StreamResponse:
-    assert state.executor is not None
-    include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
-    stream = await state.executor.open_stream(decision, data, fallback, include_usage)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-            **decision.headers(),
-        }
-    )
-    try:
-        await response.prepare(request)
-        request[STREAM_STARTED] = True
-    except BaseException:
-        await stream.aclose()
-        raise
-    await state.executor.pipe_stream(
-        request, response, stream, decision, include_usage=include_usage, messages=data["messages"]
-    )
-    await response.write_eof()
-    return response
+        request.app[METRICS].record_request(decision.policy, decision.arm, status)
+        if decision.problem is not None:
+            await request.app[BUDGETS].observe(
+                decision, cost_usd=outcome.cost_usd, n_samples=outcome.n_samples
+            )
 
 
 async def decide(request: web.Request) -> web.Response:
     """``POST /v1/adaptive/decide``: the decision the proxy would take; no upstream is called."""
-    state = request.app[STATE]
     data, parsed = await _read_request(request)
-    decision, fallback = await _decide(state, data, parsed.model)
+    decision, policy = await _decide(request, data, parsed.model)
     body = decision.adaptive()
-    body["fallback"] = fallback
-    if state.engine is not None and decision.policy in state.snapshot.config.policies:
-        budget = await state.engine.budget_snapshot(decision.policy)
+    body["fallback"] = policy.fallback_upstream() if policy is not None else None
+    if policy is not None:
+        budget = await request.app[BUDGETS].budget_snapshot(decision.policy)
         if budget is not None:
             body["budget"] = budget
     return _json(body, headers=decision.headers())
@@ -145,30 +139,29 @@ async def decide(request: web.Request) -> web.Response:
 
 async def allocate(request: web.Request) -> web.Response:
     """``POST /v1/adaptive/allocate``: plan a total budget over a batch (greedy marginal)."""
-    state = request.app[STATE]
     raw = parse_json_body(await request.read())
     try:
         plan = AllocateRequest.model_validate(raw)
     except ValidationError as exc:
         raise invalid_from_validation(exc) from None
-    snapshot = state.snapshot
-    policy = snapshot.config.policies.get(plan.model)
+    policy = request.app[CONFIG].snapshot.config.policies.get(plan.model)
     if policy is None:
         raise ModelNotFoundError(f"no policy named {plan.model!r}", param="model")
-    if not isinstance(policy, RoutePolicy | BestOfKPolicy):
+    if not policy.plans_allocation:
         raise InvalidRequestError(
             f"policy {plan.model!r} is {policy.type!r}; allocation plans route and best_of_k "
             "policies",
             param="model",
         )
-    if state.decider is None or state.engine is None or state.decider.predictor is None:
+    decider = request.app.get(DECIDER)
+    if decider is None or decider.predictor is None:
         raise ServiceUnavailableError("the predictor is not loaded")
     conversations = [[m.model_dump() for m in item.messages] for item in plan.requests]
     try:
-        predictions = await state.decider.predict_batch(conversations)
+        predictions = await decider.predict_batch(conversations)
         tokens = [count_message_tokens(c) for c in conversations]
-        allocations = state.engine.allocate(
-            policy, predictions, tokens, plan.budget, plan.budget_unit
+        allocations = policy.allocate(
+            request.app[POLICY_CONTEXT], predictions, tokens, plan.budget, plan.budget_unit
         )
     except (ValueError, KeyError) as exc:
         raise InvalidRequestError(str(exc).strip("'\""), param="budget") from None
@@ -187,7 +180,7 @@ async def allocate(request: web.Request) -> web.Response:
 
 async def models(request: web.Request) -> web.Response:
     """``GET /v1/models``: the policies, then the passthrough upstream models."""
-    config = request.app[STATE].snapshot.config
+    config = request.app[CONFIG].snapshot.config
     created = now_s()
     items = [
         {
@@ -222,18 +215,20 @@ async def liveness(request: web.Request) -> web.Response:
 
 async def readiness(request: web.Request) -> web.Response:
     """``GET /health/readiness``: config, predictor and cache are up (503 until then)."""
-    state = request.app[STATE]
-    cache_ok = state.cache is not None and await state.cache.ping()
-    ready = state.predictor_ready and state.cache is not None and state.decider is not None
+    app = request.app
+    holder, cache, decider = app[CONFIG], app.get(CACHE), app.get(DECIDER)
+    predictor_ready = PREDICTOR in app
+    cache_ok = cache is not None and await cache.ping()
+    ready = predictor_ready and cache is not None and decider is not None
     body = {
         "status": "ready" if ready else "starting",
-        "config_generation": state.snapshot.generation,
-        "config_error": state.holder.last_error,
+        "config_generation": holder.snapshot.generation,
+        "config_error": holder.last_error,
         "predictor": "loaded"
-        if state.predictor is not None
-        else ("none" if state.predictor_ready else "loading"),
+        if app.get(PREDICTOR) is not None
+        else ("none" if predictor_ready else "loading"),
         "cache": {
-            "backend": state.cache.backend if state.cache is not None else None,
+            "backend": cache.backend if cache is not None else None,
             "status": "ok" if cache_ok else "degraded (serving without it)",
         },
         "time": time.time(),
@@ -243,7 +238,7 @@ async def readiness(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     """``GET /metrics``: Prometheus text exposition."""
-    body, content_type = request.app[STATE].metrics.render()
+    body, content_type = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 

@@ -14,8 +14,7 @@ from typing import Any
 import orjson
 
 from proxy.config import UpstreamConfig
-from proxy.errors import UpstreamError, UpstreamTimeoutError
-from proxy.upstream import map_status_error
+from proxy.errors import UpstreamError, UpstreamTimeoutError, map_status_error
 
 
 def _call_kwargs(

@@ -12,6 +12,8 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from proxy.protocol import message_text
+
 Messages = Sequence[Mapping[str, Any]]
 
 
@@ -33,14 +35,8 @@ class Predictor(Protocol):
         ...
 
 
-def _message_text(messages: Messages) -> str:
-    parts: list[str] = []
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, list):
-            content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
-        parts.append(f"{message.get('role', '')}:{content or ''}")
-    return "\n".join(parts)
+def _conversation_text(messages: Messages) -> str:
+    return "\n".join(f"{m.get('role', '')}:{message_text(m.get('content'))}" for m in messages)
 
 
 class HashPredictor:
@@ -70,7 +66,7 @@ class HashPredictor:
         return tuple(names)
 
     def _one(self, messages: Messages) -> dict[str, float]:
-        text = _message_text(messages)
+        text = _conversation_text(messages)
         for needle, values in self._overrides.items():
             if needle in text:
                 out = dict(values)
@@ -93,8 +89,6 @@ class HashPredictor:
 
 def conversation_key(messages: Messages) -> str:
     """Identity of a conversation for table lookups: every role and every turn's text."""
-    from proxy.protocol import message_text
-
     canon = [
         [str(m.get("role", "")), " ".join(message_text(m.get("content")).split())] for m in messages
     ]

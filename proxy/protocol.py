@@ -9,7 +9,6 @@ nothing is lost or reordered on the way.
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any, Literal
 
 import orjson
@@ -149,11 +148,6 @@ def normalised_messages(messages: list[dict[str, Any]]) -> bytes:
             message = {**message, "content": content[0].get("text")}
         canon.append(message)  # unchanged messages are serialised as they are, never copied
     return orjson.dumps(canon, option=orjson.OPT_SORT_KEYS)
-
-
-def completion_id() -> str:
-    """A fresh ``chatcmpl-…`` id."""
-    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
 
 
 def now_s() -> int:

@@ -1,45 +1,38 @@
-"""Per-application runtime state, reachable from handlers through ``request.app[STATE]``."""
+"""Typed application keys: each resource of the proxy under its own ``web.AppKey``.
+
+Keys set in :func:`proxy.app.create_app` exist from the start; the others are set by the
+``cleanup_ctx`` that owns the resource when the app starts (``app.get(KEY)`` is ``None`` until
+then). One set per application, never global.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 
 from proxy.cache import DecisionCache
 from proxy.decider import Decider
-from proxy.executor import RouteExecutor
 from proxy.metrics import Metrics
-from proxy.policies.engine import AllocationEngine
+from proxy.policies.budgets import BudgetControllers
+from proxy.policies.policy import PolicyContext
 from proxy.prediction import Predictor
 from proxy.pricing import CostModel
-from proxy.reload import ConfigHolder, Snapshot
+from proxy.reload import ConfigHolder
+from proxy.responses import Executor
 from proxy.upstream import UpstreamClient
 
-
-@dataclass
-class ProxyState:
-    """Everything a request needs, built at startup; one per application, never global."""
-
-    holder: ConfigHolder
-    metrics: Metrics
-    costs: CostModel
-    env: Mapping[str, str]
-    predictor: Predictor | None = None
-    cache: DecisionCache | None = None
-    upstreams: UpstreamClient | None = None
-    executor: RouteExecutor | None = None
-    decider: Decider | None = None
-    engine: AllocationEngine | None = None
-    predictor_ready: bool = False
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def snapshot(self) -> Snapshot:
-        """The config in force."""
-        return self.holder.snapshot
-
-
-STATE = web.AppKey("adaptive_state", ProxyState)
+# Set by create_app.
+CONFIG = web.AppKey("adaptive_config", ConfigHolder)
+METRICS = web.AppKey("adaptive_metrics", Metrics)
+COSTS = web.AppKey("adaptive_costs", CostModel)
+BUDGETS = web.AppKey("adaptive_budgets", BudgetControllers)
+POLICY_CONTEXT = web.AppKey("adaptive_policy_context", PolicyContext)
+# Set by their cleanup contexts when the app starts.
+UPSTREAMS = web.AppKey("adaptive_upstreams", UpstreamClient)
+# Executors by the name a policy's ``executor_name`` returns ("route", "best_of_k", ...).
+EXECUTORS: web.AppKey[Mapping[str, Executor]] = web.AppKey("adaptive_executors")
+CACHE = web.AppKey("adaptive_cache", DecisionCache)
+DECIDER = web.AppKey("adaptive_decider", Decider)
+# ``None`` once loaded means "no predictor configured" (every policy uses its default arm).
+PREDICTOR: web.AppKey[Predictor | None] = web.AppKey("adaptive_predictor")

@@ -13,6 +13,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from proxy.protocol import message_text
+
 # tiktoken's cache file names are sha1 of the download URL.
 _BUNDLED_BPE_FILES = {
     "cl100k_base": "9b5ad71b2ce5302211f9c61530b329a4922fc6a4",
@@ -84,13 +86,7 @@ def count_message_tokens(messages: list[dict[str, Any]]) -> int:
     total = 3
     for message in messages:
         total += 3
-        content = message.get("content")
-        if isinstance(content, str):
-            total += count_tokens(content)
-        elif isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    total += count_tokens(part["text"])
+        total += count_tokens(message_text(message.get("content")))
         name = message.get("name")
         if isinstance(name, str):
             total += count_tokens(name) + 1

@@ -25,12 +25,11 @@ import orjson
 from yarl import URL
 
 from proxy.config import UpstreamConfig
-from proxy.errors import UpstreamError, UpstreamTimeoutError
+from proxy.errors import UpstreamError, UpstreamTimeoutError, map_status_error
 
 log = logging.getLogger("adaptive_proxy.upstream")
 
 _T = TypeVar("_T")
-_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER_S = 5.0
 # Bounds the memory one SSE event may take; far above any real chunk.
 _MAX_EVENT_BYTES = 64 * 1024 * 1024
@@ -66,66 +65,6 @@ class UpstreamStream:
         result = self._close()
         if asyncio.iscoroutine(result):
             await result
-
-
-def _error_message(body: bytes) -> tuple[str | None, str | None, str | None, str | None]:
-    """(message, type, param, code) of an upstream's error body, as far as it has them."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None, None, None, None
-    err = data.get("error") if isinstance(data, dict) else None
-    if isinstance(err, dict):
-
-        def text(key: str) -> str | None:
-            value = err.get(key)
-            return str(value) if isinstance(value, str | int) and value != "" else None
-
-        return text("message"), text("type"), text("param"), text("code")
-    if isinstance(err, str):
-        return err, None, None, None
-    return None, None, None, None
-
-
-def map_status_error(
-    name: str, status: int, body: bytes, headers: Mapping[str, str]
-) -> UpstreamError:
-    """Turn an upstream's non-2xx answer into the error the client should see."""
-    if status in (401, 403):
-        return UpstreamError(
-            f"upstream {name!r} rejected the proxy's credentials (HTTP {status}); "
-            "check the upstream's api_key_env",
-            upstream=name,
-            status=502,
-            code="upstream_auth_failed",
-        )
-    message, err_type, param, code = _error_message(body)
-    if status == 429:
-        retry_after = headers.get("Retry-After")
-        return UpstreamError(
-            message or f"upstream {name!r} is rate limiting (HTTP 429)",
-            upstream=name,
-            status=429,
-            code="rate_limit_exceeded",
-            retryable=True,
-            headers={"Retry-After": retry_after} if retry_after else None,
-        )
-    if 400 <= status < 500:
-        error = UpstreamError(
-            message or f"upstream {name!r} rejected the request (HTTP {status})",
-            upstream=name,
-            status=status,
-            param=param,
-            code=code or "upstream_error",
-        )
-        error.error_type = err_type or "invalid_request_error"
-        return error
-    return UpstreamError(
-        f"upstream {name!r} failed (HTTP {status})",
-        upstream=name,
-        status=502,
-        retryable=status in _RETRYABLE_STATUS,
-    )
 
 
 @dataclass(frozen=True, slots=True)

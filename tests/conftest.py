@@ -8,26 +8,15 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bench.replay import create_replay_app
-from bench.replay_store import ReplayStore, build_store
-from predictor_onnx.data import default_data_dir
-
-
-def _data_dir() -> Path:
-    path = default_data_dir()
-    if (path / "routellm").is_dir():
-        return path
-    # Running pytest from elsewhere than the project root: fall back to the sibling checkout.
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
+from recorded_data import resolve_data_dir
+from replay.server import create_replay_app
+from replay.store import ReplayStore, build_store
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    """The real recorded data; tests that need it skip only when it does not exist."""
-    path = _data_dir()
-    if not (path / "routellm").is_dir():
-        pytest.skip(f"real data dir {path} does not exist (set ADAPTIVE_DATA_DIR)")
-    return path
+    """The real recorded data: ``$ADAPTIVE_DATA_DIR``, else the bundled copy (never skipped)."""
+    return resolve_data_dir()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from aiohttp import web
 
 @asynccontextmanager
 async def running(app: web.Application) -> AsyncIterator[str]:
-    """Serve ``app`` on 127.0.0.1:0 as the CLI does (handler cancellation on); yield its base URL."""
+    """Serve ``app`` on 127.0.0.1:0 as the CLI does (handler cancellation on); yield its URL."""
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     try:

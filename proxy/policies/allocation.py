@@ -21,7 +21,6 @@ Conventions
 from __future__ import annotations
 
 import heapq
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -241,10 +240,10 @@ def greedy_allocate(
     repeatedly buys the unit with the highest gain per unit cost that still fits, and stops
     buying for a prompt once its next gain is non-positive or does not fit.
 
-    Exact (same total gain as :func:`brute_force_allocate`) for concave rewards — non-increasing
-    gains — when every unit costs the same (a budget in samples). With per-prompt prices (a
-    budget in USD) the problem is a knapsack and the greedy is within one unit's gain of the
-    optimum. Ties go to the lower prompt index.
+    Exact (the same total gain as an exhaustive search, which the tests check) for concave
+    rewards — non-increasing gains — when every unit costs the same (a budget in samples).
+    With per-prompt prices (a budget in USD) the problem is a knapsack and the greedy is within
+    one unit's gain of the optimum. Ties go to the lower prompt index.
     """
     if n_min < 0:
         raise ValueError("n_min must be >= 0")
@@ -294,32 +293,12 @@ def allocation_cost(costs: Sequence[Sequence[float]] | None, alloc: Sequence[int
     return float(sum(sum(row[:n]) for row, n in zip(costs, alloc, strict=True)))
 
 
-def brute_force_allocate(
-    gains: Sequence[Sequence[float]],
-    costs: Sequence[Sequence[float]] | None,
-    budget: float,
-    n_min: int = 0,
-) -> list[int]:
-    """Exhaustive optimum of the batch allocation (tests only: exponential in the batch size)."""
-    best: list[int] = [n_min] * len(gains)
-    best_gain = -math.inf
-    ranges = [range(n_min, len(row) + 1) for row in gains]
-    for combo in itertools.product(*ranges):
-        if allocation_cost(costs, combo) > budget + 1e-9:
-            continue
-        total = allocation_gain(gains, combo)
-        if total > best_gain + 1e-12:
-            best, best_gain = list(combo), total
-    if best_gain == -math.inf:
-        raise ValueError(f"budget {budget} cannot pay for n_min={n_min} units per prompt")
-    return best
-
-
 @dataclass(frozen=True)
 class Allocation:
     """One prompt's share of a batch budget (``POST /v1/adaptive/allocate``).
 
-    ``gain`` is the expected reward bought beyond ``n_min`` samples, ``E[R(n)] − E[R(n_min)]``.
+    ``gain`` is the expected reward bought beyond one sample, ``E[R(n)] − E[R(1)]`` (``0`` for
+    ``n = 0``), the same gain a best-of-k decision reports.
     """
 
     n: int
@@ -348,7 +327,7 @@ def allocate_batch(
     out = []
     for i, (p, n) in enumerate(zip(ps, alloc, strict=True)):
         reward = expected_reward_best_of_n(p, n, efficiency)
-        base = expected_reward_best_of_n(p, n_min, efficiency)
+        base = p if n else 0.0  # E[R(1)] = p whatever the reranker's efficiency
         unit = 1.0 if cost_per_sample is None else cost_per_sample[i]
         out.append(Allocation(n=n, expected_reward=reward, gain=reward - base, cost=n * unit))
     return out

@@ -1,4 +1,4 @@
-"""Two-arm routing: send a request to the expensive upstream iff its predicted gain pays.
+"""``type: route``: send a request to the expensive upstream iff its predicted gain pays.
 
 The rule is the paper's threshold on predicted marginal reward: ``gain ≥ threshold``, where the
 threshold is fixed, or derived from a price of compute λ as ``λ · (cost_expensive − cost_cheap)``
@@ -7,24 +7,121 @@ threshold is fixed, or derived from a price of compute λ as ``λ · (cost_expen
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Literal
 
-from proxy.config import PassthroughPolicy, RoutePolicy
+from pydantic import model_validator
+
+from proxy.policies.allocation import DecisionProblem, greedy_allocate, route_expensive
 from proxy.policies.base import Decision
+from proxy.policies.policy import AdaptivePolicy, PolicyContext, read_output
+from proxy.tokens import count_message_tokens
 
 
-class PredictionMissingError(KeyError):
-    """The predictor did not produce the output a policy reads."""
+class RoutePolicy(AdaptivePolicy):
+    """Two arms: go ``expensive`` iff the predicted gain clears the threshold (or λ · Δcost)."""
 
+    type: Literal["route"]
+    cheap: str
+    expensive: str
+    predictor_output: str = "gain"
+    default_arm: Literal["cheap", "expensive"] = "cheap"
 
-def read_output(predictions: Mapping[str, float], name: str) -> float:
-    """One named prediction, or :class:`PredictionMissingError`."""
-    try:
-        return float(predictions[name])
-    except KeyError:
-        raise PredictionMissingError(
-            f"predictor gave no {name!r} (it gives: {', '.join(sorted(predictions))})"
-        ) from None
+    plans_allocation = True
+
+    @model_validator(mode="after")
+    def _has_rule(self) -> RoutePolicy:
+        if self.threshold is None and self.lambda_ is None and self.budget is None:
+            raise ValueError("route needs one of threshold, lambda or budget")
+        if self.budget is not None and self.budget.kind == "mean_samples":
+            raise ValueError("budget kind 'mean_samples' applies to best_of_k and ladder policies")
+        return self
+
+    def upstream_refs(self) -> list[tuple[str, str]]:
+        """The cheap and the expensive upstream."""
+        return [("cheap", self.cheap), ("expensive", self.expensive)]
+
+    async def decide(
+        self,
+        ctx: PolicyContext,
+        name: str,
+        version: str,
+        predictions: Mapping[str, float],
+        messages: list[dict[str, Any]],
+    ) -> Decision:
+        """Cheap or expensive for one request."""
+        if self.budget is None:
+            cost_cheap = cost_expensive = 0.0
+            if self.threshold is None:  # λ · Δcost needs the costs; a fixed threshold does not
+                prompt_tokens = count_message_tokens(messages)
+                cost_cheap = ctx.costs.expected_cost_usd(self.cheap, prompt_tokens)
+                cost_expensive = ctx.costs.expected_cost_usd(self.expensive, prompt_tokens)
+            return decide_route(
+                name,
+                version,
+                self,
+                predictions,
+                cost_cheap_usd=cost_cheap,
+                cost_expensive_usd=cost_expensive,
+            )
+        prompt_tokens = count_message_tokens(messages)
+        lam = await ctx.budgets.current_lambda(name, version, self)
+        cost_cheap = ctx.costs.expected_cost_usd(self.cheap, prompt_tokens)
+        cost_expensive = ctx.costs.expected_cost_usd(self.expensive, prompt_tokens)
+        decision = decide_route(
+            name,
+            version,
+            self,
+            predictions,
+            cost_cheap_usd=cost_cheap,
+            cost_expensive_usd=cost_expensive,
+            lambda_=lam if lam is not None else (self.lambda_ or 0.0),
+        )
+        # What the budget controller replays: gain as the expensive arm's reward over cheap's.
+        problem = DecisionProblem.route(
+            0.0, decision.gain or 0.0, cost_cheap=cost_cheap, cost_expensive=cost_expensive
+        )
+        return replace(decision, problem=problem, arm_index=int(decision.arm == "expensive"))
+
+    def default_decision(self, name: str, version: str, reason: str) -> Decision:
+        """The ``default_arm``, used when prediction or the cache fails."""
+        upstream = self.expensive if self.default_arm == "expensive" else self.cheap
+        return Decision(
+            policy=name,
+            policy_version=version,
+            arm=self.default_arm,
+            upstream=upstream,
+            fallback_reason=reason,
+        )
+
+    def allocate(
+        self,
+        ctx: PolicyContext,
+        predictions: Sequence[Mapping[str, float]],
+        prompt_tokens: Sequence[int],
+        budget: float,
+        unit: str,
+    ) -> list[dict[str, Any]]:
+        """Which prompts of a batch go expensive under a total budget (count or USD)."""
+        gains = [[max(read_output(p, self.predictor_output), 0.0)] for p in predictions]
+        costs = None
+        if unit == "usd":
+            costs = [
+                [
+                    max(
+                        ctx.costs.expected_cost_usd(self.expensive, t)
+                        - ctx.costs.expected_cost_usd(self.cheap, t),
+                        1e-12,
+                    )
+                ]
+                for t in prompt_tokens
+            ]
+        alloc = greedy_allocate(gains, costs, budget)
+        return [
+            {"n": n, "arm": "expensive" if n else "cheap", "gain": g[0]}
+            for n, g in zip(alloc, gains, strict=True)
+        ]
 
 
 def route_threshold(
@@ -55,7 +152,7 @@ def decide_route(
         cost_cheap_usd=cost_cheap_usd,
         cost_expensive_usd=cost_expensive_usd,
     )
-    expensive = gain >= threshold
+    expensive = route_expensive(gain, threshold=threshold)
     return Decision(
         policy=name,
         policy_version=version,
@@ -66,23 +163,4 @@ def decide_route(
         threshold=threshold,
         lambda_=lambda_ if lambda_ is not None else policy.lambda_,
         expected_cost_usd=cost_expensive_usd if expensive else cost_cheap_usd,
-    )
-
-
-def default_route(name: str, version: str, policy: RoutePolicy, reason: str) -> Decision:
-    """The policy's default arm, used when prediction or the cache fails."""
-    upstream = policy.expensive if policy.default_arm == "expensive" else policy.cheap
-    return Decision(
-        policy=name,
-        policy_version=version,
-        arm=policy.default_arm,
-        upstream=upstream,
-        fallback_reason=reason,
-    )
-
-
-def decide_passthrough(name: str, version: str, policy: PassthroughPolicy) -> Decision:
-    """A passthrough policy always sends to its upstream."""
-    return Decision(
-        policy=name, policy_version=version, arm="passthrough", upstream=policy.upstream
     )

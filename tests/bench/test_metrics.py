@@ -86,8 +86,9 @@ def test_bootstrap_ci_constant_and_mean() -> None:
     lo, hi = m.bootstrap_ci(lambda idx: float(x[idx].mean()), 100, n_boot=300, seed=1)
     assert lo < 49.5 < hi
     assert 40 < lo and hi < 60  # standard error ≈ 2.9
-    many = m.bootstrap_cis(lambda idx: {"a": float(x[idx].mean()), "b": math.nan}, 100,
-                           n_boot=300, seed=1)
+    many = m.bootstrap_cis(
+        lambda idx: {"a": float(x[idx].mean()), "b": math.nan}, 100, n_boot=300, seed=1
+    )
     assert many["a"] == (lo, hi) and "b" not in many
 
 
@@ -97,7 +98,8 @@ def test_random_scores_give_apgr_near_one_half() -> None:
     qe = (rng.random(4000) < 0.8).astype(float)
     sw = m.threshold_sweep(m.random_scores(4000, 0), qc, qe, split_ties=True)
     assert m.apgr(sw.frac_expensive, sw.quality, qc.mean(), qe.mean()) == pytest.approx(
-        0.5, abs=0.05)
+        0.5, abs=0.05
+    )
 
 
 def test_ladder_sweep_hand_case() -> None:

@@ -12,17 +12,39 @@ from bench.cli import main
 from bench.report import ROUTELLM_PUBLISHED
 from bench.suites import SUITES
 
-DATA_DIR = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
-pytestmark = pytest.mark.skipif(not DATA_DIR.is_dir(), reason="recorded data not present")
-TOP_KEYS = ("apgr_cv", "apgr_lodo", "cpt50_cv", "cpt50_lodo", "cpt80_cv", "cpt80_lodo",
-            "apgr_random", "apgr_oracle", "n_prompts")
+pytestmark = pytest.mark.slow  # a whole benchmark run (--quick); .ci/run still runs it
+TOP_KEYS = (
+    "apgr_cv",
+    "apgr_lodo",
+    "cpt50_cv",
+    "cpt50_lodo",
+    "cpt80_cv",
+    "cpt80_lodo",
+    "apgr_random",
+    "apgr_oracle",
+    "n_prompts",
+)
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+def results(
+    tmp_path_factory: pytest.TempPathFactory, data_dir: Path
+) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("bench")
-    code = main(["--quick", "--data-dir", str(DATA_DIR), "--out", str(out), "--predictor",
-                 "features", "--no-progress", "--bootstrap", "20"])
+    code = main(
+        [
+            "--quick",
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(out),
+            "--predictor",
+            "features",
+            "--no-progress",
+            "--bootstrap",
+            "20",
+        ]
+    )
     assert code == 0
     return out, {n: json.loads((out / f"{n}.json").read_text()) for n in SUITES}
 
@@ -64,7 +86,8 @@ def test_figures_are_consistent(results: tuple[Path, dict[str, Any]]) -> None:
 
 
 def test_live_proxy_decisions_equal_the_offline_computation(
-        results: tuple[Path, dict[str, Any]]) -> None:
+    results: tuple[Path, dict[str, Any]],
+) -> None:
     _, res = results
     for name, r in res.items():
         live = r["live"]

@@ -14,10 +14,20 @@ def test_features_predictor_is_the_labelled_stand_in() -> None:
 
 
 def test_lodo_transfer_fills_only_missing_outputs() -> None:
-    preds = {"a": {"p_weak": 0.2, "p_strong": 0.7, "gain": 0.5},
-             "b": {"p_weak": 0.1, "p_strong": 0.2, "gain": 0.1, "gain_175b": 0.3,
-                   "p_6b_finetuning": 0.0, "p_6b_verification": 0.0,
-                   "p_175b_finetuning": 0.0, "p_175b_verification": 0.0, "gain_6b": 0.0}}
+    preds = {
+        "a": {"p_weak": 0.2, "p_strong": 0.7, "gain": 0.5},
+        "b": {
+            "p_weak": 0.1,
+            "p_strong": 0.2,
+            "gain": 0.1,
+            "gain_175b": 0.3,
+            "p_6b_finetuning": 0.0,
+            "p_6b_verification": 0.0,
+            "p_175b_finetuning": 0.0,
+            "p_175b_verification": 0.0,
+            "gain_6b": 0.0,
+        },
+    }
     assert fill_lodo_transfer(preds) == 1
     assert set(LODO_TRANSFER) <= set(preds["a"])
     assert preds["a"]["gain_175b"] == 0.5 and preds["a"]["p_175b_verification"] == 0.7

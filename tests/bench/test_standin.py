@@ -12,14 +12,11 @@ import pytest
 from bench.standin import _fold_of_groups, out_of_fold_predictions
 from bench.suites import subsample_records
 
-DATA_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-pytestmark = pytest.mark.skipif(not DATA_DIR.is_dir(), reason="recorded data not present")
 
-
-def _records() -> list:  # type: ignore[type-arg]
+def _records(data_dir: Path) -> list:  # type: ignore[type-arg]
     from predictor_onnx.data import load_records
 
-    recs = load_records(DATA_DIR)
+    recs = load_records(data_dir)
     by: dict[str, list] = {}  # type: ignore[type-arg]
     for r in recs:
         by.setdefault(r.dataset, []).append(r)
@@ -38,8 +35,8 @@ def _flipped(record: Any) -> Any:
 
 
 @pytest.mark.parametrize("scheme", ["cv", "lodo"])
-def test_a_prompts_own_outcome_never_changes_its_prediction(scheme: str) -> None:
-    records = _records()
+def test_a_prompts_own_outcome_never_changes_its_prediction(scheme: str, data_dir: Path) -> None:
+    records = _records(data_dir)
     base = out_of_fold_predictions(records, scheme=scheme, progress=False)
     assert set(base) == {r.prompt_id for r in records}
     # cv: flip one GSM8K question's outcomes; lodo: flip every GSM8K outcome. The flipped

@@ -87,3 +87,41 @@ def test_train_your_own_from_jsonl(
     [pred] = predictor.predict_sync([[{"role": "user", "content": "Prove theorem 99"}]])
     assert pred["gain"] == pytest.approx(pred["p_large"] - pred["p_small"])
     assert (out / "MODEL_CARD.md").is_file()
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "expected"),
+    [
+        ('{"messages": [{"role": "user", "content": "hi"}', "line 2: not JSON"),
+        ('{"messages": []}', "line 2: `messages` is empty"),
+        ('{"prompt": "hi"}', "line 2: expected"),
+    ],
+)
+def test_predict_names_the_bad_line(
+    model_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    bad_line: str,
+    expected: str,
+) -> None:
+    source = tmp_path / "in.jsonl"
+    good = json.dumps({"messages": [{"role": "user", "content": "2+2?"}]})
+    source.write_text(f"{good}\n{bad_line}\n")
+    target = tmp_path / "out.jsonl"
+    assert (
+        main(
+            [
+                "predictor",
+                "predict",
+                "--model",
+                str(model_dir),
+                "--input",
+                str(source),
+                "--output",
+                str(target),
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert f"{source}: {expected}" in err

@@ -1,4 +1,4 @@
-"""The real-data loader against the recorded files in ``../shared/data``."""
+"""The real-data loader against the recorded files (``$ADAPTIVE_DATA_DIR`` or the bundle)."""
 
 from __future__ import annotations
 
@@ -10,30 +10,19 @@ import pytest
 from predictor_onnx.data import (
     GSM8K_PROCEDURES,
     Record,
-    default_data_dir,
     extract_mtbench_answers,
     load_records,
 )
 
-DATA_DIR = default_data_dir()
-if not (DATA_DIR / "routellm").is_dir():
-    _alt = Path(__file__).resolve().parents[3] / "shared" / "data"
-    DATA_DIR = _alt if (_alt / "routellm").is_dir() else DATA_DIR
 
-pytestmark = pytest.mark.skipif(
-    not (DATA_DIR / "routellm").is_dir(),
-    reason=f"real data dir {DATA_DIR} does not exist (set ADAPTIVE_DATA_DIR)",
-)
+@pytest.fixture(scope="module")
+def raw(data_dir: Path) -> list[Record]:
+    return load_records(data_dir, drop_contaminated=False)
 
 
 @pytest.fixture(scope="module")
-def raw() -> list[Record]:
-    return load_records(DATA_DIR, drop_contaminated=False)
-
-
-@pytest.fixture(scope="module")
-def clean() -> list[Record]:
-    return load_records(DATA_DIR)
+def clean(data_dir: Path) -> list[Record]:
+    return load_records(data_dir)
 
 
 def _joint(records: list[Record], dataset: str) -> Counter[str]:
@@ -115,9 +104,9 @@ def test_extract_turn_one_and_two() -> None:
     assert extract_mtbench_answers(t2, 2, ("Q1", "Q2")) == ("first\n### User: quoted", "second")
 
 
-def test_ids_unique_and_order_deterministic(clean: list[Record]) -> None:
+def test_ids_unique_and_order_deterministic(clean: list[Record], data_dir: Path) -> None:
     assert len({r.prompt_id for r in clean}) == len(clean)
-    again = load_records(DATA_DIR, ("mtbench", "gsm8k"))
+    again = load_records(data_dir, ("mtbench", "gsm8k"))
     assert [r.prompt_id for r in again] == [
         r.prompt_id for r in clean if r.dataset == "mtbench"
     ] + [r.prompt_id for r in clean if r.dataset == "gsm8k"]
@@ -131,9 +120,9 @@ def test_contaminated_prompts_dropped(clean: list[Record]) -> None:
     assert not any(p.startswith("David has three sisters.") for p in prompts)
 
 
-def test_unknown_dataset_rejected() -> None:
+def test_unknown_dataset_rejected(data_dir: Path) -> None:
     with pytest.raises(ValueError, match="unknown dataset"):
-        load_records(DATA_DIR, ["nope"])
+        load_records(data_dir, ["nope"])
 
 
 def test_repeated_prompts_share_a_group(raw: list[Record]) -> None:

@@ -10,19 +10,21 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from bench.replay_store import ReplayStore
 from predictor_onnx.data import MODEL_STRONG, MODEL_WEAK, Record
 from proxy.app import create_app
 from proxy.config import Config, load_config_text
 from proxy.prediction import HashPredictor, Messages
+from replay.store import ReplayStore
 from tests.redis_server import RedisServer
 from tests.servers import running
 
 HARD = "Janet’s ducks lay 16 eggs"  # steered to the expensive arm
 POLICY = """
 upstreams:
-  mixtral: {{base_url: "{url}", model: "{weak}", price_in_per_mtok_usd: 0.6, price_out_per_mtok_usd: 0.6}}
-  gpt-4: {{base_url: "{url}", model: "{strong}", price_in_per_mtok_usd: 10, price_out_per_mtok_usd: 30}}
+  mixtral: {{base_url: "{url}", model: "{weak}",
+            price_in_per_mtok_usd: 0.6, price_out_per_mtok_usd: 0.6}}
+  gpt-4: {{base_url: "{url}", model: "{strong}",
+          price_in_per_mtok_usd: 10, price_out_per_mtok_usd: 30}}
 policies:
   auto: {{type: route, cheap: mixtral, expensive: gpt-4, threshold: 0.1}}
 cache: {{redis_url: {redis}, timeout_s: 0.2}}
@@ -157,11 +159,11 @@ async def test_errors_are_openai_shaped(client: AsyncOpenAI) -> None:
             model="no-such-policy", messages=[{"role": "user", "content": "hi"}]
         )
     assert nf.value.code == "model_not_found"
+    wizard: Any = [{"role": "wizard", "content": "x"}]  # not a role the SDK's types allow
     with pytest.raises(openai.BadRequestError) as bad:
-        await client.chat.completions.create(
-            model="auto", messages=[{"role": "wizard", "content": "x"}]
-        )  # type: ignore[misc,list-item]
-    assert (bad.value.body or {}).get("param") == "messages[0].role"  # type: ignore[union-attr]
+        await client.chat.completions.create(model="auto", messages=wizard)
+    error_body: Any = bad.value.body or {}
+    assert error_body.get("param") == "messages[0].role"
     with pytest.raises(openai.NotFoundError) as unknown_prompt:
         await client.chat.completions.create(
             model="auto", messages=[{"role": "user", "content": "never recorded"}]

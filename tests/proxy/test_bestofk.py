@@ -1,4 +1,4 @@
-"""Best-of-k through the proxy against the replay upstream's `gsm8k-pool` (real recorded solutions)."""
+"""Best-of-k through the proxy against the replay upstream's `gsm8k-pool` (real recorded data)."""
 
 from __future__ import annotations
 
@@ -10,20 +10,21 @@ import aiohttp
 import pytest
 from openai import AsyncOpenAI
 
-from bench.replay_store import ReplayStore
 from predictor_onnx.data import Record
 from proxy.app import create_app
 from proxy.config import Config, load_config_text
 from proxy.prediction import HashPredictor
 from proxy.rerank import extract_answer
+from replay.store import ReplayStore
 from tests.servers import running
 
 POLICY = """
 upstreams:
-  pool: {{base_url: "{url}", model: gsm8k-pool, price_in_per_mtok_usd: 0.6, price_out_per_mtok_usd: 0.6}}
+  pool: {{base_url: "{url}", model: gsm8k-pool,
+         price_in_per_mtok_usd: 0.6, price_out_per_mtok_usd: 0.6}}
 policies:
-  bok: {{type: best_of_k, upstream: pool, n_min: 1, n_max: 6, predictor_output: p_weak, lambda: 0.01,
-         reranker: {{type: vote}}}}
+  bok: {{type: best_of_k, upstream: pool, n_min: 1, n_max: 6, predictor_output: p_weak,
+         lambda: 0.01, reranker: {{type: vote}}}}
   bok-parallel: {{type: best_of_k, upstream: pool, n_min: 3, n_max: 3, use_upstream_n: false,
                   predictor_output: p_weak, lambda: 0.01, reranker: {{type: vote}}}}
 """

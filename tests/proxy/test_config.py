@@ -105,3 +105,14 @@ def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "policies.auto.threshold" in err and "bad.yaml" in err
     assert main(["check", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_yaml_syntax_error_names_the_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("upstreams:\n  a: {base_url: x\npolicies: [\n")
+    assert main(["check", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:3:9: not valid YAML" in err
+    assert "line 2, column 6" in err  # where the unclosed mapping started

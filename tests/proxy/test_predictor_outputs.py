@@ -14,7 +14,7 @@ from proxy.cli import main
 from proxy.config import load_config
 from proxy.errors import ConfigError
 from proxy.prediction import HashPredictor
-from proxy.state import STATE
+from proxy.state import CONFIG
 from tests.proxy.test_reload import wait_for
 from tests.servers import running
 
@@ -52,7 +52,7 @@ def test_check_refuses_an_output_the_shipped_predictor_lacks(
     assert "bad.yaml" in err
     assert "policies.auto.predictor_output" in err and "'gain_xl'" in err and "'auto'" in err
     assert "policies.ladder.arms.1.predictor_output" in err and "'p_huge'" in err
-    assert "available: gain, gain_175b, gain_6b, p_175b_finetuning" in err
+    assert "available: gain, gain_175b, gain_6b, gain_chat, p_175b_finetuning" in err
 
 
 def test_check_names_a_broken_predictor_folder(
@@ -86,7 +86,7 @@ async def test_reload_rejects_the_edit_and_keeps_the_old_config(
     app = create_app(load_config(path, env={}), config_path=path, predictor=HashPredictor())
     body = {"model": "auto", "messages": [{"role": "user", "content": "hello"}]}
     async with running(app) as url, aiohttp.ClientSession() as session:
-        holder = app[STATE].holder
+        holder = app[CONFIG]
         with caplog.at_level(logging.ERROR, logger="adaptive_proxy.reload"):
             _write(path, predictor="hash", output="p_nope")
 

@@ -12,8 +12,8 @@ import pytest
 from proxy.app import create_app
 from proxy.config import load_config
 from proxy.prediction import HashPredictor
-from proxy.reload import ConfigHolder
-from proxy.state import STATE
+from proxy.reload import ConfigHolder, Snapshot
+from proxy.state import CONFIG
 from tests.servers import running
 
 FILE = """
@@ -36,7 +36,8 @@ async def decide_threshold(session: aiohttp.ClientSession, url: str) -> float:
 
 async def wait_for(predicate_coro, timeout_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
     async with asyncio.timeout(timeout_s):
-        while not await predicate_coro():
+        # The state lives in another server (a file watcher's result): polling is the only way.
+        while not await predicate_coro():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
 
@@ -56,7 +57,7 @@ async def test_file_change_reloads_and_bad_edit_keeps_old_policy(
         await wait_for(reloaded)
         with caplog.at_level(logging.ERROR, logger="adaptive_proxy.reload"):
             path.write_text(FILE.format(threshold="'very high'"))
-            holder = app[STATE].holder
+            holder = app[CONFIG]
 
             async def rejected() -> bool:
                 return holder.last_error is not None
@@ -73,7 +74,7 @@ async def test_reload_changes_only_the_edited_policy_version(tmp_path: Path) -> 
     path.write_text(FILE.format(threshold=0.1))
     holder = ConfigHolder(load_config(path, env={}), path=path, env={})
     before = dict(holder.snapshot.policy_versions)
-    seen = []
+    seen: list[Snapshot] = []
     holder.subscribe(seen.append)
     path.write_text(FILE.format(threshold=0.2))
     assert await holder.reload() is True

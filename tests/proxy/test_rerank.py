@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -30,10 +29,6 @@ MESSAGES = [
 CANDIDATES = ["6 * 7 = 41\n#### 41", "6 * 7 = 42\n#### 42", "It is 43.\n#### 43"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("ADAPTIVE_DATA_DIR", "../shared/data"))
 
 
 @pytest.fixture
@@ -82,12 +77,21 @@ def judge_handler(reply: str | None, seen: list[dict[str, Any]]) -> Handler:
         seen.append(body)
         if reply is None:
             return web.json_response({"error": {"message": "boom"}}, status=500)
-        return web.json_response({
-            "id": "judge-1", "object": "chat.completion", "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": reply}}],
-            "usage": {"prompt_tokens": 120, "completion_tokens": 8, "total_tokens": 128},
-        })
+        return web.json_response(
+            {
+                "id": "judge-1",
+                "object": "chat.completion",
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": reply},
+                    }
+                ],
+                "usage": {"prompt_tokens": 120, "completion_tokens": 8, "total_tokens": 128},
+            }
+        )
 
     return handle
 
@@ -140,10 +144,8 @@ def test_extract_answer(text: str, answer: str | None) -> None:
     assert extract_answer(text) == answer
 
 
-def test_vote_extracts_the_answers_of_real_gsm8k_solutions() -> None:
-    path = data_dir() / "gsm8k" / "example_model_solutions.jsonl"
-    if not path.is_file():
-        pytest.skip(f"real data not found at {path} (set ADAPTIVE_DATA_DIR)")
+def test_vote_extracts_the_answers_of_real_gsm8k_solutions(data_dir: Path) -> None:
+    path = data_dir / "gsm8k" / "example_model_solutions.jsonl"
     systems = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
     rows = [json.loads(line) for line in path.read_text().splitlines()[:40]]
     checked = 0
@@ -158,17 +160,16 @@ def test_vote_extracts_the_answers_of_real_gsm8k_solutions() -> None:
     assert checked == 160
 
 
-async def test_vote_on_real_gsm8k_picks_a_majority_solution() -> None:
-    path = data_dir() / "gsm8k" / "example_model_solutions.jsonl"
-    if not path.is_file():
-        pytest.skip(f"real data not found at {path} (set ADAPTIVE_DATA_DIR)")
+async def test_vote_on_real_gsm8k_picks_a_majority_solution(data_dir: Path) -> None:
+    path = data_dir / "gsm8k" / "example_model_solutions.jsonl"
     systems = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
     for line in path.read_text().splitlines()[:40]:
         row = json.loads(line)
         solutions = [row[s]["solution"] for s in systems]
         answers = [extract_answer(s) for s in solutions]
-        result = await VoteReranker().rerank([{"role": "user", "content": row["question"]}],
-                                             solutions)
+        result = await VoteReranker().rerank(
+            [{"role": "user", "content": row["question"]}], solutions
+        )
         top = max(answers.count(a) for a in answers)
         assert answers.count(answers[result.best]) == top
         assert result.best == min(i for i, a in enumerate(answers) if answers.count(a) == top)
@@ -196,8 +197,9 @@ async def test_judge_picks_the_candidate_and_sees_the_whole_conversation(
 ) -> None:
     seen: list[dict[str, Any]] = []
     url = await serve("/v1/chat/completions", judge_handler('{"best_index": 2}', seen))
-    judge = JudgeReranker(chat_caller(session, url), "judge-model",
-                          cost_fn=lambda usage: usage["total_tokens"] * 1e-6)
+    judge = JudgeReranker(
+        chat_caller(session, url), "judge-model", cost_fn=lambda usage: usage["total_tokens"] * 1e-6
+    )
     result = await judge.rerank(MESSAGES, CANDIDATES)
     assert result.order == (1, 0, 2) and not result.failed
     assert result.usage == {"prompt_tokens": 120, "completion_tokens": 8, "total_tokens": 128}
@@ -214,8 +216,13 @@ async def test_judge_custom_template_and_truncation(
     seen: list[dict[str, Any]] = []
     url = await serve("/v1/chat/completions", judge_handler("Candidate 1", seen))
     template = 'Q: {question}\nC: {candidates}\nReply {"best_index": N}.'
-    judge = JudgeReranker(chat_caller(session, url), "judge", template=template,
-                          max_candidate_chars=40, structured_output=False)
+    judge = JudgeReranker(
+        chat_caller(session, url),
+        "judge",
+        template=template,
+        max_candidate_chars=40,
+        structured_output=False,
+    )
     long_candidate = "start " + "x" * 500 + " end #### 42"
     result = await judge.rerank(MESSAGES, [long_candidate, "#### 41"])
     assert result.best == 0
@@ -228,7 +235,8 @@ async def test_judge_custom_template_and_truncation(
 
 @pytest.mark.parametrize("reply", [None, '{"best_index": 9}', '{"best_index": 0}', "no idea"])
 async def test_judge_failure_or_nonsense_keeps_the_first_sample(
-    serve: Callable[[str, Handler], Awaitable[str]], session: aiohttp.ClientSession,
+    serve: Callable[[str, Handler], Awaitable[str]],
+    session: aiohttp.ClientSession,
     reply: str | None,
 ) -> None:
     url = await serve("/v1/chat/completions", judge_handler(reply, []))
@@ -270,7 +278,8 @@ async def test_reward_vllm_score_shape(
 
 @pytest.mark.parametrize("answer", ["error", "short", "nan", "garbage"])
 async def test_reward_failure_keeps_the_first_sample(
-    serve: Callable[[str, Handler], Awaitable[str]], session: aiohttp.ClientSession,
+    serve: Callable[[str, Handler], Awaitable[str]],
+    session: aiohttp.ClientSession,
     answer: str,
 ) -> None:
     async def handle(request: web.Request) -> web.Response:

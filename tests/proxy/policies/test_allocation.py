@@ -12,7 +12,6 @@ from proxy.policies.allocation import (
     allocate_batch,
     allocation_cost,
     allocation_gain,
-    brute_force_allocate,
     choose_arm,
     choose_n,
     expected_reward_best_of_n,
@@ -21,6 +20,7 @@ from proxy.policies.allocation import (
     marginal_gains,
     route_expensive,
 )
+from tests.proxy.policies.oracles import brute_force_allocate
 
 
 def test_best_of_n_formula() -> None:
@@ -179,8 +179,6 @@ def test_allocate_batch_in_samples_and_in_usd() -> None:
     assert allocation_gain(gains, [a.n for a in result]) == pytest.approx(
         allocation_gain(gains, exact)
     )
-    assert result[1].gain == pytest.approx(
-        expected_reward_best_of_n(0.4, result[1].n) - 0.4
-    )
+    assert result[1].gain == pytest.approx(expected_reward_best_of_n(0.4, result[1].n) - 0.4)
     usd = allocate_batch(ps, 0.01, n_min=1, n_max=4, cost_per_sample=[0.001, 0.002, 0.001, 0.001])
     assert sum(a.cost for a in usd) <= 0.01 + 1e-12

@@ -35,21 +35,27 @@ def drifting_stream(count: int, seed: int = 0, *, drift: bool = True) -> Iterato
         p_cheap = rng.uniform(0.2, 0.9)
         hard = drift and i >= count // 2
         gain = rng.betavariate(6, 3) * 0.6 if hard else rng.betavariate(2, 8)
-        yield DecisionProblem.route(p_cheap, min(1.0, p_cheap + gain),
-                                    cost_cheap=COST_CHEAP, cost_expensive=COST_STRONG)
+        yield DecisionProblem.route(
+            p_cheap, min(1.0, p_cheap + gain), cost_cheap=COST_CHEAP, cost_expensive=COST_STRONG
+        )
 
 
 async def run_route_stream(
-    controllers: list[BudgetController], count: int, clock: FakeClock, seed: int = 0,
-    *, drift: bool = True,
+    controllers: list[BudgetController],
+    count: int,
+    clock: FakeClock,
+    seed: int = 0,
+    *,
+    drift: bool = True,
 ) -> list[bool]:
     """Decide each request with λ from a controller (round robin) and report back."""
     expensive: list[bool] = []
     for i, problem in enumerate(drifting_stream(count, seed, drift=drift)):
         controller = controllers[i % len(controllers)]
         arm = problem.choose(await controller.current_lambda())
-        await controller.observe(problem, arm, cost_usd=problem.costs[arm], n_samples=1,
-                                 expensive=problem.expensive[arm])
+        await controller.observe(
+            problem, arm, cost_usd=problem.costs[arm], n_samples=1, expensive=problem.expensive[arm]
+        )
         expensive.append(problem.expensive[arm])
         clock.now += 1.0
     return expensive
@@ -91,11 +97,17 @@ async def test_mean_samples_target() -> None:
     samples: list[int] = []
     for i in range(3000):
         p = rng.betavariate(1, 3) if i < 1500 else rng.betavariate(3, 1)
-        problem = DecisionProblem.best_of_k(p, n_min=1, n_max=8, cost_per_sample=0.002,
-                                            efficiency=0.8)
+        problem = DecisionProblem.best_of_k(
+            p, n_min=1, n_max=8, cost_per_sample=0.002, efficiency=0.8
+        )
         arm = problem.choose(await controller.current_lambda())
-        await controller.observe(problem, arm, cost_usd=problem.costs[arm],
-                                 n_samples=problem.samples[arm], expensive=False)
+        await controller.observe(
+            problem,
+            arm,
+            cost_usd=problem.costs[arm],
+            n_samples=problem.samples[arm],
+            expensive=False,
+        )
         samples.append(problem.samples[arm])
         clock.now += 1.0
     for part in (samples[600:1500], samples[2100:]):
@@ -123,8 +135,12 @@ async def test_before_warm_up_the_initial_lambda_is_used() -> None:
 @pytest.fixture
 async def redis_clients(redis_server: RedisServer) -> AsyncIterator[list[aioredis.Redis]]:
     clients = [
-        aioredis.Redis.from_url(redis_server.url, socket_connect_timeout=1, socket_timeout=1,
-                                retry=Retry(NoBackoff(), 0))
+        aioredis.Redis.from_url(
+            redis_server.url,
+            socket_connect_timeout=1,
+            socket_timeout=1,
+            retry=Retry(NoBackoff(), 0),
+        )
         for _ in range(2)
     ]
     yield clients
@@ -135,8 +151,14 @@ async def redis_clients(redis_server: RedisServer) -> AsyncIterator[list[aioredi
 async def test_two_replicas_share_one_budget(redis_clients: list[aioredis.Redis]) -> None:
     clock = FakeClock()
     replicas = [
-        BudgetController("fraction_expensive", 0.3, redis=client, key_prefix="test:shared",
-                         window=500, clock=clock)
+        BudgetController(
+            "fraction_expensive",
+            0.3,
+            redis=client,
+            key_prefix="test:shared",
+            window=500,
+            clock=clock,
+        )
         for client in redis_clients
     ]
     flags = await run_route_stream(replicas, 4000, clock)
@@ -150,13 +172,20 @@ async def test_two_replicas_share_one_budget(redis_clients: list[aioredis.Redis]
 
 
 async def test_redis_killed_mid_stream_keeps_deciding(
-    redis_server: RedisServer, redis_clients: list[aioredis.Redis],
+    redis_server: RedisServer,
+    redis_clients: list[aioredis.Redis],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     clock = FakeClock()
-    controller = BudgetController("fraction_expensive", 0.3, redis=redis_clients[0],
-                                  key_prefix="test:kill", window=500, clock=clock,
-                                  redis_retry_s=0.0)
+    controller = BudgetController(
+        "fraction_expensive",
+        0.3,
+        redis=redis_clients[0],
+        key_prefix="test:kill",
+        window=500,
+        clock=clock,
+        redis_retry_s=0.0,
+    )
     await run_route_stream([controller], 1000, clock, drift=False)
     redis_server.kill()
     with caplog.at_level(logging.WARNING, logger="proxy.policies.budget"):
@@ -176,15 +205,17 @@ async def test_redis_killed_mid_stream_keeps_deciding(
 async def test_realised_gap_is_corrected() -> None:
     """A quarter of expensive calls fall back to the cheap model; the budget still holds."""
     clock = FakeClock()
-    controller = BudgetController("fraction_expensive", 0.3, window=800, clock=clock,
-                                  max_correction=0.5)
+    controller = BudgetController(
+        "fraction_expensive", 0.3, window=800, clock=clock, max_correction=0.5
+    )
     rng = random.Random(7)
     realised: list[bool] = []
     for problem in drifting_stream(5000, seed=7, drift=False):
         arm = problem.choose(await controller.current_lambda())
         served_expensive = problem.expensive[arm] and rng.random() >= 0.25
-        await controller.observe(problem, arm, cost_usd=problem.costs[arm], n_samples=1,
-                                 expensive=served_expensive)
+        await controller.observe(
+            problem, arm, cost_usd=problem.costs[arm], n_samples=1, expensive=served_expensive
+        )
         realised.append(served_expensive)
         clock.now += 1.0
     assert abs(share(realised[2000:]) - 0.3) <= 0.02

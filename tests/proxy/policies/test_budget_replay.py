@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import os
 import random
 from pathlib import Path
 
@@ -26,11 +25,10 @@ WEAK, STRONG = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
 PRICE_WEAK, PRICE_STRONG = (0.6e-6, 0.6e-6), (10e-6, 30e-6)
 
 
-def load_mmlu() -> list[tuple[str, bool, bool]]:
-    root = Path(os.environ.get("ADAPTIVE_DATA_DIR", "../shared/data")) / "routellm" / "mmlu"
+def load_mmlu(data_dir: Path) -> list[tuple[str, bool, bool]]:
+    root = data_dir / "routellm" / "mmlu"
     files = sorted(root.glob("mmlu_*.csv"))
-    if not files:
-        pytest.skip(f"real MMLU data not found under {root} (set ADAPTIVE_DATA_DIR)")
+    assert files, f"no MMLU files under {root}"
     rows = []
     for path in files:
         with path.open(newline="") as handle:
@@ -41,12 +39,12 @@ def load_mmlu() -> list[tuple[str, bool, bool]]:
 
 
 @functools.lru_cache(maxsize=1)
-def predicted_stream() -> list[tuple[DecisionProblem, bool, bool]]:
+def predicted_stream(data_dir: Path) -> list[tuple[DecisionProblem, bool, bool]]:
     """Held-out prompts in file order (one subject after another) as routing problems."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    rows = load_mmlu()
+    rows = load_mmlu(data_dir)
     picks = list(range(len(rows)))
     random.Random(0).shuffle(picks)
     train = [rows[i] for i in picks[: len(rows) // 2]]
@@ -63,7 +61,8 @@ def predicted_stream() -> list[tuple[DecisionProblem, bool, bool]]:
     for (text, weak_ok, strong_ok), weak, strong in zip(stream, p_weak, p_strong, strict=True):
         tokens = count_tokens(text)
         problem = DecisionProblem.route(
-            float(weak), float(strong),
+            float(weak),
+            float(strong),
             cost_cheap=tokens * PRICE_WEAK[0] + PRICE_WEAK[1],
             cost_expensive=tokens * PRICE_STRONG[0] + PRICE_STRONG[1],
         )
@@ -71,10 +70,10 @@ def predicted_stream() -> list[tuple[DecisionProblem, bool, bool]]:
     return out
 
 
-async def replay(order: str) -> tuple[list[bool], float]:
+async def replay(order: str, data_dir: Path) -> tuple[list[bool], float]:
     """Route the held-out stream with the controller; (expensive flags, accuracy)."""
     pytest.importorskip("sklearn")
-    stream = list(predicted_stream())
+    stream = list(predicted_stream(data_dir))
     if order == "shuffled":
         random.Random(1).shuffle(stream)
     now = [1_000_000.0]
@@ -82,8 +81,9 @@ async def replay(order: str) -> tuple[list[bool], float]:
     expensive: list[bool] = []
     for problem, _, _ in stream:
         arm = problem.choose(await controller.current_lambda())
-        await controller.observe(problem, arm, cost_usd=problem.costs[arm], n_samples=1,
-                                 expensive=problem.expensive[arm])
+        await controller.observe(
+            problem, arm, cost_usd=problem.costs[arm], n_samples=1, expensive=problem.expensive[arm]
+        )
         expensive.append(problem.expensive[arm])
         now[0] += 1.0
     correct = [s if e else w for (_, w, s), e in zip(stream, expensive, strict=True)]
@@ -91,8 +91,8 @@ async def replay(order: str) -> tuple[list[bool], float]:
 
 
 @pytest.mark.parametrize("order", ["shuffled", "by_subject"])
-async def test_thirty_percent_expensive_on_real_mmlu_prompts(order: str) -> None:
-    expensive, accuracy = await replay(order)
+async def test_thirty_percent_expensive_on_real_mmlu_prompts(order: str, data_dir: Path) -> None:
+    expensive, accuracy = await replay(order, data_dir)
     after_warm_up = expensive[1000:]
     realised = sum(after_warm_up) / len(after_warm_up)
     print(f"{order}: realised {realised:.4f} vs target 0.30, accuracy {accuracy:.4f}")

@@ -24,6 +24,7 @@ from predictor_onnx.data import (
     normalize_ws,
 )
 from proxy.errors import ModelNotFoundError, ProxyError
+from proxy.protocol import message_text
 
 POOL_MODEL = "gsm8k-pool"
 # Model id served -> the record arm it replays.
@@ -56,22 +57,10 @@ class ReplayAnswer:
     text: str
 
 
-def message_text(message: Mapping[str, Any]) -> str:
-    """The text of an OpenAI message whose content is a string or a list of text parts."""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            str(part.get("text", ""))
-            for part in content
-            if isinstance(part, Mapping) and part.get("type", "text") == "text"
-        )
-    return ""
-
-
 def _user_texts(messages: Sequence[Mapping[str, Any]]) -> list[str]:
-    return [normalize_ws(message_text(m)) for m in messages if m.get("role") == "user"]
+    return [
+        normalize_ws(message_text(m.get("content"))) for m in messages if m.get("role") == "user"
+    ]
 
 
 def _record_key(record: Record) -> str:

@@ -15,8 +15,9 @@ MMLU holds ~14k of ~15.5k records, so each epoch subsamples every dataset to at 
 ``cap_per_epoch`` rows (a fresh draw per epoch) and weights rows like the frozen
 :func:`~predictor_onnx.evaluate.balanced_weights` (∝ sqrt(largest / own count)).
 
-Training only (the ``train`` extra): torch and transformers are imported inside functions, and
-nothing here is imported at serving time. Run ``python -m predictor_onnx.finetune --help``.
+An experiment, not part of the shipped packages: it needs the ``experiments`` extra (torch and
+transformers), imports them inside functions, and nothing here is imported at serving time. Run
+``python -m experiments.finetune.run --help``; the H200 run's log and metrics are beside this file.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from predictor_onnx.data import default_data_dir, load_records
+from predictor_onnx.data import load_records
 from predictor_onnx.evaluate import Scheme, _splits, build_design, format_table, metric_rows
 from predictor_onnx.schema import DEFAULT_ARMS, DEFAULT_GAINS, named_outputs
+from recorded_data import resolve_data_dir
 
 if TYPE_CHECKING:
     from predictor_onnx.data import Record
@@ -366,15 +368,15 @@ def run_experiment(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m predictor_onnx.finetune --data-dir DIR --model-dir DIR --out DIR``."""
+    """``python -m experiments.finetune.run --data-dir DIR --model-dir DIR --out DIR``."""
     parser = argparse.ArgumentParser(
-        prog="python -m predictor_onnx.finetune",
+        prog="python -m experiments.finetune.run",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
     parser.add_argument(
         "--data-dir",
         default=None,
-        help="recorded data (default: $ADAPTIVE_DATA_DIR or ../shared/data)",
+        help="recorded data (default: $ADAPTIVE_DATA_DIR, else the bundled copy)",
     )
     parser.add_argument(
         "--model-dir",
@@ -403,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.backends.cuda.matmul.allow_tf32 = True
-    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    data_dir = resolve_data_dir(args.data_dir)
     run_experiment(
         data_dir,
         Path(args.model_dir),

@@ -12,9 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from predictor_onnx.data import load_records
-from predictor_onnx.evaluate import build_design
-from predictor_onnx.finetune import (
+from experiments.finetune.run import (
     FinetuneConfig,
     encode_records,
     load_encoder,
@@ -23,7 +21,11 @@ from predictor_onnx.finetune import (
     subsample,
     train_split,
 )
+from predictor_onnx.data import load_records
+from predictor_onnx.evaluate import build_design
 from predictor_onnx.schema import DEFAULT_ARMS
+
+pytestmark = pytest.mark.slow  # trains an encoder for a few steps; .ci/run still runs it
 
 
 def _require(module: str) -> Any:

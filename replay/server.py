@@ -1,14 +1,14 @@
 """Replay upstream: an OpenAI-compatible server that answers with REAL recorded model outputs.
 
-``POST /v1/chat/completions`` looks the prompt up in a :class:`~bench.replay_store.ReplayStore`
+``POST /v1/chat/completions`` looks the prompt up in a :class:`~replay.store.ReplayStore`
 and returns the recorded answer of the requested model in the exact OpenAI schema (``n``,
 ``stream``, ``stream_options.include_usage``). ``GET /v1/models`` lists the served models. Each
 response carries an extra top-level ``"replay": {"prompt_id", "arm", "arms"}`` object (OpenAI
 clients ignore unknown fields) so the benchmark can join outcomes; correctness itself is never
 sent, so nothing leaks into the proxy's decisions.
 
-Run it with ``adaptive-proxy replay-upstream --data-dir ../shared/data`` (see :func:`register_cli`)
-or ``python -m bench.replay``.
+Run it with ``adaptive-proxy replay-upstream [--data-dir DIR]`` (see :func:`register_cli`)
+or ``python -m replay``.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from typing import Any
 
 from aiohttp import web
 
-from bench.replay_store import ReplayAnswer, ReplayStore, build_store
 from proxy.errors import InvalidRequestError, ProxyError
 from proxy.tokens import count_message_tokens, count_tokens
+from replay.store import ReplayAnswer, ReplayStore, build_store
 
 __all__ = [
     "STORE_KEY",
@@ -227,12 +227,11 @@ async def _serve(args: argparse.Namespace) -> None:
         site = web.TCPSite(runner, args.host, args.port)
         await site.start()
         port = runner.addresses[0][1] if runner.addresses else args.port
-        log.info(
-            "replay upstream serving %d prompts for %d models on http://%s:%s/v1",
-            len(store),
-            len(store.models),
-            args.host,
-            port,
+        # On stdout whatever the logging setup: users need the address to point a config at.
+        print(
+            f"replay upstream serving {len(store)} prompts for {len(store.models)} models "
+            f"on http://{args.host}:{port}/v1",
+            flush=True,
         )
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -246,12 +245,12 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.data_dir is None:
-        from predictor_onnx.data import default_data_dir
+    from recorded_data import DataNotFoundError, resolve_data_dir
 
-        args.data_dir = default_data_dir()
-    if not (Path(args.data_dir) / "routellm").is_dir():
-        log.error("data dir %s has no routellm/ folder (set --data-dir)", args.data_dir)
+    try:
+        args.data_dir = resolve_data_dir(args.data_dir)
+    except DataNotFoundError as exc:
+        log.error("%s", exc)
         return 2
     try:
         asyncio.run(_serve(args))
@@ -272,7 +271,7 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         "--data-dir",
         type=Path,
         default=None,
-        help="recorded data (default: $ADAPTIVE_DATA_DIR or ../shared/data)",
+        help="recorded data (default: $ADAPTIVE_DATA_DIR, else the bundled copy)",
     )
     parser.add_argument("--ttft-ms", type=float, default=0.0, help="simulated time to first token")
     parser.add_argument("--per-token-ms", type=float, default=0.0, help="simulated ms per token")
@@ -280,9 +279,9 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bench.replay [replay-upstream options]``."""
+    """``python -m replay [replay-upstream options]``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m bench.replay")
+    parser = argparse.ArgumentParser(prog="python -m replay")
     sub = parser.add_subparsers(dest="command")
     register_cli(sub)
     args = parser.parse_args(["replay-upstream", *(argv or ())])

@@ -12,10 +12,10 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from bench.replay import register_cli
-from bench.replay_store import POOL_ARMS, ReplayStore
 from predictor_onnx.data import MODEL_STRONG, MODEL_WEAK, Record
 from proxy.tokens import count_message_tokens, count_tokens
+from replay.server import register_cli
+from replay.store import POOL_ARMS, ReplayStore
 
 
 @pytest.fixture

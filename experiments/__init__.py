@@ -1,0 +1,1 @@
+"""Experiments that informed the shipped design; not installed, never imported when serving."""

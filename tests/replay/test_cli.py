@@ -1,0 +1,38 @@
+"""``adaptive-proxy replay-upstream`` as a user starts it: it says where it listens."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import openai
+
+
+def test_replay_upstream_prints_its_address_and_serves_there(data_dir: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    command = [
+        sys.executable,
+        "-m",
+        "proxy.cli",
+        "replay-upstream",
+        "--port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+    ]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as process:
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            match = re.search(r"on (http://127\.0\.0\.1:(\d+)/v1)", line)
+            assert match, line
+            assert int(match.group(2)) > 0  # the real port, not the 0 it was asked for
+            with openai.OpenAI(base_url=match.group(1), api_key="x", max_retries=0) as client:
+                assert "gpt-4-1106-preview" in {m.id for m in client.models.list()}
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    assert process.returncode == 0
