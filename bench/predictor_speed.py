@@ -105,7 +105,9 @@ def measure(
     asyncio.run(batched.aclose())
     return {
         "single longest (max_tokens) prompt, 1 thread: p50 ms": round(_percentile(long_ms, 0.5), 2),
-        "single longest (max_tokens) prompt, 1 thread: p99 ms": round(_percentile(long_ms, 0.99), 2),
+        "single longest (max_tokens) prompt, 1 thread: p99 ms": round(
+            _percentile(long_ms, 0.99), 2
+        ),
         "tokens in that prompt": len(ids),
         "single real prompt, 1 thread: p50 ms": round(_percentile(real_ms, 0.5), 2),
         "single real prompt, 1 thread: p99 ms": round(_percentile(real_ms, 0.99), 2),

@@ -151,11 +151,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     design = build_design(records, embeddings, feature_matrix(conversations), arms)
     schemes: tuple[Scheme, ...] = ("cv", "lodo") if args.scheme == "both" else (args.scheme,)
+    transfer: dict[str, Any] = {}
     if "lodo" in schemes and len(set(design.datasets)) >= 2:
         from predictor_onnx.methods import headline, per_arm
         from predictor_onnx.transfer import TRANSFER_HEADER, transfer_table
 
         transfer = headline(design, per_arm(cfg))
+    if "lodo" in schemes and any(by.get("lodo") for by in transfer.values()):
         print(TRANSFER_HEADER + "\n")
         print("**leave-one-dataset-out (headline)**\n\n" + transfer_table(transfer, "lodo") + "\n")
         print("**in-dataset 5-fold CV**\n\n" + transfer_table(transfer, "cv") + "\n")

@@ -246,9 +246,8 @@ def build_predictor(
 
         transfer = headline(design, per_arm(cfg), progress=progress)
         for scheme in ("lodo", "cv"):
-            table = transfer_table(transfer, scheme)
-            if table.count("\n") > 1:
-                result.tables[f"transfer_{scheme}"] = table
+            if any(by_scheme.get(scheme) for by_scheme in transfer.values()):
+                result.tables[f"transfer_{scheme}"] = transfer_table(transfer, scheme)
     from predictor_onnx.card import write_model_card
 
     speed = measure_speed_in_subprocess(out_dir, conversations) if measure_speed else None
