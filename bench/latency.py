@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -40,6 +41,7 @@ from bench.latency_procs import (
     peak_rss_mb,
     read_port_line,
 )
+from bench.latency_redis import RedisProcess
 from bench.latency_report import evaluate_targets, format_report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +63,8 @@ class Options:
     with_onnx: bool = True
     with_floor: bool = True
     quick: bool = False
+    redis: bool = False
+    with_budget: bool = False
 
 
 def quick_options(**overrides: Any) -> Options:
@@ -82,8 +86,25 @@ def default_onnx_model() -> Path:
     return REPO_ROOT / "predictor_onnx" / "model"
 
 
-def proxy_config(upstream_url: str, predictor: dict[str, Any]) -> dict[str, Any]:
-    """A route policy over two upstream names that both point at the fast upstream."""
+def proxy_config(
+    upstream_url: str,
+    predictor: dict[str, Any],
+    *,
+    redis_url: str | None = None,
+    budget: bool = False,
+) -> dict[str, Any]:
+    """A route policy over two upstream names that both point at the fast upstream.
+
+    ``budget`` steers the policy to a target share of expensive calls instead of a threshold
+    (the online controller runs on every request); ``redis_url`` puts the decision cache and
+    the controller's state in Redis.
+    """
+    rule: dict[str, Any] = (
+        {"budget": {"kind": "fraction_expensive", "target": 0.3}} if budget else {"threshold": 0.1}
+    )
+    cache: dict[str, Any] = {"max_entries": 10_000}
+    if redis_url:
+        cache["redis_url"] = redis_url
     upstream = {
         "base_url": upstream_url,
         "price_in_per_mtok_usd": 0.5,
@@ -103,12 +124,12 @@ def proxy_config(upstream_url: str, predictor: dict[str, Any]) -> dict[str, Any]
                 "cheap": "cheap",
                 "expensive": "expensive",
                 "predictor_output": "gain",
-                "threshold": 0.1,
                 "fallback": "cheap",
+                **rule,
             },
         },
         "predictor": predictor,
-        "cache": {"max_entries": 10_000},
+        "cache": cache,
     }
 
 
@@ -212,10 +233,18 @@ async def _mode(
 
 
 def _proxy_args(
-    mode: str, predictor: dict[str, Any], upstream_url: str, workdir: Path, port: int
+    mode: str,
+    predictor: dict[str, Any],
+    upstream_url: str,
+    workdir: Path,
+    port: int,
+    *,
+    redis_url: str | None = None,
+    budget: bool = False,
 ) -> list[str]:
     config_path = workdir / f"proxy-{mode}.yaml"
-    config_path.write_text(yaml.safe_dump(proxy_config(upstream_url, predictor)))
+    config = proxy_config(upstream_url, predictor, redis_url=redis_url, budget=budget)
+    config_path.write_text(yaml.safe_dump(config))
     return ["-m", "proxy.cli", "serve", "--config", str(config_path), "--port", str(port)]
 
 
@@ -257,10 +286,30 @@ async def run_benchmark(opts: Options) -> dict[str, Any]:
             modes["floor"] = await _mode(
                 "floor", floor_args, direct, children, opts, proxy_core, port
             )
-        with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp,
+            contextlib.ExitStack() as resources,
+        ):
+            redis_url = resources.enter_context(RedisProcess(load_core)) if opts.redis else None
             port = free_port()
-            args = _proxy_args("hash", {"type": "hash"}, upstream_url, Path(tmp), port)
+            args = _proxy_args(
+                "hash", {"type": "hash"}, upstream_url, Path(tmp), port, redis_url=redis_url
+            )
             modes["hash"] = await _mode("hash", args, direct, children, opts, proxy_core, port)
+            if opts.with_budget:
+                port = free_port()
+                args = _proxy_args(
+                    "hash-budget",
+                    {"type": "hash"},
+                    upstream_url,
+                    Path(tmp),
+                    port,
+                    redis_url=redis_url,
+                    budget=True,
+                )
+                modes["hash-budget"] = await _mode(
+                    "hash-budget", args, direct, children, opts, proxy_core, port
+                )
             model_dir = opts.onnx_model or default_onnx_model()
             if not opts.with_onnx:
                 modes["onnx"] = {"skipped": "disabled with --no-onnx"}
@@ -272,12 +321,15 @@ async def run_benchmark(opts: Options) -> dict[str, Any]:
             else:
                 predictor = {"type": "onnx", "path": str(model_dir), "threads": 1}
                 port = free_port()
-                args = _proxy_args("onnx", predictor, upstream_url, Path(tmp), port)
+                args = _proxy_args(
+                    "onnx", predictor, upstream_url, Path(tmp), port, redis_url=redis_url
+                )
                 modes["onnx"] = await _mode("onnx", args, direct, children, opts, proxy_core, port)
     finally:
         children.close()
     return {
         "quick": opts.quick,
+        "redis": opts.redis,
         "cores": {"proxy": proxy_core, "load": load_core},
         "counts": {
             "latency": opts.latency_requests,
@@ -306,6 +358,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-floor", action="store_true", help="skip the minimal-passthrough reference (floor)"
     )
+    parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="start a redis-server on a free port and put the proxy's cache (and budget) in it",
+    )
+    parser.add_argument(
+        "--budget",
+        action="store_true",
+        help="also measure a budgeted route policy (the online controller on every request)",
+    )
     return parser
 
 
@@ -326,6 +388,8 @@ def options_from(args: argparse.Namespace) -> Options:
         overrides["onnx_model"] = Path(args.onnx_model)
     overrides["with_onnx"] = not args.no_onnx
     overrides["with_floor"] = not args.no_floor
+    overrides["redis"] = args.redis
+    overrides["with_budget"] = args.budget
     return quick_options(**overrides) if args.quick else Options(**overrides)
 
 

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from predictor_onnx.escalation_cli import add_escalation_args
+
 if TYPE_CHECKING:
     from predictor_onnx.data import Record
 
@@ -84,6 +86,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """The one command: export, embed, train, export the head, evaluate, write the card."""
+    if getattr(args, "escalation", False):
+        from predictor_onnx.escalation_cli import cmd_train_escalation
+
+        return cmd_train_escalation(args)
     from predictor_onnx.pipeline import build_predictor, ensure_encoder, reuse_encoder
 
     records, arms, gains = _records(args)
@@ -302,6 +308,7 @@ def register_cli(subparsers: Any) -> None:
         action="store_true",
         help="with --jsonl: export the encoder afresh (needs torch)",
     )
+    add_escalation_args(train)
     train.set_defaults(func=cmd_train)
 
     export = sub.add_parser("export", help="export the encoder to ONNX (fp32 + int8), validate")

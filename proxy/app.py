@@ -18,8 +18,10 @@ from aiohttp import web
 
 from proxy.bestofk import BestOfKExecutor
 from proxy.cache import DecisionCache, build_cache
+from proxy.cascade import CascadeExecutor
 from proxy.config import Config, reference_problems
 from proxy.decider import Decider
+from proxy.drain import DRAIN, Drain
 from proxy.errors import ConfigError, PredictorLoadError
 from proxy.executor import RouteExecutor
 from proxy.handlers import register_routes
@@ -30,8 +32,11 @@ from proxy.policies.policy import PolicyContext
 from proxy.prediction import HashPredictor, Predictor, TablePredictor
 from proxy.predictor_outputs import output_problems
 from proxy.pricing import CostModel
+from proxy.redact import Redactor
+from proxy.redis_client import make_redis
 from proxy.reload import ConfigHolder, Snapshot
 from proxy.responses import Executor
+from proxy.sequential_exec import SequentialExecutor
 from proxy.state import (
     BUDGETS,
     CACHE,
@@ -85,14 +90,22 @@ def _session_ctx(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
             connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
         )
         upstreams = UpstreamClient(
-            upstream_cfgs, session, env=env, observe=metrics.observe_upstream
+            upstream_cfgs,
+            session,
+            env=env,
+            observe=metrics.observe_upstream,
+            redactor=Redactor.from_config(app[CONFIG].snapshot.config, env),
+            count_bad_response=metrics.upstream_bad_response,
         )
         routes = RouteExecutor(upstreams, costs, metrics)
         app[UPSTREAMS] = upstreams
         # One line per execution kind; a policy picks one with ``executor_name``.
+        sampler = BestOfKExecutor(upstreams, session, costs, metrics, routes.account, env)
         executors: dict[str, Executor] = {
             "route": routes,
-            "best_of_k": BestOfKExecutor(upstreams, session, costs, metrics, routes.account, env),
+            "best_of_k": sampler,
+            "sequential": SequentialExecutor(sampler, metrics),
+            "cascade": CascadeExecutor(upstreams, routes, costs, metrics),
         }
         app[EXECUTORS] = executors
         try:
@@ -112,6 +125,10 @@ def _cache_ctx(injected: DecisionCache | None):  # type: ignore[no-untyped-def]
             max_entries=spec.max_entries,
             timeout_s=spec.timeout_s,
             metrics=app[METRICS],
+            max_connections=spec.max_connections,
+            health_check_interval_s=spec.health_check_interval_s,
+            l1_ttl_s=spec.l1_ttl_s,
+            l1_max_entries=spec.l1_max_entries,
         )
         app[CACHE] = cache
         try:
@@ -167,18 +184,18 @@ async def _budget_redis_ctx(app: web.Application) -> AsyncIterator[None]:
     spec = app[CONFIG].snapshot.config.cache
     client = None
     if spec.redis_url:
-        import redis.asyncio as aioredis
-
-        client = aioredis.from_url(
+        client = make_redis(
             spec.redis_url,
-            socket_timeout=max(spec.timeout_s, 0.2),
-            socket_connect_timeout=max(spec.timeout_s, 0.2),
+            timeout_s=max(spec.timeout_s, 0.2),
+            max_connections=spec.max_connections,
+            health_check_interval_s=spec.health_check_interval_s,
         )
         app[BUDGETS].set_redis(client)
     try:
         yield
     finally:
         if client is not None:
+            await app[BUDGETS].flush()  # observations still queued reach Redis first
             await client.aclose()
 
 
@@ -188,7 +205,8 @@ async def _reload_ctx(app: web.Application) -> AsyncIterator[None]:
     task: asyncio.Task[None] | None = None
     if holder.path is not None and config.server.reload:
         task = asyncio.create_task(
-            holder.watch(config.server.reload_interval_s), name="adaptive-proxy-config-watch"
+            holder.watch(config.server.reload_interval_s, config.server.reload_settle_s),
+            name="adaptive-proxy-config-watch",
         )
     try:
         yield
@@ -201,11 +219,13 @@ async def _reload_ctx(app: web.Application) -> AsyncIterator[None]:
                 pass
 
 
-def _apply_snapshot(app: web.Application) -> Callable[[Snapshot], None]:
+def _apply_snapshot(app: web.Application, env: Mapping[str, str]) -> Callable[[Snapshot], None]:
     def listener(snapshot: Snapshot) -> None:
         upstreams = app.get(UPSTREAMS)
         if upstreams is not None:
-            upstreams.update(snapshot.config.upstreams)
+            # Secrets follow the config: a reload may add a key or a secret header.
+            redactor = Redactor.from_config(snapshot.config, env)
+            upstreams.update(snapshot.config.upstreams, redactor=redactor)
         app[COSTS].update_upstreams(snapshot.config.upstreams)
 
     return listener
@@ -239,7 +259,8 @@ def create_app(
     app[COSTS] = costs
     app[BUDGETS] = budgets
     app[POLICY_CONTEXT] = PolicyContext(costs=costs, budgets=budgets)
-    holder.subscribe(_apply_snapshot(app))
+    app[DRAIN] = Drain()
+    holder.subscribe(_apply_snapshot(app, dict(env or {})))
     app.cleanup_ctx.append(_session_ctx(dict(env or {})))
     app.cleanup_ctx.append(_cache_ctx(cache))
     app.cleanup_ctx.append(_budget_redis_ctx)

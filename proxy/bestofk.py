@@ -72,7 +72,8 @@ def _sample_body(plan: SamplingPlan, data: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _content(choice: dict[str, Any]) -> str:
+def message_content(choice: dict[str, Any]) -> str:
+    """The text of a completion choice (``""`` when it has none, e.g. only tool calls)."""
     message = choice.get("message")
     content = message.get("content") if isinstance(message, dict) else None
     return content if isinstance(content, str) else ""
@@ -207,7 +208,7 @@ class BestOfKExecutor:
                 f"all {decision.n} samples failed: {detail}", upstream=decision.upstream
             )
         reranker = self.build_reranker(plan.reranker)
-        candidates = [_content(c) for c in samples.choices]
+        candidates = [message_content(c) for c in samples.choices]
         ranking = await reranker.rerank(data["messages"], candidates)
         if ranking.failed:
             self._metrics.rerank_failure(ranking.reranker)
@@ -215,7 +216,7 @@ class BestOfKExecutor:
                 "reranker %s failed (%s); the first sample wins", ranking.reranker, ranking.detail
             )
         self._metrics.observe_samples(decision.policy, len(candidates))
-        return _completion(decision, data, samples, ranking, candidates), samples, ranking
+        return completion_body(decision, data, samples, ranking, candidates), samples, ranking
 
     async def execute(self, job: ExecutionRequest) -> Execution:
         """Answer a best-of-k request: the completed JSON, or the winner as SSE chunks."""
@@ -236,7 +237,7 @@ class BestOfKExecutor:
                 body, samples, _ = await work
                 outcome.cost_usd = float(body["adaptive"]["cost_usd"])
                 outcome.n_samples = len(samples.choices)
-                for chunk in _chunks(body, job.include_usage):
+                for chunk in completion_chunks(body, job.include_usage):
                     yield sse_event(chunk)
             finally:
                 work.cancel()  # a no-op once it finished
@@ -256,13 +257,15 @@ class BestOfKExecutor:
         )
 
 
-def _completion(
+def completion_body(
     decision: Decision,
     data: dict[str, Any],
     samples: Samples,
     ranking: RerankResult,
     candidates: list[str],
 ) -> dict[str, Any]:
+    """The chat completion of a multi-sample request: the ranked choices, summed usage, and
+    the ``adaptive`` object with every candidate's score and the winner."""
     wanted = int(data.get("n") or 1)
     chosen = [dict(samples.choices[i], index=rank) for rank, i in enumerate(ranking.order[:wanted])]
     usage_extra = ranking.usage or {}
@@ -304,7 +307,8 @@ def _completion(
     return body
 
 
-def _chunks(body: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
+def completion_chunks(body: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
+    """A complete chat completion re-cut as ``chat.completion.chunk`` objects (usage last)."""
     base = {
         "id": body["id"],
         "object": "chat.completion.chunk",
@@ -321,7 +325,7 @@ def _chunks(body: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
                 dict(call, index=i) for i, call in enumerate(message["tool_calls"])
             ]
         out.append({**base, "choices": [{"index": index, "delta": first, "finish_reason": None}]})
-        text = _content(choice)
+        text = message_content(choice)
         for start in range(0, len(text), _STREAM_PIECE_CHARS):
             piece = text[start : start + _STREAM_PIECE_CHARS]
             out.append(

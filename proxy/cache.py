@@ -8,17 +8,17 @@ to 10 s) so that an outage does not cost a timeout on every request. Recovery is
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
 from proxy.metrics import CacheMetrics
+from proxy.redis_client import call_with_fresh_retry, make_redis
 
 log = logging.getLogger(__name__)
 
@@ -162,11 +162,11 @@ class RedisDecisionCache:
         metrics: CacheMetrics | None = None,
         fallback: LruDecisionCache | None = None,
         clock: Clock = time.monotonic,
+        max_connections: int = 64,
+        health_check_interval_s: float = 10.0,
+        l1_ttl_s: float = 0.0,
+        l1_max_entries: int = 4096,
     ) -> None:
-        from redis.asyncio import Redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
         if ttl_s <= 0:
             raise ValueError(f"ttl_s must be > 0, got {ttl_s}")
         if timeout_s <= 0:
@@ -178,17 +178,21 @@ class RedisDecisionCache:
         self._metrics = metrics
         self._fallback = fallback
         self._clock = clock
+        # A hot decision is served from process memory for ``l1_ttl_s`` without a round trip;
+        # short-lived, so a decision another replica replaced is seen soon after.
+        self._l1 = (
+            LruDecisionCache(max_entries=l1_max_entries, ttl_s=l1_ttl_s, clock=clock)
+            if l1_ttl_s > 0
+            else None
+        )
         self._down = False
         self._backoff_s = BACKOFF_INITIAL_S
         self._retry_at = 0.0
-        # One immediate retry (no sleep) replaces a pooled connection that died with a restarted
-        # server; the asyncio.timeout around each call still bounds the total.
-        self._client = Redis.from_url(
+        self._client = make_redis(
             url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 1),
-            health_check_interval=0,
+            timeout_s=timeout_s,
+            max_connections=max_connections,
+            health_check_interval_s=health_check_interval_s,
         )
 
     @property
@@ -205,6 +209,13 @@ class RedisDecisionCache:
         # Claim this probe: concurrent requests keep skipping until it resolves.
         self._retry_at = now + self._backoff_s
         return True
+
+    async def _call(self, operation: Callable[[], Awaitable[Any]]) -> Any:
+        # While Redis is up, one failure gets a second chance on a fresh connection before it
+        # counts as an outage; during an outage, one probe is enough.
+        return await call_with_fresh_retry(
+            self._client, operation, timeout_s=self._timeout_s, retry=not self._down
+        )
 
     def _on_failure(self, op: str, exc: BaseException) -> None:
         if self._metrics is not None:
@@ -240,11 +251,12 @@ class RedisDecisionCache:
 
     async def get(self, key: str) -> dict[str, Any] | None:
         """The cached decision, or None on a miss or failure (then the fallback, if any)."""
+        if self._l1 is not None and (near := self._l1.get_now(key)) is not None:
+            return self._count(near)
         if not self._should_try():
             return self._from_fallback(key)
         try:
-            async with asyncio.timeout(self._timeout_s):
-                raw = await self._client.get(self._prefix + key)
+            raw = await self._call(lambda: self._client.get(self._prefix + key))
         except Exception as exc:  # fail open: any client error is an outage, never a 500
             self._on_failure("get", exc)
             return self._from_fallback(key)
@@ -258,12 +270,18 @@ class RedisDecisionCache:
             if self._metrics is not None:
                 self._metrics.cache_error("decode")
             return self._count(None)
-        return self._count(value if isinstance(value, dict) else None)
+        if not isinstance(value, dict):
+            return self._count(None)
+        if self._l1 is not None:
+            self._l1.set_now(key, value)
+        return self._count(value)
 
     async def set(self, key: str, value: dict[str, Any]) -> None:
         """Store with the TTL; dropped (kept only in the fallback) when Redis is unavailable."""
         if self._fallback is not None:
             self._fallback.set_now(key, value)
+        if self._l1 is not None:
+            self._l1.set_now(key, value)
         try:
             payload = orjson.dumps(value)
         except TypeError:
@@ -274,8 +292,7 @@ class RedisDecisionCache:
         if not self._should_try():
             return
         try:
-            async with asyncio.timeout(self._timeout_s):
-                await self._client.set(self._prefix + key, payload, px=self._ttl_ms)
+            await self._call(lambda: self._client.set(self._prefix + key, payload, px=self._ttl_ms))
         except Exception as exc:  # fail open
             self._on_failure("set", exc)
             return
@@ -284,8 +301,7 @@ class RedisDecisionCache:
     async def ping(self) -> bool:
         """Whether Redis answers PING within the timeout (ignores the back-off)."""
         try:
-            async with asyncio.timeout(self._timeout_s):
-                await self._client.ping()
+            await self._call(self._client.ping)
         except Exception as exc:  # readiness reports, never raises
             self._on_failure("ping", exc)
             return False
@@ -306,11 +322,23 @@ def build_cache(
     max_entries: int,
     timeout_s: float,
     metrics: CacheMetrics | None,
+    max_connections: int = 64,
+    health_check_interval_s: float = 10.0,
+    l1_ttl_s: float = 0.0,
+    l1_max_entries: int = 4096,
 ) -> DecisionCache:
     """Redis with an LRU fallback when ``redis_url`` is set, else the LRU alone."""
     if redis_url:
         fallback = LruDecisionCache(max_entries=max_entries, ttl_s=ttl_s)
         return RedisDecisionCache(
-            redis_url, ttl_s=ttl_s, timeout_s=timeout_s, metrics=metrics, fallback=fallback
+            redis_url,
+            ttl_s=ttl_s,
+            timeout_s=timeout_s,
+            metrics=metrics,
+            fallback=fallback,
+            max_connections=max_connections,
+            health_check_interval_s=health_check_interval_s,
+            l1_ttl_s=l1_ttl_s,
+            l1_max_entries=l1_max_entries,
         )
     return LruDecisionCache(max_entries=max_entries, ttl_s=ttl_s, metrics=metrics)

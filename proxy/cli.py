@@ -44,6 +44,34 @@ def _install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def raise_open_file_limit(max_connections: int) -> int:
+    """Raise the soft open-file limit to the hard limit; returns the soft limit now in force.
+
+    Every client connection, upstream connection and Redis connection is a descriptor; the
+    common default soft limit (1,024) runs out long before the connection cap, and accept()
+    then fails without an HTTP answer. Warns when ``max_connections`` does not fit.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, exc)
+    # Headroom for upstream and Redis connections, the config file, the model files.
+    if soft != resource.RLIM_INFINITY and max_connections > soft - 256:
+        log.warning(
+            "server.max_connections (%d) is close to the open-file limit (%d): connections "
+            "may fail before the cap answers 503; raise the limit (ulimit -n) or lower the cap",
+            max_connections,
+            soft,
+        )
+    return int(soft)
+
+
 def _load(path: str | None) -> Config:
     if path is None:
         return load_config_text(default_config_text(), env=os.environ, source="<embedded default>")
@@ -57,10 +85,11 @@ async def serve_until_stopped(
     from aiohttp import web
 
     from proxy.app import create_app
+    from proxy.server import ProxyRunner
     from proxy.state import CONFIG
 
     app = create_app(config, config_path=config_path, env=os.environ)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    runner = ProxyRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
     await site.start()
@@ -78,7 +107,10 @@ async def serve_until_stopped(
     try:
         await stop.wait()
     finally:
-        log.info("shutting down")
+        log.info(
+            "shutting down: draining for at most %g s (server.shutdown_timeout_s)",
+            config.server.shutdown_timeout_s,
+        )
         await runner.cleanup()
 
 
@@ -87,6 +119,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     _setup_logging(config.server.log_level)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
+    raise_open_file_limit(config.server.max_connections)
     _install_uvloop()
     try:
         asyncio.run(serve_until_stopped(config, host=host, port=port, config_path=args.config))

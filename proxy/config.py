@@ -35,6 +35,19 @@ class ServerConfig(StrictModel):
     reload_interval_s: float = Field(2.0, gt=0)
     keepalive_interval_s: float = Field(5.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # A file must look the same (size, mtime, hash) for this long before it is reloaded, so a
+    # file written in several steps is never loaded half-written.
+    reload_settle_s: float = Field(1.0, ge=0)
+    # A reload that leaves no policy at all is rejected unless this says it is intended.
+    allow_empty_policies: bool = False
+    header_timeout_s: float = Field(10.0, gt=0)
+    body_timeout_s: float = Field(30.0, gt=0)
+    idle_timeout_s: float = Field(75.0, gt=0)
+    max_connections: int = Field(4096, ge=1)
+    shutdown_timeout_s: float = Field(25.0, ge=0)
+    allocate_max_requests: int = Field(10_000, ge=1, le=10_000)
+    allocate_timeout_s: float = Field(60.0, gt=0)
+    allocate_slice: int = Field(16, ge=1)
 
 
 class UpstreamConfig(StrictModel):
@@ -53,7 +66,11 @@ class UpstreamConfig(StrictModel):
     supports_n: bool = True
     stream_usage: bool = True
     max_connections: int = Field(256, gt=0)
+    max_response_bytes: int = Field(32 * 1024 * 1024, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
+    # Names of ``headers`` whose values are credentials (redacted from everything the proxy
+    # forwards or logs); Authorization, *api-key*, *token*, *secret* headers always are.
+    secret_headers: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _openai_needs_base_url(self) -> UpstreamConfig:
@@ -91,6 +108,12 @@ class CacheConfig(StrictModel):
     ttl_s: float = Field(3600.0, gt=0)
     max_entries: int = Field(10_000, ge=1)
     timeout_s: float = Field(0.05, gt=0)
+    max_connections: int = Field(64, ge=1)
+    health_check_interval_s: float = Field(10.0, ge=0)
+    # In-process L1 in front of Redis: a hot decision costs no round trip. Short-lived, so a
+    # decision another replica replaced is picked up within this time.
+    l1_ttl_s: float = Field(5.0, ge=0)
+    l1_max_entries: int = Field(4096, ge=1)
 
 
 class Config(StrictModel):
@@ -122,8 +145,28 @@ class Config(StrictModel):
         return None
 
 
-def reference_problems(config: Config) -> list[tuple[str, str]]:
-    """Cross-references YAML cannot express: every named upstream exists, names do not clash."""
+def _as_written(raw: Any, path: str, expanded: str) -> str:
+    """The value at ``path`` as the file spells it, if it used ``${VAR}``; else ``expanded``.
+
+    Problems quote what the operator wrote, never an expanded environment variable: a mistaken
+    ``cheap: ${SOME_KEY}`` must not print the key.
+    """
+    node = raw
+    for part in path.split("."):
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return expanded
+    return node if isinstance(node, str) and _ENV_PATTERN.search(node) else expanded
+
+
+def reference_problems(config: Config, raw: Any = None) -> list[tuple[str, str]]:
+    """Cross-references YAML cannot express: every named upstream exists, names do not clash.
+
+    ``raw`` is the file before ``${VAR}`` expansion, so that messages quote the variable names.
+    """
     problems: list[tuple[str, str]] = []
     for name, policy in config.policies.items():
         if name in config.upstreams:
@@ -133,9 +176,9 @@ def reference_problems(config: Config) -> list[tuple[str, str]]:
         for path, ref in policy.references():
             if ref not in config.upstreams:
                 known = ", ".join(sorted(config.upstreams)) or "none"
-                problems.append(
-                    (f"policies.{name}.{path}", f"unknown upstream {ref!r} (known: {known})")
-                )
+                where = f"policies.{name}.{path}"
+                written = _as_written(raw, where, ref)
+                problems.append((where, f"unknown upstream {written!r} (known: {known})"))
     return problems
 
 
@@ -218,7 +261,7 @@ def load_config_text(
                 message = "unknown key (check spelling; see config.example.yaml)"
             found.append((_loc_path(tuple(err["loc"])), message))
         raise ConfigError(found, source=source) from None
-    problems = reference_problems(config)
+    problems = reference_problems(config, raw)
     if problems:
         raise ConfigError(problems, source=source)
     return config

@@ -93,17 +93,33 @@ class Decider:
         """The predictor in use (``None``: every adaptive policy uses its default arm)."""
         return self._predictor
 
+    def _predictor_or_raise(self) -> Predictor:
+        if self._predictor is None:
+            raise RuntimeError("no predictor is configured")
+        return self._predictor
+
     async def predict(self, messages: list[dict[str, Any]]) -> dict[str, float]:
         """Predictions for one conversation, bounded by the predictor timeout."""
         async with asyncio.timeout(self._predictor_timeout_s):
-            (predictions,) = await self.predict_batch([messages])
+            (predictions,) = await self._predictor_or_raise().predict([messages])
         return predictions
 
-    async def predict_batch(self, batch: list[list[dict[str, Any]]]) -> list[dict[str, float]]:
-        """Predictions for many conversations at once (one call, micro-batched by the predictor)."""
-        if self._predictor is None:
-            raise RuntimeError("no predictor is configured")
-        return await self._predictor.predict(batch)
+    async def predict_batch(
+        self, batch: list[list[dict[str, Any]]], *, slice_size: int
+    ) -> list[dict[str, float]]:
+        """Predictions for many conversations, ``slice_size`` at a time.
+
+        The predictor serves callers in arrival order, so handing it a whole batch would queue
+        every live decision behind it (10,000 prompts: over a minute, and every live request
+        timed out to its default arm). One slice at a time, a live request waits for at most
+        one slice.
+        """
+        predictor = self._predictor_or_raise()
+        out: list[dict[str, float]] = []
+        for start in range(0, len(batch), slice_size):
+            out += await predictor.predict(batch[start : start + slice_size])
+            await asyncio.sleep(0)  # let requests that arrived during the slice queue first
+        return out
 
     async def decide(self, snapshot: Snapshot, name: str, body: Mapping[str, Any]) -> Decision:
         """The decision for ``body`` under policy ``name``; predictor/cache trouble never raises."""

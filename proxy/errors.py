@@ -7,7 +7,7 @@ exception class on the client side (``BadRequestError``, ``NotFoundError``, ``Ra
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -127,9 +127,17 @@ def _error_message(body: bytes) -> tuple[str | None, str | None, str | None, str
 
 
 def map_status_error(
-    name: str, status: int, body: bytes, headers: Mapping[str, str]
+    name: str,
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    redact: Callable[[bytes], bytes] | None = None,
 ) -> UpstreamError:
-    """Turn an upstream's non-2xx answer into the error the client should see."""
+    """Turn an upstream's non-2xx answer into the error the client should see.
+
+    ``redact`` removes every configured secret from the body first: what comes out of here
+    reaches the client, the retry log line and the fallback warning.
+    """
     if status in (401, 403):
         return UpstreamError(
             f"upstream {name!r} rejected the proxy's credentials (HTTP {status}); "
@@ -138,9 +146,11 @@ def map_status_error(
             status=502,
             code="upstream_auth_failed",
         )
-    message, err_type, param, code = _error_message(body)
+    message, err_type, param, code = _error_message(redact(body) if redact else body)
     if status == 429:
         retry_after = headers.get("Retry-After")
+        if retry_after and redact:
+            retry_after = redact(retry_after.encode()).decode()
         return UpstreamError(
             message or f"upstream {name!r} is rate limiting (HTTP 429)",
             upstream=name,

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Any
 
 import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from proxy.errors import InvalidRequestError, ModelNotFoundError, ServiceUnavailableError
+from proxy.drain import DRAIN
+from proxy.errors import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    ProxyError,
+    ServiceUnavailableError,
+)
 from proxy.policies.base import Decision
 from proxy.policies.policy import BasePolicy, execution_kind
 from proxy.protocol import (
@@ -48,8 +55,31 @@ def _json(data: Any, *, status: int = 200, headers: dict[str, str] | None = None
     )
 
 
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object; every way the body can be bad is a 400 (or 408), never a 500."""
+    timeout_s = request.app[CONFIG].snapshot.config.server.body_timeout_s
+    try:
+        async with asyncio.timeout(timeout_s):
+            body = await request.read()
+    except TimeoutError:
+        raise ProxyError(
+            f"request body not received within {timeout_s:g} s (server.body_timeout_s)",
+            status=408,
+            code="request_timeout",
+        ) from None
+    except web.RequestPayloadError as exc:
+        # A Content-Encoding the body does not match (gzip on plain JSON), a broken chunk.
+        cause = exc.__cause__ or exc.__context__
+        detail = str(cause or exc).strip() or type(exc).__name__
+        raise InvalidRequestError(
+            f"request body cannot be decoded ({detail}); check Content-Encoding",
+            code="invalid_body_encoding",
+        ) from None
+    return parse_json_body(body)
+
+
 async def _read_request(request: web.Request) -> tuple[dict[str, Any], ChatCompletionRequest]:
-    data = parse_json_body(await request.read())
+    data = await read_json(request)
     return data, validate_chat_request(data)
 
 
@@ -118,9 +148,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         raise
     finally:
         request.app[METRICS].record_request(decision.policy, decision.arm, status)
-        if decision.problem is not None:
+        observed = decision
+        if outcome.problem is not None:
+            observed = replace(decision, problem=outcome.problem, arm_index=outcome.arm_index)
+        if observed.problem is not None:
             await request.app[BUDGETS].observe(
-                decision, cost_usd=outcome.cost_usd, n_samples=outcome.n_samples
+                observed, cost_usd=outcome.cost_usd, n_samples=outcome.n_samples
             )
 
 
@@ -130,6 +163,9 @@ async def decide(request: web.Request) -> web.Response:
     decision, policy = await _decide(request, data, parsed.model)
     body = decision.adaptive()
     body["fallback"] = policy.fallback_upstream() if policy is not None else None
+    details = policy.decision_details(decision) if policy is not None else None
+    if details:
+        body.update(details)
     if policy is not None:
         budget = await request.app[BUDGETS].budget_snapshot(decision.policy)
         if budget is not None:
@@ -139,7 +175,7 @@ async def decide(request: web.Request) -> web.Response:
 
 async def allocate(request: web.Request) -> web.Response:
     """``POST /v1/adaptive/allocate``: plan a total budget over a batch (greedy marginal)."""
-    raw = parse_json_body(await request.read())
+    raw = await read_json(request)
     try:
         plan = AllocateRequest.model_validate(raw)
     except ValidationError as exc:
@@ -156,9 +192,32 @@ async def allocate(request: web.Request) -> web.Response:
     decider = request.app.get(DECIDER)
     if decider is None or decider.predictor is None:
         raise ServiceUnavailableError("the predictor is not loaded")
+    server = request.app[CONFIG].snapshot.config.server
+    if len(plan.requests) > server.allocate_max_requests:
+        raise InvalidRequestError(
+            f"{len(plan.requests)} requests in one allocation; this proxy plans at most "
+            f"{server.allocate_max_requests} (server.allocate_max_requests): split the batch",
+            param="requests",
+            code="request_too_large",
+            status=413,
+        )
     conversations = [[m.model_dump() for m in item.messages] for item in plan.requests]
     try:
-        predictions = await decider.predict_batch(conversations)
+        async with asyncio.timeout(server.allocate_timeout_s):
+            predictions = await decider.predict_batch(
+                conversations, slice_size=server.allocate_slice
+            )
+    except (ValueError, KeyError) as exc:
+        raise InvalidRequestError(str(exc).strip("'\""), param="requests") from None
+    except TimeoutError:
+        raise ProxyError(
+            f"the allocation did not finish within {server.allocate_timeout_s:g} s "
+            "(server.allocate_timeout_s); split the batch into smaller ones",
+            status=429,
+            code="allocation_too_slow",
+            headers={"Retry-After": "1"},
+        ) from None
+    try:
         tokens = [count_message_tokens(c) for c in conversations]
         allocations = policy.allocate(
             request.app[POLICY_CONTEXT], predictions, tokens, plan.budget, plan.budget_unit
@@ -219,9 +278,10 @@ async def readiness(request: web.Request) -> web.Response:
     holder, cache, decider = app[CONFIG], app.get(CACHE), app.get(DECIDER)
     predictor_ready = PREDICTOR in app
     cache_ok = cache is not None and await cache.ping()
-    ready = predictor_ready and cache is not None and decider is not None
+    draining = app[DRAIN].draining
+    ready = predictor_ready and cache is not None and decider is not None and not draining
     body = {
-        "status": "ready" if ready else "starting",
+        "status": "ready" if ready else ("draining" if draining else "starting"),
         "config_generation": holder.snapshot.generation,
         "config_error": holder.last_error,
         "predictor": "loaded"

@@ -127,6 +127,12 @@ class Metrics:
         self._rerank_failures = Counter(
             "adaptive_rerank_failures", "Reranker failures.", ["reranker"], registry=reg
         )
+        self._bad_responses = Counter(
+            "adaptive_upstream_bad_responses",
+            "Upstream answers refused: malformed stream events, over max_response_bytes.",
+            ["upstream", "reason"],
+            registry=reg,
+        )
         self._lambda = Gauge(
             "adaptive_budget_lambda",
             "Price of compute used by the policy.",
@@ -144,6 +150,37 @@ class Metrics:
             "Samples drawn per request.",
             ["policy"],
             buckets=SAMPLES_BUCKETS,
+            registry=reg,
+        )
+        self._rounds = Histogram(
+            "adaptive_sequential_rounds",
+            "Rounds drawn per sequential best-of-k request.",
+            ["policy"],
+            buckets=SAMPLES_BUCKETS,
+            registry=reg,
+        )
+        self._stops = Counter(
+            "adaptive_sequential_stops",
+            "Why sequential best-of-k stopped (verifier, vote, cap, budget).",
+            ["policy", "stopped_by"],
+            registry=reg,
+        )
+        self._verifier_failures = Counter(
+            "adaptive_sequential_verifier_failures",
+            "Verifier failures of sequential best-of-k (the request went on under vote).",
+            ["policy"],
+            registry=reg,
+        )
+        self._cascade = Counter(
+            "adaptive_cascade_requests",
+            "Cascade requests by the stage that answered and whether they escalated.",
+            ["policy", "answered_by", "escalated"],
+            registry=reg,
+        )
+        self._cascade_failures = Counter(
+            "adaptive_cascade_stage_failures",
+            "Failed calls of a cascade stage.",
+            ["policy", "stage"],
             registry=reg,
         )
         self._request_children: dict[tuple[str, str, int], Counter] = {}
@@ -216,6 +253,10 @@ class Metrics:
         """Count a decision that fell back to the policy's default arm."""
         self._fallbacks.labels(policy, reason).inc()
 
+    def upstream_bad_response(self, upstream: str, reason: str) -> None:
+        """Count an upstream answer the proxy refused (``malformed_stream``, ``too_large``)."""
+        self._bad_responses.labels(upstream, reason).inc()
+
     def rerank_failure(self, reranker: str) -> None:
         """Count a reranker failure."""
         self._rerank_failures.labels(reranker).inc()
@@ -233,6 +274,23 @@ class Metrics:
             child = self._samples.labels(policy)
             self._samples_children[policy] = child
         child.observe(n)
+
+    def observe_rounds(self, policy: str, rounds: int, stopped_by: str) -> None:
+        """Record one sequential best-of-k request: its rounds and why it stopped."""
+        self._rounds.labels(policy).observe(rounds)
+        self._stops.labels(policy, stopped_by).inc()
+
+    def verifier_failure(self, policy: str) -> None:
+        """Count a verifier failure of sequential best-of-k."""
+        self._verifier_failures.labels(policy).inc()
+
+    def observe_cascade(self, policy: str, answered_by: str, escalated: bool) -> None:
+        """Count one cascade request by its answering stage."""
+        self._cascade.labels(policy, answered_by, "true" if escalated else "false").inc()
+
+    def cascade_stage_failure(self, policy: str, stage: str) -> None:
+        """Count a failed call of a cascade stage."""
+        self._cascade_failures.labels(policy, stage).inc()
 
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type, for ``GET /metrics``."""

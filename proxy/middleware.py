@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from proxy.errors import ProxyError
+from proxy.drain import DRAIN, Drain
+from proxy.errors import ProxyError, ServiceUnavailableError
+from proxy.protocol import SSE_DONE, sse_event
 
 log = logging.getLogger("adaptive_proxy")
 
-# Set once a handler has sent the status line of a stream: an error can no longer become a JSON
-# response, so the middleware lets it propagate and aiohttp closes the connection.
-STREAM_STARTED = web.RequestKey("adaptive_stream_started", bool)
+# The stream response, set once a handler has sent its status line: an error can no longer
+# become a JSON response, so the middleware lets it propagate and aiohttp closes the connection.
+STREAM_STARTED = web.RequestKey("adaptive_stream_started", web.StreamResponse)
+SHUTDOWN_MESSAGE = "the proxy is shutting down and this request ran past its grace period"
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
 
@@ -32,10 +36,30 @@ def error_response(error: ProxyError) -> web.Response:
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Render :class:`ProxyError` and aiohttp's HTTP errors as OpenAI errors; hide crashes."""
+    # An app built without create_app (a test of one component) has no drain state.
+    state = request.app.get(DRAIN) or Drain()
+    if state.draining and not request.path.startswith("/health/"):
+        # A keep-alive client may still send a request while the proxy drains.
+        refused = error_response(
+            ServiceUnavailableError(
+                "the proxy is shutting down", code="shutting_down", headers={"Retry-After": "1"}
+            )
+        )
+        refused.force_close()
+        return refused
+    task = asyncio.current_task()
+    if task is not None:
+        state.in_flight.add(task)
     try:
         return await handler(request)
+    except asyncio.CancelledError:
+        if task is None or not state.grace_expired:
+            raise  # the client went away: nobody to answer
+        # Cancelled by the shutdown: answer instead of dropping the connection.
+        task.uncancel()
+        return await _shutdown_answer(request)
     except ProxyError as error:
-        if request.get(STREAM_STARTED):
+        if request.get(STREAM_STARTED) is not None:
             raise
         return error_response(error)
     except web.HTTPException as exc:
@@ -51,6 +75,25 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        if request.get(STREAM_STARTED):
+        if request.get(STREAM_STARTED) is not None:
             raise
         return error_response(ProxyError("internal error in the proxy; see its log"))
+    finally:
+        if task is not None:
+            state.in_flight.discard(task)
+
+
+async def _shutdown_answer(request: web.Request) -> web.StreamResponse:
+    error = ServiceUnavailableError(
+        SHUTDOWN_MESSAGE, code="shutting_down", headers={"Retry-After": "1"}
+    )
+    stream: web.StreamResponse | None = request.get(STREAM_STARTED)
+    if stream is None:
+        return error_response(error)
+    try:
+        await stream.write(sse_event(error.to_dict()))
+        await stream.write(SSE_DONE)
+        await stream.write_eof()
+    except ConnectionError:
+        pass  # the client left as well
+    return stream

@@ -88,8 +88,25 @@ def invalid_from_validation(exc: ValidationError) -> InvalidRequestError:
     )
 
 
+# The JSON reader accepts 1,024 levels, the writer 255; the proxy re-serialises every body
+# (cache key, upstream request), so deeper bodies are refused at parse with room to spare.
+MAX_JSON_DEPTH = 200
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests more than ``limit`` containers deep (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
 def parse_json_body(body: bytes) -> dict[str, Any]:
-    """Decode a JSON object body or raise a 400."""
+    """Decode a JSON object body or raise a 400 (also for nesting over ``MAX_JSON_DEPTH``)."""
     if not body:
         raise InvalidRequestError("request body is empty; expected a JSON object")
     try:
@@ -98,6 +115,13 @@ def parse_json_body(body: bytes) -> dict[str, Any]:
         raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidRequestError("request body must be a JSON object")
+    # Fewer brackets than the limit cannot nest deeper than it: the common case costs two
+    # C-speed scans, and only bodies with many containers are walked.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _deeper_than(data, MAX_JSON_DEPTH):
+        raise InvalidRequestError(
+            f"request JSON nests deeper than {MAX_JSON_DEPTH} levels, the proxy's limit",
+            code="json_too_deep",
+        )
     return data
 
 

@@ -1,15 +1,21 @@
 """Live policy reload: a validated snapshot of the config, swapped atomically.
 
 The file is polled for changes (no extra dependency, works on every filesystem and in
-containers with mounted ConfigMaps) and reloaded on SIGHUP. An invalid edit is rejected and
-logged with every problem; the previous policy keeps serving. Sections that need new resources
-(``predictor``, ``cache``, ``server``) are applied at the next restart, and the log says so.
+containers with mounted ConfigMaps) and reloaded on SIGHUP. A changed file is loaded only once
+it has stopped changing (the same size, mtime and sha256 for ``server.reload_settle_s``), so an
+editor or a deploy script that writes it in several steps is never caught half-way. An invalid
+edit is rejected and logged with every problem; the previous policy keeps serving. An edit that
+would leave no policy at all is invalid unless ``server.allow_empty_policies`` says it is meant.
+Sections that need new resources (``predictor``, ``cache``, ``server``) are applied at the next
+restart, and the log says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +62,7 @@ class ConfigHolder:
         self._env = env
         self._listeners: list[Listener] = []
         self._checks: list[Check] = []
-        self._mtime_ns = self._stat()
+        self._loaded = _fingerprint(path)
         self._lock = asyncio.Lock()
         self.last_error: str | None = None
 
@@ -78,24 +84,28 @@ class ConfigHolder:
         """Reject every reloaded config for which ``check`` returns problems."""
         self._checks.append(check)
 
-    def _stat(self) -> int | None:
-        if self._path is None:
-            return None
-        try:
-            return self._path.stat().st_mtime_ns
-        except OSError:
-            return None
-
     async def reload(self) -> bool:
         """Re-read the file; True if a new config was accepted, False if rejected or unchanged."""
         if self._path is None:
             return False
         async with self._lock:
             loop = asyncio.get_running_loop()
-            self._mtime_ns = self._stat()
+            path = self._path
+            self._loaded = await loop.run_in_executor(None, _fingerprint, path)
+            old = self._snapshot.config
             try:
-                path = self._path
                 config = await loop.run_in_executor(None, lambda: load_config(path, env=self._env))
+                if old.policies and not config.policies and not config.server.allow_empty_policies:
+                    raise ConfigError(
+                        [
+                            (
+                                "policies",
+                                "the edit drops every policy; if that is intended, set "
+                                "server.allow_empty_policies: true",
+                            )
+                        ],
+                        source=str(path),
+                    )
                 problems = [problem for check in self._checks for problem in check(config)]
                 if problems:
                     raise ConfigError(problems, source=str(path))
@@ -103,7 +113,6 @@ class ConfigHolder:
                 self.last_error = str(exc)
                 log.error("policy reload rejected; the previous policy keeps serving.\n%s", exc)
                 return False
-            old = self._snapshot.config
             if config == old:
                 return False
             for section in ("predictor", "cache", "server"):
@@ -128,12 +137,41 @@ class ConfigHolder:
                 listener(self._snapshot)
             return True
 
-    async def watch(self, interval_s: float) -> None:
-        """Poll the file's mtime and reload on change, until cancelled."""
+    async def watch(self, interval_s: float, settle_s: float = 0.0) -> None:
+        """Poll the file; reload it once it has changed and then stayed the same for ``settle_s``.
+
+        Runs until cancelled.
+        """
+        loop = asyncio.get_running_loop()
+        seen: _Fingerprint | None = None
+        seen_since = 0.0
         while True:
-            await asyncio.sleep(interval_s)
-            if self._stat() != self._mtime_ns:
+            # While a change is settling, look again sooner than the normal poll.
+            await asyncio.sleep(interval_s if seen is None else min(interval_s, settle_s / 4))
+            now = await loop.run_in_executor(None, _fingerprint, self._path)
+            if now == self._loaded:
+                seen = None
+                continue
+            if now != seen:
+                seen, seen_since = now, time.monotonic()
+            if time.monotonic() - seen_since >= settle_s:
+                seen = None
                 await self.reload()
+
+
+_Fingerprint = tuple[int, int, str] | None
+
+
+def _fingerprint(path: Path | None) -> _Fingerprint:
+    """(size, mtime_ns, sha256) of ``path``; None when it is missing or unreadable."""
+    if path is None:
+        return None
+    try:
+        stat = path.stat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns, digest
 
 
 def _version(config: Config, name: str) -> str | None:

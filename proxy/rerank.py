@@ -368,8 +368,8 @@ class RewardReranker:
                 timeout=self._timeout,
             ) as response:
                 if response.status >= 400:
-                    text = (await response.text())[:200]
-                    raise ValueError(f"HTTP {response.status}: {text}")
+                    # The body is not quoted: an endpoint may echo the request's credentials.
+                    raise ValueError(f"HTTP {response.status}")
                 data = await response.json(content_type=None)
             scores = [float(s) for s in extract_path(data, self._scores_path)]
             if len(scores) != n or not all(math.isfinite(s) for s in scores):

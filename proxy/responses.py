@@ -42,6 +42,10 @@ class Outcome:
 
     cost_usd: float = 0.0
     n_samples: int = 0
+    # A choice the executor only learned while executing (a cascade's escalation), replacing
+    # the decision's own ``problem``/``arm_index`` for the budget controller.
+    problem: Any = None
+    arm_index: int | None = None
 
 
 @dataclass(slots=True)
@@ -137,7 +141,7 @@ async def write_sse(request: web.Request, stream: EventStream) -> web.StreamResp
     events = stream.events
     try:
         await response.prepare(request)
-        request[STREAM_STARTED] = True
+        request[STREAM_STARTED] = response
     except BaseException:
         if isinstance(stream.warmup, asyncio.Future):
             stream.warmup.cancel()

@@ -26,15 +26,17 @@ from yarl import URL
 
 from proxy.config import UpstreamConfig
 from proxy.errors import UpstreamError, UpstreamTimeoutError, map_status_error
+from proxy.redact import Redactor
+from proxy.upstream_stream import checked_events, sse_events, too_large
 
 log = logging.getLogger("adaptive_proxy.upstream")
 
 _T = TypeVar("_T")
 _MAX_RETRY_AFTER_S = 5.0
-# Bounds the memory one SSE event may take; far above any real chunk.
-_MAX_EVENT_BYTES = 64 * 1024 * 1024
 
 UpstreamObserver = Callable[[str, float, int], None]
+# Called with (upstream, reason) when an answer is refused: "malformed_stream", "too_large".
+BadResponseCounter = Callable[[str, str], None]
 
 
 @dataclass(slots=True)
@@ -97,19 +99,28 @@ class UpstreamClient:
         *,
         env: Mapping[str, str] | None = None,
         observe: UpstreamObserver | None = None,
+        redactor: Redactor | None = None,
+        count_bad_response: BadResponseCounter | None = None,
     ) -> None:
         self._session = session
         self._env = env or {}
         self._observe = observe
-        self.update(upstreams)
+        self._count_bad_response = count_bad_response
+        self.update(upstreams, redactor=redactor)
 
     @property
     def session(self) -> aiohttp.ClientSession:
         """The shared session (rerankers that call HTTP endpoints use it too)."""
         return self._session
 
-    def update(self, upstreams: Mapping[str, UpstreamConfig]) -> None:
-        """Swap in a reloaded set of upstreams; requests in flight keep what they started with."""
+    def update(
+        self, upstreams: Mapping[str, UpstreamConfig], *, redactor: Redactor | None = None
+    ) -> None:
+        """Swap in a reloaded set of upstreams; requests in flight keep what they started with.
+
+        ``redactor`` (built from the whole config) removes secrets from upstream answers.
+        """
+        self.redactor = redactor or Redactor(())
         # URL, headers and timeouts are built once per upstream, not on every request.
         self._prepared = {name: self._prepare(cfg) for name, cfg in upstreams.items()}
         self._upstreams = dict(upstreams)
@@ -236,15 +247,34 @@ class UpstreamClient:
                 body = b""
             finally:
                 resp.release()
-            raise map_status_error(name, resp.status, body, resp.headers)
+            raise map_status_error(name, resp.status, body, resp.headers, self.redactor.raw)
         return resp
+
+    def _refuse(self, name: str, reason: str, error: UpstreamError) -> UpstreamError:
+        if self._count_bad_response is not None:
+            self._count_bad_response(name, reason)
+        return error
+
+    async def _read_bounded(
+        self, name: str, cfg: UpstreamConfig, resp: aiohttp.ClientResponse
+    ) -> bytes:
+        """The whole body, refused past ``max_response_bytes`` without holding more of it."""
+        limit = cfg.max_response_bytes
+        if resp.content_length is not None and resp.content_length > limit:
+            raise self._refuse(name, "too_large", too_large(name, limit))
+        body = bytearray()
+        async for data in resp.content.iter_any():
+            body += data
+            if len(body) > limit:
+                raise self._refuse(name, "too_large", too_large(name, limit))
+        return bytes(body)
 
     async def _post_json(
         self, name: str, cfg: UpstreamConfig, payload: dict[str, Any]
     ) -> dict[str, Any]:
         resp = await self._send(name, cfg, payload, self._prepared[name].timeout)
         try:
-            body = await resp.read()
+            body = await self._read_bounded(name, cfg, resp)
         except TimeoutError:
             raise _timed_out(name, cfg) from None
         except aiohttp.ClientError as exc:
@@ -252,7 +282,7 @@ class UpstreamClient:
         finally:
             resp.release()
         try:
-            data = orjson.loads(body)
+            data = orjson.loads(self.redactor.raw(body))
         except orjson.JSONDecodeError:
             raise UpstreamError(
                 f"upstream {name!r} sent a body that is not JSON", upstream=name
@@ -268,7 +298,8 @@ class UpstreamClient:
     ) -> UpstreamStream:
         # A stream may legitimately run long: its timeout bounds the gaps between bytes.
         resp = await self._send(name, cfg, payload, self._prepared[name].stream_timeout)
-        return UpstreamStream(name, _sse_events(name, cfg, resp), resp.close)
+        events = checked_events(name, cfg, sse_events(name, cfg, resp, self.redactor), self._refuse)
+        return UpstreamStream(name, events, resp.close)
 
     async def _litellm_chat(
         self, name: str, cfg: UpstreamConfig, payload: dict[str, Any]
@@ -276,7 +307,10 @@ class UpstreamClient:
         from proxy.litellm_adapter import litellm_chat
 
         started = time.perf_counter()
-        data = await litellm_chat(name, cfg, payload, self._api_key(cfg))
+        try:
+            data = await litellm_chat(name, cfg, payload, self._api_key(cfg))
+        except UpstreamError as error:
+            raise self._redacted(error) from None
         self._record(name, started, 200)
         return UpstreamReply(name, data, time.perf_counter() - started, 1)
 
@@ -285,68 +319,17 @@ class UpstreamClient:
     ) -> UpstreamStream:
         from proxy.litellm_adapter import litellm_stream
 
-        events, close = await litellm_stream(name, cfg, payload, self._api_key(cfg))
+        try:
+            events, close = await litellm_stream(name, cfg, payload, self._api_key(cfg))
+        except UpstreamError as error:
+            raise self._redacted(error) from None
         return UpstreamStream(name, events, close)
+
+    def _redacted(self, error: UpstreamError) -> UpstreamError:
+        # litellm maps provider errors itself; their messages may quote the key as well.
+        error.message = self.redactor.text(error.message)
+        error.args = (error.message,)
+        return error
 
     def _api_key(self, cfg: UpstreamConfig) -> str | None:
         return self._env.get(cfg.api_key_env) if cfg.api_key_env else None
-
-
-async def _sse_events(
-    name: str, cfg: UpstreamConfig, resp: aiohttp.ClientResponse
-) -> AsyncIterator[bytes]:
-    """Complete SSE events from an upstream response, as they arrive."""
-    buffer = bytearray()
-    pending = bytearray()  # bytes after the last newline seen
-    try:
-        # Lines are split here, not with ``resp.content.readline()``: its line limit (512 KiB in
-        # aiohttp 3.14) raises a non-``ClientError`` on one large chunk (a big tool-call argument).
-        async for data in resp.content.iter_any():
-            searched = len(pending)  # the carried-over tail holds no newline
-            pending += data
-            for line in _take_lines(pending, searched):
-                if line in (b"\n", b"\r\n"):
-                    if buffer:
-                        yield bytes(buffer) + b"\n"
-                        buffer.clear()
-                    continue
-                if line.startswith(b":"):
-                    continue  # upstream keep-alive comments are the proxy's own business
-                buffer += _field_line(line)
-            if len(buffer) + len(pending) > _MAX_EVENT_BYTES:
-                raise UpstreamError(
-                    f"upstream {name!r} sent an SSE event over {_MAX_EVENT_BYTES} bytes",
-                    upstream=name,
-                )
-        if pending and not pending.startswith(b":"):
-            buffer += _field_line(bytes(pending))
-        if buffer:
-            yield bytes(buffer) + b"\n"
-    except TimeoutError:
-        raise UpstreamTimeoutError(
-            f"upstream {name!r} stalled for {cfg.timeout_s:g} s mid-stream", upstream=name
-        ) from None
-    except aiohttp.ClientError as exc:
-        raise UpstreamError(
-            f"upstream {name!r} dropped the stream: {type(exc).__name__}", upstream=name
-        ) from None
-    finally:
-        resp.close()
-
-
-def _take_lines(pending: bytearray, searched: int) -> list[bytes]:
-    """Remove and return the complete lines (with their newline) at the start of ``pending``."""
-    lines: list[bytes] = []
-    start = 0
-    while (end := pending.find(b"\n", max(start, searched))) >= 0:
-        lines.append(bytes(pending[start : end + 1]))
-        start = end + 1
-    del pending[:start]
-    return lines
-
-
-def _field_line(line: bytes) -> bytes:
-    """One SSE field line, ``\\n``-terminated, with ``data:`` spelled as clients expect it."""
-    if line.startswith(b"data:") and not line.startswith(b"data: "):
-        line = b"data: " + line[5:]  # the space is optional in SSE; downstream checks expect it
-    return line.rstrip(b"\r\n") + b"\n"

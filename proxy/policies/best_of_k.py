@@ -8,6 +8,7 @@ it iff its marginal expected reward exceeds λ, because all samples come from on
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -19,9 +20,64 @@ from proxy.policies.allocation import (
     expected_reward_best_of_n,
 )
 from proxy.policies.base import Decision
-from proxy.policies.policy import AdaptivePolicy, PolicyContext, SamplingPlan, read_output
-from proxy.policies.spec import RerankerConfig
+from proxy.policies.policy import (
+    AdaptivePolicy,
+    PolicyContext,
+    SamplingPlan,
+    execution_kind,
+    read_output,
+)
+from proxy.policies.spec import RerankerConfig, StrictModel
+from proxy.policies.stopping import StopRule, VerifierStop, VoteStop, first_round_n
 from proxy.tokens import count_message_tokens
+
+
+class StopConfig(StrictModel):
+    """When sequential sampling stops: a verifier accepts a sample, or the vote is settled."""
+
+    kind: Literal["verifier", "vote"]
+    accept_score: float | None = None
+    confidence: float = Field(0.9, gt=0.5, lt=1)
+    min_samples: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _verifier_threshold(self) -> StopConfig:
+        if self.kind == "verifier" and self.accept_score is None:
+            raise ValueError("stop kind 'verifier' needs accept_score")
+        return self
+
+    def rule(self) -> StopRule:
+        """The stop rule of :mod:`proxy.policies.stopping` this section describes."""
+        if self.kind == "verifier":
+            assert self.accept_score is not None
+            return VerifierStop(self.accept_score)
+        return VoteStop(self.confidence, self.min_samples)
+
+
+class SequentialConfig(StrictModel):
+    """Draw in rounds and stop as soon as the answer is settled (``best_of_k.sequential``)."""
+
+    first_n: int | Literal["auto"] = Field("auto", union_mode="left_to_right")
+    step_n: int | Literal["double"] = Field(2, union_mode="left_to_right")
+    stop: StopConfig
+
+    @model_validator(mode="after")
+    def _positive(self) -> SequentialConfig:
+        for key, value in (("first_n", self.first_n), ("step_n", self.step_n)):
+            if isinstance(value, int) and value < 1:
+                raise ValueError(f"{key} must be ≥ 1")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class SequentialPlan:
+    """One request's rounds: the first round, the step, the cap and the stop rule."""
+
+    first_n: int
+    step_n: int | Literal["double"]
+    cap: int
+    n_max: int
+    stop: StopRule
 
 
 class BestOfKPolicy(AdaptivePolicy):
@@ -36,6 +92,7 @@ class BestOfKPolicy(AdaptivePolicy):
     use_upstream_n: bool | None = None
     sampling: dict[str, Any] = Field(default_factory=lambda: {"temperature": 0.7})
     reranker: RerankerConfig = Field(default_factory=RerankerConfig)
+    sequential: SequentialConfig | None = None
 
     plans_allocation = True
 
@@ -49,6 +106,14 @@ class BestOfKPolicy(AdaptivePolicy):
             raise ValueError(
                 "best_of_k has no expensive arm: use budget kind mean_samples or usd_per_hour"
             )
+        seq = self.sequential
+        if seq is not None and seq.stop.kind == "verifier" and self.reranker.type != "reward":
+            raise ValueError(
+                "sequential stop kind 'verifier' scores samples with the reward reranker: "
+                "set reranker: {type: reward, url: ...}"
+            )
+        if seq is not None and self.budget is not None and seq.first_n != "auto":
+            raise ValueError("a budget steers the first round: use sequential.first_n: auto")
         return self
 
     def upstream_refs(self) -> list[tuple[str, str]]:
@@ -95,16 +160,12 @@ class BestOfKPolicy(AdaptivePolicy):
             )
         elif self.lambda_ is not None or self.threshold is not None:
             price = self.lambda_ if self.lambda_ is not None else self.threshold
-            n = choose_n(
-                p,
-                n_min=self.n_min,
-                n_max=self.n_max,
-                lambda_=price or 0.0,
-                cost_per_sample=1.0,
-                efficiency=efficiency,
-            )
+            # Also the first round of sequential sampling (``first_n: auto``).
+            n = first_round_n(p, price or 0.0, self.n_min, self.n_max, efficiency)
         else:
             n = self.default_n or self.n_min
+        if self.sequential is not None and isinstance(self.sequential.first_n, int):
+            n = min(max(self.sequential.first_n, self.n_min), self.n_max)
         gain = expected_reward_best_of_n(p, n, efficiency) - expected_reward_best_of_n(
             p, 1, efficiency
         )
@@ -142,6 +203,53 @@ class BestOfKPolicy(AdaptivePolicy):
         return SamplingPlan(
             reranker=self.reranker, sampling=self.sampling, use_upstream_n=self.use_upstream_n
         )
+
+    def executor_name(self, decision: Decision) -> str:
+        """``sequential`` with a ``sequential:`` section, else as any multi-sample decision."""
+        return "sequential" if self.sequential is not None else execution_kind(decision)
+
+    def decision_details(self, decision: Decision) -> dict[str, Any] | None:
+        """The sequential plan: round one, the step, the cap and the stop rule."""
+        if self.sequential is None:
+            return None
+        plan = self.sequential_plan(decision)
+        return {
+            "sequential": {
+                "first_n": plan.first_n,
+                "step_n": plan.step_n,
+                "cap": plan.cap,
+                "stop": self.sequential.stop.model_dump(exclude_none=True),
+                "samples": "depends on the stop rule: decided round by round",
+            }
+        }
+
+    def sequential_plan(self, decision: Decision) -> SequentialPlan:
+        """Round one is the decided n; the cap is ``n_max``, or round one for a prompt whose
+        next sample cannot pay its price.
+
+        With a price λ (fixed, or the budget's λ per USD times the cost of a sample), a further
+        sample is worth drawing iff ``p · efficiency > λ · cost``: after failures the expected
+        gain of the next sample is ``p · efficiency`` whatever was drawn before (an ideal stop
+        rule keeps the first success), while its price is constant.
+        """
+        assert self.sequential is not None
+        first = max(1, min(decision.n, self.n_max))
+        cap = self.n_max
+        price = self._price_per_sample(decision)
+        p = decision.predictions.get(self.predictor_output)
+        if price is not None and p is not None:
+            if min(max(float(p), 0.0), 1.0) * self.reranker.efficiency <= price:
+                cap = first
+        return SequentialPlan(
+            first, self.sequential.step_n, cap, self.n_max, self.sequential.stop.rule()
+        )
+
+    def _price_per_sample(self, decision: Decision) -> float | None:
+        if decision.problem is not None and decision.lambda_ is not None:
+            return float(decision.lambda_) * float(decision.problem.costs[0]) / max(self.n_min, 1)
+        if self.lambda_ is not None:
+            return self.lambda_
+        return self.threshold
 
     def allocate(
         self,

@@ -42,6 +42,7 @@ import numpy as np
 import orjson
 
 from proxy.policies.allocation import DecisionProblem
+from proxy.policies.budget_store import RedisBudgetStore
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +52,6 @@ TARGET_KINDS: tuple[TargetKind, ...] = ("fraction_expensive", "mean_samples", "u
 # Ties between arms within this margin go to the cheaper arm, as in allocation.choose_arm.
 _TIE_EPS = 1e-12
 _BISECTION_STEPS = 60
-
-_OBSERVE_LUA = """
-redis.call('LPUSH', KEYS[1], ARGV[1])
-redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
-redis.call('HINCRBYFLOAT', KEYS[2], 'n', 1)
-redis.call('HINCRBYFLOAT', KEYS[2], 'e', ARGV[3])
-redis.call('HINCRBYFLOAT', KEYS[2], 's', ARGV[4])
-redis.call('HINCRBYFLOAT', KEYS[2], 'c', ARGV[5])
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6]))
-local i = tonumber(redis.call('GET', KEYS[3]) or '0')
-i = (1 - tonumber(ARGV[9])) * i + tonumber(ARGV[8]) * tonumber(ARGV[7])
-local m = tonumber(ARGV[10])
-if i > m then i = m elseif i < -m then i = -m end
-redis.call('SET', KEYS[3], tostring(i))
-return tostring(i)
-"""
 
 
 def _arm_metric(problem: DecisionProblem, kind: TargetKind) -> tuple[float, ...]:
@@ -88,6 +73,42 @@ def _decode(raw: bytes | str) -> DecisionProblem:
     return DecisionProblem(tuple(r), tuple(c), tuple(s), tuple(bool(x) for x in e))
 
 
+def _arrays(
+    problems: Sequence[DecisionProblem], kind: TargetKind
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rewards, costs, metric), one row per problem, arms sorted by cost (ties: by index)."""
+    width = max(len(p.costs) for p in problems)
+    if all(len(p.costs) == width for p in problems):
+        # One policy's problems all have the same arms: whole-array conversion and sort (this
+        # runs on the request path every few requests; the per-problem loop took ~10 ms).
+        rewards = np.array([p.expected_rewards for p in problems], dtype=float)
+        costs = np.array([p.costs for p in problems], dtype=float)
+        if kind == "fraction_expensive":
+            metric = np.array([p.expensive for p in problems], dtype=float)
+        elif kind == "mean_samples":
+            metric = np.array([p.samples for p in problems], dtype=float)
+        else:
+            metric = costs.copy()
+        order = np.argsort(costs, axis=1, kind="stable")
+        return (
+            np.take_along_axis(rewards, order, axis=1),
+            np.take_along_axis(costs, order, axis=1),
+            np.take_along_axis(metric, order, axis=1),
+        )
+    rewards = np.full((len(problems), width), -np.inf)
+    costs = np.zeros((len(problems), width))
+    metric = np.zeros((len(problems), width))
+    for row, problem in enumerate(problems):
+        # Arms sorted by cost so the first maximum is the cheaper arm on ties.
+        arms = sorted(range(len(problem.costs)), key=lambda j: (problem.costs[j], j))
+        values = _arm_metric(problem, kind)
+        for col, j in enumerate(arms):
+            rewards[row, col] = problem.expected_rewards[j]
+            costs[row, col] = problem.costs[j]
+            metric[row, col] = values[j]
+    return rewards, costs, metric
+
+
 def solve_lambda(
     problems: Sequence[DecisionProblem],
     kind: TargetKind,
@@ -100,25 +121,14 @@ def solve_lambda(
     ``problems`` run oldest to newest; with ``half_life`` (in requests) the mean weights a
     problem by ``0.5 ** (age / half_life)``, so a traffic shift moves λ before the window has
     fully turned over. Returns 0 when the target is not binding and the λ that picks the
-    cheapest arms when even those exceed it. Pure numpy; 1,000 problems take about a millisecond.
+    cheapest arms when even those exceed it. Pure numpy; 1,000 problems take a few milliseconds.
     """
     if not problems:
         return 0.0
     ages = np.arange(len(problems) - 1, -1, -1, dtype=float)
     weights = np.ones(len(problems)) if not half_life else 0.5 ** (ages / half_life)
     weights /= weights.sum()
-    width = max(len(p.costs) for p in problems)
-    rewards = np.full((len(problems), width), -np.inf)
-    costs = np.zeros((len(problems), width))
-    metric = np.zeros((len(problems), width))
-    for row, problem in enumerate(problems):
-        # Arms sorted by cost so the first maximum is the cheaper arm on ties.
-        arms = sorted(range(len(problem.costs)), key=lambda j: (problem.costs[j], j))
-        values = _arm_metric(problem, kind)
-        for col, j in enumerate(arms):
-            rewards[row, col] = problem.expected_rewards[j]
-            costs[row, col] = problem.costs[j]
-            metric[row, col] = values[j]
+    rewards, costs, metric = _arrays(problems, kind)
     rows = np.arange(len(problems))
 
     def mean_metric(lambda_: float) -> float:
@@ -179,6 +189,7 @@ class BudgetController:
         bucket_s: float = 10.0,
         rate_window_s: float = 300.0,
         redis_retry_s: float = 5.0,
+        redis_timeout_s: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if target_kind not in TARGET_KINDS:
@@ -187,7 +198,11 @@ class BudgetController:
             raise ValueError(f"budget target must be finite and >= 0, got {target!r}")
         self.target_kind: TargetKind = target_kind
         self.target = float(target)
-        self._redis = redis
+        self._store = (
+            RedisBudgetStore(redis, timeout_s=redis_timeout_s, retry_s=redis_retry_s)
+            if redis is not None
+            else None
+        )
         self._keys = (
             f"{{{key_prefix}}}:window",
             f"{{{key_prefix}}}:bucket:",
@@ -202,16 +217,13 @@ class BudgetController:
         self._recompute_interval_s = recompute_interval_s
         self._rate, self._max_correction = correction_rate, max_correction
         self._bucket_s, self._rate_window_s = bucket_s, rate_window_s
-        self._redis_retry_s = redis_retry_s
         self._clock = clock
         self._local = _LocalState(window)
-        self._script: Any | None = None
         self._decoded: dict[bytes, DecisionProblem] = {}
-        self._redis_down_until = -math.inf
-        self._outage = False
         self._since_recompute = 0
         self._last_recompute = -math.inf
         self._lock = asyncio.Lock()
+        self._refresher: asyncio.Task[None] | None = None
         self._last: dict[str, float | int | None] = {
             "window": 0,
             "realised": None,
@@ -219,22 +231,6 @@ class BudgetController:
             "target_per_request": None,
             "requests_per_hour": None,
         }
-
-    # --- Redis plumbing ------------------------------------------------------------------
-
-    def _redis_usable(self) -> bool:
-        return self._redis is not None and time.monotonic() >= self._redis_down_until
-
-    def _redis_failed(self, exc: BaseException) -> None:
-        self._redis_down_until = time.monotonic() + self._redis_retry_s
-        if not self._outage:
-            self._outage = True
-            log.warning("budget controller: Redis unavailable (%s); using local state", exc)
-
-    def _redis_ok(self) -> None:
-        if self._outage:
-            self._outage = False
-            log.info("budget controller: Redis reachable again; sharing state")
 
     # --- observation ---------------------------------------------------------------------
 
@@ -284,10 +280,10 @@ class BudgetController:
         integral = (1 - self._rate) * local.integral + self._rate * error
         local.integral = min(max(integral, -self._max_correction), self._max_correction)
         self._since_recompute += 1
-        if self._redis_usable():
-            await self._observe_redis(problem, now, expensive, n_samples, cost_usd, error)
+        if self._store is not None:
+            self._store_observation(problem, now, expensive, n_samples, cost_usd, error)
 
-    async def _observe_redis(
+    def _store_observation(
         self,
         problem: DecisionProblem,
         now: float,
@@ -296,45 +292,39 @@ class BudgetController:
         cost_usd: float,
         error: float,
     ) -> None:
-        assert self._redis is not None
-        try:
-            if self._script is None:
-                self._script = self._redis.register_script(_OBSERVE_LUA)
-            ttl_s = math.ceil(self._rate_window_s + 2 * self._bucket_s)
-            await self._script(
-                keys=[self._keys[0], f"{self._keys[1]}{self._bucket(now)}", self._keys[2]],
-                args=[
-                    _encode(problem),
-                    self._window_size,
-                    int(expensive),
-                    n_samples,
-                    repr(float(cost_usd)),
-                    ttl_s,
-                    repr(error),
-                    self._rate,
-                    self._rate,
-                    self._max_correction,
-                ],
-            )
-        except Exception as exc:  # Redis trouble must never fail a request
-            self._redis_failed(exc)
-        else:
-            self._redis_ok()
+        assert self._store is not None
+        ttl_s = math.ceil(self._rate_window_s + 2 * self._bucket_s)
+        keys = [self._keys[0], f"{self._keys[1]}{self._bucket(now)}", self._keys[2]]
+        args = [
+            _encode(problem),
+            self._window_size,
+            int(expensive),
+            n_samples,
+            repr(float(cost_usd)),
+            ttl_s,
+            repr(error),
+            self._rate,
+            self._rate,
+            self._max_correction,
+        ]
+        self._store.add(keys, args)
+
+    async def flush(self) -> None:
+        """Wait for the background work: observations written to Redis, a re-solve running."""
+        if self._refresher is not None and not self._refresher.done():
+            await asyncio.shield(self._refresher)
+        if self._store is not None:
+            await self._store.flush()
 
     # --- reading state -------------------------------------------------------------------
 
     async def _read_state(self) -> tuple[list[DecisionProblem], list[list[float]], float]:
         now = self._clock()
         first, last = self._bucket(now - self._rate_window_s), self._bucket(now)
-        if self._redis_usable():
-            assert self._redis is not None
-            try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    pipe.lrange(self._keys[0], 0, self._window_size - 1)
-                    pipe.get(self._keys[2])
-                    for b in range(first, last + 1):
-                        pipe.hgetall(f"{self._keys[1]}{b}")
-                    raw_window, raw_integral, *raw_buckets = await pipe.execute()
+        if self._store is not None:
+            shared = await self._store.read(self._keys, self._window_size, range(first, last + 1))
+            if shared is not None:
+                raw_window, raw_integral, raw_buckets = shared
                 # LPUSH keeps the newest first; the solver wants oldest first.
                 window = await asyncio.to_thread(self._decode_window, raw_window)
                 buckets = [
@@ -342,10 +332,6 @@ class BudgetController:
                     for b, h in zip(range(first, last + 1), raw_buckets, strict=True)
                     if h
                 ]
-            except Exception as exc:  # fall back to the local mirror
-                self._redis_failed(exc)
-            else:
-                self._redis_ok()
                 return window, buckets, float(raw_integral or 0.0)
         local = self._local
         buckets = [[*v, float(k)] for k, v in sorted(local.buckets.items()) if k >= first]
@@ -407,11 +393,21 @@ class BudgetController:
             or time.monotonic() - self._last_recompute >= self._recompute_interval_s
         )
         if stale and not self._lock.locked():
-            try:
-                return await self.refresh()
-            except Exception:  # a solver bug must not fail requests; keep the last λ
-                log.exception("budget controller: recomputing lambda failed")
+            if self._store is None or self._last_recompute == -math.inf:
+                # Local state (no I/O), or the first λ of this process: solve inline, so a new
+                # replica decides with the shared λ from its first request.
+                await self._refresh_quietly()
+            elif self._refresher is None or self._refresher.done():
+                # Reading the shared window takes a round trip and the solve milliseconds: in
+                # the background, so no request waits for them (the next ones get the new λ).
+                self._refresher = asyncio.create_task(self._refresh_quietly())
         return self._lambda
+
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self.refresh()
+        except Exception:  # a solver bug must not fail requests; keep the last λ
+            log.exception("budget controller: recomputing lambda failed")
 
     async def snapshot(self) -> dict[str, Any]:
         """Current λ, target, realised rate and window size (for ``decide`` and ``/metrics``)."""
@@ -424,5 +420,5 @@ class BudgetController:
             "correction": self._last["correction"],
             "target_per_request": self._last["target_per_request"],
             "requests_per_hour": self._last["requests_per_hour"],
-            "shared": self._redis is not None and not self._outage,
+            "shared": self._store is not None and not self._store.outage,
         }

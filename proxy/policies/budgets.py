@@ -32,6 +32,11 @@ class BudgetControllers:
         """Share budget state through this Redis client (``None``: per-process state)."""
         self._redis = redis
 
+    async def flush(self) -> None:
+        """Write every budget observation still queued for Redis (before its client closes)."""
+        for _, controller in list(self._controllers.values()):
+            await controller.flush()
+
     def controller(self, name: str, version: str, policy: BasePolicy) -> BudgetController | None:
         """The policy's budget controller (a new one when the policy's section changed)."""
         budget = policy.budget_config()

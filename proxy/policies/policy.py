@@ -123,6 +123,10 @@ class BasePolicy(StrictModel):
         """The executor that runs ``decision`` (a name registered in ``proxy.app``)."""
         return execution_kind(decision)
 
+    def decision_details(self, decision: Decision) -> dict[str, Any] | None:
+        """Facts ``POST /v1/adaptive/decide`` adds beyond the decision (``None``: none)."""
+        return None
+
     def sampling_plan(self, decision: Decision) -> SamplingPlan:
         """How to draw and rerank the samples of ``decision`` (when ``decision.n > 1``)."""
         return SamplingPlan()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Union
 from pydantic import Field
 
 from proxy.policies.best_of_k import BestOfKPolicy
+from proxy.policies.cascade import CascadePolicy
 from proxy.policies.ladder import LadderPolicy
 from proxy.policies.passthrough import PassthroughPolicy
 from proxy.policies.policy import BasePolicy
@@ -25,6 +26,7 @@ POLICY_TYPES: dict[str, type[BasePolicy]] = {
     "passthrough": PassthroughPolicy,
     "best_of_k": BestOfKPolicy,
     "ladder": LadderPolicy,
+    "cascade": CascadePolicy,
 }
 
 if TYPE_CHECKING:

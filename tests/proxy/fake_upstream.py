@@ -23,7 +23,8 @@ from aiohttp import web
 
 from proxy.app import create_app
 from proxy.config import Config
-from proxy.prediction import HashPredictor
+from proxy.prediction import HashPredictor, Predictor
+from proxy.server import ProxyRunner
 
 _FOREVER_S = 3600.0
 
@@ -221,17 +222,33 @@ PRIMARY_MODEL = "fake-primary-model"
 BACKUP_MODEL = "fake-backup-model"
 
 
-def stack_config(primary_url: str, backup_url: str, *, max_body_bytes: int = 65536) -> Config:
+def stack_config(
+    primary_url: str,
+    backup_url: str,
+    *,
+    max_body_bytes: int = 65536,
+    api_key_env: str | None = None,
+    server: Mapping[str, Any] | None = None,
+    upstream_extra: Mapping[str, Any] | None = None,
+    predictor_config: Mapping[str, Any] | None = None,
+) -> Config:
     """Upstreams ``primary``/``backup`` (retrying), ``slow`` (0.3 s timeout), ``dead`` (refused).
 
     Policies: ``auto`` routes to ``primary`` (the predictor is pinned to zero gain) with
     ``backup`` as fallback; ``safe`` is a passthrough to ``primary`` with the same fallback.
     """
-    common = {"retry_backoff_s": 0.01, "timeout_s": 10.0, "connect_timeout_s": 2.0}
+    common: dict[str, Any] = {
+        "retry_backoff_s": 0.01,
+        "timeout_s": 10.0,
+        "connect_timeout_s": 2.0,
+        **(upstream_extra or {}),
+    }
+    if api_key_env is not None:
+        common["api_key_env"] = api_key_env
     prices = {"price_in_per_mtok_usd": 1.0, "price_out_per_mtok_usd": 2.0}
     return Config.model_validate(
         {
-            "server": {"max_body_bytes": max_body_bytes, "reload": False},
+            "server": {"max_body_bytes": max_body_bytes, "reload": False, **(server or {})},
             "upstreams": {
                 "primary": {"base_url": primary_url, "model": PRIMARY_MODEL, "retries": 2}
                 | common
@@ -259,7 +276,7 @@ def stack_config(primary_url: str, backup_url: str, *, max_body_bytes: int = 655
                 },
                 "safe": {"type": "passthrough", "upstream": "primary", "fallback": "backup"},
             },
-            "predictor": {"type": "hash"},
+            "predictor": {"type": "hash", **(predictor_config or {})},
         }
     )
 
@@ -272,30 +289,54 @@ class Stack:
     backup: FakeUpstream
     base_url: str
     client: openai.AsyncOpenAI
+    runner: web.AppRunner
 
 
 @asynccontextmanager
-async def proxy_stack(*, max_body_bytes: int = 65536) -> AsyncIterator[Stack]:
-    """Start fakes and the real proxy on port 0; everything is closed on exit."""
+async def proxy_stack(
+    *,
+    max_body_bytes: int = 65536,
+    env: Mapping[str, str] | None = None,
+    api_key_env: str | None = None,
+    server: Mapping[str, Any] | None = None,
+    upstream_extra: Mapping[str, Any] | None = None,
+    predictor_config: Mapping[str, Any] | None = None,
+    predictor: Predictor | None = None,
+) -> AsyncIterator[Stack]:
+    """Start fakes and the real proxy on port 0; everything is closed on exit.
+
+    ``env`` is the proxy's environment (API keys), ``api_key_env`` names the key every upstream
+    sends, ``server``, ``upstream_extra`` and ``predictor_config`` add keys to those YAML
+    sections; ``predictor`` replaces the default one (pinned to zero gain).
+    """
     primary, backup = FakeUpstream(), FakeUpstream()
     runner: web.AppRunner | None = None
     client: openai.AsyncOpenAI | None = None
     try:
         config = stack_config(
-            await primary.start(), await backup.start(), max_body_bytes=max_body_bytes
+            await primary.start(),
+            await backup.start(),
+            max_body_bytes=max_body_bytes,
+            api_key_env=api_key_env,
+            server=server,
+            upstream_extra=upstream_extra,
+            predictor_config=predictor_config,
         )
         # Zero gain for every prompt: ``auto`` always takes its cheap arm, ``primary``.
-        predictor = HashPredictor(overrides={"": {"p_weak": 0.5, "p_strong": 0.5}})
-        runner = web.AppRunner(create_app(config, predictor=predictor), handler_cancellation=True)
+        if predictor is None:
+            predictor = HashPredictor(overrides={"": {"p_weak": 0.5, "p_strong": 0.5}})
+        runner = ProxyRunner(
+            create_app(config, predictor=predictor, env=env), handler_cancellation=True
+        )
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
         client = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key="x", max_retries=0)
-        yield Stack(primary, backup, base_url, client)
+        yield Stack(primary, backup, base_url, client, runner)
     finally:
         if client is not None:
             await client.close()
-        if runner is not None:
+        if runner is not None and runner.server is not None:  # a test may have shut it down
             await runner.cleanup()
         await primary.close()
         await backup.close()

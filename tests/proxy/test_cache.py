@@ -321,3 +321,51 @@ async def test_build_cache_without_redis_is_the_lru() -> None:
 )
 def test_redact_url_drops_credentials(url: str, expected: str) -> None:
     assert redact_url(url) == expected
+
+
+async def test_one_slow_answer_while_redis_is_up_is_not_an_outage(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="proxy.cache")
+    metrics = RecordingMetrics()
+    cache = RedisDecisionCache(redis_server.url, ttl_s=60, timeout_s=0.3, metrics=metrics)
+    try:
+        await cache.set("k", DECISION)
+        # Redis stalls for longer than one timeout, but less than two: the first try times
+        # out, the retry on a fresh connection is answered.
+        redis_server.pause()
+        pending = asyncio.create_task(cache.get("k"))
+        await asyncio.sleep(0.45)
+        redis_server.resume()
+        assert await pending == DECISION
+        assert cache.available
+        assert outage_warnings(caplog) == []
+        assert not [r for r in caplog.records if "Redis back" in r.getMessage()]
+        assert sum(metrics.errors.values()) == 0
+    finally:
+        redis_server.resume()
+        await cache.aclose()
+
+
+async def test_l1_serves_hot_decisions_without_a_round_trip(redis_server: RedisServer) -> None:
+    clock = FakeClock()
+    metrics = RecordingMetrics()
+    cache = RedisDecisionCache(
+        redis_server.url, ttl_s=60, timeout_s=0.5, metrics=metrics, clock=clock, l1_ttl_s=5
+    )
+    other_replica = RedisDecisionCache(redis_server.url, ttl_s=60, timeout_s=0.5)
+    try:
+        await other_replica.set("k", DECISION)
+        assert await cache.get("k") == DECISION  # from Redis, now also in L1
+        redis_server.pause()  # Redis cannot answer: only L1 can
+        assert await cache.get("k") == DECISION
+        assert sum(metrics.errors.values()) == 0
+        redis_server.resume()
+        await other_replica.set("k", {**DECISION, "arm": "weak"})
+        assert (await cache.get("k") or {})["arm"] == "strong"  # L1 still fresh
+        clock.advance(6)  # past l1_ttl_s: the replaced decision is read from Redis
+        assert (await cache.get("k") or {})["arm"] == "weak"
+    finally:
+        redis_server.resume()
+        await cache.aclose()
+        await other_replica.aclose()

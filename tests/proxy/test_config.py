@@ -107,6 +107,19 @@ def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "cannot read" in capsys.readouterr().err
 
 
+def test_problems_name_the_variable_never_its_expanded_value() -> None:
+    secret = "sk-live-0123456789abcdef"
+    text = BASE.replace(
+        "auto: {type: route, cheap: cheap,", 'auto: {type: route, cheap: "${SOME_KEY}",'
+    )
+    assert "${SOME_KEY}" in text
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(text, env={"SOME_KEY": secret})
+    message = str(caught.value)
+    assert secret not in message
+    assert "unknown upstream '${SOME_KEY}'" in message
+
+
 def test_yaml_syntax_error_names_the_file_and_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -17,7 +17,7 @@ from proxy.state import CONFIG
 from tests.servers import running
 
 FILE = """
-server: {{reload_interval_s: 0.05}}
+server: {{reload_interval_s: 0.05, reload_settle_s: 0.3}}
 upstreams:
   a: {{base_url: "http://127.0.0.1:9/v1", model: small}}
   b: {{base_url: "http://127.0.0.1:9/v1", model: big}}
@@ -82,3 +82,53 @@ async def test_reload_changes_only_the_edited_policy_version(tmp_path: Path) -> 
     assert after["keep"] == before["keep"] and after["auto"] != before["auto"]
     assert seen and seen[-1].generation == 1
     assert await holder.reload() is False  # unchanged file: nothing to do
+
+
+async def test_a_file_written_in_two_steps_is_loaded_only_once_complete(tmp_path: Path) -> None:
+    # A settle time longer than the gap between the two writes.
+    slow = FILE.replace("reload_settle_s: 0.3", "reload_settle_s: 1.0")
+    path = tmp_path / "policy.yaml"
+    path.write_text(slow.format(threshold=0.1))
+    app = create_app(load_config(path, env={}), config_path=path, predictor=HashPredictor())
+    complete = slow.format(threshold=0.3)
+    # The first write ends before policy ``auto``: valid on its own, but it lacks ``auto``.
+    first_part = complete[: complete.index("  auto:")]
+    statuses: list[int] = []
+    body = {"model": "auto", "messages": [{"role": "user", "content": "hello"}]}
+    async with running(app) as url, aiohttp.ClientSession() as s:
+
+        async def ask_for(seconds: float) -> None:
+            deadline = asyncio.get_running_loop().time() + seconds
+            while asyncio.get_running_loop().time() < deadline:
+                async with s.post(f"{url}/v1/adaptive/decide", json=body) as r:
+                    statuses.append(r.status)
+                await asyncio.sleep(0.02)
+
+        path.write_text(first_part + complete[complete.index("  keep:") :])
+        await ask_for(0.5)
+        path.write_text(complete)
+
+        async def reloaded() -> bool:
+            return await decide_threshold(s, url) == 0.3
+
+        await wait_for(reloaded)
+    assert statuses and set(statuses) == {200}
+    assert app[CONFIG].snapshot.generation == 1  # the half-written file was never loaded
+
+
+async def test_a_reload_dropping_every_policy_needs_the_flag(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(FILE.format(threshold=0.1))
+    holder = ConfigHolder(load_config(path, env={}), path=path, env={})
+    upstreams_only = FILE.format(threshold=0.1).split("policies:")[0]
+    path.write_text(upstreams_only)
+    with caplog.at_level(logging.ERROR, logger="adaptive_proxy.reload"):
+        assert await holder.reload() is False
+    assert "server.allow_empty_policies" in caplog.text
+    assert set(holder.snapshot.config.policies) == {"auto", "keep"}
+    intended = upstreams_only.replace("reload_settle_s: 0.3", "allow_empty_policies: true")
+    path.write_text(intended)
+    assert await holder.reload() is True
+    assert holder.snapshot.config.policies == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +17,9 @@ from proxy.policies.budget import BudgetController, solve_lambda
 from tests.redis_server import RedisServer
 
 COST_CHEAP, COST_STRONG = 0.001, 0.01
+
+
+REQUEST_GAP_S = 0.0002
 
 
 class FakeClock:
@@ -50,6 +54,9 @@ async def run_route_stream(
 ) -> list[bool]:
     """Decide each request with λ from a controller (round robin) and report back."""
     expensive: list[bool] = []
+    # Requests take time when served: with Redis, shared-state writes and λ re-solves run in
+    # the background meanwhile (a bare loop turn would let thousands of requests pass first).
+    gap_s = REQUEST_GAP_S if any([(await c.snapshot())["shared"] for c in controllers]) else 0.0
     for i, problem in enumerate(drifting_stream(count, seed, drift=drift)):
         controller = controllers[i % len(controllers)]
         arm = problem.choose(await controller.current_lambda())
@@ -58,6 +65,9 @@ async def run_route_stream(
         )
         expensive.append(problem.expensive[arm])
         clock.now += 1.0
+        await asyncio.sleep(gap_s)
+    for controller in controllers:
+        await controller.flush()
     return expensive
 
 
@@ -197,6 +207,7 @@ async def test_redis_killed_mid_stream_keeps_deciding(
     assert abs(share(flags) - 0.3) <= 0.03
     redis_server.restart()
     await run_route_stream([controller], 100, clock, seed=6)
+    await controller.refresh()  # re-solves run in the background; take the latest state now
     snapshot = await controller.snapshot()
     assert snapshot["shared"] is True
     assert snapshot["window"] >= 64  # the fresh Redis holds the requests since the restart
@@ -220,3 +231,56 @@ async def test_realised_gap_is_corrected() -> None:
         clock.now += 1.0
     assert abs(share(realised[2000:]) - 0.3) <= 0.02
     assert (await controller.snapshot())["correction"] < -0.2
+
+
+async def test_stale_pooled_connection_after_a_redis_restart_is_not_an_outage(
+    redis_server: RedisServer,
+    redis_clients: list[aioredis.Redis],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    # The client itself never retries: recovering from the stale connection is the
+    # controller's job.
+    controller = BudgetController(
+        "fraction_expensive",
+        0.3,
+        redis=redis_clients[0],
+        key_prefix="test:stale",
+        window=500,
+        clock=clock,
+    )
+    await run_route_stream([controller], 100, clock, drift=False)
+    redis_server.restart()  # every pooled connection is now stale; Redis is up
+    with caplog.at_level(logging.INFO, logger="proxy.policies.budget"):
+        await run_route_stream([controller], 100, clock, seed=7, drift=False)
+    assert not [r for r in caplog.records if "Redis" in r.getMessage()]
+    assert (await controller.snapshot())["shared"] is True
+    # Every request since the restart reached Redis.
+    assert await redis_clients[1].llen("{test:stale}:window") == 100
+
+
+async def test_two_outages_two_warnings(
+    redis_server: RedisServer,
+    redis_clients: list[aioredis.Redis],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    controller = BudgetController(
+        "fraction_expensive",
+        0.3,
+        redis=redis_clients[0],
+        key_prefix="test:two",
+        window=500,
+        clock=clock,
+        redis_retry_s=0.0,
+    )
+    with caplog.at_level(logging.WARNING, logger="proxy.policies.budget"):
+        for seed in (1, 2):
+            await run_route_stream([controller], 50, clock, seed=seed, drift=False)
+            redis_server.kill()
+            await run_route_stream([controller], 50, clock, seed=seed + 10, drift=False)
+            redis_server.restart()
+            await run_route_stream([controller], 50, clock, seed=seed + 20, drift=False)
+            assert (await controller.snapshot())["shared"] is True
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2

@@ -44,7 +44,7 @@ def test_fallbacks_and_defaults_come_from_the_policy() -> None:
 
 
 def test_an_unknown_type_names_the_registered_ones() -> None:
-    bad = YAML.replace("type: passthrough", "type: cascade")
+    bad = YAML.replace("type: passthrough", "type: waterfall")
     with pytest.raises(ConfigError) as raised:
         load_config_text(bad, env={})
     message = str(raised.value)

@@ -1,0 +1,192 @@
+"""Wall time that sequential rounds and cascades add: ``python -m bench.evidence_latency``.
+
+The replay upstream serves recorded GSM8K answers with its latency model switched on
+(``--ttft-ms`` before the first token, ``--per-token-ms`` per token), the proxy runs as a real
+server, and the OpenAI SDK sends the same prompts to each policy. Every request's wall time is
+paired with a direct single call of the same prompt to the policy's first upstream; the table
+gives p50/p95 of the policy's latency and of the added latency (policy − direct, per prompt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from openai import AsyncOpenAI
+
+from bench.live import start_server
+from predictor_onnx.data import MODEL_STRONG, MODEL_WEAK
+from proxy.app import create_app
+from proxy.config import load_config_text
+from proxy.prediction import HashPredictor
+from replay.server import LatencyModel, create_replay_app
+from replay.store import build_store
+
+POLICIES = """
+upstreams:
+  mixtral: {{base_url: "{url}", model: "{weak}", price_in_per_mtok_usd: 0.6,
+            price_out_per_mtok_usd: 0.6, supports_n: false}}
+  checker: {{base_url: "{url}", model: gsm8k-6b-finetuning, price_in_per_mtok_usd: 0.28,
+            price_out_per_mtok_usd: 0.28}}
+  gpt-4: {{base_url: "{url}", model: "{strong}", price_in_per_mtok_usd: 10,
+          price_out_per_mtok_usd: 30}}
+  pool: {{base_url: "{url}", model: gsm8k-pool, supports_n: false, price_in_per_mtok_usd: 0.6,
+         price_out_per_mtok_usd: 0.6}}
+policies:
+  direct-mixtral: {{type: passthrough, upstream: mixtral}}
+  direct-pool: {{type: passthrough, upstream: pool}}
+  cascade:
+    type: cascade
+    stages: [{{upstream: mixtral}}, {{upstream: checker}}, {{upstream: gpt-4}}]
+  best-of-4:
+    type: best_of_k
+    upstream: pool
+    n_min: 4
+    n_max: 4
+    reranker: {{type: vote}}
+  sequential-vote:
+    type: best_of_k
+    upstream: pool
+    n_max: 8
+    reranker: {{type: vote}}
+    sequential: {{first_n: 2, step_n: 2, stop: {{kind: vote, confidence: 0.9}}}}
+"""
+# Each policy, and the direct call its added latency is measured against.
+PAIRS: Mapping[str, str] = {
+    "cascade": "direct-mixtral",
+    "best-of-4": "direct-pool",
+    "sequential-vote": "direct-pool",
+}
+
+
+async def _times(
+    client: AsyncOpenAI, policy: str, prompts: Sequence[list[dict[str, Any]]], concurrency: int
+) -> tuple[list[float], list[dict[str, Any]]]:
+    gate = asyncio.Semaphore(concurrency)
+    seconds = [0.0] * len(prompts)
+    adaptive: list[dict[str, Any]] = [{} for _ in prompts]
+
+    async def one(i: int) -> None:
+        async with gate:
+            start = time.perf_counter()
+            completion = await client.chat.completions.create(model=policy, messages=prompts[i])  # type: ignore[arg-type]
+            seconds[i] = time.perf_counter() - start
+            adaptive[i] = (completion.model_extra or {}).get("adaptive") or {}
+
+    await asyncio.gather(*(one(i) for i in range(len(prompts))))
+    return seconds, adaptive
+
+
+def _ms(values: Sequence[float], q: float) -> float:
+    return round(float(np.quantile(np.asarray(values) * 1000.0, q)), 1)
+
+
+async def measure(
+    data_dir: Path, *, prompts: int, ttft_ms: float, per_token_ms: float, concurrency: int
+) -> dict[str, Any]:
+    """Latency of each policy and its added latency over the paired direct call."""
+    store = build_store(data_dir)
+    questions = [r for r in store.records() if r.dataset == "gsm8k"][:prompts]
+    messages = [[dict(m) for m in r.messages] for r in questions]
+    latency = LatencyModel(ttft_ms=ttft_ms, per_token_ms=per_token_ms)
+    replay, replay_url = await start_server(create_replay_app(store, latency=latency))
+    config = load_config_text(
+        POLICIES.format(url=f"{replay_url}/v1", weak=MODEL_WEAK, strong=MODEL_STRONG), env={}
+    )
+    proxy, proxy_url = await start_server(create_app(config, predictor=HashPredictor()))
+    try:
+        async with AsyncOpenAI(base_url=f"{proxy_url}/v1", api_key="x", max_retries=0) as client:
+            times: dict[str, list[float]] = {}
+            extras: dict[str, list[dict[str, Any]]] = {}
+            for policy in ("direct-mixtral", "direct-pool", *PAIRS):
+                times[policy], extras[policy] = await _times(client, policy, messages, concurrency)
+    finally:
+        await proxy.cleanup()
+        await replay.cleanup()
+    rows = []
+    for policy, reference in PAIRS.items():
+        added = [a - b for a, b in zip(times[policy], times[reference], strict=True)]
+        info = extras[policy]
+        rows.append(
+            {
+                "policy": policy,
+                "reference": reference,
+                "latency_ms_p50": _ms(times[policy], 0.5),
+                "latency_ms_p95": _ms(times[policy], 0.95),
+                "added_ms_p50": _ms(added, 0.5),
+                "added_ms_p95": _ms(added, 0.95),
+                "mean_rounds": float(np.mean([a.get("rounds", 1) for a in info])),
+                "mean_samples": float(
+                    np.mean([a.get("samples_drawn", a.get("n", 1)) for a in info])
+                ),
+                "escalated": float(np.mean([bool(a.get("escalated")) for a in info])),
+            }
+        )
+    direct = {
+        p: {"p50": _ms(times[p], 0.5), "p95": _ms(times[p], 0.95)} for p in set(PAIRS.values())
+    }
+    return {
+        "prompts": len(messages),
+        "ttft_ms": ttft_ms,
+        "per_token_ms": per_token_ms,
+        "concurrency": concurrency,
+        "direct_ms": direct,
+        "rows": rows,
+    }
+
+
+def format_table(result: Mapping[str, Any]) -> str:
+    """Markdown table of :func:`measure`'s rows."""
+    lines = [
+        f"{result['prompts']} GSM8K prompts, replay latency {result['ttft_ms']} ms to first token "
+        f"+ {result['per_token_ms']} ms/token, concurrency {result['concurrency']}",
+        "",
+        "| policy | vs | latency p50 / p95 (ms) | added p50 / p95 (ms) | mean rounds "
+        "| mean samples | escalated |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['policy']} | {r['reference']} | {r['latency_ms_p50']} / {r['latency_ms_p95']} | "
+            f"{r['added_ms_p50']} / {r['added_ms_p95']} | {r['mean_rounds']:.2f} | "
+            f"{r['mean_samples']:.2f} | {100 * r['escalated']:.0f}% |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the table; ``--json FILE`` also writes the figures."""
+    from predictor_onnx.data import default_data_dir
+
+    parser = argparse.ArgumentParser(prog="python -m bench.evidence_latency", description=__doc__)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--prompts", type=int, default=60)
+    parser.add_argument("--ttft-ms", type=float, default=300.0)
+    parser.add_argument("--per-token-ms", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--json", default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    result = asyncio.run(
+        measure(
+            data_dir,
+            prompts=args.prompts,
+            ttft_ms=args.ttft_ms,
+            per_token_ms=args.per_token_ms,
+            concurrency=args.concurrency,
+        )
+    )
+    print(format_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

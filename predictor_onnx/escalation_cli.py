@@ -1,0 +1,65 @@
+"""``adaptive-proxy predictor train --escalation``: train and export cascade escalation models.
+
+Trains each named cascade of :data:`predictor_onnx.escalation.CASCADES` on the recorded GSM8K
+answers, prints its out-of-fold figures, and writes ``<name>.json`` plus its sha256 in the
+folder's ``manifest.json`` (default: the shipped ``predictor_onnx/escalation_models/``). The
+shipped models were built with the benchmark's out-of-fold prompt predictions as the prior::
+
+    adaptive-proxy predictor train --escalation \\
+        --prior-jsonl bench/results/routellm-gsm8k.records.jsonl \\
+        --prior-jsonl bench/results/gsm8k-procedures.records.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_escalation_args(parser: argparse.ArgumentParser) -> None:
+    """The ``--escalation`` flags of ``predictor train``."""
+    parser.add_argument(
+        "--escalation",
+        action="store_true",
+        help="train the cascade escalation models instead of the prompt predictor",
+    )
+    parser.add_argument(
+        "--cascade",
+        action="append",
+        default=None,
+        help="with --escalation: which cascade (repeatable; default: all shipped ones)",
+    )
+    parser.add_argument(
+        "--prior-jsonl",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help="with --escalation: out-of-fold prompt predictions ({prompt_id, predictions}); "
+        "without it the models read the evidence features only",
+    )
+
+
+def cmd_train_escalation(args: argparse.Namespace) -> int:
+    """Train, evaluate out of fold, export; print where each model went."""
+    from predictor_onnx.data import default_data_dir, load_gsm8k
+    from predictor_onnx.escalation import (
+        CASCADES,
+        build_escalation,
+        default_escalation_dir,
+        read_prior_jsonl,
+    )
+
+    names = args.cascade or sorted(CASCADES)
+    unknown = [n for n in names if n not in CASCADES]
+    if unknown:
+        raise SystemExit(f"unknown cascade {unknown[0]!r}; known: {', '.join(sorted(CASCADES))}")
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    records = load_gsm8k(data_dir)
+    prior = read_prior_jsonl([Path(p) for p in args.prior_jsonl]) if args.prior_jsonl else None
+    out_dir = Path(args.out) if args.out else default_escalation_dir()
+    for name in names:
+        path, metrics = build_escalation(records, CASCADES[name], out_dir, prior=prior)
+        figures = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+        print(f"{name}: {figures}\n  written {path}")
+    print(f"manifest: {out_dir / 'manifest.json'}")
+    return 0

@@ -1,0 +1,187 @@
+"""``type: cascade``: run the cheap stages, read their answers, escalate only when it pays.
+
+The stages before the last run first, concurrently; the proxy extracts their final answers and
+turns the evidence (agreement, distinct answers, missing answers, answer length, logprobs when
+asked for, the prompt predictor's outputs) into the predicted gain of escalating, with the
+agreement rule (no model) or a trained escalation model (:mod:`proxy.policies.escalation`).
+Escalate iff ``gain ≥ threshold``, or ``gain ≥ λ · Δcost_usd`` (λ fixed by ``lambda`` or steered
+by a ``budget`` on the escalation rate).
+
+The decision taken before any call (cached, and what ``POST /v1/adaptive/decide`` shows) is
+which stages run first; whether the last stage runs depends on their answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from functools import cached_property
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from proxy.policies.base import Decision
+from proxy.policies.escalation import AgreementRule, EscalationModel, Escalator, resolve_model_path
+from proxy.policies.policy import BasePolicy, PolicyContext
+from proxy.policies.spec import BudgetConfig, StrictModel
+from proxy.tokens import count_message_tokens
+
+
+class CascadeStage(StrictModel):
+    """One stage: an upstream, how many samples it draws, whether to ask for logprobs."""
+
+    upstream: str
+    n: int = Field(1, ge=1, le=16)
+    name: str | None = None
+    logprobs: bool = False
+
+    @property
+    def label(self) -> str:
+        """How the stage is named in ``adaptive.stages`` and ``x-adaptive-arm``."""
+        return self.name or self.upstream
+
+
+class EscalateConfig(StrictModel):
+    """When to run the last stage: a gain rule (agreement or a model) against a price."""
+
+    model: str | None = None  # a shipped model name or a path to a model JSON; None: agreement
+    threshold: float | None = None
+    lambda_: float | None = Field(None, alias="lambda", ge=0)
+    budget: BudgetConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_price(self) -> EscalateConfig:
+        given = [
+            k
+            for k, v in (
+                ("threshold", self.threshold),
+                ("lambda", self.lambda_),
+                ("budget", self.budget),
+            )
+            if v is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(f"give only one of threshold, lambda, budget (got {', '.join(given)})")
+        if self.budget is not None and self.budget.kind == "mean_samples":
+            raise ValueError("a cascade's budget is fraction_expensive or usd_per_hour")
+        if self.model is not None:
+            EscalationModel.load(resolve_model_path(self.model))  # refuse a bad file at load
+        return self
+
+    def effective_threshold(self) -> float | None:
+        """The threshold in force (0.5 by default when no price is given)."""
+        if self.threshold is None and self.lambda_ is None and self.budget is None:
+            return 0.5
+        return self.threshold
+
+
+class CascadePolicy(BasePolicy):
+    """Cheap stages first; the last stage only when the cheap answers say it pays."""
+
+    type: Literal["cascade"]
+    stages: list[CascadeStage] = Field(min_length=2)
+    escalate: EscalateConfig = Field(default_factory=EscalateConfig)
+    answer_pattern: str | None = None
+
+    @model_validator(mode="after")
+    def _last_stage(self) -> CascadePolicy:
+        if self.stages[-1].n != 1:
+            raise ValueError("the last stage (the escalation) answers once: leave its n at 1")
+        if self.fallback is not None:
+            raise ValueError(
+                "a cascade falls back on its own (a failing last stage: the cheap answer); "
+                "remove 'fallback'"
+            )
+        return self
+
+    def executor_name(self, decision: Decision) -> str:
+        """Cascades run on their own executor (:mod:`proxy.cascade`)."""
+        return "cascade"
+
+    def fallback_upstream(self) -> str | None:
+        """None: a failing stage falls back within the cascade (see :mod:`proxy.cascade`)."""
+        return None
+
+    def budget_config(self) -> BudgetConfig | None:
+        """The escalation budget, whose controller steers λ."""
+        return self.escalate.budget
+
+    @cached_property
+    def escalator(self) -> Escalator:
+        """The agreement rule, or the escalation model named in the YAML (loaded once)."""
+        if self.escalate.model is None:
+            return AgreementRule()
+        return EscalationModel.load(resolve_model_path(self.escalate.model))
+
+    @property
+    def cheap_stages(self) -> list[CascadeStage]:
+        """Every stage but the last."""
+        return self.stages[:-1]
+
+    def upstream_refs(self) -> list[tuple[str, str]]:
+        """Every stage's upstream."""
+        return [(f"stages[{i}].upstream", s.upstream) for i, s in enumerate(self.stages)]
+
+    async def decide(
+        self,
+        ctx: PolicyContext,
+        name: str,
+        version: str,
+        predictions: Mapping[str, float],
+        messages: list[dict[str, Any]],
+    ) -> Decision:
+        """Run the cheap stages first (escalation is decided on their answers)."""
+        tokens = count_message_tokens(messages)
+        cheap_cost = sum(
+            ctx.costs.expected_cost_usd(s.upstream, tokens, s.n) for s in self.cheap_stages
+        )
+        decision = self._decision(name, version, dict(predictions), cheap_cost, None)
+        if self.escalate.budget is not None:
+            lam = await ctx.budgets.current_lambda(name, version, self)
+            decision = replace(decision, lambda_=lam)
+        return decision
+
+    def default_decision(self, name: str, version: str, reason: str) -> Decision:
+        """The same plan: the cheap stages first (the prior is missing, the evidence is not)."""
+        return self._decision(name, version, {}, None, reason)
+
+    def _decision(
+        self,
+        name: str,
+        version: str,
+        predictions: dict[str, float],
+        cheap_cost_usd: float | None,
+        reason: str | None,
+    ) -> Decision:
+        first = self.stages[0]
+        return Decision(
+            policy=name,
+            policy_version=version,
+            arm="cascade",
+            upstream=first.upstream,
+            n=sum(s.n for s in self.cheap_stages),
+            predictions=predictions,
+            threshold=self.escalate.effective_threshold(),
+            lambda_=self.escalate.lambda_,
+            expected_cost_usd=cheap_cost_usd,
+            fallback_reason=reason,
+        )
+
+    def decision_details(self, decision: Decision) -> dict[str, Any] | None:
+        """The pre-call plan: which stages run first; escalation depends on their answers."""
+        return {
+            "stages": [
+                {"stage": s.label, "upstream": s.upstream, "n": s.n, "runs": "always"}
+                for s in self.cheap_stages
+            ]
+            + [
+                {
+                    "stage": self.stages[-1].label,
+                    "upstream": self.stages[-1].upstream,
+                    "n": 1,
+                    "runs": "if the cheap answers call for it",
+                }
+            ],
+            "escalation": "depends on the cheap stages' answers: decided after they return",
+            "escalator": "agreement" if self.escalate.model is None else self.escalate.model,
+        }
