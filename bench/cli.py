@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from bench.suites import SUITES
+from replay.multisample_data import MULTISAMPLE_SUITES
 
-DEFAULT_OUT = Path("bench") / "results"
+COMMITTED_OUT = Path("bench") / "results"
+LADDER_SUITE = "alpaca-eval-ladder"
+ALL_SUITES = (*MULTISAMPLE_SUITES, LADDER_SUITE, *SUITES)
 DESCRIPTION = (
     "Cost/quality benchmark on real recorded model outcomes, end to end through the "
     "live proxy: adaptive policies vs random, uniform and oracle allocation, with "
@@ -23,9 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--suite",
         action="extend",
         nargs="+",
-        choices=list(SUITES),
+        choices=list(ALL_SUITES),
         metavar="NAME",
-        help=f"suite to run (repeatable; default all: {', '.join(SUITES)})",
+        help=f"suite to run (repeatable; default all: {', '.join(ALL_SUITES)})",
     )
     parser.add_argument(
         "--quick",
@@ -37,7 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="recorded data (default: $ADAPTIVE_DATA_DIR, else the bundled copy)",
     )
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="results folder")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="results folder (default: a new temporary folder, so the committed "
+        f"results change only with --out {COMMITTED_OUT})",
+    )
     parser.add_argument(
         "--predictor",
         choices=("auto", "onnx", "features"),
@@ -52,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bootstrap",
         type=int,
         default=None,
-        help="bootstrap resamples (default 200, 50 with --quick)",
+        help="bootstrap resamples (default 200, 50 with --quick; multi-sample "
+        "suites 1000, 200 with --quick)",
     )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--no-progress", action="store_true")
@@ -68,18 +78,50 @@ def run(args: argparse.Namespace) -> int:
     except DataNotFoundError as exc:
         print(f"error: {exc}")
         return 2
-    opts = BenchOptions(
-        data_dir=data_dir,
-        out_dir=Path(args.out),
-        suites=args.suite or list(SUITES),
-        quick=args.quick,
-        predictor=args.predictor,
-        live=not args.no_live,
-        n_boot=args.bootstrap or (50 if args.quick else 200),
-        concurrency=args.concurrency,
-        progress=not args.no_progress,
-    )
-    asyncio.run(run_bench(opts))
+    out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="adaptive-bench-"))
+    names = args.suite or list(ALL_SUITES)
+    routed = [n for n in names if n in SUITES]
+    multi = [n for n in names if n in MULTISAMPLE_SUITES]
+    if multi:
+        from bench.multisample_run import run_multisample_suites
+
+        n_boot = args.bootstrap or (200 if args.quick else 1000)
+        asyncio.run(
+            run_multisample_suites(
+                data_dir,
+                out_dir,
+                multi,
+                quick=args.quick,
+                n_boot=n_boot,
+                live=not args.no_live,
+                progress=not args.no_progress,
+            )
+        )
+    if LADDER_SUITE in names:
+        from bench.alpaca_ladder import write_alpaca_ladder
+
+        print(f"suite {LADDER_SUITE} …")
+        write_alpaca_ladder(data_dir, out_dir, quick=args.quick, progress=not args.no_progress)
+    if routed:
+        opts = BenchOptions(
+            data_dir=data_dir,
+            out_dir=out_dir,
+            suites=routed,
+            quick=args.quick,
+            predictor=args.predictor,
+            live=not args.no_live,
+            n_boot=args.bootstrap or (50 if args.quick else 200),
+            concurrency=args.concurrency,
+            progress=not args.no_progress,
+        )
+        asyncio.run(run_bench(opts))
+        from bench.matched_quality import add_matched_quality
+
+        add_matched_quality(out_dir)
+    from bench.report import write_report
+
+    report = write_report(out_dir)
+    print(f"results written to {out_dir.resolve()} (report: {report.resolve()})")
     return 0
 
 

@@ -192,7 +192,10 @@ async def run_live(
 
 async def start_replay(data_dir: Path) -> tuple[web.AppRunner, str]:
     """The replay upstream (every recorded prompt) on a free port."""
+    from replay.multisample import build_multisample_store
     from replay.server import build_store, create_replay_app
 
-    store = await asyncio.get_running_loop().run_in_executor(None, build_store, data_dir)
-    return await start_server(create_replay_app(store))
+    loop = asyncio.get_running_loop()
+    store = await loop.run_in_executor(None, build_store, data_dir)
+    multisample = await loop.run_in_executor(None, build_multisample_store, data_dir)
+    return await start_server(create_replay_app(store, multisample=multisample))

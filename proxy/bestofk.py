@@ -226,8 +226,12 @@ class BestOfKExecutor:
             body, samples, _ = await self.run(decision, plan, data)
             return JsonResult(
                 body,
-                {**decision.headers(), "x-adaptive-n": str(body["adaptive"]["n"])},
-                Outcome(float(body["adaptive"]["cost_usd"]), len(samples.choices)),
+                {
+                    **decision.headers(),
+                    "x-adaptive-n": str(body["adaptive"]["n"]),
+                    "x-adaptive-choices": str(body["adaptive"]["choices"]),
+                },
+                Outcome.of_completion(body, len(samples.choices)),
             )
         outcome = Outcome()
         work = asyncio.ensure_future(self.run(decision, plan, data))
@@ -235,8 +239,7 @@ class BestOfKExecutor:
         async def events() -> AsyncGenerator[bytes, None]:
             try:
                 body, samples, _ = await work
-                outcome.cost_usd = float(body["adaptive"]["cost_usd"])
-                outcome.n_samples = len(samples.choices)
+                outcome.take(Outcome.of_completion(body, len(samples.choices)))
                 for chunk in completion_chunks(body, job.include_usage):
                     yield sse_event(chunk)
             finally:
@@ -249,7 +252,8 @@ class BestOfKExecutor:
         return EventStream(
             events=events(),
             adaptive=adaptive,
-            headers=decision.headers(),
+            # Sent before sampling ends: n is the samples requested; the body has those drawn.
+            headers={**decision.headers(), "x-adaptive-choices": str(int(data.get("n") or 1))},
             outcome=outcome,
             warmup=work,
             keepalive_interval_s=job.keepalive_interval_s,
@@ -291,6 +295,7 @@ def completion_body(
         {
             "n": len(candidates),
             "n_requested": decision.n,
+            "choices": len(chosen),
             "samples_failed": len(samples.failures),
             "reranker": ranking.reranker,
             "rerank_latency_ms": round(ranking.latency_ms, 3),

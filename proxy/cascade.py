@@ -340,7 +340,7 @@ class CascadeExecutor:
         self._metrics.observe_cascade(decision.policy, final.label, True)
         drawn = sum(len(r.replies) - len(r.errors) for r in cheap.runs) + 1
         headers = {**decision.headers(), "x-adaptive-arm": final.label}
-        return JsonResult(body, headers, Outcome(adaptive["cost_usd"], drawn))
+        return JsonResult(body, headers, Outcome.of_completion(body, drawn))
 
     def _escalated_stream(
         self,

@@ -52,8 +52,11 @@ class Redactor:
 
     @classmethod
     def from_config(cls, config: Config, env: Mapping[str, str]) -> Redactor:
-        """Every secret ``config`` uses: API keys named by ``api_key_env``, secret headers."""
+        """Every secret ``config`` uses: API keys named by ``api_key_env``, secret headers, the
+        master keys of ``server.auth`` (client keys are known only by their sha256)."""
         secrets: list[str] = []
+        if config.server.auth is not None:
+            secrets += config.server.auth.secrets(env)
         for upstream in config.upstreams.values():
             if upstream.api_key_env and env.get(upstream.api_key_env):
                 secrets.append(env[upstream.api_key_env])

@@ -114,9 +114,18 @@ class ConfigHolder:
                 log.error("policy reload rejected; the previous policy keeps serving.\n%s", exc)
                 return False
             if config == old:
+                if self.last_error is not None:
+                    # The rejected edit was reverted: readiness must stop reporting it.
+                    self.last_error = None
+                    log.info(
+                        "policy file %s is valid again (the config in force, generation %d); "
+                        "the rejected edit is cleared",
+                        self._path,
+                        self._snapshot.generation,
+                    )
                 return False
             for section in ("predictor", "cache", "server"):
-                if getattr(config, section) != getattr(old, section):
+                if _restart_part(config, section) != _restart_part(old, section):
                     log.warning(
                         "policy reload: changes to '%s' take effect at the next restart", section
                     )
@@ -176,3 +185,13 @@ def _fingerprint(path: Path | None) -> _Fingerprint:
 
 def _version(config: Config, name: str) -> str | None:
     return config.policy_version(name) if name in config.policies else None
+
+
+def _restart_part(config: Config, section: str) -> object:
+    """The part of a section that is read only at start-up (client keys, the access log and
+    the default upstream are read per request, so they apply on reload)."""
+    if section != "server":
+        return getattr(config, section)
+    return config.server.model_dump(
+        exclude={"auth": {"keys"}, "access_log": True, "default_upstream": True}
+    )

@@ -184,7 +184,7 @@ class SequentialExecutor:
             return JsonResult(
                 body,
                 {**decision.headers(), "x-adaptive-n": str(result.samples_drawn)},
-                Outcome(float(body["adaptive"]["cost_usd"]), result.samples_drawn),
+                Outcome.of_completion(body, result.samples_drawn),
             )
         outcome = Outcome()
         work = asyncio.ensure_future(self.run(decision, plan, rounds_plan, data))
@@ -192,8 +192,7 @@ class SequentialExecutor:
         async def events() -> AsyncGenerator[bytes, None]:
             try:
                 body, result = await work
-                outcome.cost_usd = float(body["adaptive"]["cost_usd"])
-                outcome.n_samples = result.samples_drawn
+                outcome.take(Outcome.of_completion(body, result.samples_drawn))
                 for chunk in completion_chunks(body, job.include_usage):
                     yield sse_event(chunk)
             finally:

@@ -31,6 +31,12 @@ from aiohttp import web
 
 from proxy.errors import InvalidRequestError, ProxyError
 from proxy.tokens import count_message_tokens, count_tokens
+from replay.multisample import (
+    VERIFY_STORE_KEY,
+    MultiSampleStore,
+    build_multisample_store,
+    verify_handler,
+)
 from replay.store import ReplayAnswer, ReplayStore, build_store
 
 __all__ = [
@@ -122,7 +128,11 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidRequestError(f"the request body is not valid JSON: {exc}") from exc
     model, messages, n, stream, include_usage, seed = _parse(body)
-    answers = request.app[STORE_KEY].lookup(model, messages, n=n, seed=seed)
+    multisample = request.app.get(VERIFY_STORE_KEY)
+    if multisample is not None and model in multisample.models:
+        answers = multisample.lookup(model, messages, n=n, seed=seed)
+    else:
+        answers = request.app[STORE_KEY].lookup(model, messages, n=n, seed=seed)
     loop = asyncio.get_running_loop()
     # tiktoken is CPU work (and loads its BPE file on first use): keep it off the event loop.
     prompt_tokens, completion = await loop.run_in_executor(
@@ -198,30 +208,37 @@ async def _stream(
 
 
 async def _models(request: web.Request) -> web.Response:
-    data = [
-        {"id": m, "object": "model", "created": 0, "owned_by": "replay"}
-        for m in request.app[STORE_KEY].models
-    ]
+    multisample = request.app.get(VERIFY_STORE_KEY)
+    models = (*request.app[STORE_KEY].models, *(multisample.models if multisample else ()))
+    data = [{"id": m, "object": "model", "created": 0, "owned_by": "replay"} for m in models]
     return web.json_response({"object": "list", "data": data})
 
 
 def create_replay_app(
-    store: ReplayStore, *, latency: LatencyModel | None = None
+    store: ReplayStore,
+    *,
+    latency: LatencyModel | None = None,
+    multisample: MultiSampleStore | None = None,
 ) -> web.Application:
-    """The replay upstream as an aiohttp application (no delay unless ``latency`` is given)."""
+    """The replay upstream as an aiohttp application (no delay unless ``latency`` is given);
+    with ``multisample`` it also serves the multi-sample models and ``POST /v1/verify``."""
     app = web.Application(middlewares=[_errors])
     app[STORE_KEY] = store
     app[LATENCY_KEY] = latency or LatencyModel()
     app.router.add_post("/v1/chat/completions", _chat)
     app.router.add_get("/v1/models", _models)
+    if multisample is not None:
+        app[VERIFY_STORE_KEY] = multisample
+        app.router.add_post("/v1/verify", verify_handler)
     return app
 
 
 async def _serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     store = await loop.run_in_executor(None, build_store, Path(args.data_dir))
+    multisample = await loop.run_in_executor(None, build_multisample_store, Path(args.data_dir))
     latency = LatencyModel(ttft_ms=args.ttft_ms, per_token_ms=args.per_token_ms)
-    runner = web.AppRunner(create_replay_app(store, latency=latency))
+    runner = web.AppRunner(create_replay_app(store, latency=latency, multisample=multisample))
     await runner.setup()
     try:
         site = web.TCPSite(runner, args.host, args.port)

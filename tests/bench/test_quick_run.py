@@ -33,6 +33,8 @@ def results(
     out = tmp_path_factory.mktemp("bench")
     code = main(
         [
+            "--suite",
+            *SUITES,  # the multi-sample and chat-ladder suites have their own tests
             "--quick",
             "--data-dir",
             str(data_dir),

@@ -1,0 +1,111 @@
+"""``adaptive-proxy bench --suite humaneval-codegen16b --quick`` into a temp dir: the result
+schema checks rely on, figures that agree with one another, and the live operating points."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.cli import main
+
+METHODS = ("uniform", "adaptive", "sequential", "adaptive_sequential", "oracle")
+KS = ("2", "4", "8", "16")
+
+
+@pytest.fixture(scope="module")
+def run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("ms")
+    code = main(
+        [
+            "--suite",
+            "humaneval-codegen16b",
+            "--quick",
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--bootstrap",
+            "50",
+        ]
+    )
+    assert code == 0
+    return out, json.loads((out / "humaneval-codegen16b.json").read_text())
+
+
+def test_result_schema(run: tuple[Path, dict[str, Any]]) -> None:
+    out, doc = run
+    assert isinstance(doc["n_prompts"], int) and doc["n_prompts"] > 0
+    assert set(doc["uniform_quality"]) == {"1", "2", "4", "8", "16"}
+    assert set(doc["methods"]) == set(METHODS)
+    for name, method in doc["methods"].items():
+        assert all(len(point) == 2 for point in method["curve"]), name
+        assert set(method["saved_at_equal_quality"]) == set(KS), name
+        for value in method["saved_at_equal_quality"].values():
+            assert value is None or 0.0 <= value <= 1.0, name
+    assert (out / "multisample.png").stat().st_size > 1000
+    report = (out / "REPORT.md").read_text()
+    assert report.splitlines()[0] == "# adaptive-proxy cost/quality benchmark"
+    assert "samples saved at equal quality versus uniform best-of-k" in report
+    assert "oracle verifier" in report and "up to 50%" in report
+
+
+def test_figures_agree(run: tuple[Path, dict[str, Any]]) -> None:
+    _, doc = run
+    uniform = doc["methods"]["uniform"]
+    qualities = [doc["uniform_quality"][k] for k in ("1", "2", "4", "8", "16")]
+    assert qualities == sorted(qualities)  # best-of-k with an exact verifier never gets worse
+    assert all(v == 0.0 for v in uniform["saved_at_equal_quality"].values())
+    curve = dict((round(s), q) for s, q in uniform["curve"])
+    assert curve[8] == pytest.approx(doc["uniform_quality"]["8"], abs=1e-4)
+    mc = doc["stop_rule"]["monte_carlo_check"]  # the proxy's rule, run, agrees with the exact
+    assert abs(mc["mean_samples"] - mc["exact_mean_samples"]) < 4 * mc["mean_samples_se"] + 1e-9
+    assert abs(mc["quality"] - mc["exact_quality"]) < 4 * mc["quality_se"] + 1e-9
+
+
+def test_live_points_match_the_offline_decisions(run: tuple[Path, dict[str, Any]]) -> None:
+    _, doc = run
+    assert doc["live"]["error"] is None
+    checks = doc["live"]["checks"]
+    assert {c["policy"] for c in checks} >= {"uniform-1", "uniform-8"}
+    for c in checks:
+        assert c["requests"] == doc["n_prompts"]
+        assert c["n_mismatches"] == 0, c
+        assert abs(c["quality_live"] - c["quality_offline"]) <= 4 * c["quality_se"] + 1e-9, c
+
+
+def test_without_out_it_writes_a_new_folder_and_says_where(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    committed = Path(__file__).resolve().parents[2] / "bench" / "results"
+    before = {p.name: p.stat().st_mtime_ns for p in committed.glob("*")}
+    code = main(
+        [
+            "--suite",
+            "game24-gpt4-standard",
+            "--quick",
+            "--data-dir",
+            str(data_dir),
+            "--no-live",
+            "--no-progress",
+            "--bootstrap",
+            "20",
+        ]
+    )
+    assert code == 0
+    line = next(
+        ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("results written to ")
+    )
+    written = Path(line.removeprefix("results written to ").split(" (report: ")[0])
+    try:
+        assert written.resolve() != committed.resolve()
+        doc = json.loads((written / "game24-gpt4-standard.json").read_text())
+        assert doc["verifier"] == "game24-checker" and not doc["oracle_verifier"]
+        assert doc["live"]["checks"] == []
+    finally:
+        shutil.rmtree(written)
+    assert {p.name: p.stat().st_mtime_ns for p in committed.glob("*")} == before
