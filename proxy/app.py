@@ -35,6 +35,7 @@ from proxy.passthrough import register_passthrough_routes
 from proxy.policies.budgets import BudgetControllers
 from proxy.policies.policy import PolicyContext
 from proxy.prediction import HashPredictor, Predictor, TablePredictor
+from proxy.predictor_outputs import output_problems
 from proxy.pricing import CostModel
 from proxy.redact import Redactor
 from proxy.redis_client import make_redis
@@ -145,6 +146,16 @@ def _cache_ctx(injected: DecisionCache | None):  # type: ignore[no-untyped-def]
     return ctx
 
 
+def _check_outputs(holder: ConfigHolder, predictor: Predictor) -> None:
+    """Refuse to start on a policy reading an output ``predictor`` lacks; guard reloads too."""
+    outputs = frozenset(predictor.output_names)
+    source = str(holder.path) if holder.path else None
+    problems = output_problems(holder.snapshot.config, outputs)
+    if problems:
+        raise ConfigError(problems, source=source)
+    holder.add_check(lambda config: output_problems(config, outputs))
+
+
 def _predictor_ctx(injected: Predictor | None):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         config = app[CONFIG].snapshot.config
@@ -155,6 +166,8 @@ def _predictor_ctx(injected: Predictor | None):  # type: ignore[no-untyped-def]
                 predictor = await loop.run_in_executor(None, load_predictor, config)
             except PredictorLoadError as exc:
                 raise PredictorLoadError(f"cannot start: {exc}") from None
+        if predictor is not None:
+            _check_outputs(app[CONFIG], predictor)
         app[PREDICTOR] = predictor
         app[DECIDER] = Decider(
             predictor=predictor,

@@ -167,8 +167,15 @@ def _predictor_problems(config: Config) -> list[tuple[str, str]]:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from proxy.predictor_outputs import configured_outputs, output_problems
+
     config = _load(args.config)
     problems = _predictor_problems(config)
+    if not problems:
+        # The files are sound: now every output a policy reads must be one the predictor has.
+        outputs = configured_outputs(config)
+        if outputs is not None:
+            problems = output_problems(config, outputs)
     if problems:
         raise ConfigError(problems, source=args.config)
     print(

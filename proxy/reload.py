@@ -47,6 +47,8 @@ class Snapshot:
 
 
 Listener = Callable[[Snapshot], None]
+#: A check a reloaded config must pass beyond its schema, e.g. against the loaded predictor.
+Check = Callable[[Config], list[tuple[str, str]]]
 
 
 class ConfigHolder:
@@ -59,6 +61,7 @@ class ConfigHolder:
         self._path = path
         self._env = env
         self._listeners: list[Listener] = []
+        self._checks: list[Check] = []
         self._loaded = _fingerprint(path)
         self._lock = asyncio.Lock()
         self.last_error: str | None = None
@@ -76,6 +79,10 @@ class ConfigHolder:
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener`` with each newly accepted snapshot."""
         self._listeners.append(listener)
+
+    def add_check(self, check: Check) -> None:
+        """Reject every reloaded config for which ``check`` returns problems."""
+        self._checks.append(check)
 
     async def reload(self) -> bool:
         """Re-read the file; True if a new config was accepted, False if rejected or unchanged."""
@@ -99,6 +106,9 @@ class ConfigHolder:
                         ],
                         source=str(path),
                     )
+                problems = [problem for check in self._checks for problem in check(config)]
+                if problems:
+                    raise ConfigError(problems, source=str(path))
             except ConfigError as exc:
                 self.last_error = str(exc)
                 log.error("policy reload rejected; the previous policy keeps serving.\n%s", exc)
