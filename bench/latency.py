@@ -17,11 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import os
 import signal
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,7 @@ from bench.latency_report import evaluate_targets, format_report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 POLICY = "auto"
+BENCH_MASTER_ENV = "ADAPTIVE_BENCH_MASTER_KEY"
 CONCURRENCIES = (1, 32, 128)
 
 
@@ -62,6 +65,8 @@ class Options:
     onnx_model: Path | None = None
     with_onnx: bool = True
     with_floor: bool = True
+    # Also measure the hash mode with server.auth on (a metered client key, in-process counters).
+    with_auth: bool = False
     quick: bool = False
     redis: bool = False
     with_budget: bool = False
@@ -159,14 +164,20 @@ async def _wait_ready(url: str, child: Child, timeout_s: float) -> float:
 
 
 async def _measure(
-    url: str, texts: list[str], model: str, opts: Options, pid: int
+    url: str,
+    texts: list[str],
+    model: str,
+    opts: Options,
+    pid: int,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Latency, TTFB, throughput and CPU/RSS of ``pid`` for one target (direct or proxy)."""
     plain = load.chat_bodies(model, texts)
     streamed = load.chat_bodies(model, texts, stream=True)
-    errors = await load.send_each(url, plain)  # warm: connections, and the proxy's cache
-    lat = await load.latency(url, plain, opts.latency_requests, opts.max_run_s)
-    first = await load.ttfb(url, streamed, opts.ttfb_requests, opts.max_run_s)
+    # Warm-up: connections, and the proxy's cache.
+    errors = await load.send_each(url, plain, headers=headers)
+    lat = await load.latency(url, plain, opts.latency_requests, opts.max_run_s, headers)
+    first = await load.ttfb(url, streamed, opts.ttfb_requests, opts.max_run_s, headers)
     rps: dict[str, float] = {}
     cpu_us: float | None = None
     errors += lat.errors + first.errors
@@ -178,6 +189,7 @@ async def _measure(
             concurrency=c,
             max_s=opts.max_run_s,
             cpu_of=lambda: cpu_seconds(pid),
+            headers=headers,
         )
         rps[str(c)] = round(run.rps, 1)
         errors += run.errors
@@ -206,6 +218,7 @@ async def _mode(
     opts: Options,
     core: int,
     port: int,
+    client_key: str | None = None,
 ) -> dict[str, Any]:
     """Spawn one proxy-like server (``python args…`` listening on ``port``) and measure it."""
     child = children.spawn(
@@ -213,13 +226,14 @@ async def _mode(
         args,
         core=core,
         cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", BENCH_MASTER_ENV: uuid.uuid4().hex},
     )
+    headers = {"Authorization": f"Bearer {client_key}"} if client_key else None
     base = f"http://127.0.0.1:{port}"
     try:
         ready_s = await _wait_ready(f"{base}/health/readiness", child, opts.ready_timeout_s)
         figures = await _measure(
-            f"{base}/v1/chat/completions", prompts(opts.prompts), POLICY, opts, child.pid
+            f"{base}/v1/chat/completions", prompts(opts.prompts), POLICY, opts, child.pid, headers
         )
         child.check_alive()
     finally:
@@ -232,6 +246,20 @@ async def _mode(
     return figures
 
 
+def auth_section(client_key: str) -> dict[str, Any]:
+    """``server.auth`` with one metered client key (limits far above what the run sends)."""
+    return {
+        "master_key_envs": [BENCH_MASTER_ENV],
+        "keys": {
+            "bench": {
+                "key_sha256": hashlib.sha256(client_key.encode()).hexdigest(),
+                "requests_per_minute": 10**9,
+                "spend_limit_usd_per_day": 10**6,
+            }
+        },
+    }
+
+
 def _proxy_args(
     mode: str,
     predictor: dict[str, Any],
@@ -241,9 +269,12 @@ def _proxy_args(
     *,
     redis_url: str | None = None,
     budget: bool = False,
+    client_key: str | None = None,
 ) -> list[str]:
     config_path = workdir / f"proxy-{mode}.yaml"
     config = proxy_config(upstream_url, predictor, redis_url=redis_url, budget=budget)
+    if client_key is not None:
+        config["server"]["auth"] = auth_section(client_key)
     config_path.write_text(yaml.safe_dump(config))
     return ["-m", "proxy.cli", "serve", "--config", str(config_path), "--port", str(port)]
 
@@ -310,6 +341,21 @@ async def run_benchmark(opts: Options) -> dict[str, Any]:
                 modes["hash-budget"] = await _mode(
                     "hash-budget", args, direct, children, opts, proxy_core, port
                 )
+            if opts.with_auth:
+                key = "sk-bench-" + uuid.uuid4().hex
+                port = free_port()
+                args = _proxy_args(
+                    "hash+auth",
+                    {"type": "hash"},
+                    upstream_url,
+                    Path(tmp),
+                    port,
+                    redis_url=redis_url,
+                    client_key=key,
+                )
+                modes["hash+auth"] = await _mode(
+                    "hash+auth", args, direct, children, opts, proxy_core, port, key
+                )
             model_dir = opts.onnx_model or default_onnx_model()
             if not opts.with_onnx:
                 modes["onnx"] = {"skipped": "disabled with --no-onnx"}
@@ -356,6 +402,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--onnx-model", help="ONNX predictor folder (default: the shipped one)")
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX predictor mode")
     parser.add_argument(
+        "--auth",
+        action="store_true",
+        help="also measure the hash mode with server.auth on (a metered client key)",
+    )
+    parser.add_argument(
         "--no-floor", action="store_true", help="skip the minimal-passthrough reference (floor)"
     )
     parser.add_argument(
@@ -388,6 +439,7 @@ def options_from(args: argparse.Namespace) -> Options:
         overrides["onnx_model"] = Path(args.onnx_model)
     overrides["with_onnx"] = not args.no_onnx
     overrides["with_floor"] = not args.no_floor
+    overrides["with_auth"] = args.auth
     overrides["redis"] = args.redis
     overrides["with_budget"] = args.budget
     return quick_options(**overrides) if args.quick else Options(**overrides)

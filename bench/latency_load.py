@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -83,10 +83,13 @@ class Throughput:
         return self.cpu_s / self.requests * 1e6
 
 
-def _session(concurrency: int) -> aiohttp.ClientSession:
+def _session(concurrency: int, headers: Mapping[str, str] | None) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0, keepalive_timeout=30)
     return aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=30), auto_decompress=False
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=30),
+        auto_decompress=False,
+        headers=headers,
     )
 
 
@@ -96,9 +99,15 @@ async def _post(session: aiohttp.ClientSession, url: str, body: bytes) -> bool:
         return resp.status == 200
 
 
-async def send_each(url: str, bodies: Sequence[bytes], *, concurrency: int = 8) -> int:
+async def send_each(
+    url: str,
+    bodies: Sequence[bytes],
+    *,
+    concurrency: int = 8,
+    headers: Mapping[str, str] | None = None,
+) -> int:
     """Send every body once (cache warm-up); returns the number of failures."""
-    async with _session(concurrency) as session:
+    async with _session(concurrency, headers) as session:
         results = await _gather_bounded(session, url, bodies, concurrency)
     return sum(1 for ok in results if not ok)
 
@@ -118,12 +127,18 @@ async def _gather_bounded(
     return list(await asyncio.gather(*(one(b) for b in bodies)))
 
 
-async def latency(url: str, bodies: Sequence[bytes], count: int, max_s: float) -> Sample:
+async def latency(
+    url: str,
+    bodies: Sequence[bytes],
+    count: int,
+    max_s: float,
+    headers: Mapping[str, str] | None = None,
+) -> Sample:
     """``count`` sequential requests (concurrency 1), cycling through ``bodies``."""
     seconds: list[float] = []
     errors = 0
     deadline = time.perf_counter() + max_s
-    async with _session(1) as session:
+    async with _session(1, headers) as session:
         for body in itertools.islice(itertools.cycle(bodies), count):
             started = time.perf_counter()
             try:
@@ -139,12 +154,18 @@ async def latency(url: str, bodies: Sequence[bytes], count: int, max_s: float) -
     return Sample(seconds, errors)
 
 
-async def ttfb(url: str, bodies: Sequence[bytes], count: int, max_s: float) -> Sample:
+async def ttfb(
+    url: str,
+    bodies: Sequence[bytes],
+    count: int,
+    max_s: float,
+    headers: Mapping[str, str] | None = None,
+) -> Sample:
     """Streaming time to first byte: ``count`` sequential streamed requests, body drained."""
     seconds: list[float] = []
     errors = 0
     deadline = time.perf_counter() + max_s
-    async with _session(1) as session:
+    async with _session(1, headers) as session:
         for body in itertools.islice(itertools.cycle(bodies), count):
             started = time.perf_counter()
             try:
@@ -172,11 +193,12 @@ async def throughput(
     concurrency: int,
     max_s: float,
     cpu_of: Callable[[], float] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Throughput:
     """``count`` requests by ``concurrency`` workers; ``cpu_of`` reads the watched process's CPU."""
     stream = itertools.islice(itertools.cycle(bodies), count)
     done = errors = 0
-    async with _session(concurrency) as session:
+    async with _session(concurrency, headers) as session:
         deadline = time.perf_counter() + max_s
 
         async def worker() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 TARGET_ADDED_P50_MS = 0.6
 TARGET_RPS_C32 = 2500.0
 TARGET_TTFB_OVERHEAD_MS = 1.0
-TARGET_RSS_MB = {"hash": 150.0, "onnx": 250.0}
+TARGET_RSS_MB = {"hash": 150.0, "hash+auth": 150.0, "onnx": 250.0}
 TARGET_READY_S = 3.0
 FLOOR_CPU_US = 200.0
 

@@ -24,28 +24,36 @@ if TYPE_CHECKING:
 
 WORK_DIR = Path(__file__).resolve().parent / "work"
 MODEL_DIR = Path(__file__).resolve().parent / "model"
+#: Encoder input budget of the shipped model (chosen on held-out APGR and speed: MODEL_CARD.md).
+MAX_TOKENS = 128
 DATA_NOTE = (
     "RouteLLM evaluation outcomes (lm-sys/RouteLLM @0b64fdaf, `routellm/evals/`): GSM8K, MMLU "
     "(57 subjects) and MT-Bench (both turns; GPT-4 judge score, normalised (s−1)/9) of weak = "
-    "Mixtral-8x7B-Instruct and strong = gpt-4-1106-preview; plus the four GSM8K decoding "
-    "procedures of openai/grade-school-math @3101c7d5 (6B/175B × one sample / best-of-100 with a "
-    "verifier). Contaminated prompts listed by RouteLLM are dropped. Loaded by "
-    "`predictor_onnx/data.py` from `--data-dir`, else the copy bundled in `recorded_data/`."
+    "Mixtral-8x7B-Instruct and strong = gpt-4-1106-preview; the four GSM8K decoding procedures of "
+    "openai/grade-school-math @3101c7d5 (6B/175B × one sample / best-of-100 with a verifier); "
+    "the multi-sample suites (HumanEval × CodeGen-16B from microsoft/CodeT @35f54d60, arm "
+    "`codegen16b`; Game of 24 × GPT-4 from princeton-nlp/tree-of-thought-llm @ab400345, standard "
+    "and CoT prompts, arm `gpt4_game24`), each labelled with the prompt's empirical success rate "
+    "over 100 samples; and the AlpacaEval ladder (tatsu-lab/alpaca_eval @cd543a14: 805 "
+    "instructions × 15 models, reward = GPT-4 judge's win over text-davinci-003, one arm per "
+    "model; the 55 judgements recorded as -1 are left unobserved). Contaminated prompts listed "
+    "by RouteLLM are dropped. Loaded by `predictor_onnx/data.py` and `data_more.py` from "
+    "`--data-dir`, else the copy bundled in `recorded_data/`."
 )
 
 
 def _records(args: argparse.Namespace) -> tuple[list[Record], tuple[str, ...], dict[str, Any]]:
     from predictor_onnx.custom import load_jsonl_records, parse_gains
-    from predictor_onnx.schema import DEFAULT_ARMS, DEFAULT_GAINS
+    from predictor_onnx.schema import ALL_ARMS, DEFAULT_GAINS
 
     if getattr(args, "jsonl", None):
         records, arms = load_jsonl_records(Path(args.jsonl))
         return records, arms, parse_gains(args.gain or [], arms)
-    from predictor_onnx.data import load_records
+    from predictor_onnx.data_more import load_every_dataset
     from recorded_data import resolve_data_dir
 
-    records = load_records(resolve_data_dir(args.data_dir))
-    return records, DEFAULT_ARMS, dict(DEFAULT_GAINS)
+    records = load_every_dataset(resolve_data_dir(args.data_dir))
+    return records, ALL_ARMS, dict(DEFAULT_GAINS)
 
 
 def _head_config(args: argparse.Namespace) -> Any:
@@ -105,6 +113,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         embed_cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         data_note="" if args.jsonl else DATA_NOTE,
         measure_speed=args.measure_speed,
+        max_tokens=args.max_tokens,
     )
     for table in result.tables.values():
         print(table + "\n")
@@ -148,6 +157,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     design = build_design(records, embeddings, feature_matrix(conversations), arms)
     schemes: tuple[Scheme, ...] = ("cv", "lodo") if args.scheme == "both" else (args.scheme,)
+    transfer: dict[str, Any] = {}
+    if "lodo" in schemes and len(set(design.datasets)) >= 2:
+        from predictor_onnx.methods import headline, per_arm
+        from predictor_onnx.transfer import TRANSFER_HEADER, transfer_table
+
+        transfer = headline(design, per_arm(cfg))
+    if "lodo" in schemes and any(by.get("lodo") for by in transfer.values()):
+        print(TRANSFER_HEADER + "\n")
+        print("**leave-one-dataset-out (headline)**\n\n" + transfer_table(transfer, "lodo") + "\n")
+        print("**in-dataset 5-fold CV**\n\n" + transfer_table(transfer, "cv") + "\n")
     for scheme in schemes:
         if scheme == "lodo" and len(set(design.datasets)) < 2:
             print("leave-one-dataset-out needs at least two datasets; skipped")
@@ -262,6 +281,12 @@ def register_cli(subparsers: Any) -> None:
     train.add_argument("--out", default=None, help="model folder (default: the shipped one)")
     train.add_argument("--work-dir", default=str(WORK_DIR), help="fp32 export, scratch files")
     train.add_argument("--head", choices=("linear", "mlp", "ensemble"), default=None)
+    train.add_argument(
+        "--max-tokens",
+        type=int,
+        default=MAX_TOKENS,
+        help=f"tokens the encoder reads per conversation (default {MAX_TOKENS})",
+    )
     train.add_argument("--skip-eval", action="store_true", help="no out-of-fold evaluation")
     train.add_argument(
         "--encoder-from",

@@ -42,7 +42,9 @@ from recorded_data import resolve_data_dir
 
 MODEL_WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 MODEL_STRONG = "gpt-4-1106-preview"
+#: RouteLLM's datasets (the benchmark's suites and the replay upstream's records).
 DATASETS: tuple[str, ...] = ("gsm8k", "mmlu", "mtbench")
+
 GSM8K_PROCEDURES: tuple[str, ...] = (
     "6b_finetuning",
     "6b_verification",

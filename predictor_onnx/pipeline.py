@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from predictor_onnx.data import Record
     from predictor_onnx.export import EncoderExport
 
-VERSION = "1.0.0"
+VERSION = "2.0.0"
 HEAD_PARITY_TOLERANCE = 1e-5
 #: The configuration that won on held-out data (see MODEL_CARD.md); also used out-of-fold.
 DEFAULT_HEAD = HeadConfig(
@@ -163,6 +163,7 @@ def build_predictor(
     data_note: str = "",
     progress: bool = True,
     measure_speed: bool = False,
+    max_tokens: int = 256,
 ) -> BuildResult:
     """Train the head on every record, write the folder, evaluate out-of-fold, write the card."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -172,7 +173,9 @@ def build_predictor(
     ):
         if source.resolve() != (out_dir / name).resolve():
             shutil.copyfile(source, out_dir / name)
-    onnx_encoder = OnnxEncoder(out_dir / "encoder.int8.onnx", out_dir / "tokenizer.json", threads=2)
+    onnx_encoder = OnnxEncoder(
+        out_dir / "encoder.int8.onnx", out_dir / "tokenizer.json", max_tokens=max_tokens, threads=2
+    )
     conversations = [r.messages for r in records]
     embeddings = embed_messages(
         onnx_encoder, conversations, cache_dir=embed_cache_dir, progress=progress
@@ -237,6 +240,14 @@ def build_predictor(
         title = "5-fold grouped cross-validation" if scheme == "cv" else "leave-one-dataset-out"
         result.rows[scheme] = rows
         result.tables[scheme] = format_table(rows, title)
+    if "lodo" in schemes and n_datasets >= 2:
+        from predictor_onnx.methods import headline, per_arm
+        from predictor_onnx.transfer import transfer_table
+
+        transfer = headline(design, per_arm(cfg), progress=progress)
+        for scheme in ("lodo", "cv"):
+            if any(by_scheme.get(scheme) for by_scheme in transfer.values()):
+                result.tables[f"transfer_{scheme}"] = transfer_table(transfer, scheme)
     from predictor_onnx.card import write_model_card
 
     speed = measure_speed_in_subprocess(out_dir, conversations) if measure_speed else None

@@ -7,13 +7,11 @@ a single drain task collects queued conversations for ``batch_window_ms`` (or un
 ``max_batch_size``), runs it in a one-thread executor, and resolves each caller's futures.
 Requests that arrive while a batch runs form the next batch.
 
-Speed and memory (measured with ``python -m bench.predictor_speed``): a batch is sorted by token
-length and cut into encoder calls of at most ``MAX_BATCH_TOKENS`` padded tokens. On the int8
-MiniLM the measured cost per token *rises* with the call's size (likely activations falling out
-of cache), so small calls are faster, and they bound the activation peak that the
-onnxruntime arena keeps: RSS no longer grows with the largest batch ever seen. With
-``workers > 1`` the calls of one batch run concurrently on the one session (``run`` is
-thread-safe and releases the GIL), using more cores without a second copy of the weights.
+Determinism: every prompt is its own encoder call at its exact length and its own head call
+(:mod:`predictor_onnx.rows`), so a prediction is the same alone, in any batch, in ``decide``,
+``allocate``, ``predict`` and the benchmark. With ``workers > 1`` the rows of one batch run
+concurrently on the one session (``run`` is thread-safe and releases the GIL), using more cores
+without a second copy of the weights.
 """
 
 from __future__ import annotations
@@ -27,13 +25,9 @@ from typing import Any
 from predictor_onnx.errors import PredictorLoadError
 from predictor_onnx.features import FEATURE_NAMES, feature_matrix
 from predictor_onnx.manifest import REBUILD_HINT, Manifest, read_manifest
+from predictor_onnx.rows import embed_rows, head_rows
 from predictor_onnx.schema import named_outputs
 from predictor_onnx.text import PromptEncoder
-
-#: Padded tokens per encoder call (1 row × 256 tokens, 4 × 64, ...). Measured on the int8
-#: encoder, 2 loaded cores, real prompts, 2 workers: 4096 → 27 prompts/s (1 worker), 512 → 116
-#: prompts/s and 251 MB RSS after sustained batching, 256 → 130-134 and 214-218 MB, 128 → 130.
-MAX_BATCH_TOKENS = 256
 
 #: One conversation: OpenAI ``messages`` (the proxy's ``Messages``; not imported from it).
 Messages = Sequence[Mapping[str, Any]]
@@ -48,7 +42,7 @@ def session_options(threads: int) -> Any:
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.intra_op_num_threads = max(threads, 1)
     opts.inter_op_num_threads = 1
-    # The arena keeps the peak of the largest call; MAX_BATCH_TOKENS bounds that peak, and
+    # The arena keeps the peak of the largest call (one row of at most max_tokens), and
     # reusing it avoids page-faulting fresh buffers on every call (1×256 tokens: 82 → 49 ms).
     opts.enable_cpu_mem_arena = True
     # Memory patterns are planned per input shape; ours change on every call.
@@ -190,50 +184,12 @@ class OnnxPredictor:
             out += self._infer(batch[start : start + self._max_batch])
         return out
 
-    def _chunks(self, rows: Sequence[Sequence[int]]) -> list[list[int]]:
-        """Row indices sorted by length, cut into calls of at most MAX_BATCH_TOKENS padded."""
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-        chunks: list[list[int]] = []
-        start = 0
-        while start < len(order):
-            end = start + 1
-            while end < len(order) and (end - start + 1) * len(rows[order[end]]) <= (
-                MAX_BATCH_TOKENS
-            ):
-                end += 1
-            chunks.append(order[start:end])
-            start = end
-        return chunks
-
-    def _encode(self, rows: Sequence[Sequence[int]]) -> Any:
-        import numpy as np
-
-        width = max(len(r) for r in rows)
-        ids = np.zeros((len(rows), width), dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for k, row in enumerate(rows):
-            ids[k, : len(row)] = row
-            mask[k, : len(row)] = 1
-        return self._encoder.run(["embedding"], {"input_ids": ids, "attention_mask": mask})[0]
-
     def _infer(self, batch: Sequence[Messages]) -> list[dict[str, float]]:
         if not batch:
             return []
-        import numpy as np
-
         rows = self._prompts.ids_many(batch)
-        embedding = np.zeros((len(rows), self.manifest.embedding_dim), dtype=np.float32)
-        chunks = self._chunks(rows)
-        groups = [[rows[i] for i in chunk] for chunk in chunks]
-        if self._calls is not None and len(chunks) > 1:
-            outputs = list(self._calls.map(self._encode, groups))
-        else:
-            outputs = [self._encode(group) for group in groups]
-        for chunk, output in zip(chunks, outputs, strict=True):
-            embedding[chunk] = output
-        probs = self._head.run(
-            ["probs"], {"embedding": embedding, "features": feature_matrix(batch)}
-        )[0]
+        embedding = embed_rows(self._encoder, rows, pool=self._calls)
+        probs = head_rows(self._head, embedding, feature_matrix(batch))
         return named_outputs(probs, self.manifest.arms, self.manifest.gains)
 
     async def predict(self, batch: Sequence[Messages]) -> list[dict[str, float]]:

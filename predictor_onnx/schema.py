@@ -14,11 +14,34 @@ DEFAULT_ARMS: tuple[str, ...] = (
     "175b_finetuning",
     "175b_verification",
 )
+#: Arms of every dataset in ``../shared/data``: the above, the multi-sample suites' models
+#: (label: empirical success rate) and the 15 AlpacaEval models (label: judged win).
+ALL_ARMS: tuple[str, ...] = (
+    *DEFAULT_ARMS,
+    "codegen16b",
+    "gpt4_game24",
+    "falcon_7b_instruct",
+    "phi_2",
+    "llama_2_7b_chat",
+    "zephyr_7b_beta",
+    "llama_2_13b_chat",
+    "yi_34b_chat",
+    "llama_2_70b_chat",
+    "tulu_2_dpo_70b",
+    "gpt_3_5_turbo_0301",
+    "gpt_3_5_turbo_1106",
+    "mistral_medium",
+    "claude_2",
+    "gpt4_0314",
+    "gpt4",
+    "gpt4_1106_preview",
+)
 #: Derived gains: name -> (expensive arm, cheap arm); gain = p_expensive - p_cheap.
 DEFAULT_GAINS: dict[str, tuple[str, str]] = {
     "gain": ("strong", "weak"),
     "gain_6b": ("6b_verification", "6b_finetuning"),
     "gain_175b": ("175b_verification", "175b_finetuning"),
+    "gain_chat": ("gpt4_1106_preview", "llama_2_70b_chat"),
 }
 
 

@@ -16,6 +16,10 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from proxy.access_middleware import access_middleware, add_response_headers
+from proxy.auth.guard import Authenticator
+from proxy.auth.http import auth_middleware, register_admin_routes
+from proxy.auth.store import AuthStore, MemoryAuthStore, RedisAuthStore
 from proxy.bestofk import BestOfKExecutor
 from proxy.cache import DecisionCache, build_cache
 from proxy.cascade import CascadeExecutor
@@ -27,9 +31,11 @@ from proxy.executor import RouteExecutor
 from proxy.handlers import register_routes
 from proxy.metrics import Metrics
 from proxy.middleware import error_middleware
+from proxy.passthrough import register_passthrough_routes
 from proxy.policies.budgets import BudgetControllers
 from proxy.policies.policy import PolicyContext
 from proxy.prediction import HashPredictor, Predictor, TablePredictor
+from proxy.predictor_outputs import output_problems
 from proxy.pricing import CostModel
 from proxy.redact import Redactor
 from proxy.redis_client import make_redis
@@ -37,6 +43,7 @@ from proxy.reload import ConfigHolder, Snapshot
 from proxy.responses import Executor
 from proxy.sequential_exec import SequentialExecutor
 from proxy.state import (
+    AUTH,
     BUDGETS,
     CACHE,
     CONFIG,
@@ -139,6 +146,16 @@ def _cache_ctx(injected: DecisionCache | None):  # type: ignore[no-untyped-def]
     return ctx
 
 
+def _check_outputs(holder: ConfigHolder, predictor: Predictor) -> None:
+    """Refuse to start on a policy reading an output ``predictor`` lacks; guard reloads too."""
+    outputs = frozenset(predictor.output_names)
+    source = str(holder.path) if holder.path else None
+    problems = output_problems(holder.snapshot.config, outputs)
+    if problems:
+        raise ConfigError(problems, source=source)
+    holder.add_check(lambda config: output_problems(config, outputs))
+
+
 def _predictor_ctx(injected: Predictor | None):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         config = app[CONFIG].snapshot.config
@@ -149,6 +166,8 @@ def _predictor_ctx(injected: Predictor | None):  # type: ignore[no-untyped-def]
                 predictor = await loop.run_in_executor(None, load_predictor, config)
             except PredictorLoadError as exc:
                 raise PredictorLoadError(f"cannot start: {exc}") from None
+        if predictor is not None:
+            _check_outputs(app[CONFIG], predictor)
         app[PREDICTOR] = predictor
         app[DECIDER] = Decider(
             predictor=predictor,
@@ -186,6 +205,46 @@ async def _budget_redis_ctx(app: web.Application) -> AsyncIterator[None]:
             await client.aclose()
 
 
+def _auth_ctx(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        config = app[CONFIG].snapshot.config
+        spec = config.server.auth
+        if spec is None:
+            app[AUTH] = None
+            logging.getLogger("adaptive_proxy.auth").warning(
+                "no server.auth: the proxy is open; every request is served without a key"
+            )
+            yield
+            return
+        redis_url = spec.redis_url or config.cache.redis_url
+        store: AuthStore = MemoryAuthStore()
+        if redis_url:
+            import redis.asyncio as aioredis
+
+            client = aioredis.from_url(
+                redis_url, socket_timeout=spec.timeout_s, socket_connect_timeout=spec.timeout_s
+            )
+            store = RedisAuthStore(client)
+        try:
+            auth = Authenticator(spec, env=env, store=store, metrics=app[METRICS])
+        except ValueError as exc:
+            await store.aclose()
+            raise ConfigError([("server.auth.master_key_envs", str(exc))]) from None
+        app[AUTH] = auth
+        log.info(
+            "auth on: %d key(s) in the file, counters and run-time keys in %s",
+            len(spec.keys),
+            store.backend,
+        )
+        try:
+            yield
+        finally:
+            await auth.flush()  # spend booked by the last requests is not lost
+            await store.aclose()
+
+    return ctx
+
+
 async def _reload_ctx(app: web.Application) -> AsyncIterator[None]:
     holder = app[CONFIG]
     config = holder.snapshot.config
@@ -214,6 +273,9 @@ def _apply_snapshot(app: web.Application, env: Mapping[str, str]) -> Callable[[S
             redactor = Redactor.from_config(snapshot.config, env)
             upstreams.update(snapshot.config.upstreams, redactor=redactor)
         app[COSTS].update_upstreams(snapshot.config.upstreams)
+        auth, spec = app.get(AUTH), snapshot.config.server.auth
+        if auth is not None and spec is not None:
+            auth.update(spec)
 
     return listener
 
@@ -234,9 +296,13 @@ def create_app(
     problems = reference_problems(config)
     if problems:
         raise ConfigError(problems)
+    # Outermost first: the access log sees the final status of every response, errors
+    # included; auth errors are rendered by the error middleware like any other.
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=config.server.max_body_bytes
+        middlewares=[access_middleware, error_middleware, auth_middleware],
+        client_max_size=config.server.max_body_bytes,
     )
+    app.on_response_prepare.append(add_response_headers)
     holder = ConfigHolder(config, path=Path(config_path) if config_path else None, env=env)
     metrics = Metrics()
     costs = CostModel(config.upstreams)
@@ -249,9 +315,12 @@ def create_app(
     app[DRAIN] = Drain()
     holder.subscribe(_apply_snapshot(app, dict(env or {})))
     app.cleanup_ctx.append(_session_ctx(dict(env or {})))
+    app.cleanup_ctx.append(_auth_ctx(dict(env or {})))
     app.cleanup_ctx.append(_cache_ctx(cache))
     app.cleanup_ctx.append(_budget_redis_ctx)
     app.cleanup_ctx.append(_predictor_ctx(predictor))
     app.cleanup_ctx.append(_reload_ctx)
     register_routes(app)
+    register_admin_routes(app)
+    register_passthrough_routes(app)
     return app

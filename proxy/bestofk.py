@@ -249,35 +249,60 @@ class BestOfKExecutor:
             body, samples, _ = await self.run(decision, plan, data)
             return JsonResult(
                 body,
-                {**decision.headers(), "x-adaptive-n": str(body["adaptive"]["n"])},
-                Outcome(float(body["adaptive"]["cost_usd"]), len(samples.choices)),
+                {
+                    **decision.headers(),
+                    "x-adaptive-n": str(body["adaptive"]["n"]),
+                    "x-adaptive-choices": str(body["adaptive"]["choices"]),
+                },
+                Outcome.of_completion(body, len(samples.choices)),
             )
-        outcome = Outcome()
-        work = asyncio.ensure_future(self.run(decision, plan, data))
 
-        async def events() -> AsyncGenerator[bytes, None]:
-            try:
-                body, samples, _ = await work
-                outcome.cost_usd = float(body["adaptive"]["cost_usd"])
-                outcome.n_samples = len(samples.choices)
-                for chunk in completion_chunks(body, job.include_usage):
-                    yield sse_event(chunk)
-            finally:
-                work.cancel()  # a no-op once it finished
+        async def body_and_samples() -> tuple[dict[str, Any], int]:
+            body, samples, _ = await self.run(decision, plan, data)
+            return body, len(samples.choices)
 
-        def adaptive() -> dict[str, Any]:
-            adaptive_object: dict[str, Any] = work.result()[0]["adaptive"]
-            return adaptive_object
-
-        return EventStream(
-            events=events(),
-            adaptive=adaptive,
-            headers=decision.headers(),
-            outcome=outcome,
-            warmup=work,
-            keepalive_interval_s=job.keepalive_interval_s,
+        return assembled_stream(
+            job,
+            asyncio.ensure_future(body_and_samples()),
+            # Sent before sampling ends: n is the samples requested; the body has those drawn.
+            headers={**decision.headers(), "x-adaptive-choices": str(int(data.get("n") or 1))},
             source=f"best-of-{decision.n} from {decision.upstream}",
         )
+
+
+def assembled_stream(
+    job: ExecutionRequest,
+    work: asyncio.Future[tuple[dict[str, Any], int]],
+    *,
+    headers: dict[str, str],
+    source: str,
+) -> EventStream:
+    """A completion the proxy assembles (``work`` gives it and the samples drawn) as SSE
+    chunks: the SSE writer sends keep-alives while ``work`` runs, then the chunks follow."""
+    outcome = Outcome()
+
+    async def events() -> AsyncGenerator[bytes, None]:
+        try:
+            body, n_samples = await work
+            outcome.take(Outcome.of_completion(body, n_samples))
+            for chunk in completion_chunks(body, job.include_usage):
+                yield sse_event(chunk)
+        finally:
+            work.cancel()  # a no-op once it finished
+
+    def adaptive() -> dict[str, Any]:
+        adaptive_object: dict[str, Any] = work.result()[0]["adaptive"]
+        return adaptive_object
+
+    return EventStream(
+        events=events(),
+        adaptive=adaptive,
+        headers=headers,
+        outcome=outcome,
+        warmup=work,
+        keepalive_interval_s=job.keepalive_interval_s,
+        source=source,
+    )
 
 
 def completion_body(
@@ -314,6 +339,7 @@ def completion_body(
         {
             "n": len(candidates),
             "n_requested": decision.n,
+            "choices": len(chosen),
             "samples_failed": len(samples.failures),
             "reranker": ranking.reranker,
             "rerank_latency_ms": round(ranking.latency_ms, 3),

@@ -30,6 +30,7 @@ from proxy.policies.allocation import DecisionProblem
 from proxy.policies.base import Decision
 from proxy.policies.cascade import CascadePolicy, CascadeStage
 from proxy.policies.escalation import Assessment, assess
+from proxy.policies.registry import policy_as
 from proxy.pricing import CostModel, usage_of
 from proxy.protocol import sse_event
 from proxy.rerank_text import extract_answer
@@ -225,8 +226,7 @@ class CascadeExecutor:
     async def execute(self, job: ExecutionRequest) -> Execution:
         """Cheap stages, then the cheap answer or the last stage (streamed when asked)."""
         policy, decision, data = job.policy, job.decision, job.body
-        if not isinstance(policy, CascadePolicy):
-            raise TypeError("the cascade executor runs cascade policies")
+        policy = policy_as(policy, CascadePolicy)
         cheap = await self.run_cheap(decision, policy, data)
         result = await self._answer(decision, policy, cheap, job)
         if policy.escalate.budget is not None:
@@ -340,7 +340,7 @@ class CascadeExecutor:
         self._metrics.observe_cascade(decision.policy, final.label, True)
         drawn = sum(len(r.replies) - len(r.errors) for r in cheap.runs) + 1
         headers = {**decision.headers(), "x-adaptive-arm": final.label}
-        return JsonResult(body, headers, Outcome(adaptive["cost_usd"], drawn))
+        return JsonResult(body, headers, Outcome.of_completion(body, drawn))
 
     def _escalated_stream(
         self,

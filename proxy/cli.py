@@ -79,7 +79,12 @@ def _load(path: str | None) -> Config:
 
 
 async def serve_until_stopped(
-    config: Config, *, host: str, port: int, config_path: str | None
+    config: Config,
+    *,
+    host: str,
+    port: int,
+    config_path: str | None,
+    reuse_port: bool = False,
 ) -> None:
     """Run the proxy until SIGINT/SIGTERM; SIGHUP reloads the policy file."""
     from aiohttp import web
@@ -91,7 +96,9 @@ async def serve_until_stopped(
     app = create_app(config, config_path=config_path, env=os.environ)
     runner = ProxyRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    site = web.TCPSite(
+        runner, host, port, backlog=1024, reuse_address=True, reuse_port=reuse_port or None
+    )
     await site.start()
     # Startup objects (config, models, modules) live forever: keep the collector off them.
     gc.collect()
@@ -120,9 +127,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     raise_open_file_limit(config.server.max_connections)
+    if args.workers > 1:
+        from proxy.workers import run_workers
+
+        return run_workers(args.workers, config_path=args.config, host=host, port=port)
     _install_uvloop()
+    worker = args.worker_index is not None
     try:
-        asyncio.run(serve_until_stopped(config, host=host, port=port, config_path=args.config))
+        asyncio.run(
+            serve_until_stopped(
+                config, host=host, port=port, config_path=args.config, reuse_port=worker
+            )
+        )
     except PredictorLoadError as exc:
         print(f"adaptive-proxy: {exc}", file=sys.stderr)
         return 1
@@ -132,14 +148,44 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predictor_problems(config: Config) -> list[tuple[str, str]]:
+    """What ``serve`` would refuse at start-up about the predictor (files, hashes)."""
+    spec = config.predictor
+    try:
+        if spec.type == "onnx":
+            from predictor_onnx.manifest import read_manifest
+            from predictor_onnx.runtime import shipped_model_dir
+
+            read_manifest(Path(spec.path) if spec.path else shipped_model_dir())
+        elif spec.type == "table" and spec.path:
+            from proxy.prediction import TablePredictor
+
+            TablePredictor.from_jsonl(spec.path)
+    except (PredictorLoadError, OSError, ValueError) as exc:
+        return [("predictor", str(exc))]
+    return []
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
+    from proxy.predictor_outputs import configured_outputs, output_problems
+
     config = _load(args.config)
+    problems = _predictor_problems(config)
+    if not problems:
+        # The files are sound: now every output a policy reads must be one the predictor has.
+        outputs = configured_outputs(config)
+        if outputs is not None:
+            problems = output_problems(config, outputs)
+    if problems:
+        raise ConfigError(problems, source=args.config)
     print(
         f"{args.config or '<embedded default>'}: OK — {len(config.upstreams)} upstream(s), "
-        f"{len(config.policies)} polic{'y' if len(config.policies) == 1 else 'ies'}"
+        f"{len(config.policies)} polic{'y' if len(config.policies) == 1 else 'ies'}, "
+        f"predictor {config.predictor.type} verified"
     )
     for name, policy in config.policies.items():
         print(f"  policy {name}: {policy.type} (version {config.policy_version(name)})")
+    auth = config.server.auth
     missing = sorted(
         {
             u.api_key_env
@@ -151,6 +197,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(
             f"  warning: environment variable {var} is not set (its upstream will get no API key)"
         )
+    if auth is None:
+        print("  warning: no server.auth: the proxy will serve every request without a key")
+    elif not auth.secrets(os.environ):
+        print(
+            f"  warning: none of {', '.join(auth.master_key_envs)} is set; "
+            "serve will refuse to start"
+        )
     return 0
 
 
@@ -158,6 +211,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from proxy.demo import run_demo
 
     _setup_logging("warning")
+    # The demo's proxy serves only the demo's own requests on loopback: "open" is no news.
+    logging.getLogger("adaptive_proxy.auth").setLevel(logging.ERROR)
     return asyncio.run(
         run_demo(data_dir=Path(args.data_dir) if args.data_dir else None, config_path=args.config)
     )
@@ -178,6 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=int, default=None, help="listen port (default: server.port or 8080)"
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes serving one port (SO_REUSEPORT), each with its own event loop",
+    )
+    # Set by ``--workers`` for each worker it starts: bind with SO_REUSEPORT.
+    serve.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     serve.set_defaults(func=_cmd_serve)
 
     check = sub.add_parser("check", help="validate a policy file and explain every problem")

@@ -18,6 +18,7 @@ import orjson
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from proxy.auth.spec import AuthConfig
 from proxy.errors import ConfigError
 from proxy.policies.registry import POLICY_TYPES, AnyPolicy
 from proxy.policies.spec import StrictModel
@@ -25,8 +26,16 @@ from proxy.policies.spec import StrictModel
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+class AccessLogConfig(StrictModel):
+    """``server.access_log``: one JSON line per request on logger ``adaptive_proxy.access``."""
+
+    enabled: bool = True
+    # Message content is private; it is logged only when asked for.
+    include_messages: bool = False
+
+
 class ServerConfig(StrictModel):
-    """Listener and request limits."""
+    """Listener, request limits, authentication, access log."""
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -48,6 +57,10 @@ class ServerConfig(StrictModel):
     allocate_max_requests: int = Field(10_000, ge=1, le=10_000)
     allocate_timeout_s: float = Field(60.0, gt=0)
     allocate_slice: int = Field(16, ge=1)
+    auth: AuthConfig | None = None
+    access_log: AccessLogConfig = Field(default_factory=AccessLogConfig)
+    # Where non-chat endpoints (embeddings, audio, ...) go when ``model`` names no upstream.
+    default_upstream: str | None = None
 
 
 class UpstreamConfig(StrictModel):
@@ -179,6 +192,25 @@ def reference_problems(config: Config, raw: Any = None) -> list[tuple[str, str]]
                 where = f"policies.{name}.{path}"
                 written = _as_written(raw, where, ref)
                 problems.append((where, f"unknown upstream {written!r} (known: {known})"))
+    server = config.server
+    if server.default_upstream is not None and server.default_upstream not in config.upstreams:
+        known = ", ".join(sorted(config.upstreams))
+        problems.append(
+            (
+                "server.default_upstream",
+                f"unknown upstream {server.default_upstream!r} (known: {known})",
+            )
+        )
+    if server.auth is not None:
+        for key_name, key in server.auth.keys.items():
+            for model in key.models or ():
+                if model not in config.policies and config.find_upstream(model) is None:
+                    problems.append(
+                        (
+                            f"server.auth.keys.{key_name}.models",
+                            f"{model!r} is neither a policy nor an upstream model",
+                        )
+                    )
     return problems
 
 
@@ -260,6 +292,9 @@ def load_config_text(
             if err["type"] == "extra_forbidden":
                 message = "unknown key (check spelling; see config.example.yaml)"
             found.append((_loc_path(tuple(err["loc"])), message))
+        from proxy.loose_refs import loose_reference_problems
+
+        found += [p for p in loose_reference_problems(expanded) if p not in found]
         raise ConfigError(found, source=source) from None
     problems = reference_problems(config, raw)
     if problems:

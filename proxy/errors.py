@@ -95,6 +95,30 @@ class UpstreamTimeoutError(UpstreamError):
     default_code = "upstream_timeout"
 
 
+class AuthenticationError(ProxyError):
+    """No API key, or one the proxy does not know (401)."""
+
+    status = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDeniedError(ProxyError):
+    """A valid key that may not do this (403): a model outside its list, a non-master admin."""
+
+    status = 403
+    error_type = "invalid_request_error"
+    default_code = "permission_denied"
+
+
+class RateLimitedError(ProxyError):
+    """A client over its request rate or spend limit (429)."""
+
+    status = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
 class ServiceUnavailableError(ProxyError):
     """The proxy is not ready to serve (503)."""
 

@@ -9,6 +9,7 @@ generator and with it the upstream response.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
@@ -103,26 +104,52 @@ class RouteExecutor:
         )
         cost = self.account(reply.upstream, prompt_tokens, completion_tokens)
         adaptive = decision.adaptive()
+        # Samples drawn: the upstream drew one per choice the client asked for.
+        drawn = len(data.get("choices") or ()) or 1
+        adaptive["n"] = drawn
+        adaptive["choices"] = drawn
         adaptive["cost_usd"] = cost
         adaptive["upstream_latency_ms"] = round(reply.latency_s * 1000, 3)
+        outcome = Outcome(
+            cost_usd=cost,
+            n_samples=drawn,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            upstream_latency_ms=adaptive["upstream_latency_ms"],
+        )
+        headers = decision.headers()
+        headers["x-adaptive-n"] = headers["x-adaptive-choices"] = str(drawn)
         if reply.upstream != decision.upstream:
             adaptive["fallback_upstream"] = reply.upstream
+            headers["x-adaptive-fallback"] = reply.upstream
+            outcome.fallback_upstream = reply.upstream
         data["adaptive"] = adaptive
-        return JsonResult(data, decision.headers(), Outcome(cost_usd=cost, n_samples=1))
+        return JsonResult(data, headers, outcome)
 
     async def open_events(
         self, decision: Decision, body: dict[str, Any], fallback: str | None, include_usage: bool
     ) -> EventStream:
         """Open the upstream stream (falling back before the first byte only)."""
+        started = time.perf_counter()
         upstream_stream = await self._with_fallback(
             decision,
             fallback,
             lambda name: self._upstreams.open_stream(name, body, include_usage=include_usage),
         )
-        outcome = Outcome(n_samples=1)
+        # Until the status line: the time to first byte, which is what a stream waits for.
+        drawn = _client_n(body)
+        outcome = Outcome(
+            n_samples=drawn, upstream_latency_ms=round((time.perf_counter() - started) * 1000, 3)
+        )
+        headers = decision.headers()
+        headers["x-adaptive-n"] = headers["x-adaptive-choices"] = str(drawn)
+        if upstream_stream.upstream != decision.upstream:
+            headers["x-adaptive-fallback"] = upstream_stream.upstream
+            outcome.fallback_upstream = upstream_stream.upstream
 
         def adaptive() -> dict[str, Any]:
             out = decision.adaptive()
+            out["n"] = out["choices"] = drawn
             if upstream_stream.upstream != decision.upstream:
                 out["fallback_upstream"] = upstream_stream.upstream
             return out
@@ -130,7 +157,7 @@ class RouteExecutor:
         return EventStream(
             events=self._relay(upstream_stream, outcome, include_usage, body["messages"]),
             adaptive=adaptive,
-            headers=decision.headers(),
+            headers=headers,
             outcome=outcome,
             source=upstream_stream.upstream,
         )
@@ -165,6 +192,12 @@ class RouteExecutor:
             if not usage_seen:
                 prompt_tokens = count_message_tokens(messages)
             outcome.cost_usd = self.account(stream.upstream, prompt_tokens, completion_tokens)
+            outcome.prompt_tokens, outcome.completion_tokens = prompt_tokens, completion_tokens
+
+
+def _client_n(body: dict[str, Any]) -> int:
+    n = body.get("n")
+    return n if isinstance(n, int) and n > 0 else 1
 
 
 def _usage_of_event(event: bytes) -> tuple[Mapping[str, Any] | None, bool]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import replace
 from typing import Any
@@ -11,6 +12,8 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
+from proxy.access import RequestRecord
+from proxy.auth.http import authorize_model, client_of
 from proxy.drain import DRAIN
 from proxy.errors import (
     InvalidRequestError,
@@ -45,6 +48,7 @@ from proxy.state import (
     METRICS,
     POLICY_CONTEXT,
     PREDICTOR,
+    RECORD,
 )
 from proxy.tokens import count_message_tokens
 
@@ -57,6 +61,11 @@ def _json(data: Any, *, status: int = 200, headers: dict[str, str] | None = None
 
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The request's JSON object; every way the body can be bad is a 400 (or 408), never a 500."""
+    return parse_json_body(await read_body(request))
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request's body within ``server.body_timeout_s`` (408), decodable (else 400)."""
     timeout_s = request.app[CONFIG].snapshot.config.server.body_timeout_s
     try:
         async with asyncio.timeout(timeout_s):
@@ -75,12 +84,45 @@ async def read_json(request: web.Request) -> dict[str, Any]:
             f"request body cannot be decoded ({detail}); check Content-Encoding",
             code="invalid_body_encoding",
         ) from None
-    return parse_json_body(body)
+    return body
 
 
 async def _read_request(request: web.Request) -> tuple[dict[str, Any], ChatCompletionRequest]:
     data = await read_json(request)
-    return data, validate_chat_request(data)
+    parsed = validate_chat_request(data)
+    record = request.get(RECORD)
+    if record is not None:
+        record.model = parsed.model
+        config = request.app[CONFIG].snapshot.config
+        if parsed.model in config.policies:
+            record.policy = parsed.model  # error responses name the policy too
+        if config.server.access_log.include_messages:
+            record.messages = data.get("messages")
+    authorize_model(request, parsed.model)
+    return data, parsed
+
+
+def _note_decision(record: RequestRecord | None, decision: Decision) -> None:
+    if record is not None:
+        record.policy, record.arm, record.n = decision.policy, decision.arm, decision.n
+        record.cache = "hit" if decision.cache_hit else "miss"
+        record.upstream = decision.upstream
+
+
+def _note_outcome(record: RequestRecord | None, outcome: Outcome, data: dict[str, Any]) -> None:
+    if record is None:
+        return
+    record.cost_usd = outcome.cost_usd
+    record.prompt_tokens, record.completion_tokens = (
+        outcome.prompt_tokens,
+        outcome.completion_tokens,
+    )
+    record.upstream_latency_ms = outcome.upstream_latency_ms
+    record.fallback_upstream = outcome.fallback_upstream
+    if outcome.n_samples:
+        record.n = outcome.n_samples
+    client_n = data.get("n")
+    record.choices = client_n if isinstance(client_n, int) else 1
 
 
 async def _decide(
@@ -132,6 +174,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     """``POST /v1/chat/completions``: decide, execute, answer in the OpenAI schema."""
     data, parsed = await _read_request(request)
     decision, policy = await _decide(request, data, parsed.model)
+    record = request.get(RECORD)
+    _note_decision(record, decision)
     status = 200
     outcome = Outcome()
     try:
@@ -148,6 +192,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         raise
     finally:
         request.app[METRICS].record_request(decision.policy, decision.arm, status)
+        _note_outcome(record, outcome, data)
         observed = decision
         if outcome.problem is not None:
             observed = replace(decision, problem=outcome.problem, arm_index=outcome.arm_index)
@@ -180,6 +225,7 @@ async def allocate(request: web.Request) -> web.Response:
         plan = AllocateRequest.model_validate(raw)
     except ValidationError as exc:
         raise invalid_from_validation(exc) from None
+    authorize_model(request, plan.model)
     policy = request.app[CONFIG].snapshot.config.policies.get(plan.model)
     if policy is None:
         raise ModelNotFoundError(f"no policy named {plan.model!r}", param="model")
@@ -264,6 +310,9 @@ async def models(request: web.Request) -> web.Response:
                         "owned_by": f"upstream:{name}",
                     }
                 )
+    client = client_of(request)
+    if client is not None:
+        items = [item for item in items if client.limits.allows(str(item["id"]))]
     return _json({"object": "list", "data": items})
 
 
@@ -292,6 +341,8 @@ async def readiness(request: web.Request) -> web.Response:
             "status": "ok" if cache_ok else "degraded (serving without it)",
         },
         "time": time.time(),
+        # Which process answered: with ``serve --workers N`` each worker has its own.
+        "pid": os.getpid(),
     }
     return _json(body, status=200 if ready else 503)
 

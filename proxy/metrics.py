@@ -77,6 +77,10 @@ class Metrics:
     - ``adaptive_budget_lambda{policy}``, ``adaptive_budget_target{policy}``,
       ``adaptive_budget_realised{policy}`` gauges: the budget controller's state.
     - ``adaptive_samples_per_request{policy}`` histogram: n drawn per request.
+    - ``adaptive_client_spend_usd_total{key}`` counter: spend per client key name (auth on).
+    - ``adaptive_auth_rejections_total{reason}`` counter: requests refused by auth or limits.
+    - ``adaptive_passthrough_requests_total{endpoint,upstream,status}`` counter: requests to the
+      non-chat OpenAI endpoints forwarded unchanged.
 
     Methods run on every request, so labelled children are cached in plain dicts (cheaper than
     ``.labels()``, which takes a lock and validates on each call).
@@ -181,6 +185,24 @@ class Metrics:
             "adaptive_cascade_stage_failures",
             "Failed calls of a cascade stage.",
             ["policy", "stage"],
+            registry=reg,
+        )
+        self._client_spend = Counter(
+            "adaptive_client_spend_usd",
+            "Spend per client key name in US dollars.",
+            ["key"],
+            registry=reg,
+        )
+        self._auth_rejections = Counter(
+            "adaptive_auth_rejections",
+            "Requests refused by authentication or per-client limits.",
+            ["reason"],
+            registry=reg,
+        )
+        self._passthrough = Counter(
+            "adaptive_passthrough_requests",
+            "Requests to non-chat OpenAI endpoints, forwarded unchanged.",
+            ["endpoint", "upstream", "status"],
             registry=reg,
         )
         self._request_children: dict[tuple[str, str, int], Counter] = {}
@@ -291,6 +313,19 @@ class Metrics:
     def cascade_stage_failure(self, policy: str, stage: str) -> None:
         """Count a failed call of a cascade stage."""
         self._cascade_failures.labels(policy, stage).inc()
+
+    def record_client_spend(self, key_name: str, cost_usd: float) -> None:
+        """Add a request's cost to its client key's spend."""
+        if cost_usd > 0:
+            self._client_spend.labels(key_name).inc(cost_usd)
+
+    def auth_rejection(self, reason: str) -> None:
+        """Count a request refused by auth (``reason`` from a small fixed set)."""
+        self._auth_rejections.labels(reason).inc()
+
+    def record_passthrough(self, endpoint: str, upstream: str, status: int) -> None:
+        """Count one forwarded non-chat request."""
+        self._passthrough.labels(endpoint, upstream, str(status)).inc()
 
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type, for ``GET /metrics``."""

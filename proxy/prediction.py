@@ -60,7 +60,10 @@ class HashPredictor:
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        return (*(f"p_{a}" for a in self._arms), "gain")
+        names = [*(f"p_{a}" for a in self._arms), "gain"]
+        # Steered values are outputs too: a policy may read a name only an override sets.
+        names += sorted({k for v in self._overrides.values() for k in v} - set(names))
+        return tuple(names)
 
     def _one(self, messages: Messages) -> dict[str, float]:
         text = _conversation_text(messages)

@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from proxy.config import Config
-from proxy.policies.best_of_k import BestOfKPolicy
-from proxy.policies.ladder import LadderPolicy
-from proxy.policies.spec import RerankerConfig
 
 REDACTED = "[redacted]"
 # Shorter values are too likely to occur by chance in ordinary text (a "1" or "on" header).
@@ -52,8 +48,11 @@ class Redactor:
 
     @classmethod
     def from_config(cls, config: Config, env: Mapping[str, str]) -> Redactor:
-        """Every secret ``config`` uses: API keys named by ``api_key_env``, secret headers."""
+        """Every secret ``config`` uses: API keys named by ``api_key_env``, secret headers, the
+        master keys of ``server.auth`` (client keys are known only by their sha256)."""
         secrets: list[str] = []
+        if config.server.auth is not None:
+            secrets += config.server.auth.secrets(env)
         for upstream in config.upstreams.values():
             if upstream.api_key_env and env.get(upstream.api_key_env):
                 secrets.append(env[upstream.api_key_env])
@@ -63,17 +62,7 @@ class Redactor:
                 for name, value in upstream.headers.items()
                 if name.lower() in marked or _SECRET_HEADER.search(name)
             ]
-        for reranker in _rerankers(config.policies.values()):
+        for reranker in (r for p in config.policies.values() for r in p.rerankers()):
             if reranker.api_key_env and env.get(reranker.api_key_env):
                 secrets.append(env[reranker.api_key_env])
         return cls(secrets)
-
-
-def _rerankers(policies: Iterable[Any]) -> list[RerankerConfig]:
-    found: list[RerankerConfig] = []
-    for policy in policies:
-        if isinstance(policy, BestOfKPolicy):
-            found.append(policy.reranker)
-        elif isinstance(policy, LadderPolicy):
-            found += [arm.reranker for arm in policy.arms if arm.reranker is not None]
-    return found

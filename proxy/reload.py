@@ -47,6 +47,8 @@ class Snapshot:
 
 
 Listener = Callable[[Snapshot], None]
+#: A check a reloaded config must pass beyond its schema, e.g. against the loaded predictor.
+Check = Callable[[Config], list[tuple[str, str]]]
 
 
 class ConfigHolder:
@@ -59,6 +61,7 @@ class ConfigHolder:
         self._path = path
         self._env = env
         self._listeners: list[Listener] = []
+        self._checks: list[Check] = []
         self._loaded = _fingerprint(path)
         self._lock = asyncio.Lock()
         self.last_error: str | None = None
@@ -76,6 +79,10 @@ class ConfigHolder:
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener`` with each newly accepted snapshot."""
         self._listeners.append(listener)
+
+    def add_check(self, check: Check) -> None:
+        """Reject every reloaded config for which ``check`` returns problems."""
+        self._checks.append(check)
 
     async def reload(self) -> bool:
         """Re-read the file; True if a new config was accepted, False if rejected or unchanged."""
@@ -99,14 +106,26 @@ class ConfigHolder:
                         ],
                         source=str(path),
                     )
+                problems = [problem for check in self._checks for problem in check(config)]
+                if problems:
+                    raise ConfigError(problems, source=str(path))
             except ConfigError as exc:
                 self.last_error = str(exc)
                 log.error("policy reload rejected; the previous policy keeps serving.\n%s", exc)
                 return False
             if config == old:
+                if self.last_error is not None:
+                    # The rejected edit was reverted: readiness must stop reporting it.
+                    self.last_error = None
+                    log.info(
+                        "policy file %s is valid again (the config in force, generation %d); "
+                        "the rejected edit is cleared",
+                        self._path,
+                        self._snapshot.generation,
+                    )
                 return False
             for section in ("predictor", "cache", "server"):
-                if getattr(config, section) != getattr(old, section):
+                if _restart_part(config, section) != _restart_part(old, section):
                     log.warning(
                         "policy reload: changes to '%s' take effect at the next restart", section
                     )
@@ -166,3 +185,13 @@ def _fingerprint(path: Path | None) -> _Fingerprint:
 
 def _version(config: Config, name: str) -> str | None:
     return config.policy_version(name) if name in config.policies else None
+
+
+def _restart_part(config: Config, section: str) -> object:
+    """The part of a section that is read only at start-up (client keys, the access log and
+    the default upstream are read per request, so they apply on reload)."""
+    if section != "server":
+        return getattr(config, section)
+    return config.server.model_dump(
+        exclude={"auth": {"keys"}, "access_log": True, "default_upstream": True}
+    )

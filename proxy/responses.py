@@ -38,7 +38,7 @@ _SSE_HEADERS = {
 
 @dataclass(slots=True)
 class Outcome:
-    """What a request cost, filled in by its executor (for the budget controller)."""
+    """What a request cost, filled in by its executor (budget controller, access log)."""
 
     cost_usd: float = 0.0
     n_samples: int = 0
@@ -46,6 +46,27 @@ class Outcome:
     # the decision's own ``problem``/``arm_index`` for the budget controller.
     problem: Any = None
     arm_index: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    upstream_latency_ms: float | None = None
+    # The upstream that answered when it is not the decided one (the policy's fallback).
+    fallback_upstream: str | None = None
+
+    @classmethod
+    def of_completion(cls, body: dict[str, Any], n_samples: int) -> Outcome:
+        """The outcome of a chat completion the proxy assembled (cost, samples, usage)."""
+        usage = body.get("usage") or {}
+        return cls(
+            cost_usd=float(body["adaptive"]["cost_usd"]),
+            n_samples=n_samples,
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+        )
+
+    def take(self, other: Outcome) -> None:
+        """Copy what ``other`` measured into this (shared) outcome."""
+        self.cost_usd, self.n_samples = other.cost_usd, other.n_samples
+        self.prompt_tokens, self.completion_tokens = other.prompt_tokens, other.completion_tokens
 
 
 @dataclass(slots=True)

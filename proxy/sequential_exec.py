@@ -14,27 +14,27 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
 from proxy.bestofk import (
     BestOfKExecutor,
     Samples,
+    assembled_stream,
     completion_body,
-    completion_chunks,
     message_content,
 )
 from proxy.errors import UpstreamError
 from proxy.policies.base import Decision
 from proxy.policies.best_of_k import BestOfKPolicy, SequentialPlan
 from proxy.policies.policy import SamplingPlan
+from proxy.policies.registry import policy_as
 from proxy.policies.spec import RerankerConfig
 from proxy.policies.stopping import VerifierStop
-from proxy.protocol import sse_event
 from proxy.rerank import RerankResult
 from proxy.rerank_text import extract_answer
-from proxy.responses import EventStream, Execution, ExecutionRequest, JsonResult, Outcome
+from proxy.responses import Execution, ExecutionRequest, JsonResult, Outcome
 from proxy.sequential import RoundsResult, run_rounds
 
 
@@ -181,7 +181,8 @@ class SequentialExecutor:
     async def execute(self, job: ExecutionRequest) -> Execution:
         """The completed JSON (``x-adaptive-n`` = samples drawn), or the winner as SSE chunks."""
         policy, decision, data = job.policy, job.decision, job.body
-        if not isinstance(policy, BestOfKPolicy) or policy.sequential is None:
+        policy = policy_as(policy, BestOfKPolicy)
+        if policy.sequential is None:
             raise TypeError("the sequential executor runs best_of_k policies with `sequential:`")
         plan = policy.sampling_plan(decision)
         rounds_plan = policy.sequential_plan(decision)
@@ -189,32 +190,22 @@ class SequentialExecutor:
             body, result = await self.run(decision, plan, rounds_plan, data)
             return JsonResult(
                 body,
-                {**decision.headers(), "x-adaptive-n": str(result.samples_drawn)},
-                Outcome(float(body["adaptive"]["cost_usd"]), result.samples_drawn),
+                {
+                    **decision.headers(),
+                    "x-adaptive-n": str(result.samples_drawn),
+                    "x-adaptive-choices": str(len(body["choices"])),
+                },
+                Outcome.of_completion(body, result.samples_drawn),
             )
-        outcome = Outcome()
-        work = asyncio.ensure_future(self.run(decision, plan, rounds_plan, data))
 
-        async def events() -> AsyncGenerator[bytes, None]:
-            try:
-                body, result = await work
-                outcome.cost_usd = float(body["adaptive"]["cost_usd"])
-                outcome.n_samples = result.samples_drawn
-                for chunk in completion_chunks(body, job.include_usage):
-                    yield sse_event(chunk)
-            finally:
-                work.cancel()  # a no-op once it finished
+        async def body_and_samples() -> tuple[dict[str, Any], int]:
+            body, result = await self.run(decision, plan, rounds_plan, data)
+            return body, result.samples_drawn
 
-        def adaptive() -> dict[str, Any]:
-            adaptive_object: dict[str, Any] = work.result()[0]["adaptive"]
-            return adaptive_object
-
-        return EventStream(
-            events=events(),
-            adaptive=adaptive,
-            headers=decision.headers(),
-            outcome=outcome,
-            warmup=work,
-            keepalive_interval_s=job.keepalive_interval_s,
+        return assembled_stream(
+            job,
+            asyncio.ensure_future(body_and_samples()),
+            # Sent before round one: the body's adaptive object has the samples drawn.
+            headers={**decision.headers(), "x-adaptive-choices": str(int(data.get("n") or 1))},
             source=f"sequential best-of-k from {decision.upstream}",
         )

@@ -11,6 +11,9 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from proxy.access import RequestRecord
+from proxy.auth.guard import Authenticator
+from proxy.auth.keys import Client
 from proxy.cache import DecisionCache
 from proxy.decider import Decider
 from proxy.metrics import Metrics
@@ -36,3 +39,9 @@ CACHE = web.AppKey("adaptive_cache", DecisionCache)
 DECIDER = web.AppKey("adaptive_decider", Decider)
 # ``None`` once loaded means "no predictor configured" (every policy uses its default arm).
 PREDICTOR: web.AppKey[Predictor | None] = web.AppKey("adaptive_predictor")
+# ``None`` once started means "no server.auth": the proxy is open.
+AUTH: web.AppKey[Authenticator | None] = web.AppKey("adaptive_auth")
+
+# Per request: the authenticated client (auth on only) and the access-log record.
+CLIENT = web.RequestKey("adaptive_client", Client)
+RECORD = web.RequestKey("adaptive_record", RequestRecord)

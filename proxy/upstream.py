@@ -140,6 +140,18 @@ class UpstreamClient:
         """The configuration of upstream ``name``."""
         return self._upstreams[name]
 
+    def request_headers(self, name: str) -> dict[str, str]:
+        """The proxy's own headers for upstream ``name`` (its API key, configured headers)."""
+        return dict(self._prepared[name].headers)
+
+    async def backoff(self, name: str, attempt: int, error: UpstreamError) -> None:
+        """Wait before retry ``attempt`` of upstream ``name`` (honours ``Retry-After``)."""
+        await self._backoff(self._upstreams[name], attempt, error)
+
+    def record(self, name: str, started: float, status: int) -> None:
+        """Report one upstream call's latency and status to the metrics."""
+        self._record(name, started, status)
+
     def _headers(self, cfg: UpstreamConfig) -> dict[str, str]:
         headers = {"Content-Type": "application/json", **cfg.headers}
         if cfg.api_key_env:

@@ -90,6 +90,12 @@ class Decision:
             "x-adaptive-cache": "hit" if self.cache_hit else "miss",
             "x-adaptive-decision-ms": f"{self.decision_ms:.3f}",
             **({"x-adaptive-gain": f"{self.gain:.4f}"} if self.gain is not None else {}),
+            # The policy's own fallback to its default arm (predictor down, timeout, ...).
+            **(
+                {"x-adaptive-fallback-reason": self.fallback_reason}
+                if self.fallback_reason is not None
+                else {}
+            ),
         }
 
 

@@ -127,6 +127,10 @@ class BestOfKPolicy(AdaptivePolicy):
         """None: samples already tolerate failures (one arriving sample suffices)."""
         return None
 
+    def rerankers(self) -> list[RerankerConfig]:
+        """The one reranker of the samples."""
+        return [self.reranker]
+
     async def decide(
         self,
         ctx: PolicyContext,

@@ -23,7 +23,7 @@ from pydantic import Field, model_validator
 from proxy.policies.base import Decision
 from proxy.policies.escalation import AgreementRule, EscalationModel, Escalator, resolve_model_path
 from proxy.policies.policy import BasePolicy, PolicyContext
-from proxy.policies.spec import BudgetConfig, StrictModel
+from proxy.policies.spec import BudgetConfig, StrictModel, check_one_price
 from proxy.tokens import count_message_tokens
 
 
@@ -51,17 +51,7 @@ class EscalateConfig(StrictModel):
 
     @model_validator(mode="after")
     def _one_price(self) -> EscalateConfig:
-        given = [
-            k
-            for k, v in (
-                ("threshold", self.threshold),
-                ("lambda", self.lambda_),
-                ("budget", self.budget),
-            )
-            if v is not None
-        ]
-        if len(given) > 1:
-            raise ValueError(f"give only one of threshold, lambda, budget (got {', '.join(given)})")
+        check_one_price(self.threshold, self.lambda_, self.budget)
         if self.budget is not None and self.budget.kind == "mean_samples":
             raise ValueError("a cascade's budget is fraction_expensive or usd_per_hour")
         if self.model is not None:

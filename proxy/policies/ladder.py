@@ -59,6 +59,10 @@ class LadderPolicy(AdaptivePolicy):
             raise ValueError("ladder needs lambda or budget")
         return self
 
+    def rerankers(self) -> list[RerankerConfig]:
+        """The rerankers of the arms that have one."""
+        return [arm.reranker for arm in self.arms if arm.reranker is not None]
+
     def upstream_refs(self) -> list[tuple[str, str]]:
         """Every arm's upstream and every arm's judge."""
         refs = [(f"arms.{i}.upstream", a.upstream) for i, a in enumerate(self.arms)]

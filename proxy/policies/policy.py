@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol
 from pydantic import Field, model_validator
 
 from proxy.policies.base import Decision
-from proxy.policies.spec import BudgetConfig, RerankerConfig, StrictModel
+from proxy.policies.spec import BudgetConfig, RerankerConfig, StrictModel, check_one_price
 
 
 class PredictionMissingError(KeyError):
@@ -100,6 +100,10 @@ class BasePolicy(StrictModel):
         """The budget whose controller steers λ (``None``: λ is fixed)."""
         return None
 
+    def rerankers(self) -> list[RerankerConfig]:
+        """Every reranker the policy may call (their credentials are secrets to redact)."""
+        return []
+
     def is_budgeted(self) -> bool:
         """Whether λ moves, so a cached decision must be re-decided from its predictions."""
         return self.budget_config() is not None
@@ -152,17 +156,7 @@ class AdaptivePolicy(BasePolicy):
 
     @model_validator(mode="after")
     def _one_rule(self) -> AdaptivePolicy:
-        given = [
-            k
-            for k, v in (
-                ("threshold", self.threshold),
-                ("lambda", self.lambda_),
-                ("budget", self.budget),
-            )
-            if v is not None
-        ]
-        if len(given) > 1:
-            raise ValueError(f"give only one of threshold, lambda, budget (got {', '.join(given)})")
+        check_one_price(self.threshold, self.lambda_, self.budget)
         return self
 
     def budget_config(self) -> BudgetConfig | None:

@@ -10,7 +10,7 @@ registers an :class:`~proxy.responses.Executor` under that name in ``proxy.app``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Union
+from typing import TYPE_CHECKING, Annotated, TypeVar, Union
 
 from pydantic import Field
 
@@ -28,6 +28,17 @@ POLICY_TYPES: dict[str, type[BasePolicy]] = {
     "ladder": LadderPolicy,
     "cascade": CascadePolicy,
 }
+
+P = TypeVar("P", bound=BasePolicy)
+
+
+def policy_as(policy: BasePolicy | None, kind: type[P]) -> P:
+    """``policy`` as the policy class an executor runs, or ``TypeError`` (a wiring mistake:
+    a policy names an executor through ``executor_name``, so the two always agree)."""
+    if not isinstance(policy, kind):
+        raise TypeError(f"this executor runs {kind.__name__} policies, not {type(policy).__name__}")
+    return policy
+
 
 if TYPE_CHECKING:
     AnyPolicy = BasePolicy

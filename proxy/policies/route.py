@@ -52,11 +52,11 @@ class RoutePolicy(AdaptivePolicy):
     ) -> Decision:
         """Cheap or expensive for one request."""
         if self.budget is None:
-            cost_cheap = cost_expensive = 0.0
-            if self.threshold is None:  # λ · Δcost needs the costs; a fixed threshold does not
-                prompt_tokens = count_message_tokens(messages)
-                cost_cheap = ctx.costs.expected_cost_usd(self.cheap, prompt_tokens)
-                cost_expensive = ctx.costs.expected_cost_usd(self.expensive, prompt_tokens)
+            # A fixed threshold does not need the costs to decide, but the decision reports
+            # its expected cost (paid on a cache miss only: the cached decision keeps it).
+            prompt_tokens = count_message_tokens(messages)
+            cost_cheap = ctx.costs.expected_cost_usd(self.cheap, prompt_tokens)
+            cost_expensive = ctx.costs.expected_cost_usd(self.expensive, prompt_tokens)
             return decide_route(
                 name,
                 version,

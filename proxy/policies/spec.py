@@ -48,3 +48,16 @@ class RerankerConfig(StrictModel):
         if self.type == "reward" and not self.url:
             raise ValueError("reranker 'reward' needs 'url' (the reward model endpoint)")
         return self
+
+
+def check_one_price(
+    threshold: float | None, lambda_: float | None, budget: BudgetConfig | None
+) -> None:
+    """A policy is priced by at most one of a fixed threshold, a fixed λ or a budget."""
+    given = [
+        key
+        for key, value in (("threshold", threshold), ("lambda", lambda_), ("budget", budget))
+        if value is not None
+    ]
+    if len(given) > 1:
+        raise ValueError(f"give only one of threshold, lambda, budget (got {', '.join(given)})")

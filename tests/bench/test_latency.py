@@ -29,6 +29,7 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
             "--prompts",
             "4",
             "--no-onnx",
+            "--auth",
             "--json",
             str(out),
         ],
@@ -46,7 +47,8 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
     assert set(direct["rps"]) == {"1", "32", "128"}
     assert direct["errors"] == 0
     assert report["modes"]["onnx"] == {"skipped": "disabled with --no-onnx"}
-    for mode in ("floor", "hash"):
+    # hash+auth: every request carried a metered client key, and none was refused.
+    for mode in ("floor", "hash", "hash+auth"):
         figures = report["modes"][mode]
         assert set(MODE_FIGURES) <= set(figures), mode
         assert figures["errors"] == 0, mode

@@ -13,19 +13,11 @@ import pytest
 
 from predictor_onnx.errors import PredictorLoadError
 from predictor_onnx.runtime import OnnxPredictor
+from predictor_onnx.schema import ALL_ARMS
 from proxy.prediction import Predictor
 
-EXPECTED = {
-    "p_weak",
-    "p_strong",
-    "gain",
-    "p_6b_finetuning",
-    "p_6b_verification",
-    "p_175b_finetuning",
-    "p_175b_verification",
-    "gain_6b",
-    "gain_175b",
-}
+# Every arm of every dataset, then the gains policies read.
+EXPECTED = {f"p_{arm}" for arm in ALL_ARMS} | {"gain", "gain_6b", "gain_175b", "gain_chat"}
 
 
 @pytest.fixture
@@ -61,17 +53,11 @@ async def test_load_without_a_path_uses_the_shipped_model() -> None:
         await loaded.aclose()
 
 
-# Dynamic int8 quantisation scales activations per batch, so batch-mates move a prediction a
-# little (~1e-3); order and identity must still hold.
-BATCH_TOLERANCE = 0.01
-
-
 async def test_batch_order_and_determinism(predictor: OnnxPredictor) -> None:
     prompts = [_user("Translate 'cat' into French."), _user("Prove that sqrt(2) is irrational.")]
     both = await predictor.predict(prompts)
     alone = [(await predictor.predict([p]))[0] for p in prompts]
-    for a, b in zip(both, alone, strict=True):
-        assert a["p_strong"] == pytest.approx(b["p_strong"], abs=BATCH_TOLERANCE)
+    assert both == alone
     again = [(await predictor.predict([p]))[0] for p in prompts]
     assert again == alone
 
@@ -98,7 +84,7 @@ async def test_concurrent_requests_share_batches(predictor: OnnxPredictor) -> No
     assert len(results) == 16
     assert predictor.batches_run < 16
     sequential = [await predictor.predict([p]) for p in prompts[:2]]
-    assert sequential[0][0]["gain"] == pytest.approx(results[0][0]["gain"], abs=BATCH_TOLERANCE)
+    assert sequential[0][0] == results[0][0]
 
 
 async def test_predict_after_close_raises(model_dir: Path) -> None:
@@ -161,9 +147,7 @@ async def test_parallel_workers_give_the_single_worker_predictions(model_dir: Pa
     finally:
         await one.aclose()
         await two.aclose()
-    assert parallel == sequential
-    for got, want in zip(parallel, alone, strict=True):
-        assert got["p_strong"] == pytest.approx(want["p_strong"], abs=BATCH_TOLERANCE)
+    assert parallel == sequential == alone
 
 
 def test_workers_must_be_positive(model_dir: Path) -> None:

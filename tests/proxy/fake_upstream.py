@@ -5,12 +5,19 @@ consumes the next scripted action (``Reply``, ``Hang``, ``Stream``); with the sc
 answers like a healthy model (JSON, or SSE when ``stream`` is set, usage chunk iff asked). It
 records every request body and headers, and sets :attr:`FakeUpstream.cancelled` when a request
 is cancelled by the peer (the proxy) closing its connection.
+
+Every other ``/v1`` path (embeddings, completions, audio, images, …) is answered by
+:meth:`FakeUpstream._other`: the next scripted action when there is one, else a plausible
+answer (embeddings in float or base64, SSE for ``stream``, audio bytes for speech, the size of
+a multipart upload for transcriptions). Those requests are kept raw in :attr:`FakeUpstream.raw`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
+import struct
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -55,6 +62,16 @@ class Stream:
 
 
 Action = Reply | Hang | Stream
+
+
+@dataclass(frozen=True, slots=True)
+class RawRequest:
+    """A non-chat request exactly as the fake received it."""
+
+    method: str
+    path_qs: str
+    body: bytes
+    headers: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +143,7 @@ class FakeUpstream:
 
     def __init__(self) -> None:
         self.requests: list[Received] = []
+        self.raw: list[RawRequest] = []
         self.received = asyncio.Event()
         self.cancelled = asyncio.Event()
         self._script: deque[Action] = deque()
@@ -140,6 +158,7 @@ class FakeUpstream:
         """Listen on an ephemeral port; returns the ``/v1`` base URL."""
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_route("*", "/v1/{tail:.*}", self._other)
         self._runner = web.AppRunner(app, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -172,6 +191,28 @@ class FakeUpstream:
             self.cancelled.set()
             raise
 
+    async def _other(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        self.raw.append(RawRequest(request.method, request.path_qs, raw, dict(request.headers)))
+        action = self._script.popleft() if self._script else None
+        if isinstance(action, Reply):
+            return _reply(action)
+        if isinstance(action, Stream):
+            return await self._stream(request, action)
+        tail = request.match_info["tail"]
+        if request.content_type == "multipart/form-data":
+            return web.json_response({"text": f"{len(raw)} bytes received"})
+        body = orjson.loads(raw) if raw else {}
+        model = str(body.get("model"))
+        if tail == "embeddings":
+            return web.json_response(_embeddings(model, body))
+        if tail == "audio/speech":
+            return web.Response(body=b"ID3-fake-audio" * 100, content_type="audio/mpeg")
+        if body.get("stream"):
+            parts = tuple({"model": model, "choices": [{"index": 0, "text": t}]} for t in "abc")
+            return await self._stream(request, Stream(parts))
+        return web.json_response({"object": tail, "model": model, "usage": {"prompt_tokens": 3}})
+
     async def _healthy(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         model = str(body.get("model"))
         if not body.get("stream"):
@@ -199,6 +240,26 @@ class FakeUpstream:
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
+
+
+def _embeddings(model: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """One 3-dimensional embedding per input, ``[i, len(text), 0.5]``, floats or base64."""
+    inputs = body.get("input")
+    texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+    data = []
+    for i, text in enumerate(texts):
+        vector = [float(i), float(len(text)), 0.5]
+        encoded: Any = vector
+        if body.get("encoding_format") == "base64":
+            encoded = base64.b64encode(struct.pack("<3f", *vector)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": encoded})
+    tokens = sum(len(str(t).split()) for t in texts)
+    return {
+        "object": "list",
+        "model": model,
+        "data": data,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 def _reply(action: Reply) -> web.Response:
@@ -248,7 +309,12 @@ def stack_config(
     prices = {"price_in_per_mtok_usd": 1.0, "price_out_per_mtok_usd": 2.0}
     return Config.model_validate(
         {
-            "server": {"max_body_bytes": max_body_bytes, "reload": False, **(server or {})},
+            "server": {
+                "max_body_bytes": max_body_bytes,
+                "reload": False,
+                "default_upstream": "primary",
+                **(server or {}),
+            },
             "upstreams": {
                 "primary": {"base_url": primary_url, "model": PRIMARY_MODEL, "retries": 2}
                 | common

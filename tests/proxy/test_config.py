@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,28 @@ def test_yaml_syntax_error_names_the_file_and_line(
     err = capsys.readouterr().err
     assert f"{bad}:3:9: not valid YAML" in err
     assert "line 2, column 6" in err  # where the unclosed mapping started
+
+
+def test_a_bad_number_does_not_hide_an_unknown_upstream() -> None:
+    found = problems(
+        BASE.replace("expensive: strong, threshold: 0.2", "expensive: ghost, threshold: high")
+        + "  bok: {type: best_of_k, upstream: cheap, n_max: 0,"
+        " reranker: {type: judge, upstream: judge-ghost}}\n"
+    )
+    assert "policies.auto.threshold" in found and "policies.bok.n_max" in found
+    assert "unknown upstream 'ghost'" in found["policies.auto.expensive"]
+    assert "unknown upstream 'judge-ghost'" in found["policies.bok.reranker.upstream"]
+
+
+def test_check_verifies_the_predictor_files_as_serve_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(ROOT / "predictor_onnx" / "model", model)
+    with (model / "head.onnx").open("ab") as head:
+        head.write(b"tampered")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(BASE + f"predictor: {{type: onnx, path: {model}}}\n")
+    assert main(["check", "--config", str(policy)]) == 2
+    err = capsys.readouterr().err
+    assert "predictor" in err and "head.onnx" in err

@@ -108,3 +108,26 @@ def test_redactor_covers_keys_reranker_keys_and_secret_headers() -> None:
     text = "sk-upstream-1 rm-key-22 cred-123456 org-visible"
     assert redactor.text(text) == f"{REDACTED} {REDACTED} {REDACTED} org-visible"
     assert redactor.raw(text.encode()) == redactor.text(text).encode()
+
+
+async def test_passthrough_answers_lose_the_key_too(stack: Stack) -> None:
+    stack.primary.script(echo(400), Reply(body={"object": "list", "echo": f"Bearer {SECRET}"}))
+    async with aiohttp.ClientSession() as http:
+        for _ in range(2):
+            async with http.post(
+                f"{stack.base_url}/v1/embeddings", json={"model": PRIMARY_MODEL, "input": "x"}
+            ) as resp:
+                body = await resp.text()
+                assert SECRET not in body and REDACTED in body
+
+
+def test_master_keys_of_server_auth_are_redacted() -> None:
+    master = "sk-master-5a4b3c2d1e0f"
+    config = Config.model_validate(
+        {
+            "server": {"auth": {"master_key_envs": ["MASTER"]}},
+            "upstreams": {"a": {"base_url": "http://127.0.0.1:9/v1", "model": "m"}},
+        }
+    )
+    redactor = Redactor.from_config(config, {"MASTER": master})
+    assert redactor.text(f"key {master} echoed") == f"key {REDACTED} echoed"

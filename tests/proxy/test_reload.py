@@ -132,3 +132,18 @@ async def test_a_reload_dropping_every_policy_needs_the_flag(
     path.write_text(intended)
     assert await holder.reload() is True
     assert holder.snapshot.config.policies == {}
+
+
+async def test_reverting_a_rejected_edit_clears_the_readiness_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(FILE.format(threshold=0.1))
+    holder = ConfigHolder(load_config(path, env={}), path=path, env={})
+    path.write_text(FILE.format(threshold="'very high'"))
+    assert await holder.reload() is False and holder.last_error is not None
+    caplog.set_level(logging.INFO, logger="adaptive_proxy.reload")
+    path.write_text(FILE.format(threshold=0.1))  # back to the config in force
+    assert await holder.reload() is False
+    assert holder.last_error is None
+    assert "valid again" in caplog.text

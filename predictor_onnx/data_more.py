@@ -1,0 +1,151 @@
+"""Loaders of the datasets beyond RouteLLM's: multi-sample suites and the AlpacaEval ladder.
+
+* ``multisample/humaneval_codegen16b.jsonl`` → dataset ``humaneval``, arm ``codegen16b``:
+  CodeGen-16B-mono, 100 samples per HumanEval prompt; the reward is the prompt's empirical
+  success rate (share of samples passing the tests), far less noisy than one draw.
+* ``multisample/game24_gpt4_{standard,cot}.jsonl`` → dataset ``game24``, arm ``gpt4_game24``:
+  GPT-4 (0314), 100 samples per puzzle under two prompts (5-shot standard and chain of thought);
+  reward = empirical success rate. Both prompts of a puzzle share a CV group.
+* ``alpaca_eval/ladder.jsonl`` → dataset ``alpaca_eval``: 805 instructions, one arm per model
+  (15, named after the model, e.g. ``llama_2_70b_chat``), reward = the GPT-4 judge's win over
+  text-davinci-003 (1 win, 0.5 tie, 0 loss). 55 of the 12,059 judgements are recorded as -1
+  (no valid preference); that arm is left unobserved on that prompt. Any (cheap, strong) pair of
+  the ladder is a gain label.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from predictor_onnx.data import DATASETS, Record, load_records
+
+#: Every dataset the predictor trains on: RouteLLM's, then this module's.
+ALL_DATASETS: tuple[str, ...] = (*DATASETS, "humaneval", "game24", "alpaca_eval")
+
+#: Datasets of this module: name -> arms it observes.
+MULTISAMPLE_ARMS: dict[str, str] = {"humaneval": "codegen16b", "game24": "gpt4_game24"}
+#: AlpacaEval models, cheapest-looking first as listed in the data README, as arm names.
+ALPACA_ARMS: tuple[str, ...] = (
+    "falcon_7b_instruct",
+    "phi_2",
+    "llama_2_7b_chat",
+    "zephyr_7b_beta",
+    "llama_2_13b_chat",
+    "yi_34b_chat",
+    "llama_2_70b_chat",
+    "tulu_2_dpo_70b",
+    "gpt_3_5_turbo_0301",
+    "gpt_3_5_turbo_1106",
+    "mistral_medium",
+    "claude_2",
+    "gpt4_0314",
+    "gpt4",
+    "gpt4_1106_preview",
+)
+
+
+def alpaca_arm(model: str) -> str:
+    """The arm name of an AlpacaEval model (``llama-2-70b-chat-hf`` → ``llama_2_70b_chat``)."""
+    name = re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_")
+    return name.removesuffix("_hf")
+
+
+def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _success_rate(samples: list[dict[str, Any]]) -> float:
+    return sum(1.0 for s in samples if s.get("correct")) / max(len(samples), 1)
+
+
+def load_humaneval(data_dir: Path, *, drop_contaminated: bool = True) -> list[Record]:
+    """HumanEval prompts with CodeGen-16B's empirical pass rate over 100 samples."""
+    del drop_contaminated
+    path = data_dir / "multisample" / "humaneval_codegen16b.jsonl"
+    return [
+        Record(
+            dataset="humaneval",
+            prompt_id=f"humaneval/{row['id']}",
+            group_id=f"humaneval/{row['id']}",
+            messages=tuple(dict(m) for m in row["messages"]),
+            rewards=MappingProxyType({"codegen16b": _success_rate(row["samples"])}),
+            extra=MappingProxyType({"n_samples": len(row["samples"])}),
+        )
+        for row in _read_jsonl(path)
+    ]
+
+
+def load_game24(data_dir: Path, *, drop_contaminated: bool = True) -> list[Record]:
+    """Game of 24 puzzles (two prompts each) with GPT-4's empirical success rate."""
+    del drop_contaminated
+    records: list[Record] = []
+    for style in ("standard", "cot"):
+        path = data_dir / "multisample" / f"game24_gpt4_{style}.jsonl"
+        for row in _read_jsonl(path):
+            records.append(
+                Record(
+                    dataset="game24",
+                    prompt_id=f"{row['id']}/{style}",
+                    group_id=f"game24/{row['numbers']}",
+                    messages=tuple(dict(m) for m in row["messages"]),
+                    rewards=MappingProxyType({"gpt4_game24": _success_rate(row["samples"])}),
+                    extra=MappingProxyType({"style": style, "n_samples": len(row["samples"])}),
+                )
+            )
+    return records
+
+
+def load_alpaca_eval(data_dir: Path, *, drop_contaminated: bool = True) -> list[Record]:
+    """AlpacaEval instructions with each ladder model's judged win over text-davinci-003."""
+    del drop_contaminated
+    path = data_dir / "alpaca_eval" / "ladder.jsonl"
+    records: list[Record] = []
+    for row in _read_jsonl(path):
+        models = row["models"]
+        records.append(
+            Record(
+                dataset="alpaca_eval",
+                prompt_id=str(row["id"]),
+                group_id=str(row["id"]),
+                messages=tuple(dict(m) for m in row["messages"]),
+                rewards=MappingProxyType(
+                    {
+                        alpaca_arm(m): float(v["win"])
+                        for m, v in sorted(models.items())
+                        if 0.0 <= float(v["win"]) <= 1.0
+                    }
+                ),
+                responses=MappingProxyType(
+                    {alpaca_arm(m): str(v.get("output", "")) for m, v in sorted(models.items())}
+                ),
+                extra=MappingProxyType({"source": row.get("dataset", "")}),
+            )
+        )
+    return records
+
+
+def load_every_dataset(
+    data_dir: Path, datasets: Sequence[str] = ALL_DATASETS, *, drop_contaminated: bool = True
+) -> list[Record]:
+    """Records of ``datasets`` (RouteLLM's through :func:`~predictor_onnx.data.load_records`)."""
+    loaders = {"humaneval": load_humaneval, "game24": load_game24, "alpaca_eval": load_alpaca_eval}
+    unknown = [n for n in datasets if n not in loaders and n not in DATASETS]
+    if unknown:
+        raise ValueError(
+            f"unknown dataset {unknown[0]!r}; expected one of {', '.join(ALL_DATASETS)}"
+        )
+    records = load_records(
+        data_dir, [n for n in datasets if n in DATASETS], drop_contaminated=drop_contaminated
+    )
+    for name in datasets:
+        if name in loaders:
+            records.extend(loaders[name](Path(data_dir), drop_contaminated=drop_contaminated))
+    return records

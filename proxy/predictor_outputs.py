@@ -1,0 +1,71 @@
+"""Policies and the predictor agree at load time.
+
+Every ``predictor_output`` a policy reads (``policies.P.predictor_output``, and each ladder arm's
+``policies.P.arms.N.predictor_output``) must be an output the loaded predictor produces;
+otherwise every request of that policy would silently fall back to its default arm. ``check``
+and ``serve`` refuse such a policy file, and the hot reload rejects such an edit (the previous
+config keeps serving). The policy models are read by attribute, so this seam does not depend on
+where each policy type's model is defined.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from proxy.config import Config
+
+
+def output_refs(config: Config) -> list[tuple[str, str, str]]:
+    """``(yaml path, policy name, output name)`` of every predictor output a policy reads."""
+    refs: list[tuple[str, str, str]] = []
+    for name, policy in config.policies.items():
+        base = f"policies.{name}"
+        output = getattr(policy, "predictor_output", None)
+        if isinstance(output, str):
+            refs.append((f"{base}.predictor_output", name, output))
+        for index, arm in enumerate(getattr(policy, "arms", None) or ()):
+            output = getattr(arm, "predictor_output", None)
+            if isinstance(output, str):
+                refs.append((f"{base}.arms.{index}.predictor_output", name, output))
+    return refs
+
+
+def output_problems(config: Config, available: Collection[str]) -> list[tuple[str, str]]:
+    """One problem per policy output the predictor does not produce, naming what it does."""
+    known = ", ".join(sorted(available)) or "none"
+    return [
+        (
+            path,
+            f"policy {policy!r} reads predictor output {output!r}, which the loaded predictor "
+            f"does not produce (available: {known})",
+        )
+        for path, policy, output in output_refs(config)
+        if output not in available
+    ]
+
+
+def configured_outputs(config: Config) -> tuple[str, ...] | None:
+    """The outputs of the configured predictor, read without starting it (for ``check``).
+
+    ``None`` for ``predictor: {type: none}``: no predictor, every policy serves its default arm.
+    Raises :class:`~proxy.errors.PredictorLoadError` for a missing or corrupt predictor.
+    """
+    spec = config.predictor
+    if spec.type == "none":
+        return None
+    if spec.type == "hash":
+        from proxy.prediction import HashPredictor
+
+        return HashPredictor().output_names
+    if spec.type == "table":
+        from proxy.prediction import TablePredictor
+
+        assert spec.path is not None
+        return TablePredictor.from_jsonl(spec.path).output_names
+    from predictor_onnx.manifest import read_manifest
+    from predictor_onnx.runtime import shipped_model_dir
+
+    manifest: Any = read_manifest(Path(spec.path) if spec.path else shipped_model_dir())
+    return tuple(manifest.output_names)
