@@ -1,5 +1,6 @@
 """``adaptive-proxy bench --suite alpaca-eval-ladder --quick``: the keys checks rely on, prices
-read from litellm's bundled price map with its version and date, and a random mix of whole models that matches each single model's own point."""
+read from litellm's bundled price map with its version and date, and a random mix of whole
+models that matches each single model's own point."""
 
 from __future__ import annotations
 
