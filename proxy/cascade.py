@@ -86,6 +86,11 @@ class CheapResult:
         return sum(r.cost_usd for r in self.runs)
 
     @property
+    def drawn(self) -> int:
+        """Samples the cheap stages drew (failed calls drew none)."""
+        return sum(len(r.replies) - len(r.errors) for r in self.runs)
+
+    @property
     def usage(self) -> tuple[int, int]:
         """Prompt and completion tokens of the cheap stages."""
         return sum(r.prompt_tokens for r in self.runs), sum(r.completion_tokens for r in self.runs)
@@ -189,6 +194,8 @@ class CascadeExecutor:
         answered_by: str,
         escalated: bool,
         last: Mapping[str, Any] | None,
+        last_drawn: int,
+        choices: int,
     ) -> dict[str, Any]:
         a = cheap.assessment
         stages: list[dict[str, Any]] = []
@@ -212,6 +219,9 @@ class CascadeExecutor:
         out.update(
             {
                 "arm": answered_by,
+                # Samples drawn by every stage that ran, as best-of-k's ``n`` counts them.
+                "n": cheap.drawn + last_drawn,
+                "choices": choices,
                 "stages": stages,
                 "escalated": escalated,
                 "escalation_reason": a.reason,
@@ -290,15 +300,14 @@ class CascadeExecutor:
             "total_tokens": prompt_tokens + completion_tokens,
         }
         last = {"error": failed} if failed is not None else None
-        adaptive = self._adaptive(decision, policy, cheap, stage.label, False, last)
+        adaptive = self._adaptive(decision, policy, cheap, stage.label, False, last, 0, 1)
         adaptive["cost_usd"] = cheap.cost_usd
         if failed is not None:
             adaptive["escalation_failed"] = True
         body["adaptive"] = adaptive
         self._metrics.observe_cascade(decision.policy, stage.label, False)
-        headers = {**decision.headers(), "x-adaptive-arm": stage.label}
-        drawn = sum(len(r.replies) - len(r.errors) for r in cheap.runs)
-        outcome = Outcome(cheap.cost_usd, drawn)
+        headers = _headers(decision, stage.label, adaptive)
+        outcome = Outcome(cheap.cost_usd, cheap.drawn)
         if not job.stream:
             return JsonResult(body, headers, outcome)
 
@@ -332,15 +341,15 @@ class CascadeExecutor:
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         }
+        choices = len(body.get("choices") or ()) or 1
         adaptive = self._adaptive(
-            decision, policy, cheap, final.label, True, {"cost_usd": last_cost}
+            decision, policy, cheap, final.label, True, {"cost_usd": last_cost}, choices, choices
         )
         adaptive["cost_usd"] = cheap.cost_usd + last_cost
         body["adaptive"] = adaptive
         self._metrics.observe_cascade(decision.policy, final.label, True)
-        drawn = sum(len(r.replies) - len(r.errors) for r in cheap.runs) + 1
-        headers = {**decision.headers(), "x-adaptive-arm": final.label}
-        return JsonResult(body, headers, Outcome.of_completion(body, drawn))
+        headers = _headers(decision, final.label, adaptive)
+        return JsonResult(body, headers, Outcome.of_completion(body, adaptive["n"]))
 
     def _escalated_stream(
         self,
@@ -351,7 +360,9 @@ class CascadeExecutor:
         job: ExecutionRequest,
     ) -> EventStream:
         final = policy.stages[-1]
-        outcome = Outcome(cheap.cost_usd, sum(len(r.replies) - len(r.errors) for r in cheap.runs))
+        outcome = Outcome(cheap.cost_usd, cheap.drawn)
+        # The last stage draws the client's n (counted when its stream opened).
+        last_drawn = stream.outcome.n_samples
         cheap_prompt, cheap_completion = cheap.usage
         inner = stream.events
 
@@ -367,7 +378,9 @@ class CascadeExecutor:
                 outcome.n_samples += stream.outcome.n_samples
 
         def adaptive() -> dict[str, Any]:
-            out = self._adaptive(decision, policy, cheap, final.label, True, None)
+            out = self._adaptive(
+                decision, policy, cheap, final.label, True, None, last_drawn, last_drawn
+            )
             out["cost_usd_cheap_stages"] = cheap.cost_usd
             return out
 
@@ -375,10 +388,23 @@ class CascadeExecutor:
         return EventStream(
             events=events(),
             adaptive=adaptive,
-            headers={**decision.headers(), "x-adaptive-arm": final.label},
+            headers=_headers(decision, final.label, adaptive()),
             outcome=outcome,
             source=stream.source,
         )
+
+
+def _headers(decision: Decision, answered_by: str, adaptive: Mapping[str, Any]) -> dict[str, str]:
+    """The response headers: the answering stage, samples drawn by every stage, the gain."""
+    headers = {
+        **decision.headers(),
+        "x-adaptive-arm": answered_by,
+        "x-adaptive-n": str(adaptive["n"]),
+        "x-adaptive-choices": str(adaptive["choices"]),
+    }
+    if adaptive.get("gain") is not None:
+        headers["x-adaptive-gain"] = f"{adaptive['gain']:.4f}"
+    return headers
 
 
 def with_cheap_usage(event: bytes, prompt_tokens: int, completion_tokens: int) -> bytes:

@@ -237,6 +237,27 @@ async def test_every_stage_failing_is_an_honest_502(client: AsyncOpenAI, agreein
     assert caught.value.status_code == 502
 
 
+async def test_headers_count_the_samples_every_stage_drew(
+    client: AsyncOpenAI, agreeing: Record, disagreeing: Record
+) -> None:
+    # Two cheap samples; escalating draws a third. JSON and stream say the same.
+    for rec, drawn, gain in ((agreeing, 2, "0.0000"), (disagreeing, 3, "1.0000")):
+        raw = await client.chat.completions.with_raw_response.create(
+            model="casc", messages=msgs(rec)
+        )
+        adaptive = (raw.parse().model_extra or {})["adaptive"]
+        assert raw.headers["x-adaptive-n"] == str(drawn) and adaptive["n"] == drawn
+        assert raw.headers["x-adaptive-choices"] == "1" and adaptive["choices"] == 1
+        assert raw.headers["x-adaptive-gain"] == gain
+        async with client.chat.completions.with_streaming_response.create(
+            model="casc", messages=msgs(rec), stream=True
+        ) as response:
+            assert response.headers["x-adaptive-n"] == str(drawn)
+            assert response.headers["x-adaptive-choices"] == "1"
+            first = await anext(aiter(await response.parse()))
+        assert (first.model_extra or {})["adaptive"]["n"] == drawn
+
+
 async def test_decide_reports_the_plan_and_that_escalation_waits_for_the_answers(
     proxy_url: str, agreeing: Record
 ) -> None:
