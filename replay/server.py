@@ -246,7 +246,8 @@ async def _serve(args: argparse.Namespace) -> None:
         port = runner.addresses[0][1] if runner.addresses else args.port
         # On stdout whatever the logging setup: users need the address to point a config at.
         print(
-            f"replay upstream serving {len(store)} prompts for {len(store.models)} models "
+            f"replay upstream serving {len(store)} prompts for "
+            f"{len(store.models) + len(multisample.models)} models "
             f"on http://{args.host}:{port}/v1",
             flush=True,
         )
