@@ -321,7 +321,8 @@ async def test_the_example_policies_answer(
     replay_base_url: str, disagreeing: Record, agreeing: Record
 ) -> None:
     config = load_config(EXAMPLE, env={"REPLAY_BASE_URL": replay_base_url})
-    app = create_app(config, predictor=HashPredictor(arms=("weak", "strong")))
+    arms = ("weak", "strong", "6b_finetuning", "175b_finetuning", "175b_verification")
+    app = create_app(config, predictor=HashPredictor(arms=arms))
     async with (
         running(app) as url,
         AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client,
@@ -340,3 +341,9 @@ async def test_the_example_policies_answer(
         adaptive = (completion.model_extra or {})["adaptive"]
         assert adaptive["stopped_by"] in ("vote", "cap", "budget")
         assert 1 <= adaptive["samples_drawn"] <= 8
+        raw = await client.chat.completions.with_raw_response.create(
+            model="gsm8k-ladder", messages=msgs(agreeing)
+        )
+        adaptive = (raw.parse().model_extra or {})["adaptive"]
+        assert raw.headers["x-adaptive-arm"] in ("6b", "175b", "175b-best-of-100")
+        assert adaptive["cost_usd"] > 0
