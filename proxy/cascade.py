@@ -219,6 +219,7 @@ class CascadeExecutor:
         out.update(
             {
                 "arm": answered_by,
+                "upstream": next(s.upstream for s in policy.stages if s.label == answered_by),
                 # Samples drawn by every stage that ran, as best-of-k's ``n`` counts them.
                 "n": cheap.drawn + last_drawn,
                 "choices": choices,

@@ -140,6 +140,7 @@ async def test_disagreement_escalates_to_the_last_stage(
     assert completion.choices[0].message.content == disagreeing.responses["strong"]
     adaptive = (completion.model_extra or {})["adaptive"]
     assert adaptive["escalated"] is True and adaptive["gain"] == 1.0
+    assert adaptive["upstream"] == "gpt-4"  # the upstream that answered, as for every policy
     assert adaptive["stages"][2]["ran"] is True
     assert (
         adaptive["cost_usd"] > adaptive["stages"][0]["cost_usd"] + adaptive["stages"][1]["cost_usd"]
