@@ -308,7 +308,7 @@ class CascadeExecutor:
         body["adaptive"] = adaptive
         self._metrics.observe_cascade(decision.policy, stage.label, False)
         headers = _headers(decision, stage.label, adaptive)
-        outcome = Outcome(cheap.cost_usd, cheap.drawn)
+        outcome = Outcome(cheap.cost_usd, cheap.drawn, answered_by=(stage.label, stage.upstream))
         if not job.stream:
             return JsonResult(body, headers, outcome)
 
@@ -350,7 +350,9 @@ class CascadeExecutor:
         body["adaptive"] = adaptive
         self._metrics.observe_cascade(decision.policy, final.label, True)
         headers = _headers(decision, final.label, adaptive)
-        return JsonResult(body, headers, Outcome.of_completion(body, adaptive["n"]))
+        outcome = Outcome.of_completion(body, adaptive["n"])
+        outcome.answered_by = (final.label, final.upstream)
+        return JsonResult(body, headers, outcome)
 
     def _escalated_stream(
         self,
@@ -361,7 +363,7 @@ class CascadeExecutor:
         job: ExecutionRequest,
     ) -> EventStream:
         final = policy.stages[-1]
-        outcome = Outcome(cheap.cost_usd, cheap.drawn)
+        outcome = Outcome(cheap.cost_usd, cheap.drawn, answered_by=(final.label, final.upstream))
         # The last stage draws the client's n (counted when its stream opened).
         last_drawn = stream.outcome.n_samples
         cheap_prompt, cheap_completion = cheap.usage

@@ -119,6 +119,8 @@ def _note_outcome(record: RequestRecord | None, outcome: Outcome, data: dict[str
     )
     record.upstream_latency_ms = outcome.upstream_latency_ms
     record.fallback_upstream = outcome.fallback_upstream
+    if outcome.answered_by is not None:
+        record.arm, record.upstream = outcome.answered_by
     if outcome.n_samples:
         record.n = outcome.n_samples
     client_n = data.get("n")

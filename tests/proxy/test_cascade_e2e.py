@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -257,6 +259,26 @@ async def test_headers_count_the_samples_every_stage_drew(
             assert response.headers["x-adaptive-choices"] == "1"
             first = await anext(aiter(await response.parse()))
         assert (first.model_extra or {})["adaptive"]["n"] == drawn
+
+
+async def test_the_access_log_names_the_stage_that_answered(
+    client: AsyncOpenAI,
+    agreeing: Record,
+    disagreeing: Record,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="adaptive_proxy.access")
+    for stream in (False, True):
+        for rec in (agreeing, disagreeing):
+            raw = await client.chat.completions.with_raw_response.create(
+                model="casc", messages=msgs(rec), stream=stream
+            )
+            if stream:
+                async for _ in raw.parse():  # type: ignore[union-attr]
+                    pass
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name.endswith(".access")]
+    expected = [("mixtral", "mixtral", 2), ("gpt-4", "gpt-4", 3)] * 2
+    assert [(line["arm"], line["upstream"], line["n"]) for line in lines] == expected
 
 
 async def test_decide_reports_the_plan_and_that_escalation_waits_for_the_answers(
