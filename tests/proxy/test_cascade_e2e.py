@@ -232,6 +232,9 @@ async def test_a_failing_last_stage_falls_back_to_the_cheap_answer(
     async with aiohttp.ClientSession() as session, session.get(f"{proxy_url}/metrics") as r:
         metrics = await r.text()
     assert 'adaptive_cascade_requests_total{answered_by="mixtral",escalated="false"' in metrics
+    # Requests are counted by the stage that answered, as the headers and access log name it.
+    assert 'adaptive_requests_total{arm="mixtral",policy="casc-last-down",status="200"}' in metrics
+    assert 'arm="cascade"' not in metrics
 
 
 async def test_every_stage_failing_is_an_honest_502(client: AsyncOpenAI, agreeing: Record) -> None:
