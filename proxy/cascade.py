@@ -17,19 +17,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 
 from predictor_onnx.evidence import SampleEvidence
 from proxy.bestofk import completion_chunks, message_content
+from proxy.cascade_stages import CheapResult, StageRun, first_choice, mean_logprob
 from proxy.errors import ProxyError
 from proxy.executor import RouteExecutor
-from proxy.policies.allocation import DecisionProblem
 from proxy.policies.base import Decision
 from proxy.policies.cascade import CascadePolicy, CascadeStage
-from proxy.policies.escalation import Assessment, assess
+from proxy.policies.escalation import assess
 from proxy.policies.registry import policy_as
 from proxy.pricing import CostModel, usage_of
 from proxy.protocol import sse_event
@@ -46,66 +45,6 @@ class CascadeMetrics(Protocol):
 
     def observe_cascade(self, policy: str, answered_by: str, escalated: bool) -> None: ...
     def cascade_stage_failure(self, policy: str, stage: str) -> None: ...
-
-
-@dataclass
-class StageRun:
-    """One cheap stage's calls: replies (``None``: a failed sample), tokens and cost."""
-
-    stage: CascadeStage
-    replies: list[dict[str, Any] | None] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-
-
-@dataclass
-class CheapResult:
-    """The cheap stages, their samples as evidence, and the assessment."""
-
-    runs: list[StageRun]
-    replies: list[dict[str, Any] | None]  # one per sample, aligned with ``assessment.samples``
-    assessment: Assessment
-    escalation_cost_usd: float  # expected cost of the last stage
-
-    def problem(self) -> DecisionProblem:
-        """The escalation as a two-arm choice (what a budget controller replays to find λ):
-        escalating is worth ``gain`` for its cost, not escalating nothing."""
-        a = self.assessment
-        gain = 1.0 if a.gain is None else a.gain
-        n = sum(len(r.replies) for r in self.runs)
-        cost = self.cost_usd
-        return DecisionProblem(
-            (0.0, gain), (cost, cost + self.escalation_cost_usd), (n, n + 1), (False, True)
-        )
-
-    @property
-    def cost_usd(self) -> float:
-        """What the cheap stages cost."""
-        return sum(r.cost_usd for r in self.runs)
-
-    @property
-    def usage(self) -> tuple[int, int]:
-        """Prompt and completion tokens of the cheap stages."""
-        return sum(r.prompt_tokens for r in self.runs), sum(r.completion_tokens for r in self.runs)
-
-
-def mean_logprob(choice: Mapping[str, Any]) -> float | None:
-    """Mean token logprob of a choice that carries OpenAI ``logprobs.content``."""
-    logprobs = choice.get("logprobs")
-    content = logprobs.get("content") if isinstance(logprobs, dict) else None
-    if not isinstance(content, list) or not content:
-        return None
-    values = [t.get("logprob") for t in content if isinstance(t, dict)]
-    numbers = [float(v) for v in values if isinstance(v, int | float)]
-    return sum(numbers) / len(numbers) if numbers else None
-
-
-def _first_choice(reply: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    choices = reply.get("choices") if reply is not None else None
-    first = choices[0] if isinstance(choices, list) and choices else None
-    return first if isinstance(first, dict) else None
 
 
 class CascadeExecutor:
@@ -161,7 +100,7 @@ class CascadeExecutor:
         replies: list[dict[str, Any] | None] = []
         for index, run in enumerate(runs):
             for reply in run.replies:
-                choice = _first_choice(reply)
+                choice = first_choice(reply)
                 text = message_content(choice) if choice is not None else None
                 answer = extract_answer(text, policy.answer_pattern) if text else None
                 logprob = mean_logprob(choice) if choice is not None else None
@@ -189,6 +128,8 @@ class CascadeExecutor:
         answered_by: str,
         escalated: bool,
         last: Mapping[str, Any] | None,
+        last_drawn: int,
+        choices: int,
     ) -> dict[str, Any]:
         a = cheap.assessment
         stages: list[dict[str, Any]] = []
@@ -212,6 +153,10 @@ class CascadeExecutor:
         out.update(
             {
                 "arm": answered_by,
+                "upstream": next(s.upstream for s in policy.stages if s.label == answered_by),
+                # Samples drawn by every stage that ran, as best-of-k's ``n`` counts them.
+                "n": cheap.drawn + last_drawn,
+                "choices": choices,
                 "stages": stages,
                 "escalated": escalated,
                 "escalation_reason": a.reason,
@@ -283,22 +228,21 @@ class CascadeExecutor:
         stage = policy.stages[cheap.assessment.samples[index].stage]
         prompt_tokens, completion_tokens = cheap.usage
         body = {k: v for k, v in reply.items() if k != "usage"}
-        body["choices"] = [dict(_first_choice(reply) or {}, index=0)]
+        body["choices"] = [dict(first_choice(reply) or {}, index=0)]
         body["usage"] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         }
         last = {"error": failed} if failed is not None else None
-        adaptive = self._adaptive(decision, policy, cheap, stage.label, False, last)
+        adaptive = self._adaptive(decision, policy, cheap, stage.label, False, last, 0, 1)
         adaptive["cost_usd"] = cheap.cost_usd
         if failed is not None:
             adaptive["escalation_failed"] = True
         body["adaptive"] = adaptive
         self._metrics.observe_cascade(decision.policy, stage.label, False)
-        headers = {**decision.headers(), "x-adaptive-arm": stage.label}
-        drawn = sum(len(r.replies) - len(r.errors) for r in cheap.runs)
-        outcome = Outcome(cheap.cost_usd, drawn)
+        headers = _headers(decision, stage.label, adaptive)
+        outcome = Outcome(cheap.cost_usd, cheap.drawn, answered_by=(stage.label, stage.upstream))
         if not job.stream:
             return JsonResult(body, headers, outcome)
 
@@ -332,15 +276,17 @@ class CascadeExecutor:
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         }
+        choices = len(body.get("choices") or ()) or 1
         adaptive = self._adaptive(
-            decision, policy, cheap, final.label, True, {"cost_usd": last_cost}
+            decision, policy, cheap, final.label, True, {"cost_usd": last_cost}, choices, choices
         )
         adaptive["cost_usd"] = cheap.cost_usd + last_cost
         body["adaptive"] = adaptive
         self._metrics.observe_cascade(decision.policy, final.label, True)
-        drawn = sum(len(r.replies) - len(r.errors) for r in cheap.runs) + 1
-        headers = {**decision.headers(), "x-adaptive-arm": final.label}
-        return JsonResult(body, headers, Outcome.of_completion(body, drawn))
+        headers = _headers(decision, final.label, adaptive)
+        outcome = Outcome.of_completion(body, adaptive["n"])
+        outcome.answered_by = (final.label, final.upstream)
+        return JsonResult(body, headers, outcome)
 
     def _escalated_stream(
         self,
@@ -351,7 +297,9 @@ class CascadeExecutor:
         job: ExecutionRequest,
     ) -> EventStream:
         final = policy.stages[-1]
-        outcome = Outcome(cheap.cost_usd, sum(len(r.replies) - len(r.errors) for r in cheap.runs))
+        outcome = Outcome(cheap.cost_usd, cheap.drawn, answered_by=(final.label, final.upstream))
+        # The last stage draws the client's n (counted when its stream opened).
+        last_drawn = stream.outcome.n_samples
         cheap_prompt, cheap_completion = cheap.usage
         inner = stream.events
 
@@ -367,7 +315,9 @@ class CascadeExecutor:
                 outcome.n_samples += stream.outcome.n_samples
 
         def adaptive() -> dict[str, Any]:
-            out = self._adaptive(decision, policy, cheap, final.label, True, None)
+            out = self._adaptive(
+                decision, policy, cheap, final.label, True, None, last_drawn, last_drawn
+            )
             out["cost_usd_cheap_stages"] = cheap.cost_usd
             return out
 
@@ -375,10 +325,23 @@ class CascadeExecutor:
         return EventStream(
             events=events(),
             adaptive=adaptive,
-            headers={**decision.headers(), "x-adaptive-arm": final.label},
+            headers=_headers(decision, final.label, adaptive()),
             outcome=outcome,
             source=stream.source,
         )
+
+
+def _headers(decision: Decision, answered_by: str, adaptive: Mapping[str, Any]) -> dict[str, str]:
+    """The response headers: the answering stage, samples drawn by every stage, the gain."""
+    headers = {
+        **decision.headers(),
+        "x-adaptive-arm": answered_by,
+        "x-adaptive-n": str(adaptive["n"]),
+        "x-adaptive-choices": str(adaptive["choices"]),
+    }
+    if adaptive.get("gain") is not None:
+        headers["x-adaptive-gain"] = f"{adaptive['gain']:.4f}"
+    return headers
 
 
 def with_cheap_usage(event: bytes, prompt_tokens: int, completion_tokens: int) -> bytes:

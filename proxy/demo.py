@@ -146,12 +146,13 @@ async def _show_best_of_k(client: Any, records: Sequence[Any]) -> None:
         )
         completion = raw.parse()
         answer = completion.choices[0].message.content or ""
-        last_line = answer.splitlines()[-1] if answer else ""
         truth = extract_answer(str(record.extra.get("ground_truth", "")))
         got = extract_answer(answer)
         mark = "" if truth is None else ("right" if got == truth else f"wrong (truth {truth})")
         prompt = _short(record.prompt_id + ": " + record.messages[-1]["content"], 40)
+        # The final answer, not the last line: recorded solutions often end in blank lines.
+        shown = got if got is not None else "(no final answer)"
         print(
             f"{prompt:<40} n={raw.headers.get('x-adaptive-n', '?'):<3} → "
-            f"{_short(last_line, 36):<36} {mark}"
+            f"{_short(shown, 36):<36} {mark}"
         )

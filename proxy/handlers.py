@@ -119,6 +119,8 @@ def _note_outcome(record: RequestRecord | None, outcome: Outcome, data: dict[str
     )
     record.upstream_latency_ms = outcome.upstream_latency_ms
     record.fallback_upstream = outcome.fallback_upstream
+    if outcome.answered_by is not None:
+        record.arm, record.upstream = outcome.answered_by
     if outcome.n_samples:
         record.n = outcome.n_samples
     client_n = data.get("n")
@@ -191,7 +193,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         status = getattr(exc, "status", 500)
         raise
     finally:
-        request.app[METRICS].record_request(decision.policy, decision.arm, status)
+        # A cascade learns which stage answers only while executing; count that stage.
+        arm = outcome.answered_by[0] if outcome.answered_by is not None else decision.arm
+        request.app[METRICS].record_request(decision.policy, arm, status)
         _note_outcome(record, outcome, data)
         observed = decision
         if outcome.problem is not None:

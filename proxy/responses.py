@@ -51,6 +51,8 @@ class Outcome:
     upstream_latency_ms: float | None = None
     # The upstream that answered when it is not the decided one (the policy's fallback).
     fallback_upstream: str | None = None
+    # The arm and upstream that answered when the executor chose them itself (a cascade's stage).
+    answered_by: tuple[str, str] | None = None
 
     @classmethod
     def of_completion(cls, body: dict[str, Any], n_samples: int) -> Outcome:

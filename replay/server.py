@@ -245,8 +245,9 @@ async def _serve(args: argparse.Namespace) -> None:
         await site.start()
         port = runner.addresses[0][1] if runner.addresses else args.port
         # On stdout whatever the logging setup: users need the address to point a config at.
+        n_models = len(store.models) + (len(multisample.models) if multisample else 0)
         print(
-            f"replay upstream serving {len(store)} prompts for {len(store.models)} models "
+            f"replay upstream serving {len(store)} prompts for {n_models} models "
             f"on http://{args.host}:{port}/v1",
             flush=True,
         )

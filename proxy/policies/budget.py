@@ -222,6 +222,7 @@ class BudgetController:
         self._decoded: dict[bytes, DecisionProblem] = {}
         self._since_recompute = 0
         self._last_recompute = -math.inf
+        self._solved = False
         self._lock = asyncio.Lock()
         self._refresher: asyncio.Task[None] | None = None
         self._last: dict[str, float | int | None] = {
@@ -375,6 +376,7 @@ class BudgetController:
                     self.target_kind,
                     effective,
                 )
+                self._solved = True
             self._last = {
                 "window": len(window),
                 "realised": realised,
@@ -391,6 +393,9 @@ class BudgetController:
         stale = (
             self._since_recompute >= self._recompute_every
             or time.monotonic() - self._last_recompute >= self._recompute_interval_s
+            # Warming up, λ is the initial one: solve as soon as the window is long enough,
+            # not up to ``recompute_every`` requests later.
+            or (not self._solved and self._since_recompute > 0)
         )
         if stale and not self._lock.locked():
             if self._store is None or self._last_recompute == -math.inf:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from proxy.cascade import mean_logprob, with_cheap_usage
+from proxy.cascade import with_cheap_usage
+from proxy.cascade_stages import mean_logprob
 
 
 def test_mean_logprob_of_an_openai_choice() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -140,6 +142,7 @@ async def test_disagreement_escalates_to_the_last_stage(
     assert completion.choices[0].message.content == disagreeing.responses["strong"]
     adaptive = (completion.model_extra or {})["adaptive"]
     assert adaptive["escalated"] is True and adaptive["gain"] == 1.0
+    assert adaptive["upstream"] == "gpt-4"  # the upstream that answered, as for every policy
     assert adaptive["stages"][2]["ran"] is True
     assert (
         adaptive["cost_usd"] > adaptive["stages"][0]["cost_usd"] + adaptive["stages"][1]["cost_usd"]
@@ -229,12 +232,56 @@ async def test_a_failing_last_stage_falls_back_to_the_cheap_answer(
     async with aiohttp.ClientSession() as session, session.get(f"{proxy_url}/metrics") as r:
         metrics = await r.text()
     assert 'adaptive_cascade_requests_total{answered_by="mixtral",escalated="false"' in metrics
+    # Requests are counted by the stage that answered, as the headers and access log name it.
+    assert 'adaptive_requests_total{arm="mixtral",policy="casc-last-down",status="200"}' in metrics
+    assert 'arm="cascade"' not in metrics
 
 
 async def test_every_stage_failing_is_an_honest_502(client: AsyncOpenAI, agreeing: Record) -> None:
     with pytest.raises(APIStatusError) as caught:
         await client.chat.completions.create(model="casc-all-down", messages=msgs(agreeing))
     assert caught.value.status_code == 502
+
+
+async def test_headers_count_the_samples_every_stage_drew(
+    client: AsyncOpenAI, agreeing: Record, disagreeing: Record
+) -> None:
+    # Two cheap samples; escalating draws a third. JSON and stream say the same.
+    for rec, drawn, gain in ((agreeing, 2, "0.0000"), (disagreeing, 3, "1.0000")):
+        raw = await client.chat.completions.with_raw_response.create(
+            model="casc", messages=msgs(rec)
+        )
+        adaptive = (raw.parse().model_extra or {})["adaptive"]
+        assert raw.headers["x-adaptive-n"] == str(drawn) and adaptive["n"] == drawn
+        assert raw.headers["x-adaptive-choices"] == "1" and adaptive["choices"] == 1
+        assert raw.headers["x-adaptive-gain"] == gain
+        async with client.chat.completions.with_streaming_response.create(
+            model="casc", messages=msgs(rec), stream=True
+        ) as response:
+            assert response.headers["x-adaptive-n"] == str(drawn)
+            assert response.headers["x-adaptive-choices"] == "1"
+            first = await anext(aiter(await response.parse()))
+        assert (first.model_extra or {})["adaptive"]["n"] == drawn
+
+
+async def test_the_access_log_names_the_stage_that_answered(
+    client: AsyncOpenAI,
+    agreeing: Record,
+    disagreeing: Record,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="adaptive_proxy.access")
+    for stream in (False, True):
+        for rec in (agreeing, disagreeing):
+            raw = await client.chat.completions.with_raw_response.create(
+                model="casc", messages=msgs(rec), stream=stream
+            )
+            if stream:
+                async for _ in raw.parse():  # type: ignore[union-attr]
+                    pass
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name.endswith(".access")]
+    expected = [("mixtral", "mixtral", 2), ("gpt-4", "gpt-4", 3)] * 2
+    assert [(line["arm"], line["upstream"], line["n"]) for line in lines] == expected
 
 
 async def test_decide_reports_the_plan_and_that_escalation_waits_for_the_answers(
@@ -300,7 +347,8 @@ async def test_the_example_policies_answer(
     replay_base_url: str, disagreeing: Record, agreeing: Record
 ) -> None:
     config = load_config(EXAMPLE, env={"REPLAY_BASE_URL": replay_base_url})
-    app = create_app(config, predictor=HashPredictor(arms=("weak", "strong")))
+    arms = ("weak", "strong", "6b_finetuning", "175b_finetuning", "175b_verification")
+    app = create_app(config, predictor=HashPredictor(arms=arms))
     async with (
         running(app) as url,
         AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client,
@@ -319,3 +367,9 @@ async def test_the_example_policies_answer(
         adaptive = (completion.model_extra or {})["adaptive"]
         assert adaptive["stopped_by"] in ("vote", "cap", "budget")
         assert 1 <= adaptive["samples_drawn"] <= 8
+        raw = await client.chat.completions.with_raw_response.create(
+            model="gsm8k-ladder", messages=msgs(agreeing)
+        )
+        adaptive = (raw.parse().model_extra or {})["adaptive"]
+        assert raw.headers["x-adaptive-arm"] in ("6b", "175b", "175b-best-of-100")
+        assert adaptive["cost_usd"] > 0

@@ -31,7 +31,10 @@ def test_replay_upstream_prints_its_address_and_serves_there(data_dir: Path) -> 
             assert match, line
             assert int(match.group(2)) > 0  # the real port, not the 0 it was asked for
             with openai.OpenAI(base_url=match.group(1), api_key="x", max_retries=0) as client:
-                assert "gpt-4-1106-preview" in {m.id for m in client.models.list()}
+                models = {m.id for m in client.models.list()}
+            assert "gpt-4-1106-preview" in models and "humaneval-codegen16b" in models
+            # The line counts every model it serves, the multi-sample suites' too.
+            assert f"for {len(models)} models" in line, line
         finally:
             process.terminate()
             process.wait(timeout=10)

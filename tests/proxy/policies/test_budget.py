@@ -142,6 +142,19 @@ async def test_before_warm_up_the_initial_lambda_is_used() -> None:
         BudgetController("percent", 0.3)  # type: ignore[arg-type]
 
 
+async def test_lambda_is_solved_as_soon_as_the_window_is_long_enough() -> None:
+    # Until the first solve every request gets the initial λ (0: the best-reward arm), so the
+    # first solve must not wait for the next periodic re-solve.
+    controller = BudgetController("fraction_expensive", 0.3, min_window=20, recompute_every=16)
+    for i, problem in enumerate(drifting_stream(21, drift=False)):
+        lambda_ = await controller.current_lambda()
+        assert (lambda_ > 0) == (i == 20), (i, lambda_)
+        arm = problem.choose(lambda_)
+        await controller.observe(
+            problem, arm, cost_usd=problem.costs[arm], n_samples=1, expensive=problem.expensive[arm]
+        )
+
+
 @pytest.fixture
 async def redis_clients(redis_server: RedisServer) -> AsyncIterator[list[aioredis.Redis]]:
     clients = [
