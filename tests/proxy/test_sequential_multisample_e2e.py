@@ -33,7 +33,9 @@ async def client(replay_store: ReplayStore, data_dir: Path) -> AsyncIterator[Asy
     replay = create_replay_app(replay_store, multisample=build_multisample_store(data_dir))
     async with running(replay) as replay_url:
         config = load_config(EXAMPLE, env={"REPLAY_BASE_URL": f"{replay_url}/v1"})
-        app = create_app(config, predictor=HashPredictor(arms=("weak", "strong")))
+        # Every output the example's policies read (the loader checks them all).
+        arms = ("weak", "strong", "6b_finetuning", "175b_finetuning", "175b_verification")
+        app = create_app(config, predictor=HashPredictor(arms=arms))
         async with (
             running(app) as url,
             AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as c,
