@@ -7,6 +7,8 @@
   two-thread session (``threads=2``);
 * resident memory of a process holding the predictor and the proxy's app module, after load and
   after sustained batching (real prompts, then batches of 32 prompts at the token budget).
+Prompts: the recorded ones (``--data-dir``, then ``$ADAPTIVE_DATA_DIR``, then the bundled copy;
+none found is an error), ``--prompts FILE``, or made-up ones only with ``--synthetic``.
 Budgets (issue): p50 ≤ 5 ms, ≥ 400 prompts/s, RSS ≤ 250 MB.
 """
 
@@ -17,8 +19,9 @@ import asyncio
 import gc
 import json
 import os
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +35,36 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _prompts(data_dir: Path | None, n: int) -> list[list[dict[str, Any]]]:
-    if data_dir is not None and data_dir.is_dir():
-        import random
+class PromptsError(Exception):
+    """No prompts to time: the recorded data is missing or holds none (the message says where)."""
 
-        from predictor_onnx.data import load_records
 
-        records = load_records(data_dir)
-        random.Random(0).shuffle(records)
-        return [list(r.messages) for r in records[:n]]
+def recorded_prompts(
+    data_dir: str | None, env: Mapping[str, str] | None = None
+) -> tuple[list[list[dict[str, Any]]], Path]:
+    """Every recorded conversation, shuffled with a fixed seed, and the folder they came from.
+
+    The folder is the project's one lookup (``--data-dir``, then ``$ADAPTIVE_DATA_DIR``, then
+    the bundled copy); a missing or empty one is an error, never replaced by synthetic prompts.
+    """
+    import random
+
+    from predictor_onnx.data import load_records
+    from recorded_data import RecordedDataError, resolve_data_dir
+
+    try:
+        root = resolve_data_dir(data_dir, env=env)
+        records = load_records(root)
+    except (RecordedDataError, OSError) as exc:
+        raise PromptsError(str(exc)) from exc
+    if not records:
+        raise PromptsError(f"no recorded prompts in {root}")
+    random.Random(0).shuffle(records)
+    return [list(r.messages) for r in records], root
+
+
+def synthetic_prompts(n: int) -> list[list[dict[str, Any]]]:
+    """``n`` made-up prompts of 3 to 112 words; only when asked for with ``--synthetic``."""
     words = "the quick brown fox jumps over the lazy dog while counting 17 sheep".split()
     return [
         [{"role": "user", "content": " ".join(words[: 3 + i % 12] * (1 + i % 8))}] for i in range(n)
@@ -53,14 +77,14 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 
 def measure(
-    model_dir: Path | None = None,
+    model_dir: Path | None,
+    conversations: list[list[dict[str, Any]]],
     *,
-    data_dir: Path | None = None,
-    conversations: list[list[dict[str, Any]]] | None = None,
+    prompts_label: str,
     n_single: int = 200,
     n_batched: int = 1024,
 ) -> dict[str, Any]:
-    """Run the measurements and return them as a dict of printable figures."""
+    """Time ``conversations`` and return the figures, ``prompts_label`` naming their source."""
     import proxy.app  # noqa: F401  (RSS should include the proxy's own imports)
     from predictor_onnx.runtime import OnnxPredictor
 
@@ -68,14 +92,7 @@ def measure(
     rss_loaded = _rss_mb()
     long_prompt = [{"role": "user", "content": "word " * 400}]
     ids = single._prompts.ids(long_prompt)
-    if conversations:
-        import random
-
-        real = list(conversations)
-        random.Random(0).shuffle(real)
-        real = real[: max(n_single, n_batched)]
-    else:
-        real = _prompts(data_dir, max(n_single, n_batched))
+    real = list(conversations[: max(n_single, n_batched)])
     # Reading the data set leaves its (freed, partly reusable) memory in RSS; the proxy never
     # holds it, so it is reported next to the sustained figure, which includes it.
     gc.collect()
@@ -118,9 +135,7 @@ def measure(
         "of which the benchmark's own prompts (at most), MB": round(prompts_mb, 1),
         "cpu cores of this machine": os.cpu_count(),
         "load average at the end (shared machines skew every figure)": round(os.getloadavg()[0], 2),
-        "prompts": "real benchmark prompts"
-        if conversations or (data_dir and data_dir.is_dir())
-        else "synthetic",
+        "prompts": prompts_label,
     }
 
 
@@ -128,20 +143,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print the figures (``--json`` for machine-readable output)."""
     parser = argparse.ArgumentParser(prog="python -m bench.predictor_speed")
     parser.add_argument("--model", default=None, help="model folder (default: shipped)")
-    parser.add_argument("--data-dir", default=None, help="real prompts (default: synthetic)")
-    parser.add_argument("--prompts", default=None, help="JSONL of messages lists to time")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--data-dir",
+        default=None,
+        help="recorded-data folder whose prompts are timed "
+        "(default: $ADAPTIVE_DATA_DIR, then the bundled copy)",
+    )
+    source.add_argument("--prompts", default=None, help="JSONL of messages lists to time")
+    source.add_argument(
+        "--synthetic", action="store_true", help="time made-up prompts (labelled as such)"
+    )
     parser.add_argument("--n-single", type=int, default=200)
     parser.add_argument("--n-batched", type=int, default=1024)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    conversations = None
-    if args.prompts:
+    if args.synthetic:
+        conversations = synthetic_prompts(max(args.n_single, args.n_batched))
+        label = "synthetic (--synthetic), not recorded prompts"
+    elif args.prompts:
+        import random
+
         with open(args.prompts, encoding="utf-8") as fh:
             conversations = [json.loads(line) for line in fh if line.strip()]
+        if not conversations:
+            print(f"error: no prompts in {args.prompts}", file=sys.stderr)
+            return 2
+        random.Random(0).shuffle(conversations)
+        label = f"from {args.prompts}"
+    else:
+        try:
+            conversations, root = recorded_prompts(args.data_dir)
+        except PromptsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        label = f"recorded prompts from {root}"
     figures = measure(
         Path(args.model) if args.model else None,
-        data_dir=Path(args.data_dir) if args.data_dir else None,
-        conversations=conversations,
+        conversations,
+        prompts_label=label,
         n_single=args.n_single,
         n_batched=args.n_batched,
     )
