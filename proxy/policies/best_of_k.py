@@ -176,7 +176,7 @@ class BestOfKPolicy(AdaptivePolicy):
         return Decision(
             policy=name,
             policy_version=version,
-            arm=f"best_of_{n}",
+            arm=self.arm_name(n),
             upstream=self.upstream,
             n=n,
             predictions=dict(predictions),
@@ -195,12 +195,22 @@ class BestOfKPolicy(AdaptivePolicy):
         return Decision(
             policy=name,
             policy_version=version,
-            arm=f"best_of_{n}",
+            arm=self.arm_name(n),
             upstream=self.upstream,
             n=n,
             reranker=self.reranker.type,
             fallback_reason=reason,
         )
+
+    def arm_name(self, n: int) -> str:
+        """``best_of_<n>``, or ``sequential`` with a ``sequential:`` section.
+
+        A sequential request's sample count is only known once its stop rule fires, so its arm
+        names the method, not round one's size: one label per policy in headers, the access log
+        and ``adaptive_requests_total{arm}``, while ``x-adaptive-n`` and
+        ``adaptive.samples_drawn`` carry the count.
+        """
+        return "sequential" if self.sequential is not None else f"best_of_{n}"
 
     def sampling_plan(self, decision: Decision) -> SamplingPlan:
         """The policy's reranker, sampling parameters and ``use_upstream_n``."""

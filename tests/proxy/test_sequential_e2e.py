@@ -7,6 +7,8 @@ ground truth (a cheap, exact checker, as Game of 24's is).
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -156,6 +158,33 @@ async def test_vote_stops_once_three_samples_agree(client: AsyncOpenAI, unanimou
     assert raw.headers["x-adaptive-n"] == "3"
     assert [c["answer"] for c in adaptive["candidates"]] == [_pool_answers(unanimous)[0]] * 3
     assert completion.choices[0].message.content in unanimous.responses.values()
+
+
+async def test_the_arm_is_sequential_everywhere_whatever_was_drawn(
+    client: AsyncOpenAI, proxy_url: str, unanimous: Record, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="adaptive_proxy.access")
+    raw = await client.chat.completions.with_raw_response.create(
+        model="seq-vote", messages=msgs(unanimous)
+    )
+    adaptive = (raw.parse().model_extra or {})["adaptive"]
+    # Round one drew 2 and the vote stopped at 3: the arm names the method, not either count.
+    assert (adaptive["n_requested"], adaptive["samples_drawn"]) == (2, 3)
+    assert raw.headers["x-adaptive-arm"] == adaptive["arm"] == "sequential"
+    async with client.chat.completions.with_streaming_response.create(
+        model="seq-vote", messages=msgs(unanimous), stream=True
+    ) as response:
+        assert response.headers["x-adaptive-arm"] == "sequential"
+        first = await anext(aiter(await response.parse()))
+        async for _ in await response.parse():
+            pass
+    assert (first.model_extra or {})["adaptive"]["arm"] == "sequential"
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name.endswith(".access")]
+    assert [(line["arm"], line["n"]) for line in lines] == [("sequential", 3)] * 2
+    async with aiohttp.ClientSession() as session, session.get(f"{proxy_url}/metrics") as r:
+        metrics = await r.text()
+    assert 'adaptive_requests_total{arm="sequential",policy="seq-vote",status="200"} 2.0' in metrics
+    assert "best_of_" not in metrics
 
 
 async def test_verifier_stops_at_the_first_right_sample(

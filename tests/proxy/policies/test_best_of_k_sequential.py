@@ -26,7 +26,7 @@ def policy(extra: str) -> BestOfKPolicy:
 
 
 def decision(n: int, p: float, lambda_: float | None = None) -> Decision:
-    return Decision("s", "v", f"best_of_{n}", "a", n, {"p_weak": p}, lambda_=lambda_)
+    return Decision("s", "v", "sequential", "a", n, {"p_weak": p}, lambda_=lambda_)
 
 
 def test_a_hopeless_prompt_gets_round_one_only_under_a_price() -> None:
