@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import os
 import signal
 import sys
@@ -31,9 +30,16 @@ from typing import Any
 
 import aiohttp
 import orjson
-import yaml
 
 from bench import latency_load as load
+from bench.latency_config import (
+    BENCH_MASTER_ENV,
+    POLICY,
+    REPO_ROOT,
+    default_onnx_model,
+    prompts,
+    proxy_args,
+)
 from bench.latency_procs import (
     Child,
     Children,
@@ -46,9 +52,6 @@ from bench.latency_procs import (
 from bench.latency_redis import RedisProcess
 from bench.latency_report import evaluate_targets, format_report
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-POLICY = "auto"
-BENCH_MASTER_ENV = "ADAPTIVE_BENCH_MASTER_KEY"
 CONCURRENCIES = (1, 32, 128)
 
 
@@ -84,67 +87,6 @@ def quick_options(**overrides: Any) -> Options:
     )
     base.update(overrides)
     return Options(**base)
-
-
-def default_onnx_model() -> Path:
-    """The shipped predictor folder (``predictor_onnx/model/``)."""
-    return REPO_ROOT / "predictor_onnx" / "model"
-
-
-def proxy_config(
-    upstream_url: str,
-    predictor: dict[str, Any],
-    *,
-    redis_url: str | None = None,
-    budget: bool = False,
-) -> dict[str, Any]:
-    """A route policy over two upstream names that both point at the fast upstream.
-
-    ``budget`` steers the policy to a target share of expensive calls instead of a threshold
-    (the online controller runs on every request); ``redis_url`` puts the decision cache and
-    the controller's state in Redis.
-    """
-    rule: dict[str, Any] = (
-        {"budget": {"kind": "fraction_expensive", "target": 0.3}} if budget else {"threshold": 0.1}
-    )
-    cache: dict[str, Any] = {"max_entries": 10_000}
-    if redis_url:
-        cache["redis_url"] = redis_url
-    upstream = {
-        "base_url": upstream_url,
-        "price_in_per_mtok_usd": 0.5,
-        "price_out_per_mtok_usd": 1.5,
-        "retries": 0,
-        "max_connections": 256,
-    }
-    return {
-        "server": {"host": "127.0.0.1", "reload": False, "log_level": "warning"},
-        "upstreams": {
-            "cheap": {**upstream, "model": "bench-cheap"},
-            "expensive": {**upstream, "model": "bench-expensive", "price_out_per_mtok_usd": 15.0},
-        },
-        "policies": {
-            POLICY: {
-                "type": "route",
-                "cheap": "cheap",
-                "expensive": "expensive",
-                "predictor_output": "gain",
-                "fallback": "cheap",
-                **rule,
-            },
-        },
-        "predictor": predictor,
-        "cache": cache,
-    }
-
-
-def prompts(count: int) -> list[str]:
-    """Distinct short prompts (GSM8K-sized)."""
-    return [
-        f"Question {i}: a baker sells {i + 3} loaves an hour for {i % 7 + 2} hours. "
-        "How many loaves does she sell? Answer with a number."
-        for i in range(count)
-    ]
 
 
 async def _wait_ready(url: str, child: Child, timeout_s: float) -> float:
@@ -246,39 +188,6 @@ async def _mode(
     return figures
 
 
-def auth_section(client_key: str) -> dict[str, Any]:
-    """``server.auth`` with one metered client key (limits far above what the run sends)."""
-    return {
-        "master_key_envs": [BENCH_MASTER_ENV],
-        "keys": {
-            "bench": {
-                "key_sha256": hashlib.sha256(client_key.encode()).hexdigest(),
-                "requests_per_minute": 10**9,
-                "spend_limit_usd_per_day": 10**6,
-            }
-        },
-    }
-
-
-def _proxy_args(
-    mode: str,
-    predictor: dict[str, Any],
-    upstream_url: str,
-    workdir: Path,
-    port: int,
-    *,
-    redis_url: str | None = None,
-    budget: bool = False,
-    client_key: str | None = None,
-) -> list[str]:
-    config_path = workdir / f"proxy-{mode}.yaml"
-    config = proxy_config(upstream_url, predictor, redis_url=redis_url, budget=budget)
-    if client_key is not None:
-        config["server"]["auth"] = auth_section(client_key)
-    config_path.write_text(yaml.safe_dump(config))
-    return ["-m", "proxy.cli", "serve", "--config", str(config_path), "--port", str(port)]
-
-
 async def run_benchmark(opts: Options) -> dict[str, Any]:
     """Run every measurement; returns the report (``direct``, ``modes``, run facts)."""
     proxy_core, load_core = cores()
@@ -323,13 +232,13 @@ async def run_benchmark(opts: Options) -> dict[str, Any]:
         ):
             redis_url = resources.enter_context(RedisProcess(load_core)) if opts.redis else None
             port = free_port()
-            args = _proxy_args(
+            args = proxy_args(
                 "hash", {"type": "hash"}, upstream_url, Path(tmp), port, redis_url=redis_url
             )
             modes["hash"] = await _mode("hash", args, direct, children, opts, proxy_core, port)
             if opts.with_budget:
                 port = free_port()
-                args = _proxy_args(
+                args = proxy_args(
                     "hash-budget",
                     {"type": "hash"},
                     upstream_url,
@@ -344,7 +253,7 @@ async def run_benchmark(opts: Options) -> dict[str, Any]:
             if opts.with_auth:
                 key = "sk-bench-" + uuid.uuid4().hex
                 port = free_port()
-                args = _proxy_args(
+                args = proxy_args(
                     "hash+auth",
                     {"type": "hash"},
                     upstream_url,
@@ -367,7 +276,7 @@ async def run_benchmark(opts: Options) -> dict[str, Any]:
             else:
                 predictor = {"type": "onnx", "path": str(model_dir), "threads": 1}
                 port = free_port()
-                args = _proxy_args(
+                args = proxy_args(
                     "onnx", predictor, upstream_url, Path(tmp), port, redis_url=redis_url
                 )
                 modes["onnx"] = await _mode("onnx", args, direct, children, opts, proxy_core, port)
