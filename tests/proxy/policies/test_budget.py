@@ -13,7 +13,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from proxy.policies.allocation import DecisionProblem
-from proxy.policies.budget import BudgetController, solve_lambda
+from proxy.policies.budget import BudgetController
+from proxy.policies.budget_solve import solve_lambda
 from tests.redis_server import RedisServer
 
 COST_CHEAP, COST_STRONG = 0.001, 0.01
