@@ -29,24 +29,6 @@ ALL_DATASETS: tuple[str, ...] = (*DATASETS, "humaneval", "game24", "alpaca_eval"
 
 #: Datasets of this module: name -> arms it observes.
 MULTISAMPLE_ARMS: dict[str, str] = {"humaneval": "codegen16b", "game24": "gpt4_game24"}
-#: AlpacaEval models, cheapest-looking first as listed in the data README, as arm names.
-ALPACA_ARMS: tuple[str, ...] = (
-    "falcon_7b_instruct",
-    "phi_2",
-    "llama_2_7b_chat",
-    "zephyr_7b_beta",
-    "llama_2_13b_chat",
-    "yi_34b_chat",
-    "llama_2_70b_chat",
-    "tulu_2_dpo_70b",
-    "gpt_3_5_turbo_0301",
-    "gpt_3_5_turbo_1106",
-    "mistral_medium",
-    "claude_2",
-    "gpt4_0314",
-    "gpt4",
-    "gpt4_1106_preview",
-)
 
 
 def alpaca_arm(model: str) -> str:

@@ -14,12 +14,8 @@ DEFAULT_ARMS: tuple[str, ...] = (
     "175b_finetuning",
     "175b_verification",
 )
-#: Arms of every dataset in ``../shared/data``: the above, the multi-sample suites' models
-#: (label: empirical success rate) and the 15 AlpacaEval models (label: judged win).
-ALL_ARMS: tuple[str, ...] = (
-    *DEFAULT_ARMS,
-    "codegen16b",
-    "gpt4_game24",
+#: AlpacaEval models, cheapest-looking first as the data's README lists them, as arm names.
+ALPACA_ARMS: tuple[str, ...] = (
     "falcon_7b_instruct",
     "phi_2",
     "llama_2_7b_chat",
@@ -36,6 +32,9 @@ ALL_ARMS: tuple[str, ...] = (
     "gpt4",
     "gpt4_1106_preview",
 )
+#: Arms of every recorded dataset: the above, the multi-sample suites' models (label: empirical
+#: success rate) and the 15 AlpacaEval models (label: judged win).
+ALL_ARMS: tuple[str, ...] = (*DEFAULT_ARMS, "codegen16b", "gpt4_game24", *ALPACA_ARMS)
 #: Derived gains: name -> (expensive arm, cheap arm); gain = p_expensive - p_cheap.
 DEFAULT_GAINS: dict[str, tuple[str, str]] = {
     "gain": ("strong", "weak"),
