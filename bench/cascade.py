@@ -347,7 +347,7 @@ def format_table(results: Sequence[Mapping[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m bench.cascade``: print the tables, write ``bench/results/cascade.json``."""
-    from predictor_onnx.data import default_data_dir
+    from recorded_data import resolve_data_dir
 
     parser = argparse.ArgumentParser(prog="python -m bench.cascade", description=__doc__)
     parser.add_argument("--data-dir", default=None, help="recorded data (default: ../shared/data)")
@@ -360,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     args = parser.parse_args(argv)
     results_dir = Path(args.results)
-    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    data_dir = resolve_data_dir(args.data_dir)
     results = run(data_dir, results_dir, n_boot=args.bootstrap)
     print(format_table(results))
     path = Path(args.out)

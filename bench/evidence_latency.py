@@ -222,7 +222,7 @@ def format_table(result: Mapping[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the table; ``--json FILE`` also writes the figures."""
-    from predictor_onnx.data import default_data_dir
+    from recorded_data import resolve_data_dir
 
     parser = argparse.ArgumentParser(prog="python -m bench.evidence_latency", description=__doc__)
     parser.add_argument("--data-dir", default=None)
@@ -232,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args(argv)
-    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    data_dir = resolve_data_dir(args.data_dir)
     result = asyncio.run(
         measure(
             data_dir,

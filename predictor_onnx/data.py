@@ -38,8 +38,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from recorded_data import resolve_data_dir
-
 MODEL_WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 MODEL_STRONG = "gpt-4-1106-preview"
 #: RouteLLM's datasets (the benchmark's suites and the replay upstream's records).
@@ -86,11 +84,6 @@ class Record:
 def normalize_ws(text: str) -> str:
     """Collapse every run of whitespace to one space and strip the ends."""
     return " ".join(text.split())
-
-
-def default_data_dir() -> Path:
-    """``$ADAPTIVE_DATA_DIR`` if set, else the bundled copy (see :mod:`recorded_data`)."""
-    return resolve_data_dir()
 
 
 def _bool(value: str) -> float:

@@ -41,19 +41,20 @@ def add_escalation_args(parser: argparse.ArgumentParser) -> None:
 
 def cmd_train_escalation(args: argparse.Namespace) -> int:
     """Train, evaluate out of fold, export; print where each model went."""
-    from predictor_onnx.data import default_data_dir, load_gsm8k
+    from predictor_onnx.data import load_gsm8k
     from predictor_onnx.escalation import (
         CASCADES,
         build_escalation,
         default_escalation_dir,
         read_prior_jsonl,
     )
+    from recorded_data import resolve_data_dir
 
     names = args.cascade or sorted(CASCADES)
     unknown = [n for n in names if n not in CASCADES]
     if unknown:
         raise SystemExit(f"unknown cascade {unknown[0]!r}; known: {', '.join(sorted(CASCADES))}")
-    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    data_dir = resolve_data_dir(args.data_dir)
     records = load_gsm8k(data_dir)
     prior = read_prior_jsonl([Path(p) for p in args.prior_jsonl]) if args.prior_jsonl else None
     out_dir = Path(args.out) if args.out else default_escalation_dir()
