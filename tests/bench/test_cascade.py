@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from bench.cascade import CASES, main, run, saved_at_equal_quality
+from bench.frontier import EQUAL_QUALITY_TOLERANCE
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
 
@@ -42,9 +45,87 @@ def test_the_analysis_on_recorded_data(data_dir: Path) -> None:
         assert lo <= row["saved_at_equal_quality"] <= hi or np.isnan(lo)
 
 
-def test_the_command_writes_its_json(data_dir: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def recorded(data_dir: Path) -> Mapping[tuple[str, ...], Mapping[str, Any]]:
+    """The 175B cascades with a Mixtral and a 6B check, and Mixtral → GPT-4 with a 6B check."""
+    stages = [("175b_finetuning", "weak"), ("175b_finetuning", "6b_finetuning")]
+    stages.append(("weak", "6b_finetuning"))
+    cases = [c for c in CASES if c.spec.stages in stages]
+    return {
+        r["stages"] and tuple(r["stages"]): r
+        for r in run(data_dir, RESULTS, n_boot=40, cases=cases)
+    }
+
+
+def test_the_frontier_holds_the_checker_that_beats_best_of_100(
+    recorded: Mapping[tuple[str, ...], Mapping[str, Any]],
+) -> None:
+    result = recorded[("175b_finetuning", "weak")]
+    systems = {s["system"]: s for s in result["frontier"]["systems"]}
+    # Mixtral alone is more accurate than 175B best-of-100, for a fraction of its cost ...
+    mixtral = systems["weak"]
+    assert mixtral["on_frontier"]
+    assert mixtral["accuracy"] > result["accuracy"]["all_expensive"]
+    assert not systems["175b_verification"]["on_frontier"]
+    target = result["frontier"]["at_all_expensive_accuracy"]
+    assert target["cost_usd_per_request"] <= mixtral["cost_usd_per_request"]
+    assert "weak" in {m["system"] for m in target["mix"]}
+    # ... so the cascade that pays 175B and Mixtral before escalating loses against the
+    # frontier, whatever it saves against best-of-100.
+    for row in (*result["curves"], *result["points"]):
+        assert row["saved_vs_frontier"] < 0
+        assert row["saved_vs_frontier_ci95"][1] < 0
+    best = max(row["saved_at_equal_quality"] for row in result["curves"])
+    assert best > 0.3
+
+
+def test_gpt4_is_its_own_frontier(recorded: Mapping[tuple[str, ...], Mapping[str, Any]]) -> None:
+    # GPT-4 is the most accurate single system: at its accuracy the frontier is GPT-4 alone,
+    # and a curve's saving against the frontier is its saving against GPT-4.
+    result = recorded[("weak", "6b_finetuning")]
+    target = result["frontier"]["at_all_expensive_accuracy"]
+    assert target["mix"] == [{"system": "strong", "weight": 1.0}]
+    for row in result["curves"]:
+        assert row["saved_vs_frontier"] == pytest.approx(row["saved_at_equal_quality"])
+
+
+def test_fixed_points_that_lose_quality_are_not_at_equal_quality(
+    recorded: Mapping[tuple[str, ...], Mapping[str, Any]],
+) -> None:
+    flags = []
+    for result in recorded.values():
+        for row in result["points"]:
+            lo, hi = row["delta_quality_ci95"]
+            ok = lo <= 0 <= hi and row["delta_quality"] >= -EQUAL_QUALITY_TOLERANCE
+            assert row["equal_quality"] == ok, row["policy"]
+            flags.append(ok)
+    # The learned threshold loses 0.4 pt on the 175B cascade with a 6B check.
+    fixed = recorded[("175b_finetuning", "6b_finetuning")]["points"][1]
+    assert fixed["policy"].endswith("fixed threshold from training folds")
+    assert fixed["delta_quality"] < -EQUAL_QUALITY_TOLERANCE
+    assert not fixed["equal_quality"]
+    assert any(flags)
+
+
+def test_the_command_writes_its_json(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "cascade.json"
     assert main(["--data-dir", str(data_dir), "--bootstrap", "5", "--out", str(out)]) == 0
     written = json.loads(out.read_text())
     assert written["bootstrap"] == 5
+    assert written["equal_quality_tolerance"] == EQUAL_QUALITY_TOLERANCE
     assert len(written["cases"]) == len(CASES)
+    assert all("frontier" in case for case in written["cases"])
+    # Every fixed point not at equal quality prints its quality change beside the saving.
+    printed = capsys.readouterr().out
+    losers = [
+        (case["cascade"], row["policy"], row["delta_quality"])
+        for case in written["cases"]
+        for row in case["points"]
+        if not row["equal_quality"]
+    ]
+    assert losers
+    for cascade, policy, delta in losers:
+        (line,) = [ln for ln in printed.splitlines() if cascade in ln and policy in ln]
+        assert f"at {100 * delta:+.1f} pts (not equal quality)" in line
