@@ -13,7 +13,10 @@ import pytest
 from bench.cascade import CASES, main, run, saved_at_equal_quality
 from bench.frontier import EQUAL_QUALITY_TOLERANCE
 
-RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results"
+# Point estimates do not depend on the bootstrap; intervals do, so only points are compared.
+POINT_KEYS = ("saved_at_equal_quality", "saved_vs_frontier", "cost_saved", "delta_quality")
 
 
 def test_saving_at_equal_quality_on_a_hand_made_cascade() -> None:
@@ -117,6 +120,11 @@ def test_the_command_writes_its_json(
     assert written["equal_quality_tolerance"] == EQUAL_QUALITY_TOLERANCE
     assert len(written["cases"]) == len(CASES)
     assert all("frontier" in case for case in written["cases"])
+    # The committed results are what the current code computes from the current records.
+    committed = json.loads((RESULTS / "cascade.json").read_text(encoding="utf-8"))
+    assert len(committed["cases"]) == len(written["cases"])
+    for old, new in zip(committed["cases"], written["cases"], strict=True):
+        assert _points(old) == pytest.approx(_points(new)), old["cascade"]
     # Every fixed point not at equal quality prints its quality change beside the saving.
     printed = capsys.readouterr().out
     losers = [
@@ -129,3 +137,36 @@ def test_the_command_writes_its_json(
     for cascade, policy, delta in losers:
         (line,) = [ln for ln in printed.splitlines() if cascade in ln and policy in ln]
         assert f"at {100 * delta:+.1f} pts (not equal quality)" in line
+
+
+def _points(case: Mapping[str, Any]) -> list[float]:
+    rows = [*case["curves"], *case["points"]]
+    return [row[k] for row in rows for k in POINT_KEYS if k in row]
+
+
+def _first_number(cell: str) -> float:
+    text = cell.replace("−", "-").replace(",", "").replace("*", "").strip()
+    return float(text.split("%")[0].split(" pts")[0])
+
+
+def test_the_readme_table_matches_the_committed_results() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("What cascades save") :].split("\n\n")[1].splitlines()[2:]
+    cases = {c["cascade"]: c for c in json.loads((RESULTS / "cascade.json").read_text())["cases"]}
+    curves = ("input-only", "cascade: agreement rule", "disagreement, then", "evidence + prior")
+    assert len(table) == 4
+    for line in table:
+        cells = line.strip("|").split("|")
+        case = cases[cells[0].strip()]
+        for cell, policy in zip(cells[1:5], curves, strict=True):
+            row = next(r for r in case["curves"] if policy in r["policy"])
+            assert _first_number(cell) == round(100 * row["saved_at_equal_quality"], 1)
+        fixed = case["points"][1]
+        delta, saved = cells[5].split("pts")[0], cells[5].split("],")[1]
+        assert _first_number(delta) == round(100 * fixed["delta_quality"], 1)
+        assert _first_number(saved) == round(100 * fixed["cost_saved"], 1)
+        assert ("not equal accuracy" in cells[5]) == (not fixed["equal_quality"])
+        vs_frontier = round(
+            100 * fixed["saved_vs_frontier"], 1 if fixed["saved_vs_frontier"] > -10 else None
+        )
+        assert _first_number(cells[6]) == vs_frontier
