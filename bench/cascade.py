@@ -16,6 +16,14 @@ prompt prior it reads is the benchmark's own out-of-fold prediction. ``fixed thr
 choose one threshold per fold on that fold's training prompts (nested out-of-fold gains, the
 cheapest threshold matching the all-expensive accuracy there) and report what it gives on the
 held-out fold: a deployable figure, not a curve summary.
+
+Every policy is also compared with the *no-prediction frontier* (:mod:`bench.frontier`): the
+cheapest random mixture of single systems — each of the six recorded GSM8K systems alone, so
+every arm, every checker and the expensive stage, at the case's costs — that reaches the
+policy's accuracy. Where a checker alone is more accurate than the expensive stage, the
+cascade's saving against it is negative, and that is reported as it is. A fixed point's saving
+against the all-expensive stage is "at equal quality" only under
+:data:`bench.frontier.EQUAL_QUALITY_RULE`; otherwise its quality change stands beside it.
 """
 
 from __future__ import annotations
@@ -30,6 +38,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from bench.cascade_table import format_table
+from bench.frontier import (
+    EQUAL_QUALITY_RULE,
+    EQUAL_QUALITY_TOLERANCE,
+    at_equal_quality,
+    frontier_quality,
+    frontier_summary,
+    saved_vs_frontier,
+)
+from bench.matched_quality import GSM8K_SYSTEMS
 from bench.metrics import bootstrap_cis, cost_to_reach, threshold_sweep
 from bench.suites import SUITES, SuiteData, SuiteSpec, build_suite
 from predictor_onnx.escalation import (
@@ -99,6 +117,19 @@ class Arrays:
     stages_cost: FloatArray  # every cheap stage
     first_cost: FloatArray
     expensive_cost: FloatArray
+    systems: tuple[str, ...]  # the frontier's single systems
+    systems_reward: FloatArray  # prompts × systems
+    systems_cost: FloatArray
+
+    def frontier_points(self, idx: npt.NDArray[np.int64]) -> tuple[FloatArray, FloatArray]:
+        """Mean accuracy and mean cost of each single system on the prompts ``idx``."""
+        return self.systems_reward[idx].mean(axis=0), self.systems_cost[idx].mean(axis=0)
+
+
+def frontier_systems(case: CascadeCase) -> tuple[str, ...]:
+    """The single systems of the frontier: every recorded GSM8K system (the arms of both suites,
+    so each checker and each stage alone), priced under the case's suite."""
+    return tuple(dict.fromkeys((*GSM8K_SYSTEMS, *case.spec.stages, case.spec.expensive)))
 
 
 def _arrays(case: CascadeCase, data: SuiteData, examples: CascadeExamples) -> Arrays:
@@ -106,6 +137,8 @@ def _arrays(case: CascadeCase, data: SuiteData, examples: CascadeExamples) -> Ar
     rows = np.asarray([row[pid] for pid in examples.prompt_ids])
     col = data.col
     spec = case.spec
+    systems = frontier_systems(case)
+    cols = np.asarray([col(k) for k in systems])
     return Arrays(
         cheap_reward=examples.cheap_reward,
         first_reward=data.reward[rows, col(spec.stages[0])],
@@ -113,7 +146,20 @@ def _arrays(case: CascadeCase, data: SuiteData, examples: CascadeExamples) -> Ar
         stages_cost=sum((data.cost_usd[rows, col(s)] for s in spec.stages), np.zeros(len(rows))),
         first_cost=data.cost_usd[rows, col(spec.stages[0])],
         expensive_cost=data.cost_usd[rows, col(spec.expensive)],
+        systems=systems,
+        systems_reward=data.reward[np.ix_(rows, cols)],
+        systems_cost=data.cost_usd[np.ix_(rows, cols)],
     )
+
+
+def cost_at_equal_quality(
+    scores: FloatArray, qc: FloatArray, qe: FloatArray, cc: FloatArray, ce: FloatArray
+) -> float:
+    """Mean cost per prompt at the cheapest point of the curve that reaches the all-expensive
+    accuracy ``qe.mean()`` (``nan`` if it never does); ``cc``/``ce`` are the costs of a prompt
+    not escalated / escalated."""
+    sweep = threshold_sweep(scores, qc, qe, cc, ce)
+    return cost_to_reach(sweep.cost_usd, sweep.quality, float(qe.mean())) / max(len(scores), 1)
 
 
 def saved_at_equal_quality(
@@ -126,29 +172,35 @@ def saved_at_equal_quality(
 ) -> float:
     """Fraction of the all-expensive cost (``reference``) saved where the curve reaches its
     accuracy; ``cc``/``ce`` are the costs of a prompt not escalated / escalated."""
-    sweep = threshold_sweep(scores, qc, qe, cc, ce)
-    needed = cost_to_reach(sweep.cost_usd / float(reference.sum()), sweep.quality, float(qe.mean()))
-    return float("nan") if np.isnan(needed) else 1.0 - needed
+    return 1.0 - cost_at_equal_quality(scores, qc, qe, cc, ce) / float(reference.mean())
 
 
 def _curve_row(
-    name: str, scores: FloatArray, arrays: tuple[FloatArray, ...], n_boot: int
+    name: str, scores: FloatArray, arrays: tuple[FloatArray, ...], a: Arrays, n_boot: int
 ) -> dict[str, Any]:
     """``arrays``: accuracy not escalated / escalated, cost not escalated / escalated, and the
     all-expensive cost, per prompt."""
     qc, qe, cc, ce, reference = arrays
 
     def stats(idx: npt.NDArray[np.int64]) -> dict[str, float]:
-        saved = saved_at_equal_quality(
-            scores[idx], qc[idx], qe[idx], cc[idx], ce[idx], reference[idx]
-        )
-        return {"saved": saved}
+        cost = cost_at_equal_quality(scores[idx], qc[idx], qe[idx], cc[idx], ce[idx])
+        quality, systems_cost = a.frontier_points(idx)
+        return {
+            "saved": 1.0 - cost / float(reference[idx].mean()),
+            "vs_frontier": saved_vs_frontier(float(qe[idx].mean()), cost, quality, systems_cost),
+            "cost": cost,
+        }
 
+    point = stats(np.arange(len(scores)))
     ci = bootstrap_cis(stats, len(scores), n_boot=n_boot, seed=0)
+    nan2 = (float("nan"), float("nan"))
     return {
         "policy": name,
-        "saved_at_equal_quality": stats(np.arange(len(scores)))["saved"],
-        "saved_ci95": ci.get("saved", (float("nan"), float("nan"))),
+        "saved_at_equal_quality": point["saved"],
+        "saved_ci95": ci.get("saved", nan2),
+        "cost_usd_per_request": point["cost"],
+        "saved_vs_frontier": point["vs_frontier"],
+        "saved_vs_frontier_ci95": ci.get("vs_frontier", nan2),
     }
 
 
@@ -159,21 +211,32 @@ def _point_row(
     cost = a.stages_cost + np.where(escalate, a.expensive_cost, 0.0)
 
     def stats(idx: npt.NDArray[np.int64]) -> dict[str, float]:
+        systems_quality, systems_cost = a.frontier_points(idx)
+        q, c = float(quality[idx].mean()), float(cost[idx].mean())
         return {
-            "saved": 1.0 - float(cost[idx].sum() / a.expensive_cost[idx].sum()),
-            "delta_quality": float(quality[idx].mean() - a.expensive_reward[idx].mean()),
+            "saved": 1.0 - c / float(a.expensive_cost[idx].mean()),
+            "delta_quality": q - float(a.expensive_reward[idx].mean()),
+            "vs_frontier": saved_vs_frontier(q, c, systems_quality, systems_cost),
         }
 
     point = stats(np.arange(len(quality)))
     ci = bootstrap_cis(stats, len(quality), n_boot=n_boot, seed=0)
+    accuracy = float(quality.mean())
     return {
         "policy": name,
         "escalated": float(escalate.mean()),
-        "accuracy": float(quality.mean()),
+        "accuracy": accuracy,
+        "cost_usd_per_request": float(cost.mean()),
         "delta_quality": point["delta_quality"],
         "delta_quality_ci95": ci["delta_quality"],
+        "equal_quality": at_equal_quality(point["delta_quality"], ci["delta_quality"]),
         "cost_saved": point["saved"],
         "cost_saved_ci95": ci["saved"],
+        "frontier_accuracy": frontier_quality(
+            a.frontier_points(np.arange(len(quality)))[0], accuracy
+        ),
+        "saved_vs_frontier": point["vs_frontier"],
+        "saved_vs_frontier_ci95": ci["vs_frontier"],
     }
 
 
@@ -246,7 +309,7 @@ def analyse_case(
         ("cascade: learned, evidence only", oof_gain(plain, n_folds=n_folds), cascade),
         ("cascade: learned, evidence + prior", oof_gain(with_prior, n_folds=n_folds), cascade),
     ]
-    rows = [_curve_row(name, s, arrays, n_boot) for name, s, arrays in curves]
+    rows = [_curve_row(name, s, arrays, a, n_boot) for name, s, arrays in curves]
     points = [
         _point_row(
             "agreement rule (escalate iff the cheap answers disagree)", plain.agree == 0, a, n_boot
@@ -274,6 +337,11 @@ def analyse_case(
             "expensive": float(a.expensive_cost.mean()),
         },
         "agreement_rate": float(plain.agree.mean()),
+        "frontier": frontier_summary(
+            a.systems,
+            *a.frontier_points(np.arange(len(a.cheap_reward))),
+            float(a.expensive_reward.mean()),
+        ),
         "curves": rows,
         "points": points,
     }
@@ -289,7 +357,7 @@ def run(
     out = []
     for case in cases:
         base = SUITES[case.suite]
-        systems = (*case.spec.stages, case.spec.expensive)
+        systems = frontier_systems(case)
         spec = SuiteSpec(
             base.name,
             base.dataset,
@@ -302,47 +370,6 @@ def run(
         prior = read_prior_jsonl([results_dir / f"{case.suite}.records.jsonl"])
         out.append(analyse_case(case, data, records, prior, n_boot=n_boot))
     return out
-
-
-def _pct(x: float) -> str:
-    return "—" if np.isnan(x) else f"{100 * x:.1f}%"
-
-
-def _ci(ci: Sequence[float]) -> str:
-    return f"[{_pct(ci[0])}, {_pct(ci[1])}]"
-
-
-def _pts(ci: Sequence[float]) -> str:
-    return f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
-
-
-def format_table(results: Sequence[Mapping[str, Any]]) -> str:
-    """Markdown tables: savings at equal quality (curves) and fixed operating points."""
-    lines = [
-        "| suite | cascade | policy | cost saved at equal quality [95% CI] |",
-        "|---|---|---|---|",
-    ]
-    for r in results:
-        for row in r["curves"]:
-            lines.append(
-                f"| {r['suite']} | {r['cascade']} | {row['policy']} | "
-                f"{_pct(row['saved_at_equal_quality'])} {_ci(row['saved_ci95'])} |"
-            )
-    lines += [
-        "",
-        "| suite | cascade | fixed policy | escalated | accuracy (all-expensive) | "
-        "Δ accuracy [95% CI] | cost saved [95% CI] |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        for row in r["points"]:
-            lines.append(
-                f"| {r['suite']} | {r['cascade']} | {row['policy']} | {_pct(row['escalated'])} | "
-                f"{_pct(row['accuracy'])} ({_pct(r['accuracy']['all_expensive'])}) | "
-                f"{100 * row['delta_quality']:+.1f} pts {_pts(row['delta_quality_ci95'])} | "
-                f"{_pct(row['cost_saved'])} {_ci(row['cost_saved_ci95'])} |"
-            )
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -365,7 +392,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(results))
     path = Path(args.out)
     path.write_text(
-        json.dumps({"bootstrap": args.bootstrap, "cases": results}, indent=1) + "\n",
+        json.dumps(
+            {
+                "bootstrap": args.bootstrap,
+                "equal_quality_tolerance": EQUAL_QUALITY_TOLERANCE,
+                "equal_quality_rule": EQUAL_QUALITY_RULE,
+                "cases": results,
+            },
+            indent=1,
+        )
+        + "\n",
         encoding="utf-8",
     )
     print(f"\nwritten {path}")

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from bench.cascade import CASES, main, run, saved_at_equal_quality
+from bench.frontier import EQUAL_QUALITY_TOLERANCE
 
-RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results"
+# Point estimates do not depend on the bootstrap; intervals do, so only points are compared.
+POINT_KEYS = ("saved_at_equal_quality", "saved_vs_frontier", "cost_saved", "delta_quality")
 
 
 def test_saving_at_equal_quality_on_a_hand_made_cascade() -> None:
@@ -42,9 +48,125 @@ def test_the_analysis_on_recorded_data(data_dir: Path) -> None:
         assert lo <= row["saved_at_equal_quality"] <= hi or np.isnan(lo)
 
 
-def test_the_command_writes_its_json(data_dir: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def recorded(data_dir: Path) -> Mapping[tuple[str, ...], Mapping[str, Any]]:
+    """The 175B cascades with a Mixtral and a 6B check, and Mixtral → GPT-4 with a 6B check."""
+    stages = [("175b_finetuning", "weak"), ("175b_finetuning", "6b_finetuning")]
+    stages.append(("weak", "6b_finetuning"))
+    cases = [c for c in CASES if c.spec.stages in stages]
+    return {
+        r["stages"] and tuple(r["stages"]): r
+        for r in run(data_dir, RESULTS, n_boot=40, cases=cases)
+    }
+
+
+def test_the_frontier_holds_the_checker_that_beats_best_of_100(
+    recorded: Mapping[tuple[str, ...], Mapping[str, Any]],
+) -> None:
+    result = recorded[("175b_finetuning", "weak")]
+    systems = {s["system"]: s for s in result["frontier"]["systems"]}
+    # Mixtral alone is more accurate than 175B best-of-100, for a fraction of its cost ...
+    mixtral = systems["weak"]
+    assert mixtral["on_frontier"]
+    assert mixtral["accuracy"] > result["accuracy"]["all_expensive"]
+    assert not systems["175b_verification"]["on_frontier"]
+    target = result["frontier"]["at_all_expensive_accuracy"]
+    assert target["cost_usd_per_request"] <= mixtral["cost_usd_per_request"]
+    assert "weak" in {m["system"] for m in target["mix"]}
+    # ... so the cascade that pays 175B and Mixtral before escalating loses against the
+    # frontier, whatever it saves against best-of-100.
+    for row in (*result["curves"], *result["points"]):
+        assert row["saved_vs_frontier"] < 0
+        assert row["saved_vs_frontier_ci95"][1] < 0
+    best = max(row["saved_at_equal_quality"] for row in result["curves"])
+    assert best > 0.3
+
+
+def test_gpt4_is_its_own_frontier(recorded: Mapping[tuple[str, ...], Mapping[str, Any]]) -> None:
+    # GPT-4 is the most accurate single system: at its accuracy the frontier is GPT-4 alone,
+    # and a curve's saving against the frontier is its saving against GPT-4.
+    result = recorded[("weak", "6b_finetuning")]
+    target = result["frontier"]["at_all_expensive_accuracy"]
+    assert target["mix"] == [{"system": "strong", "weight": 1.0}]
+    for row in result["curves"]:
+        assert row["saved_vs_frontier"] == pytest.approx(row["saved_at_equal_quality"])
+
+
+def test_fixed_points_that_lose_quality_are_not_at_equal_quality(
+    recorded: Mapping[tuple[str, ...], Mapping[str, Any]],
+) -> None:
+    flags = []
+    for result in recorded.values():
+        for row in result["points"]:
+            lo, hi = row["delta_quality_ci95"]
+            ok = lo <= 0 <= hi and row["delta_quality"] >= -EQUAL_QUALITY_TOLERANCE
+            assert row["equal_quality"] == ok, row["policy"]
+            flags.append(ok)
+    # The learned threshold loses 0.4 pt on the 175B cascade with a 6B check.
+    fixed = recorded[("175b_finetuning", "6b_finetuning")]["points"][1]
+    assert fixed["policy"].endswith("fixed threshold from training folds")
+    assert fixed["delta_quality"] < -EQUAL_QUALITY_TOLERANCE
+    assert not fixed["equal_quality"]
+    assert any(flags)
+
+
+def test_the_command_writes_its_json(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "cascade.json"
     assert main(["--data-dir", str(data_dir), "--bootstrap", "5", "--out", str(out)]) == 0
     written = json.loads(out.read_text())
     assert written["bootstrap"] == 5
+    assert written["equal_quality_tolerance"] == EQUAL_QUALITY_TOLERANCE
     assert len(written["cases"]) == len(CASES)
+    assert all("frontier" in case for case in written["cases"])
+    # The committed results are what the current code computes from the current records.
+    committed = json.loads((RESULTS / "cascade.json").read_text(encoding="utf-8"))
+    assert len(committed["cases"]) == len(written["cases"])
+    for old, new in zip(committed["cases"], written["cases"], strict=True):
+        assert _points(old) == pytest.approx(_points(new)), old["cascade"]
+    # Every fixed point not at equal quality prints its quality change beside the saving.
+    printed = capsys.readouterr().out
+    losers = [
+        (case["cascade"], row["policy"], row["delta_quality"])
+        for case in written["cases"]
+        for row in case["points"]
+        if not row["equal_quality"]
+    ]
+    assert losers
+    for cascade, policy, delta in losers:
+        (line,) = [ln for ln in printed.splitlines() if cascade in ln and policy in ln]
+        assert f"at {100 * delta:+.1f} pts (not equal quality)" in line
+
+
+def _points(case: Mapping[str, Any]) -> list[float]:
+    rows = [*case["curves"], *case["points"]]
+    return [row[k] for row in rows for k in POINT_KEYS if k in row]
+
+
+def _first_number(cell: str) -> float:
+    text = cell.replace("−", "-").replace(",", "").replace("*", "").strip()
+    return float(text.split("%")[0].split(" pts")[0])
+
+
+def test_the_readme_table_matches_the_committed_results() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("What cascades save") :].split("\n\n")[1].splitlines()[2:]
+    cases = {c["cascade"]: c for c in json.loads((RESULTS / "cascade.json").read_text())["cases"]}
+    curves = ("input-only", "cascade: agreement rule", "disagreement, then", "evidence + prior")
+    assert len(table) == 4
+    for line in table:
+        cells = line.strip("|").split("|")
+        case = cases[cells[0].strip()]
+        for cell, policy in zip(cells[1:5], curves, strict=True):
+            row = next(r for r in case["curves"] if policy in r["policy"])
+            assert _first_number(cell) == round(100 * row["saved_at_equal_quality"], 1)
+        fixed = case["points"][1]
+        delta, saved = cells[5].split("pts")[0], cells[5].split("],")[1]
+        assert _first_number(delta) == round(100 * fixed["delta_quality"], 1)
+        assert _first_number(saved) == round(100 * fixed["cost_saved"], 1)
+        assert ("not equal accuracy" in cells[5]) == (not fixed["equal_quality"])
+        vs_frontier = round(
+            100 * fixed["saved_vs_frontier"], 1 if fixed["saved_vs_frontier"] > -10 else None
+        )
+        assert _first_number(cells[6]) == vs_frontier
