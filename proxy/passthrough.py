@@ -20,6 +20,7 @@ from aiohttp import web
 from yarl import URL
 
 from proxy.auth.http import authorize_model
+from proxy.body import read_body
 from proxy.errors import (
     InvalidRequestError,
     ModelNotFoundError,
@@ -27,7 +28,6 @@ from proxy.errors import (
     UpstreamTimeoutError,
     map_status_error,
 )
-from proxy.handlers import read_body
 from proxy.metrics import Metrics
 from proxy.middleware import STREAM_STARTED
 from proxy.pricing import CostModel

@@ -19,6 +19,7 @@ from proxy.auth.guard import Authenticator
 from proxy.auth.keys import Client, hash_key, new_key
 from proxy.auth.spec import KEY_NAME, ClientLimits
 from proxy.auth.store import AuthStoreError, StoredKey
+from proxy.body import read_body
 from proxy.errors import (
     InvalidRequestError,
     PermissionDeniedError,
@@ -91,7 +92,7 @@ async def create_key(request: web.Request) -> web.Response:
     """``POST /admin/keys``: a new client key, returned once (only its sha256 is stored)."""
     auth = _auth(request)
     try:
-        spec = NewKeyRequest.model_validate(parse_json_body(await request.read()))
+        spec = NewKeyRequest.model_validate(parse_json_body(await read_body(request)))
     except ValidationError as exc:
         raise invalid_from_validation(exc) from None
     key = new_key()
