@@ -32,6 +32,11 @@ from proxy.state import AUTH, CLIENT
 # Open without a key: probes and the scraper. Everything else (``/v1/*``) needs one.
 _OPEN_PREFIXES = ("/health/", "/metrics")
 _ADMIN_PREFIX = "/admin/"
+# Endpoints that reach no upstream (handlers.register_routes) spend nothing: the spend limit
+# does not gate them, the rate limit does. An endpoint missing here is gated: the safe side.
+_SPEND_FREE_PATHS = frozenset(
+    {"/v1/models", "/models", "/v1/adaptive/decide", "/v1/adaptive/allocate"}
+)
 
 
 class NewKeyRequest(ClientLimits):
@@ -65,7 +70,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if not client.is_master:
             raise PermissionDeniedError("the admin endpoints need a master key")
     else:
-        await auth.admit(client)
+        await auth.admit(client, spends=request.path not in _SPEND_FREE_PATHS)
     return await handler(request)
 
 
