@@ -67,6 +67,16 @@ def _requested_model(request: web.Request, body: bytes) -> str | None:
 def _choose_upstream(request: web.Request, model: str | None) -> str:
     config = request.app[CONFIG].snapshot.config
     name = config.find_upstream(model) if model else None
+    if name is None and model in config.policies:
+        # The default upstream would only answer that it has no such model.
+        served = sorted({u.model for u in config.upstreams.values() if u.provider == "openai"})
+        raise InvalidRequestError(
+            f"{model!r} is a policy, and policies apply to chat completions only "
+            f"(POST /v1/chat/completions); {request.path} takes an upstream model "
+            f"({', '.join(served) or 'none'})",
+            param="model",
+            code="policy_chat_only",
+        )
     if name is None:
         name = config.server.default_upstream
     if name is None:
