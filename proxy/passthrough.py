@@ -3,9 +3,10 @@
 ``/v1/embeddings``, ``/v1/completions``, ``/v1/responses`` (and its sub-resources),
 ``/v1/moderations``, ``/v1/audio/*`` and ``/v1/images/*`` go to the upstream that serves the
 request's ``model`` (an upstream's name or model id; a JSON field or a multipart form field), or
-else to ``server.default_upstream``. The body travels byte for byte (multipart uploads too); the
-answer streams back chunk by chunk (SSE, audio), with the same error mapping, retries (before
-the first byte) and metrics as chat. Only chat completions are adaptive.
+else to ``server.default_upstream``; a policy name is a 400. The body travels byte for byte once
+its Content-Encoding is undone (multipart uploads too); the answer streams back chunk by chunk
+(SSE, audio), with the same error mapping, retries (before the first byte) and metrics as chat.
+Only chat completions are adaptive.
 """
 
 from __future__ import annotations
