@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from proxy.access import RequestRecord
 from proxy.auth.http import authorize_model, client_of
+from proxy.body import read_body
 from proxy.drain import DRAIN
 from proxy.errors import (
     InvalidRequestError,
@@ -62,29 +63,6 @@ def _json(data: Any, *, status: int = 200, headers: dict[str, str] | None = None
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The request's JSON object; every way the body can be bad is a 400 (or 408), never a 500."""
     return parse_json_body(await read_body(request))
-
-
-async def read_body(request: web.Request) -> bytes:
-    """The request's body within ``server.body_timeout_s`` (408), decodable (else 400)."""
-    timeout_s = request.app[CONFIG].snapshot.config.server.body_timeout_s
-    try:
-        async with asyncio.timeout(timeout_s):
-            body = await request.read()
-    except TimeoutError:
-        raise ProxyError(
-            f"request body not received within {timeout_s:g} s (server.body_timeout_s)",
-            status=408,
-            code="request_timeout",
-        ) from None
-    except web.RequestPayloadError as exc:
-        # A Content-Encoding the body does not match (gzip on plain JSON), a broken chunk.
-        cause = exc.__cause__ or exc.__context__
-        detail = str(cause or exc).strip() or type(exc).__name__
-        raise InvalidRequestError(
-            f"request body cannot be decoded ({detail}); check Content-Encoding",
-            code="invalid_body_encoding",
-        ) from None
-    return body
 
 
 async def _read_request(request: web.Request) -> tuple[dict[str, Any], ChatCompletionRequest]:

@@ -3,9 +3,10 @@
 ``/v1/embeddings``, ``/v1/completions``, ``/v1/responses`` (and its sub-resources),
 ``/v1/moderations``, ``/v1/audio/*`` and ``/v1/images/*`` go to the upstream that serves the
 request's ``model`` (an upstream's name or model id; a JSON field or a multipart form field), or
-else to ``server.default_upstream``. The body travels byte for byte (multipart uploads too); the
-answer streams back chunk by chunk (SSE, audio), with the same error mapping, retries (before
-the first byte) and metrics as chat. Only chat completions are adaptive.
+else to ``server.default_upstream``; a policy name is a 400. The body travels byte for byte once
+its Content-Encoding is undone (multipart uploads too); the answer streams back chunk by chunk
+(SSE, audio), with the same error mapping, retries (before the first byte) and metrics as chat.
+Only chat completions are adaptive.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from aiohttp import web
 from yarl import URL
 
 from proxy.auth.http import authorize_model
+from proxy.body import read_body
 from proxy.errors import (
     InvalidRequestError,
     ModelNotFoundError,
@@ -27,7 +29,6 @@ from proxy.errors import (
     UpstreamTimeoutError,
     map_status_error,
 )
-from proxy.handlers import read_body
 from proxy.metrics import Metrics
 from proxy.middleware import STREAM_STARTED
 from proxy.pricing import CostModel
@@ -67,6 +68,16 @@ def _requested_model(request: web.Request, body: bytes) -> str | None:
 def _choose_upstream(request: web.Request, model: str | None) -> str:
     config = request.app[CONFIG].snapshot.config
     name = config.find_upstream(model) if model else None
+    if name is None and model in config.policies:
+        # The default upstream would only answer that it has no such model.
+        served = sorted({u.model for u in config.upstreams.values() if u.provider == "openai"})
+        raise InvalidRequestError(
+            f"{model!r} is a policy, and policies apply to chat completions only "
+            f"(POST /v1/chat/completions); {request.path} takes an upstream model "
+            f"({', '.join(served) or 'none'})",
+            param="model",
+            code="policy_chat_only",
+        )
     if name is None:
         name = config.server.default_upstream
     if name is None:

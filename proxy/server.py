@@ -6,7 +6,9 @@ connections (:class:`ProxyRequestHandler`) answer those in the OpenAI error shap
 connections that do not finish their request headers within ``server.header_timeout_s``, close
 idle keep-alive connections after ``server.idle_timeout_s``, and refuse connections beyond
 ``server.max_connections`` with a 503 and ``Retry-After`` (logged once per episode) instead of
-running out of file descriptors.
+running out of file descriptors. Request bodies reach the app as they arrived, still encoded:
+:func:`proxy.body.read_body` undoes ``Content-Encoding`` and answers a body that does not match it
+with one error and one log line.
 """
 
 from __future__ import annotations
@@ -155,6 +157,9 @@ class ProxyServer(web.Server):
         # After an early answer (413, 408) aiohttp drains the rest of the body so the client can
         # read the answer; 10 s by default would let a slow client hold its connection on.
         kwargs.setdefault("lingering_time", _LINGER_S)
+        # aiohttp's parser would decode gzip/deflate itself and fail with a traceback in the log
+        # or a malformed-HTTP answer; proxy.body decodes them instead.
+        kwargs["auto_decompress"] = False
         super().__init__(*args, **kwargs)
         self.limits = limits
         self.refused = 0

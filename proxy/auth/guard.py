@@ -147,8 +147,12 @@ class Authenticator:
             ),
         )
 
-    async def admit(self, client: Client) -> None:
-        """Count the request against the client's rate; 429 over its rate or spend limit."""
+    async def admit(self, client: Client, *, spends: bool = True) -> None:
+        """Count the request against the client's rate; 429 over its rate or spend limit.
+
+        A request that ``spends`` nothing (it reaches no upstream) is held to the rate limit
+        only: a key over its spend limit may still list models or ask for a decision.
+        """
         if not client.metered:
             return
         limits = client.limits
@@ -156,7 +160,7 @@ class Authenticator:
             usage = await self.store.admit(client.name, time.time())
         except AuthStoreError as exc:
             self._store_failed(exc)
-            spend_limited = (
+            spend_limited = spends and (
                 limits.spend_limit_usd_per_day is not None
                 or limits.spend_limit_usd_per_month is not None
             )
@@ -186,6 +190,8 @@ class Authenticator:
                     headers={"Retry-After": str(retry_s)},
                 ),
             )
+        if not spends:
+            return
         for spent, limit, period in (
             (usage.spend_today_usd, limits.spend_limit_usd_per_day, "day (UTC)"),
             (usage.spend_this_month_usd, limits.spend_limit_usd_per_month, "month (UTC)"),

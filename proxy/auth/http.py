@@ -19,6 +19,7 @@ from proxy.auth.guard import Authenticator
 from proxy.auth.keys import Client, hash_key, new_key
 from proxy.auth.spec import KEY_NAME, ClientLimits
 from proxy.auth.store import AuthStoreError, StoredKey
+from proxy.body import read_body
 from proxy.errors import (
     InvalidRequestError,
     PermissionDeniedError,
@@ -31,6 +32,11 @@ from proxy.state import AUTH, CLIENT
 # Open without a key: probes and the scraper. Everything else (``/v1/*``) needs one.
 _OPEN_PREFIXES = ("/health/", "/metrics")
 _ADMIN_PREFIX = "/admin/"
+# Endpoints that reach no upstream (handlers.register_routes) spend nothing: the spend limit
+# does not gate them, the rate limit does. An endpoint missing here is gated: the safe side.
+_SPEND_FREE_PATHS = frozenset(
+    {"/v1/models", "/models", "/v1/adaptive/decide", "/v1/adaptive/allocate"}
+)
 
 
 class NewKeyRequest(ClientLimits):
@@ -64,7 +70,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if not client.is_master:
             raise PermissionDeniedError("the admin endpoints need a master key")
     else:
-        await auth.admit(client)
+        await auth.admit(client, spends=request.path not in _SPEND_FREE_PATHS)
     return await handler(request)
 
 
@@ -91,7 +97,7 @@ async def create_key(request: web.Request) -> web.Response:
     """``POST /admin/keys``: a new client key, returned once (only its sha256 is stored)."""
     auth = _auth(request)
     try:
-        spec = NewKeyRequest.model_validate(parse_json_body(await request.read()))
+        spec = NewKeyRequest.model_validate(parse_json_body(await read_body(request)))
     except ValidationError as exc:
         raise invalid_from_validation(exc) from None
     key = new_key()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx
 import openai
 import pytest
 from openai import AsyncOpenAI
@@ -203,6 +204,28 @@ async def test_two_replicas_share_one_spend_limit(
     assert team["source"] == "yaml" and team["spend_today_usd"] == pytest.approx(cost)
 
 
+async def test_a_key_over_its_spend_limit_still_lists_models_and_asks_for_decisions(
+    replicas: tuple[str, str], replay_store: ReplayStore
+) -> None:
+    # Listing models and deciding reach no upstream: they spend nothing, so the limit on
+    # spending does not refuse them.
+    a, b = replicas
+    messages = question(replay_store, "gsm8k/0")
+    async with sdk(a, TEAM_KEY) as on_a, sdk(b, TEAM_KEY) as on_b:
+        first = await on_a.chat.completions.create(model="auto", messages=messages)
+        await wait_for_spend(b, "team-a", (first.model_extra or {})["adaptive"]["cost_usd"])
+        with pytest.raises(openai.RateLimitError):
+            await on_b.chat.completions.create(model="auto", messages=messages)
+        assert [m.id async for m in on_b.models.list()] == ["auto"]
+        decision = await on_b.post(
+            "/adaptive/decide",
+            body={"model": "auto", "messages": messages},
+            cast_to=httpx.Response,
+        )
+    assert decision.status_code == 200
+    assert decision.json()["policy"] == "auto"
+
+
 async def test_request_rate_limit_is_a_rate_limit_error_with_retry_after(
     replicas: tuple[str, str], replay_store: ReplayStore
 ) -> None:
@@ -268,6 +291,7 @@ async def test_spend_limits_fail_closed_when_redis_is_down(
         with pytest.raises(openai.InternalServerError) as refused:
             await team.chat.completions.create(model="auto", messages=messages)
         assert refused.value.status_code == 503
+        assert [m.id async for m in team.models.list()] == ["auto"]  # spends nothing
         assert (await intern.chat.completions.create(model="auto", messages=messages)).choices
         assert (await master.chat.completions.create(model="auto", messages=messages)).choices
 
