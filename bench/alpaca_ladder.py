@@ -28,6 +28,7 @@ import numpy as np
 
 from bench.metrics import apgr, cpt, threshold_sweep
 from bench.multisample_predict import embed_prompts, oof_success_rate
+from bench.random_baseline import expected_random_sweep, random_apgr_interval
 
 __all__ = [
     "LADDER_MODELS",
@@ -161,13 +162,20 @@ def _pair(scores: Mapping[str, np.ndarray], reward: np.ndarray) -> dict[str, Any
         "q_weak": float(qw.mean()),
         "q_strong": float(qs.mean()),
     }
-    for name, s in scores.items():
-        sweep = threshold_sweep(s, qw, qs, split_ties=name in ("random", "oracle"))
+    sweeps = {
+        name: threshold_sweep(s, qw, qs, split_ties=name == "oracle") for name, s in scores.items()
+    }
+    # Random routing: its expectation in closed form, its spread over random routings.
+    sweeps["random"] = expected_random_sweep(len(qw), float(qw.mean()), float(qs.mean()))
+    for name, sweep in sweeps.items():
         out[f"apgr_{name}"] = apgr(sweep.frac_expensive, sweep.quality, qw.mean(), qs.mean())
         for target in (50, 80):
             out[f"cpt{target}_{name}"] = cpt(
                 sweep.frac_expensive, sweep.quality, qw.mean(), qs.mean(), target / 100
             )
+    spread = random_apgr_interval(qw, qs)
+    out["apgr_random_ci95"] = spread["apgr_ci95"]
+    out["random_note"] = spread["note"]
     return out
 
 
@@ -205,7 +213,6 @@ def evaluate_alpaca_ladder(
     scores = {
         "cv": p_hat[:, strong] - p_hat[:, weak],
         "lodo": lodo_gain,
-        "random": np.random.default_rng(seed).permutation(len(rows)).astype(float),
         "oracle": reward[:, strong] - reward[:, weak],
     }
     pair = _pair(scores, reward)
@@ -269,6 +276,12 @@ def _f(x: Any, pct: bool = False) -> str:
     return f"{100 * x:.1f}%" if pct else f"{x:.3f}"
 
 
+def _spread(ci: Any) -> str:
+    if not ci or ci[0] is None or ci[1] is None:
+        return ""
+    return f" [{_f(ci[0])}, {_f(ci[1])}]"
+
+
 def report_lines(doc: Mapping[str, Any]) -> list[str]:
     """The suite's section of ``REPORT.md``."""
     lines = [
@@ -282,11 +295,12 @@ def report_lines(doc: Mapping[str, Any]) -> list[str]:
         )
         + f". {doc['token_counting']}.",
         "",
-        "| pair | APGR cv | APGR lodo | APGR random | APGR oracle | CPT50 cv / lodo | "
-        "CPT80 cv / lodo |",
+        "| pair | APGR cv | APGR lodo | APGR random: expected [95% range of draws] | "
+        "APGR oracle | CPT50 cv / lodo | CPT80 cv / lodo |",
         "|---|---|---|---|---|---|---|",
         f"| {PAIR[0]} → {PAIR[1]} | {_f(doc['apgr_cv'])} | {_f(doc['apgr_lodo'])} | "
-        f"{_f(doc['apgr_random'])} | {_f(doc['apgr_oracle'])} | "
+        f"{_f(doc['apgr_random'])}{_spread(doc.get('apgr_random_ci95'))} | "
+        f"{_f(doc['apgr_oracle'])} | "
         f"{_f(doc['cpt50_cv'], True)} / {_f(doc['cpt50_lodo'], True)} | "
         f"{_f(doc['cpt80_cv'], True)} / {_f(doc['cpt80_lodo'], True)} |",
         "",
@@ -301,6 +315,9 @@ def report_lines(doc: Mapping[str, Any]) -> list[str]:
         )
     lines += [
         "",
+        "APGR random is random routing's expectation (0.5 by construction: its expected "
+        "quality is linear in the share sent to GPT-4); the interval is the 2.5–97.5 "
+        "percentile range of what one random routing of these prompts scores. "
         "The oracle knows each model's one judged outcome (RouteLLM's oracle), so it "
         "includes judge noise, not only difficulty. Random mixing of whole models along "
         "the cost axis is the fair baseline for a ladder.",

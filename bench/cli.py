@@ -64,6 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="bootstrap resamples (default 200, 50 with --quick; multi-sample "
         "suites 1000, 200 with --quick)",
     )
+    parser.add_argument(
+        "--rederive",
+        action="store_true",
+        help="run no suite: recompute, from the results and per-prompt records already in "
+        "--out, the figures they alone determine (random baselines, matched quality), the "
+        "routing plots and REPORT.md",
+    )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--no-progress", action="store_true")
 
@@ -73,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     from bench.runner import BenchOptions, run_bench
     from recorded_data import DataNotFoundError, resolve_data_dir
 
+    if args.rederive:
+        return _rederive(args.out)
     try:
         data_dir = resolve_data_dir(args.data_dir)
     except DataNotFoundError as exc:
@@ -122,6 +131,17 @@ def run(args: argparse.Namespace) -> int:
 
     report = write_report(out_dir)
     print(f"results written to {out_dir.resolve()} (report: {report.resolve()})")
+    return 0
+
+
+def _rederive(out: str | None) -> int:
+    from bench.rederive import rederive
+
+    if out is None or not Path(out).is_dir():
+        print(f"error: --rederive needs --out naming an existing results folder (got {out!r})")
+        return 2
+    done = rederive(Path(out))
+    print(f"rederived {', '.join(done) or 'no routing suite'} in {Path(out).resolve()}")
     return 0
 
 

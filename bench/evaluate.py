@@ -16,13 +16,13 @@ import numpy as np
 import numpy.typing as npt
 
 from bench import metrics as m
+from bench import random_baseline as rb
 from bench.suites import ARMS, Pair, SuiteData
 
 FloatArray = npt.NDArray[np.float64]
 GRID = np.linspace(0.0, 1.0, 101)
 DECISION_GRID = np.linspace(0.0, 1.0, 21)
 SCHEMES = ("cv", "lodo")
-RANDOM_SEEDS = 20
 
 
 def _fin(x: float) -> float | None:
@@ -63,8 +63,13 @@ def pair_curve_stats(
 ) -> dict[str, float]:
     """APGR, CPT(50/80%), saving at equal quality, quality gain at equal cost of one policy."""
     sw = m.threshold_sweep(scores, qc, qe, cc, ce, split_ties=split_ties)
-    q_w, q_s = float(qc.mean()), float(qe.mean())
-    usd_lo, usd_hi = float(cc.sum()), float(ce.sum())
+    return sweep_stats(sw, float(qc.mean()), float(qe.mean()), float(cc.sum()), float(ce.sum()))
+
+
+def sweep_stats(
+    sw: m.Sweep, q_w: float, q_s: float, usd_lo: float, usd_hi: float
+) -> dict[str, float]:
+    """:func:`pair_curve_stats` of a sweep, given the arms' mean quality and total USD."""
     usd_mid = (usd_lo + usd_hi) / 2.0
     q_mid = m.quality_at(sw.cost_usd, sw.quality, usd_mid)
     q_rand_mid = (q_w + q_s) / 2.0
@@ -79,7 +84,27 @@ def pair_curve_stats(
     }
 
 
-def _grid_points(sw: m.Sweep, qc: FloatArray, qe: FloatArray) -> list[dict[str, float | None]]:
+def random_pair(
+    qc: FloatArray,
+    qe: FloatArray,
+    usd_per_request_cheap: float,
+    usd_per_request_expensive: float,
+    *,
+    seed: int = 0,
+) -> tuple[dict[str, Any], m.Sweep]:
+    """Random routing of a pair: every figure of its expected curve (the expectation over
+    random routings, in closed form), APGR's spread over random routings, and the curve."""
+    n = len(qc)
+    q_w, q_s = float(qc.mean()), float(qe.mean())
+    usd_lo, usd_hi = usd_per_request_cheap * n, usd_per_request_expensive * n
+    sw = rb.expected_random_sweep(n, q_w, q_s, usd_lo, usd_hi)
+    spread = rb.random_apgr_interval(qc, qe, seed=seed)
+    stats: dict[str, Any] = sweep_stats(sw, q_w, q_s, usd_lo, usd_hi)
+    stats.update({k: v for k, v in spread.items() if k != "apgr"})
+    return stats, sw
+
+
+def grid_points(sw: m.Sweep, qc: FloatArray, qe: FloatArray) -> list[dict[str, float | None]]:
     """The sweep read at 0, 1, …, 100 % expensive calls (the realised point nearest each)."""
     q_w, q_s = float(qc.mean()), float(qe.mean())
     out = []
@@ -107,7 +132,6 @@ def evaluate_pair(
     cc, ce = data.cost_usd[:, i_c], data.cost_usd[:, i_e]
     n = data.n
     oracle_s = m.oracle_scores(qc, qe)
-    random_s = m.random_scores(n, seed)
     out: dict[str, Any] = {
         "cheap": pair.cheap,
         "expensive": pair.expensive,
@@ -118,27 +142,13 @@ def evaluate_pair(
         "cost_usd_per_request_expensive": float(ce.mean()),
     }
     oracle = pair_curve_stats(oracle_s, qc, qe, cc, ce, split_ties=True)
-    random = pair_curve_stats(random_s, qc, qe, cc, ce, split_ties=True)
-    # One random order is noisy on small suites; the headline is the mean of RANDOM_SEEDS.
-    random["apgr_single_seed"] = random["apgr"]
-    random["apgr"] = float(
-        np.mean(
-            [
-                pair_curve_stats(m.random_scores(n, seed + r), qc, qe, cc, ce, split_ties=True)[
-                    "apgr"
-                ]
-                for r in range(RANDOM_SEEDS)
-            ]
-        )
-    )
+    random, random_sw = random_pair(qc, qe, float(cc.mean()), float(ce.mean()), seed=seed)
     out["oracle"] = oracle
     out["random"] = random
-    out["sweep_oracle"] = _grid_points(
+    out["sweep_oracle"] = grid_points(
         m.threshold_sweep(oracle_s, qc, qe, cc, ce, split_ties=True), qc, qe
     )
-    out["sweep_random"] = _grid_points(
-        m.threshold_sweep(random_s, qc, qe, cc, ce, split_ties=True), qc, qe
-    )
+    out["sweep_random"] = grid_points(random_sw, qc, qe)
     for scheme, s in scores.items():
         stats = pair_curve_stats(s, qc, qe, cc, ce)
         sw = m.threshold_sweep(s, qc, qe, cc, ce)
@@ -158,7 +168,7 @@ def evaluate_pair(
             "oracle_saving_captured": (
                 stats["saved_at_equal_quality"] / saved_o if saved_o > 0 else None
             ),
-            "sweep": _grid_points(sw, qc, qe),
+            "sweep": grid_points(sw, qc, qe),
             "n_operating_points": len(sw.thresholds),
         }
     return out
@@ -251,14 +261,7 @@ def evaluate_ladder(
         "reference_high": data.arm_keys[hi],
     }
     oracle = ladder_stats(data.reward, data, est, lo_usd, hi_usd, q_lo, q_hi)
-    qlo_col, qhi_col = data.reward[:, lo], data.reward[:, hi]
-    rnd_apgr = []
-    for r in range(RANDOM_SEEDS):
-        rnd = m.threshold_sweep(
-            m.random_scores(data.n, seed + r), qlo_col, qhi_col, split_ties=True
-        )
-        rnd_apgr.append(m.apgr(rnd.frac_expensive, rnd.quality, q_lo, q_hi))
-    out["random"] = {"apgr": float(np.mean(rnd_apgr)), "apgr_single_seed": rnd_apgr[0]}
+    out["random"] = rb.random_apgr_interval(data.reward[:, lo], data.reward[:, hi], seed=seed)
     out["oracle"] = {k: v for k, v in oracle.items() if not k.startswith("_")}
     budgets = sorted(float(c) for c in est)
     for scheme, p in preds.items():

@@ -25,8 +25,15 @@ import numpy as np
 
 from bench.irt import fit_one_factor_irt
 from bench.metrics import apgr, cost_to_reach, cpt, threshold_sweep
+from bench.random_baseline import RANDOM_DRAWS, whole_arm_mix_interval
 
-__all__ = ["GSM8K_SYSTEMS", "add_matched_quality", "explanation_lines", "whole_arm_mix"]
+__all__ = [
+    "GSM8K_SYSTEMS",
+    "add_matched_quality",
+    "explanation_lines",
+    "whole_arm_hull",
+    "whole_arm_mix",
+]
 
 PGR_TARGETS = (0.5, 0.8)
 GSM8K_SYSTEMS = (
@@ -58,15 +65,17 @@ def _saved(router_cost: float | None, random_cost: float) -> float | None:
     return float(1.0 - router_cost / random_cost)
 
 
-def whole_arm_mix(
+def whole_arm_hull(
     arms: Sequence[Mapping[str, Any]], low: str, high: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised cost and quality of the upper convex hull of the single arms (cost 0 = arm
-    ``low``, 1 = arm ``high``): what mixing whole arms at random reaches."""
+) -> list[tuple[str, float, float]]:
+    """``(arm, normalised cost, quality)`` of the arms on the upper convex hull of the single
+    arms, cheapest first (cost 0 = arm ``low``, 1 = arm ``high``)."""
     by = {a["arm"]: a for a in arms}
     c0, c1 = by[low]["cost_usd_per_request"], by[high]["cost_usd_per_request"]
-    pts = sorted(((a["cost_usd_per_request"] - c0) / (c1 - c0), a["quality"]) for a in arms)
-    hull: list[tuple[float, float]] = []
+    pts = sorted(
+        ((a["cost_usd_per_request"] - c0) / (c1 - c0), a["quality"], a["arm"]) for a in arms
+    )
+    hull: list[tuple[float, float, str]] = []
     for p in pts:
         if hull and p[1] <= hull[-1][1]:
             continue
@@ -75,8 +84,24 @@ def whole_arm_mix(
         ) * (hull[-1][0] - hull[-2][0]):
             hull.pop()
         hull.append(p)
-    xs, ys = zip(*hull, strict=True)
-    return np.asarray(xs), np.asarray(ys)
+    return [(arm, x, y) for x, y, arm in hull]
+
+
+def whole_arm_mix(
+    arms: Sequence[Mapping[str, Any]], low: str, high: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised cost and quality of the upper convex hull of the single arms (cost 0 = arm
+    ``low``, 1 = arm ``high``): what mixing whole arms at random reaches, in expectation."""
+    hull = whole_arm_hull(arms, low, high)
+    return np.asarray([x for _, x, _ in hull]), np.asarray([y for _, _, y in hull])
+
+
+def _whole_arm_interval(out_dir: Path, suite: str, hull: Sequence[str]) -> list[float | None]:
+    """The spread of whole-arm random mixing over random draws, from the suite's records."""
+    recs = list(_records(out_dir, suite).values())
+    reward = np.asarray([[r["outcome"][a] for a in hull] for r in recs], np.float64)
+    cost = np.asarray([[r["cost_usd"][a] for a in hull] for r in recs], np.float64)
+    return whole_arm_mix_interval(reward, cost, list(range(len(hull))))
 
 
 def _records(out_dir: Path, suite: str) -> dict[str, dict[str, Any]]:
@@ -145,10 +170,21 @@ def add_matched_quality(out_dir: Path) -> list[str]:
         random_cost = {t: t for t in PGR_TARGETS}
         if "ladder" in doc:
             lad = doc["ladder"]
-            xs, ys = whole_arm_mix(lad["arms"], lad["reference_low"], lad["reference_high"])
+            hi = lad["reference_high"]
+            xs, ys = whole_arm_mix(lad["arms"], lad["reference_low"], hi)
             by = {a["arm"]: a["quality"] for a in lad["arms"]}
             q_lo, q_hi = by[lad["reference_low"]], by[lad["reference_high"]]
             mq["apgr_random_whole_arms"] = apgr(xs, ys, q_lo, q_hi)
+            if (out_dir / f"{suite}.records.jsonl").is_file():
+                hull = [a for a, _, _ in whole_arm_hull(lad["arms"], lad["reference_low"], hi)]
+                mq["apgr_random_whole_arms_ci95"] = _whole_arm_interval(out_dir, suite, hull)
+                doc["apgr_random_whole_arms_ci95"] = mq["apgr_random_whole_arms_ci95"]
+                mq["apgr_random_whole_arms_note"] = (
+                    "apgr_random_whole_arms = APGR of the hull (the expected curve of mixing "
+                    f"whole arms {' → '.join(hull)} at random); its ci95 = 2.5 and 97.5 "
+                    f"percentiles over {RANDOM_DRAWS} random mixings of these prompts "
+                    "(each hull segment a random order of the prompts; realised cost)"
+                )
             random_cost = {t: cost_to_reach(xs, ys, q_lo + t * (q_hi - q_lo)) for t in PGR_TARGETS}
             doc["apgr_random_whole_arms"] = mq["apgr_random_whole_arms"]
         for t in PGR_TARGETS:
@@ -180,6 +216,12 @@ def explanation_lines() -> list[str]:
         "mixing means mixing whole arms along the cost axis (the upper convex hull of the six "
         "single arms), which already gives a high APGR because Mixtral is nearly free and "
         "much better than the 6B model.",
+        "- **APGR random** is random routing's expectation, in closed form (its expected "
+        "quality is linear in the share sent to the expensive arm, so it is 0.5 for a pair and "
+        "the hull's APGR for whole arms); the interval beside it is the 2.5–97.5 percentile "
+        "range of what one random routing of these same prompts scores "
+        f"({RANDOM_DRAWS:,} random draws, prompts held fixed), so a router below its upper "
+        "end is not clearly better than luck.",
         "- **Expected-value limit (GSM8K).** The old oracle knew each arm's one recorded outcome, "
         "so most of its 'saving' came from knowing which single draw happened to fail — "
         "sampling noise no predictor can learn. Instead, a one-factor item-response model is "

@@ -35,11 +35,6 @@ def oracle_scores(q_cheap: FloatArray, q_expensive: FloatArray) -> FloatArray:
     return np.asarray(q_expensive, np.float64) - np.asarray(q_cheap, np.float64)
 
 
-def random_scores(n: int, seed: int = 0) -> FloatArray:
-    """Scores of random allocation: a random order (each point is a random subset)."""
-    return np.random.default_rng(seed).permutation(n).astype(np.float64)
-
-
 def quality_at(
     cost: Sequence[float] | FloatArray, quality: Sequence[float] | FloatArray, budget: float
 ) -> float:

@@ -3,10 +3,11 @@
 A method's curve is (mean samples, mean quality) over its operating points. The samples it needs
 to reach a quality is read off its frontier (the points that beat every cheaper point, sorted by
 mean samples, linear interpolation between neighbours); *saved at equal quality versus uniform
-best-of-k* is ``1 − samples needed to reach uniform best-of-k's quality / k``. *Quality gain at
-equal mean samples* is the frontier's quality at k mean samples minus uniform best-of-k's. 95 %
-intervals: percentile bootstrap over prompts (each resample recomputes every mean, uniform's
-included).
+best-of-k* is ``1 − samples needed to reach uniform best-of-k's quality / k``: negative when
+the method needs more samples than uniform, ``None`` (reported as ``never``) when its curve
+never reaches that quality. *Quality gain at equal mean samples* is the frontier's quality at
+k mean samples minus uniform best-of-k's. 95 % intervals: percentile bootstrap over prompts
+(each resample recomputes every mean, uniform's included).
 """
 
 from __future__ import annotations
@@ -89,8 +90,8 @@ def savings_table(
     """Per method: curve, saved at equal quality and quality gain at equal mean samples versus
     uniform best-of-k (``uniform_quality[:, j]`` is best-of-``ks[j]`` per prompt), with 95 % CIs.
 
-    Saved fractions are clipped at 0 (a method that needs more samples than uniform saves
-    nothing); the unclipped value is kept under ``saved_at_equal_quality_unclipped``.
+    Saved fractions are signed: below 0 when the method needs more mean samples than uniform
+    best-of-k to reach its quality, ``None`` when it never reaches it (within its curve).
     """
     rng = np.random.default_rng(seed)
     n_prompts = uniform_quality.shape[0]
@@ -102,19 +103,16 @@ def savings_table(
         mean_s, mean_q = pts.samples.mean(0), pts.quality.mean(0)
         boot_s, boot_q = pts.samples[boot].mean(1), pts.quality[boot].mean(1)
         saved: dict[str, float | None] = {}
-        raw: dict[str, float | None] = {}
         gain: dict[str, float | None] = {}
         saved_ci: dict[str, list[float | None]] = {}
         gain_ci: dict[str, list[float | None]] = {}
         for j, k in enumerate(ks):
-            value = _saved(mean_s, mean_q, float(targets[j]), k)
-            raw[str(k)] = value
-            saved[str(k)] = None if value is None else max(0.0, value)
+            saved[str(k)] = _saved(mean_s, mean_q, float(targets[j]), k)
             gain[str(k)] = _gain(mean_s, mean_q, float(targets[j]), k)
             draws = [
                 _saved(boot_s[b], boot_q[b], float(boot_targets[b, j]), k) for b in range(n_boot)
             ]
-            saved_ci[str(k)] = [None if v is None else max(0.0, v) for v in _ci(draws)]
+            saved_ci[str(k)] = _ci(draws)
             gain_ci[str(k)] = _ci(
                 [_gain(boot_s[b], boot_q[b], float(boot_targets[b, j]), k) for b in range(n_boot)]
             )
@@ -124,7 +122,6 @@ def savings_table(
             "params": pts.params,
             "saved_at_equal_quality": saved,
             "saved_at_equal_quality_ci95": saved_ci,
-            "saved_at_equal_quality_unclipped": raw,
             "saved_up_to": max(reached) if reached else None,
             "quality_gain_at_equal_mean_samples": gain,
             "quality_gain_at_equal_mean_samples_ci95": gain_ci,

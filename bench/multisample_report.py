@@ -77,9 +77,11 @@ def multisample_section(out_dir: Path) -> list[str]:
         "Multi-sample suites, measured the paper's way: each prompt's expected quality for k "
         "samples is computed exactly from its 100 recorded samples (no sampling noise), and each "
         "method is compared with **uniform** best-of-k at equal quality. Cells: share of samples "
-        "saved [95% bootstrap interval over prompts]; `never` = the method does not reach that "
-        "quality within 50 samples per prompt. Predictions come from heads that never saw the "
-        "prompt (grouped 5-fold); stop-rule parameters were chosen on training folds.",
+        "saved [95% bootstrap interval over prompts], signed: below 0 the method needs more "
+        "samples than uniform best-of-k to match its quality; `never` = the method does not "
+        "reach that quality within 50 samples per prompt. Predictions come from heads that "
+        "never saw the prompt (grouped 5-fold); stop-rule parameters were chosen on training "
+        "folds.",
         "",
         "| suite | method | saved vs uniform k=4 | k=8 | k=16 | up to (k=2..16) | "
         "quality gain at 8 samples/prompt | paper |",

@@ -15,12 +15,12 @@ from bench.report_text import ROUTELLM_PUBLISHED as ROUTELLM_PUBLISHED
 from bench.suites import SUITES, SuiteData
 
 
-def _clean(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """JSON-safe: NaN/inf → null, numpy scalars → Python numbers."""
     if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -47,7 +47,7 @@ def write_suite(
         },
     }
     (out_dir / f"{name}.json").write_text(
-        json.dumps(_clean(dict(result)), indent=1) + "\n", encoding="utf-8"
+        json.dumps(json_safe(dict(result)), indent=1) + "\n", encoding="utf-8"
     )
     outputs = (
         [p.score_output for p in data.spec.pairs] + [f"p_{k}" for k in data.arm_keys]
@@ -107,7 +107,7 @@ def plot_suite(path: Path, result: Mapping[str, Any]) -> None:
                 label=label,
             )
         for key, label, style in (
-            ("sweep_random", "random", ":"),
+            ("sweep_random", "random (expected)", ":"),
             ("sweep_oracle", "oracle", "-."),
         ):
             pts = main[key]
@@ -182,7 +182,8 @@ def summary_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     """The headline table (Markdown) of the given suite results."""
     lines = [
         "| suite | n | APGR cv [95% CI] | APGR lodo [95% CI] | CPT50 cv | CPT50 lodo | "
-        "CPT80 cv | CPT80 lodo | APGR random | saved vs random at PGR 0.5 cv / lodo | "
+        "CPT80 cv | CPT80 lodo | APGR random: expected [95% range of draws] | "
+        "saved vs random at PGR 0.5 cv / lodo | "
         "at PGR 0.8 cv / lodo | APGR in expectation: cv / EV limit | APGR oracle (realised) | "
         "RouteLLM best (theirs) APGR / CPT50 |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -190,8 +191,11 @@ def summary_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     for name, r in results.items():
         pub = ROUTELLM_PUBLISHED.get(name)
         pub_s = f"{pub['apgr']:.3f} / {100 * pub['cpt50']:.2f}%" if pub else "—"
-        rnd = r.get("apgr_random_whole_arms", r["apgr_random"])
-        rnd_s = f"{_f(rnd)}{' (whole arms)' if 'apgr_random_whole_arms' in r else ''}"
+        whole = "apgr_random_whole_arms" in r
+        key = "apgr_random_whole_arms" if whole else "apgr_random"
+        lo, hi = r.get(f"{key}_ci95") or [None, None]
+        spread = "" if lo is None or hi is None else f" [{_f(lo)}, {_f(hi)}]"
+        rnd_s = f"{_f(r[key])}{spread}{' (whole arms)' if whole else ''}"
         ev = (
             f"{_f(r['apgr_cv_expected'])} / {_f(r['apgr_ev_limit'])}"
             if "apgr_ev_limit" in r

@@ -148,6 +148,7 @@ def _evaluate_pairs(
         top[f"saved_at_equal_quality_{scheme}"] = main[scheme]["saved_at_equal_quality"]
         top[f"quality_gain_at_equal_cost_{scheme}"] = main[scheme]["quality_gain_at_equal_cost"]
     top["apgr_random"] = main["random"]["apgr"]
+    top["apgr_random_ci95"] = main["random"]["apgr_ci95"]
     top["apgr_oracle"] = main["oracle"]["apgr"]
     if data.spec.name == "gsm8k-procedures":
         top["saved_at_equal_quality"] = main["cv"]["saved_at_equal_quality"]
@@ -169,6 +170,7 @@ def _evaluate_ladder(
             top[f"{key}_{scheme}"] = lad[scheme][key]
         top[f"oracle_saving_captured_{scheme}"] = lad[scheme]["oracle_saving_captured"]
     top["apgr_random"] = lad["random"]["apgr"]
+    top["apgr_random_ci95"] = lad["random"]["apgr_ci95"]
     top["apgr_oracle"] = lad["oracle"]["apgr"]
     return {**top, "ladder": lad}
 

@@ -58,3 +58,5 @@ def test_add_matched_quality_to_the_committed_results(tmp_path: Path) -> None:
     assert pair["apgr_limit_expected"] > pair["apgr_cv_expected"] > 0.4
     ladder = json.loads((tmp_path / "gsm8k-ladder.json").read_text())
     assert ladder["apgr_random_whole_arms"] == pytest.approx(0.82, abs=0.01)
+    lo, hi = ladder["apgr_random_whole_arms_ci95"]
+    assert 0.78 < lo < ladder["apgr_random_whole_arms"] < hi < 0.86

@@ -92,16 +92,6 @@ def test_bootstrap_ci_constant_and_mean() -> None:
     assert many["a"] == (lo, hi) and "b" not in many
 
 
-def test_random_scores_give_apgr_near_one_half() -> None:
-    rng = np.random.default_rng(3)
-    qc = (rng.random(4000) < 0.6).astype(float)
-    qe = (rng.random(4000) < 0.8).astype(float)
-    sw = m.threshold_sweep(m.random_scores(4000, 0), qc, qe, split_ties=True)
-    assert m.apgr(sw.frac_expensive, sw.quality, qc.mean(), qe.mean()) == pytest.approx(
-        0.5, abs=0.05
-    )
-
-
 def test_ladder_sweep_hand_case() -> None:
     predicted = np.array([[0.2, 0.9], [0.5, 0.6]])
     reward = np.array([[0.0, 1.0], [1.0, 1.0]])

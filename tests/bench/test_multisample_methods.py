@@ -88,6 +88,29 @@ def test_savings_against_uniform_and_against_itself() -> None:
     assert lo is not None and hi is not None and lo <= hi
 
 
+def test_a_method_needing_more_samples_than_uniform_saves_a_negative_share() -> None:
+    # Every prompt gains from each extra sample, so every bootstrap resample's curve rises too.
+    counts = [VerifierCounts(20, a, a, 0) for a in (1, 3, 5, 8)]
+    tables = mm.PromptTables.from_counts(counts, cap=12)
+    ks = (2, 4)
+    uniform = mm.uniform(tables, (1, 2, 3, 4, 6, 8))
+    # Uniform's qualities bought with 1.25 times its samples: 25% more samples, "−25% saved".
+    costly = mm.MethodPoints(uniform.samples * 1.25, uniform.quality)
+    # A method that stops at 2 samples never reaches best-of-4's quality.
+    short = mm.MethodPoints(uniform.samples[:, :2], uniform.quality[:, :2])
+    table = savings_table(
+        {"costly": costly, "short": short}, tables.quality[:, list(ks)], ks, n_boot=50, seed=0
+    )
+    saved = table["costly"]["saved_at_equal_quality"]
+    assert saved["2"] == pytest.approx(-0.25) and saved["4"] == pytest.approx(-0.25)
+    lo, hi = table["costly"]["saved_at_equal_quality_ci95"]["4"]
+    assert lo is not None and hi is not None
+    assert lo == pytest.approx(-0.25) and hi == pytest.approx(-0.25)  # so in every resample
+    assert table["costly"]["saved_up_to"] == pytest.approx(-0.25)
+    assert table["short"]["saved_at_equal_quality"]["2"] == pytest.approx(0.0)
+    assert table["short"]["saved_at_equal_quality"]["4"] is None  # never: no number invented
+
+
 def test_split_sample_oracle_stays_within_the_cap() -> None:
     rng = np.random.default_rng(0)
     correct = rng.random((6, 20)) < np.linspace(0, 0.9, 6)[:, None]

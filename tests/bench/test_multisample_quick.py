@@ -46,7 +46,7 @@ def test_result_schema(run: tuple[Path, dict[str, Any]]) -> None:
         assert all(len(point) == 2 for point in method["curve"]), name
         assert set(method["saved_at_equal_quality"]) == set(KS), name
         for value in method["saved_at_equal_quality"].values():
-            assert value is None or 0.0 <= value <= 1.0, name
+            assert value is None or value <= 1.0, name  # signed: below 0 costs more
     assert (out / "multisample.png").stat().st_size > 1000
     report = (out / "REPORT.md").read_text()
     assert report.splitlines()[0] == "# adaptive-proxy cost/quality benchmark"
