@@ -141,6 +141,12 @@ def validate_chat_request(data: dict[str, Any]) -> ChatCompletionRequest:
     return request
 
 
+def client_choices(data: dict[str, Any]) -> int:
+    """The choices a (validated) request asks for: its ``n``, 1 when absent or null."""
+    n = data.get("n")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+
+
 def message_text(content: Any) -> str:
     """Text of a message's content: a string, or the text parts of a list joined by newlines."""
     if isinstance(content, str):
