@@ -68,7 +68,8 @@ class Samples:
 def _sample_body(plan: SamplingPlan, data: dict[str, Any]) -> dict[str, Any]:
     body = {k: v for k, v in data.items() if k not in ("stream", "stream_options", "n")}
     for key, value in plan.sampling.items():
-        body.setdefault(key, value)  # the client's own sampling parameters win
+        if body.get(key) is None:  # the client's own sampling parameters win; null sets none
+            body[key] = value
     return body
 
 

@@ -176,7 +176,7 @@ async def _execute(
         decision=decision,
         policy=policy,
         body=data,
-        stream=parsed.stream,
+        stream=bool(parsed.stream),
         include_usage=bool(parsed.stream_options and parsed.stream_options.include_usage),
         keepalive_interval_s=request.app[CONFIG].snapshot.config.server.keepalive_interval_s,
     )

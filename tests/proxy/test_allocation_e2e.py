@@ -327,6 +327,14 @@ async def test_judge_sees_the_whole_conversation_and_every_candidate(stack: Stac
         assert f"[Candidate {i}]\n{candidate}" in prompt
 
 
+async def test_a_null_sampling_parameter_takes_the_policys_own(stack: Stack) -> None:
+    await stack.client.chat.completions.create(
+        model="bok-first", messages=conversation("[null]"), extra_body={"temperature": None}
+    )
+    (sample_call,) = stack.fake.sample_calls("[null]")
+    assert sample_call["temperature"] == 0.7
+
+
 @pytest.mark.parametrize(
     ("reranker", "marker"),
     [("judge", "[judge-500]"), ("judge", "[judge-nonsense]"), ("reward", "[reward-500]")],
