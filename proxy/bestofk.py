@@ -25,7 +25,7 @@ from proxy.policies.base import Decision
 from proxy.policies.policy import SamplingPlan
 from proxy.policies.spec import RerankerConfig
 from proxy.pricing import CostModel, usage_of
-from proxy.protocol import sse_event
+from proxy.protocol import client_choices, sse_event
 from proxy.rerank import (
     FirstReranker,
     JudgeReranker,
@@ -68,7 +68,8 @@ class Samples:
 def _sample_body(plan: SamplingPlan, data: dict[str, Any]) -> dict[str, Any]:
     body = {k: v for k, v in data.items() if k not in ("stream", "stream_options", "n")}
     for key, value in plan.sampling.items():
-        body.setdefault(key, value)  # the client's own sampling parameters win
+        if body.get(key) is None:  # the client's own sampling parameters win; null sets none
+            body[key] = value
     return body
 
 
@@ -83,6 +84,30 @@ def _reseeded(body: dict[str, Any], offset: int) -> dict[str, Any]:
     if offset == 0 or not isinstance(seed, int) or isinstance(seed, bool):
         return body
     return {**body, "seed": seed + offset}
+
+
+def check_enough(samples: Samples, requested: int, wanted: int, upstream: str) -> None:
+    """Raise unless at least ``wanted`` (the client's ``n``) of ``requested`` samples arrived.
+
+    Each choice is a distinct sample and OpenAI never answers fewer choices than ``n``, so too
+    few samples fail the request rather than shrink the answer. The upstream refusing the
+    request itself (4xx, 429) is the client's to see and fix (or back off from); only
+    server-side failures become a 502.
+    """
+    arrived = len(samples.choices)
+    if arrived >= max(wanted, 1):
+        return
+    rejected = next((e for e in samples.errors if e.status < 500), None)
+    if rejected is not None:
+        raise rejected
+    detail = samples.failures[0] if samples.failures else "no choices returned"
+    if arrived == 0:
+        raise UpstreamError(f"all {requested} samples failed: {detail}", upstream=upstream)
+    raise UpstreamError(
+        f"only {arrived} of {requested} samples arrived, fewer than the {wanted} choices "
+        f"asked for (n): {detail}",
+        upstream=upstream,
+    )
 
 
 def message_content(choice: dict[str, Any]) -> str:
@@ -220,16 +245,7 @@ class BestOfKExecutor:
     ) -> tuple[dict[str, Any], Samples, RerankResult]:
         """Sample, rerank, and build the completion (choices ordered best first)."""
         samples = await self.draw_samples(decision, plan, data)
-        if not samples.choices:
-            # The upstream refusing the request itself (4xx, 429) is the client's to see and
-            # fix (or back off from); only server-side failures become "all samples failed".
-            rejected = next((e for e in samples.errors if e.status < 500), None)
-            if rejected is not None:
-                raise rejected
-            detail = samples.failures[0] if samples.failures else "no choices returned"
-            raise UpstreamError(
-                f"all {decision.n} samples failed: {detail}", upstream=decision.upstream
-            )
+        check_enough(samples, decision.n, client_choices(data), decision.upstream)
         reranker = self.build_reranker(plan.reranker)
         candidates = [message_content(c) for c in samples.choices]
         ranking = await reranker.rerank(data["messages"], candidates)
@@ -265,7 +281,8 @@ class BestOfKExecutor:
             job,
             asyncio.ensure_future(body_and_samples()),
             # Sent before sampling ends: n is the samples requested; the body has those drawn.
-            headers={**decision.headers(), "x-adaptive-choices": str(int(data.get("n") or 1))},
+            # Exactly the client's n choices follow (too few samples end in an error event).
+            headers={**decision.headers(), "x-adaptive-choices": str(client_choices(data))},
             source=f"best-of-{decision.n} from {decision.upstream}",
         )
 
@@ -314,7 +331,7 @@ def completion_body(
 ) -> dict[str, Any]:
     """The chat completion of a multi-sample request: the ranked choices, summed usage, and
     the ``adaptive`` object with every candidate's score and the winner."""
-    wanted = int(data.get("n") or 1)
+    wanted = client_choices(data)
     chosen = [dict(samples.choices[i], index=rank) for rank, i in enumerate(ranking.order[:wanted])]
     usage_extra = ranking.usage or {}
     prompt_tokens = samples.prompt_tokens + int(usage_extra.get("prompt_tokens", 0))

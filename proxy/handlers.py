@@ -27,6 +27,7 @@ from proxy.policies.policy import BasePolicy, execution_kind
 from proxy.protocol import (
     AllocateRequest,
     ChatCompletionRequest,
+    client_choices,
     invalid_from_validation,
     now_s,
     parse_json_body,
@@ -87,7 +88,7 @@ def _note_decision(record: RequestRecord | None, decision: Decision) -> None:
         record.upstream = decision.upstream
 
 
-def _note_outcome(record: RequestRecord | None, outcome: Outcome, data: dict[str, Any]) -> None:
+def _note_outcome(record: RequestRecord | None, outcome: Outcome, choices: int | None) -> None:
     if record is None:
         return
     record.cost_usd = outcome.cost_usd
@@ -101,8 +102,7 @@ def _note_outcome(record: RequestRecord | None, outcome: Outcome, data: dict[str
         record.arm, record.upstream = outcome.answered_by
     if outcome.n_samples:
         record.n = outcome.n_samples
-    client_n = data.get("n")
-    record.choices = client_n if isinstance(client_n, int) else 1
+    record.choices = choices
 
 
 async def _decide(
@@ -124,10 +124,21 @@ async def _decide(
             policy="passthrough", policy_version="", arm="passthrough", upstream=upstream
         )
         return decision, None
+    n_choices = client_choices(data)
+    limit = policy.max_choices()
+    if limit is not None and n_choices > limit:
+        # Refused before deciding: each choice is a distinct sample, and the policy's cap on
+        # samples is the operator's, so neither fewer choices nor more samples is an answer.
+        raise InvalidRequestError(
+            f"n: policy {model!r} returns at most {limit} choices (each one a distinct "
+            f"sample; it draws at most n_max = {limit}); ask for n ≤ {limit}",
+            param="n",
+        )
     decider = request.app.get(DECIDER)
     if decider is None:
         raise ServiceUnavailableError("the proxy is still starting")
-    return await decider.decide(snapshot, model, data), policy
+    decision = await decider.decide(snapshot, model, data)
+    return policy.fit_choices(decision, n_choices), policy
 
 
 async def _execute(
@@ -143,7 +154,7 @@ async def _execute(
         decision=decision,
         policy=policy,
         body=data,
-        stream=parsed.stream,
+        stream=bool(parsed.stream),
         include_usage=bool(parsed.stream_options and parsed.stream_options.include_usage),
         keepalive_interval_s=request.app[CONFIG].snapshot.config.server.keepalive_interval_s,
     )
@@ -158,9 +169,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     _note_decision(record, decision)
     status = 200
     outcome = Outcome()
+    choices: int | None = None  # none were returned unless an execution answered
     try:
         result = await _execute(request, decision, policy, data, parsed)
         outcome = result.outcome
+        # The log says what the response's header says (a stream's: before its events).
+        choices = int(result.headers.get("x-adaptive-choices", client_choices(data)))
         if isinstance(result, EventStream):
             return await write_sse(request, result)
         return json_response(result)
@@ -174,7 +188,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         # A cascade learns which stage answers only while executing; count that stage.
         arm = outcome.answered_by[0] if outcome.answered_by is not None else decision.arm
         request.app[METRICS].record_request(decision.policy, arm, status)
-        _note_outcome(record, outcome, data)
+        _note_outcome(record, outcome, choices)
         observed = decision
         if outcome.problem is not None:
             observed = replace(decision, problem=outcome.problem, arm_index=outcome.arm_index)

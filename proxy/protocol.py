@@ -1,18 +1,32 @@
 """OpenAI wire models and SSE framing.
 
 Models are permissive (``extra="allow"``): a field OpenAI adds tomorrow passes through to the
-upstream untouched. Validation checks only what the proxy itself relies on, and the request that
-is forwarded is the client's own dict (with ``model`` swapped), never a re-serialised model, so
+upstream untouched. Validation checks only what the proxy itself reads or acts on, with OpenAI's
+types and ranges and no coercion (``n: "3"``, ``n: 3.0``, ``stream: 1`` are 400s naming the
+field, not values the upstream later refuses or the proxy misreads), and the request that is
+forwarded is the client's own dict (with ``model`` swapped), never a re-serialised model, so
 nothing is lost or reordered on the way.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from proxy.errors import InvalidRequestError
 
@@ -26,6 +40,9 @@ class ContentPart(BaseModel):
     type: str
 
 
+_parts_adapter: TypeAdapter[list[ContentPart]] = TypeAdapter(list[ContentPart])
+
+
 class ChatMessage(BaseModel):
     """A chat message; content may be a string, a list of parts, or null (tool calls)."""
 
@@ -33,23 +50,49 @@ class ChatMessage(BaseModel):
     role: str
     content: str | list[ContentPart] | None = None
 
+    @field_validator("content", mode="wrap")
+    @classmethod
+    def _content(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # Validated here rather than as a union, whose errors name the union's members
+        # (``messages[0].content.str``) instead of the field the client wrote.
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list):
+            return _parts_adapter.validate_python(value)  # errors keep their [i].type path
+        raise PydanticCustomError(
+            "content",
+            "must be a string, an array of content parts, or null, not {kind}",
+            {"kind": _json_type_name(value)},
+        )
+
 
 class StreamOptions(BaseModel):
     """``stream_options``: the proxy acts on ``include_usage``."""
 
     model_config = ConfigDict(extra="allow")
-    include_usage: bool = False
+    include_usage: StrictBool | None = None
+
+
+# OpenAI's types and ranges; null is accepted wherever OpenAI accepts it (the default applies).
+_Count = Annotated[StrictInt, Field(ge=1)]
+_INT64 = 2**63
 
 
 class ChatCompletionRequest(BaseModel):
-    """The fields of ``POST /v1/chat/completions`` the proxy reads; the rest ride along."""
+    """The fields of ``POST /v1/chat/completions`` the proxy reads or acts on; the rest ride
+    along unchecked."""
 
     model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool | None = None
     stream_options: StreamOptions | None = None
-    n: int = Field(1, ge=1, le=128)
+    n: Annotated[StrictInt, Field(ge=1, le=128)] | None = None
+    temperature: Annotated[StrictFloat, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[StrictFloat, Field(ge=0, le=1)] | None = None
+    max_tokens: _Count | None = None
+    max_completion_tokens: _Count | None = None
+    seed: Annotated[StrictInt, Field(ge=-_INT64, lt=_INT64)] | None = None
 
 
 class AllocateItem(BaseModel):
@@ -79,13 +122,32 @@ def _param_of(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+_JSON_TYPE_NAMES: tuple[tuple[type, str], ...] = (
+    (bool, "a boolean"),  # before int: a bool is an int in Python, never in JSON
+    (int, "an integer"),
+    (float, "a number"),
+    (str, "a string"),
+    (list, "an array"),
+    (dict, "an object"),
+    (type(None), "null"),
+)
+
+
+def _json_type_name(value: Any) -> str:
+    return next((name for kind, name in _JSON_TYPE_NAMES if isinstance(value, kind)), "a value")
+
+
 def invalid_from_validation(exc: ValidationError) -> InvalidRequestError:
     """The first schema violation as a 400 with ``param`` set to its path."""
     err = exc.errors(include_url=False)[0]
     param = _param_of(tuple(err["loc"]))
-    return InvalidRequestError(
-        f"{param}: {err['msg']}" if param else str(err["msg"]), param=param or None
-    )
+    message = str(err["msg"])
+    if err["type"] == "model_type":
+        message = "Input should be an object"  # not the proxy's class name
+    if err["type"].endswith("_type"):
+        # The JSON type the client sent: no value, which may be long or private.
+        message += f", not {_json_type_name(err.get('input'))}"
+    return InvalidRequestError(f"{param}: {message}" if param else message, param=param or None)
 
 
 # The JSON reader accepts 1,024 levels, the writer 255; the proxy re-serialises every body
@@ -139,6 +201,12 @@ def validate_chat_request(data: dict[str, Any]) -> ChatCompletionRequest:
                 param=f"messages[{i}].role",
             )
     return request
+
+
+def client_choices(data: dict[str, Any]) -> int:
+    """The choices a (validated) request asks for: its ``n``, 1 when absent or null."""
+    n = data.get("n")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
 
 
 def message_text(content: Any) -> str:

@@ -22,16 +22,17 @@ from proxy.bestofk import (
     BestOfKExecutor,
     Samples,
     assembled_stream,
+    check_enough,
     completion_body,
     message_content,
 )
-from proxy.errors import UpstreamError
 from proxy.policies.base import Decision
 from proxy.policies.best_of_k import BestOfKPolicy, SequentialPlan
 from proxy.policies.policy import SamplingPlan
 from proxy.policies.registry import policy_as
 from proxy.policies.spec import RerankerConfig
 from proxy.policies.stopping import VerifierStop
+from proxy.protocol import client_choices
 from proxy.rerank import RerankResult
 from proxy.rerank_text import extract_answer
 from proxy.responses import Execution, ExecutionRequest, JsonResult, Outcome
@@ -127,14 +128,7 @@ class SequentialExecutor:
             extract=lambda text: extract_answer(text, pattern),
             score=score if verifier is not None else None,
         )
-        if not total.choices:
-            rejected = next((e for e in total.errors if e.status < 500), None)
-            if rejected is not None:
-                raise rejected
-            detail = total.failures[0] if total.failures else "no choices returned"
-            raise UpstreamError(
-                f"all {result.attempted} samples failed: {detail}", upstream=decision.upstream
-            )
+        check_enough(total, result.attempted, client_choices(data), decision.upstream)
         for _ in range(result.verifier_failures):
             self._metrics.rerank_failure("reward")
             self._metrics.verifier_failure(decision.policy)
@@ -206,6 +200,6 @@ class SequentialExecutor:
             job,
             asyncio.ensure_future(body_and_samples()),
             # Sent before round one: the body's adaptive object has the samples drawn.
-            headers={**decision.headers(), "x-adaptive-choices": str(int(data.get("n") or 1))},
+            headers={**decision.headers(), "x-adaptive-choices": str(client_choices(data))},
             source=f"sequential best-of-k from {decision.upstream}",
         )

@@ -8,7 +8,7 @@ it iff its marginal expected reward exceeds λ, because all samples come from on
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -170,9 +170,6 @@ class BestOfKPolicy(AdaptivePolicy):
             n = self.default_n or self.n_min
         if self.sequential is not None and isinstance(self.sequential.first_n, int):
             n = min(max(self.sequential.first_n, self.n_min), self.n_max)
-        gain = expected_reward_best_of_n(p, n, efficiency) - expected_reward_best_of_n(
-            p, 1, efficiency
-        )
         return Decision(
             policy=name,
             policy_version=version,
@@ -180,13 +177,41 @@ class BestOfKPolicy(AdaptivePolicy):
             upstream=self.upstream,
             n=n,
             predictions=dict(predictions),
-            gain=gain,
+            gain=self._gain(p, n),
             threshold=self.threshold,
             lambda_=lam if lam is not None else self.lambda_,
             expected_cost_usd=n * cost_usd,
             reranker=self.reranker.type,
             problem=problem,
             arm_index=None if problem is None else n - self.n_min,
+        )
+
+    def _gain(self, p: float, n: int) -> float:
+        """The predicted reward gain of n samples over one."""
+        efficiency = self.reranker.efficiency
+        return expected_reward_best_of_n(p, n, efficiency) - expected_reward_best_of_n(
+            p, 1, efficiency
+        )
+
+    def max_choices(self) -> int:
+        """``n_max``: every choice is a distinct sample, and the policy draws at most n_max."""
+        return self.n_max
+
+    def fit_choices(self, decision: Decision, n_choices: int) -> Decision:
+        """At least ``n_choices`` samples (sequential: in round one), so the client gets its
+        ``n`` reranked choices; the arm, gain, cost and budget arm follow the samples drawn."""
+        if n_choices <= decision.n:
+            return decision
+        n = min(n_choices, self.n_max)  # the handler refuses n above n_max before deciding
+        p = decision.predictions.get(self.predictor_output)
+        cost = decision.expected_cost_usd
+        return replace(
+            decision,
+            n=n,
+            arm=self.arm_name(n),
+            gain=decision.gain if p is None else self._gain(min(max(float(p), 0.0), 1.0), n),
+            expected_cost_usd=None if cost is None else cost * n / decision.n,
+            arm_index=None if decision.problem is None else n - self.n_min,
         )
 
     def default_decision(self, name: str, version: str, reason: str) -> Decision:

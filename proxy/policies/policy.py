@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol
 
 from pydantic import Field, model_validator
@@ -130,6 +130,26 @@ class BasePolicy(StrictModel):
     def decision_details(self, decision: Decision) -> dict[str, Any] | None:
         """Facts ``POST /v1/adaptive/decide`` adds beyond the decision (``None``: none)."""
         return None
+
+    def max_choices(self) -> int | None:
+        """The most choices (a client's ``n``) one request may ask for (``None``: no limit of
+        the policy's own; the protocol's 128 applies)."""
+        return None
+
+    def fit_choices(self, decision: Decision, n_choices: int) -> Decision:
+        """``decision`` for a client asking for ``n_choices`` choices.
+
+        A multi-sample decision returns the reranked best ``n_choices`` of its samples, so it
+        draws at least that many; a routed one passes ``n`` on (the upstream draws n itself).
+        """
+        if n_choices <= decision.n or self.executor_name(decision) != "best_of_k":
+            return decision
+        cost = decision.expected_cost_usd
+        return replace(
+            decision,
+            n=n_choices,
+            expected_cost_usd=None if cost is None else cost * n_choices / decision.n,
+        )
 
     def sampling_plan(self, decision: Decision) -> SamplingPlan:
         """How to draw and rerank the samples of ``decision`` (when ``decision.n > 1``)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -326,6 +327,14 @@ async def test_judge_sees_the_whole_conversation_and_every_candidate(stack: Stac
         assert f"[Candidate {i}]\n{candidate}" in prompt
 
 
+async def test_a_null_sampling_parameter_takes_the_policys_own(stack: Stack) -> None:
+    await stack.client.chat.completions.create(
+        model="bok-first", messages=conversation("[null]"), extra_body={"temperature": None}
+    )
+    (sample_call,) = stack.fake.sample_calls("[null]")
+    assert sample_call["temperature"] == 0.7
+
+
 @pytest.mark.parametrize(
     ("reranker", "marker"),
     [("judge", "[judge-500]"), ("judge", "[judge-nonsense]"), ("reward", "[reward-500]")],
@@ -357,6 +366,37 @@ async def test_one_failed_sample_is_dropped(stack: Stack) -> None:
     assert out.usage is not None
     assert out.usage.completion_tokens == TOKENS_PER_CANDIDATE * (PARALLEL_N - 1)
     assert out.choices[0].message.content in CANDIDATES
+
+
+async def test_fewer_samples_than_the_choices_asked_for_fail_the_request(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="adaptive_proxy.access")
+    # Two of three samples arrive: enough for n=2 (the reranked best two) ...
+    out = await stack.client.chat.completions.create(
+        model="bok-parallel", messages=conversation("[fail-one] two"), n=2
+    )
+    assert [c.index for c in out.choices] == [0, 1]
+    assert (out.model_extra or {})["adaptive"]["samples_failed"] == 1
+    # ... but never a silent answer with fewer choices than n: OpenAI's n is a promise.
+    with pytest.raises(openai.InternalServerError) as caught:
+        await stack.client.chat.completions.create(
+            model="bok-parallel", messages=conversation("[fail-one] three"), n=PARALLEL_N
+        )
+    assert caught.value.status_code == 502
+    assert f"2 of {PARALLEL_N} samples arrived" in caught.value.message
+    lines = [orjson.loads(r.getMessage()) for r in caplog.records if r.name.endswith(".access")]
+    assert [(line["status"], line["choices"]) for line in lines] == [(200, 2), (502, None)]
+    stream = await stack.client.chat.completions.create(
+        model="bok-parallel",
+        messages=conversation("[fail-one] streamed"),
+        n=PARALLEL_N,
+        stream=True,
+    )
+    with pytest.raises(openai.APIError, match="samples arrived"):
+        async for _ in stream:
+            pass
+    await stream.close()
 
 
 async def test_an_upstream_ignoring_n_is_topped_up_with_parallel_samples(stack: Stack) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import openai
 import pytest
 from openai import AsyncOpenAI
 
@@ -91,6 +94,80 @@ async def test_client_n_returns_the_top_candidates_and_parallel_sampling(
     out = await client.chat.completions.create(model="bok-parallel", messages=msgs(rec), n=2)
     assert [c.index for c in out.choices] == [0, 1]
     assert (out.model_extra or {})["adaptive"]["n"] == 3
+
+
+async def test_a_clients_n_is_n_reranked_choices_in_the_json_stream_headers_and_log(
+    client: AsyncOpenAI,
+    proxy_url: str,
+    replay_store: ReplayStore,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="adaptive_proxy.access")
+    easy = record(replay_store, "gsm8k/0")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{proxy_url}/v1/adaptive/decide", json={"model": "bok", "messages": msgs(easy)}
+        ) as r,
+    ):
+        decided_k = (await r.json())["n"]
+    assert decided_k < 5  # the policy alone would draw fewer samples than the client asks for
+    raw = await client.chat.completions.with_raw_response.create(
+        model="bok", messages=msgs(easy), n=5
+    )
+    completion = raw.parse()
+    adaptive = (completion.model_extra or {})["adaptive"]
+    assert [c.index for c in completion.choices] == [0, 1, 2, 3, 4]
+    assert raw.headers["x-adaptive-choices"] == "5" and adaptive["choices"] == 5
+    assert raw.headers["x-adaptive-n"] == "5" and adaptive["n"] == 5
+    assert raw.headers["x-adaptive-arm"] == adaptive["arm"] == "best_of_5"
+    assert len(adaptive["candidates"]) == 5
+    # Reranked order: vote ranks a sample by its answer's share, so shares never increase.
+    answers = [extract_answer(c.message.content or "") for c in completion.choices]
+    shares = [Counter(answers)[a] for a in answers]
+    assert shares == sorted(shares, reverse=True)
+    assert all(c.message.content in set(easy.responses.values()) for c in completion.choices)
+
+    async with client.chat.completions.with_streaming_response.create(
+        model="bok", messages=msgs(easy), n=5, stream=True
+    ) as response:
+        assert response.headers["x-adaptive-choices"] == "5"
+        assert response.headers["x-adaptive-n"] == "5"
+        chunks = [c async for c in await response.parse()]
+    assert (chunks[0].model_extra or {})["adaptive"]["choices"] == 5
+    assert sorted({c.index for chunk in chunks for c in chunk.choices}) == [0, 1, 2, 3, 4]
+    finished = [c.index for chunk in chunks for c in chunk.choices if c.finish_reason]
+    assert finished == [0, 1, 2, 3, 4]
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name.endswith(".access")]
+    chats = [line for line in lines if line["path"] == "/v1/chat/completions"]
+    assert [(line["n"], line["choices"], line["arm"]) for line in chats] == [
+        (5, 5, "best_of_5")
+    ] * 2
+
+
+async def test_n_above_the_policys_n_max_is_a_400_naming_n(
+    client: AsyncOpenAI, proxy_url: str, replay_store: ReplayStore
+) -> None:
+    easy = record(replay_store, "gsm8k/0")
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.chat.completions.create(
+                model="bok", messages=msgs(easy), n=7, stream=stream
+            )
+        assert caught.value.param == "n" and "at most 6" in caught.value.message
+    body = {"model": "bok", "messages": msgs(easy), "n": 7}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{proxy_url}/v1/adaptive/decide", json=body) as r,
+    ):
+        assert r.status == 400 and (await r.json())["error"]["param"] == "n"
+    body["n"] = 6
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{proxy_url}/v1/adaptive/decide", json=body) as r,
+    ):
+        decided = await r.json()
+    assert (r.status, decided["n"], decided["arm"]) == (200, 6, "best_of_6")
 
 
 async def test_streaming_sends_the_winner_after_the_choice(

@@ -125,6 +125,31 @@ async def test_ladder_with_four_arms_picks_by_reward_minus_cost() -> None:
     assert (s4.model_extra or {})["adaptive"]["expected_cost_usd"] == ARM_COSTS_USD["s4"]
 
 
+async def test_a_multi_sample_arm_draws_at_least_the_clients_n() -> None:
+    cheap, strong = FakeUpstream(), FakeUpstream()
+    predictor = HashPredictor({k: v for k, (v, _) in STEERED.items()})
+    try:
+        config = ladder_config(await cheap.start(), await strong.start())
+        async with (
+            running(create_app(config, predictor=predictor)) as url,
+            AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client,
+        ):
+            raw = await client.chat.completions.with_raw_response.create(
+                model="ladder", messages=[{"role": "user", "content": "prompt-cheap4"}], n=6
+            )
+    finally:
+        await cheap.close()
+        await strong.close()
+    out = raw.parse()
+    adaptive = (out.model_extra or {})["adaptive"]
+    assert [c.index for c in out.choices] == list(range(6))
+    assert raw.headers["x-adaptive-arm"] == "c4"  # the arm the ladder chose, with 6 samples
+    assert raw.headers["x-adaptive-n"] == raw.headers["x-adaptive-choices"] == "6"
+    assert adaptive["n"] == adaptive["choices"] == 6
+    assert adaptive["expected_cost_usd"] == pytest.approx(ARM_COSTS_USD["c4"] * 6 / 4)
+    assert cheap.requests[0].body["n"] == 6
+
+
 TARGET = 0.3
 WARMUP = 60
 REQUESTS = 300

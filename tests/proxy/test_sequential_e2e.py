@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
+import openai
 import pytest
 from aiohttp import web
 from openai import AsyncOpenAI
@@ -185,6 +186,32 @@ async def test_the_arm_is_sequential_everywhere_whatever_was_drawn(
         metrics = await r.text()
     assert 'adaptive_requests_total{arm="sequential",policy="seq-vote",status="200"} 2.0' in metrics
     assert "best_of_" not in metrics
+
+
+async def test_a_clients_n_is_n_choices_and_round_one_draws_at_least_n(
+    client: AsyncOpenAI, unanimous: Record, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="adaptive_proxy.access")
+    raw = await client.chat.completions.with_raw_response.create(
+        model="seq-vote", messages=msgs(unanimous), n=4
+    )
+    completion = raw.parse()
+    adaptive = (completion.model_extra or {})["adaptive"]
+    # Round one is the client's 4 (not first_n: 2); four agreeing votes settle it.
+    assert (adaptive["n_requested"], adaptive["samples_drawn"], adaptive["rounds"]) == (4, 4, 1)
+    assert [c.index for c in completion.choices] == [0, 1, 2, 3]
+    assert raw.headers["x-adaptive-choices"] == "4" and adaptive["choices"] == 4
+    async with client.chat.completions.with_streaming_response.create(
+        model="seq-vote", messages=msgs(unanimous), n=4, stream=True
+    ) as response:
+        assert response.headers["x-adaptive-choices"] == "4"
+        chunks = [c async for c in await response.parse()]
+    assert sorted({c.index for chunk in chunks for c in chunk.choices}) == [0, 1, 2, 3]
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name.endswith(".access")]
+    assert [(line["choices"], line["n"]) for line in lines] == [(4, 4)] * 2
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model="seq-vote", messages=msgs(unanimous), n=9)
+    assert caught.value.param == "n" and "at most 8" in caught.value.message
 
 
 async def test_verifier_stops_at_the_first_right_sample(

@@ -7,7 +7,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from aiohttp import web
+from aiohttp.typedefs import Handler
 from openai import AsyncOpenAI
 
 from proxy.app import create_app
@@ -29,8 +32,27 @@ def humaneval(data_dir: Path) -> MultiSampleSuite:
 
 
 @pytest.fixture
-async def client(replay_store: ReplayStore, data_dir: Path) -> AsyncIterator[AsyncOpenAI]:
+def sampled() -> list[tuple[Any, list[str]]]:
+    """``(seed, texts)`` of every chat completion the replay upstream answered, in order."""
+    return []
+
+
+@pytest.fixture
+async def client(
+    replay_store: ReplayStore, data_dir: Path, sampled: list[tuple[Any, list[str]]]
+) -> AsyncIterator[AsyncOpenAI]:
     replay = create_replay_app(replay_store, multisample=build_multisample_store(data_dir))
+
+    @web.middleware
+    async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        if request.path == "/v1/chat/completions" and isinstance(response, web.Response):
+            assert isinstance(response.body, bytes)
+            texts = [c["message"]["content"] for c in orjson.loads(response.body)["choices"]]
+            sampled.append(((await request.json()).get("seed"), texts))
+        return response
+
+    replay.middlewares.append(record)
     async with running(replay) as replay_url:
         config = load_config(EXAMPLE, env={"REPLAY_BASE_URL": f"{replay_url}/v1"})
         # Every output the example's policies read (the loader checks them all).
@@ -71,17 +93,19 @@ async def test_the_example_stops_at_the_first_sample_the_tests_pass(
 
 
 async def test_rounds_of_a_seeded_request_never_repeat_a_sample(
-    client: AsyncOpenAI, humaneval: MultiSampleSuite
+    client: AsyncOpenAI, humaneval: MultiSampleSuite, sampled: list[tuple[Any, list[str]]]
 ) -> None:
     """A prompt whose every sample fails runs to the cap: 16 rounds of one sample, each its own
     recorded sample (one seed for every round would replay the first sample 16 times)."""
     prompt = _prompt(humaneval, 0.0, 0.0)
     completion = await client.chat.completions.create(
-        model="code-sequential", messages=_msgs(prompt), seed=11, n=CAP
+        model="code-sequential", messages=_msgs(prompt), seed=11
     )
     adaptive = (completion.model_extra or {})["adaptive"]
     assert adaptive["stopped_by"] == "cap"
     assert adaptive["samples_drawn"] == adaptive["rounds"] == CAP
-    texts = [c.message.content for c in completion.choices]
-    assert len(texts) == CAP
-    assert len(set(texts)) == CAP and set(texts) <= set(prompt.texts)
+    # Round r carries seed 11 + r (the samples requested before it) and draws a new sample.
+    assert [seed for seed, _ in sampled] == list(range(11, 11 + CAP))
+    texts = [text for _, round_texts in sampled for text in round_texts]
+    assert len(texts) == len(set(texts)) == CAP and set(texts) <= set(prompt.texts)
+    assert completion.choices[0].message.content in texts
