@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,3 +50,15 @@ def test_the_command_writes_its_json(data_dir: Path, tmp_path: Path) -> None:
     written = json.loads(out.read_text())
     assert written["bootstrap"] == 5
     assert len(written["cases"]) == len(CASES)
+
+
+def test_help_names_the_data_lookup_order() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.cascade", "--help"],
+        cwd=RESULTS.parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "$ADAPTIVE_DATA_DIR, else the bundled copy" in " ".join(result.stdout.split())
+    assert "shared/data" not in result.stdout
