@@ -9,7 +9,7 @@ from typing import Any
 
 from replay.multisample_data import MULTISAMPLE_SUITES
 
-__all__ = ["load_multisample_results", "multisample_section"]
+__all__ = ["headline_table", "load_multisample_results", "multisample_section"]
 
 PAPER_CLAIM = "up to 50%"  # Damani et al., ICLR 2025: compute saved at equal quality
 METHOD_ORDER = ("adaptive", "sequential", "adaptive_sequential", "oracle")
@@ -66,21 +66,10 @@ def _live_rows(docs: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return out
 
 
-def multisample_section(out_dir: Path) -> list[str]:
-    """The headline table, the plot and the live table (empty when no suite result exists)."""
-    docs = load_multisample_results(out_dir)
-    if not docs:
-        return []
+def headline_table(docs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The headline's Markdown table: per suite and method, samples saved versus uniform
+    best-of-k at equal quality (also printed at the end of a ``bench`` run)."""
     lines = [
-        "## Headline: samples saved at equal quality versus uniform best-of-k",
-        "",
-        "Multi-sample suites, measured the paper's way: each prompt's expected quality for k "
-        "samples is computed exactly from its 100 recorded samples (no sampling noise), and each "
-        "method is compared with **uniform** best-of-k at equal quality. Cells: share of samples "
-        "saved [95% bootstrap interval over prompts]; `never` = the method does not reach that "
-        "quality within 50 samples per prompt. Predictions come from heads that never saw the "
-        "prompt (grouped 5-fold); stop-rule parameters were chosen on training folds.",
-        "",
         "| suite | method | saved vs uniform k=4 | k=8 | k=16 | up to (k=2..16) | "
         "quality gain at 8 samples/prompt | paper |",
         "|---|---|---|---|---|---|---|---|",
@@ -96,6 +85,26 @@ def multisample_section(out_dir: Path) -> list[str]:
                 f"| {label} | {key} | {_cell(m, '4')} | {_cell(m, '8')} | {_cell(m, '16')} | "
                 f"{_pct(m.get('saved_up_to'))} | {_gain(m, '8')} | {PAPER_CLAIM} |"
             )
+    return lines
+
+
+def multisample_section(out_dir: Path) -> list[str]:
+    """The headline table, the plot and the live table (empty when no suite result exists)."""
+    docs = load_multisample_results(out_dir)
+    if not docs:
+        return []
+    lines = [
+        "## Headline: samples saved at equal quality versus uniform best-of-k",
+        "",
+        "Multi-sample suites, measured the paper's way: each prompt's expected quality for k "
+        "samples is computed exactly from its 100 recorded samples (no sampling noise), and each "
+        "method is compared with **uniform** best-of-k at equal quality. Cells: share of samples "
+        "saved [95% bootstrap interval over prompts]; `never` = the method does not reach that "
+        "quality within 50 samples per prompt. Predictions come from heads that never saw the "
+        "prompt (grouped 5-fold); stop-rule parameters were chosen on training folds.",
+        "",
+        *headline_table(docs),
+    ]
     lines += [
         "",
         "![quality against mean samples per prompt](multisample.png)",
