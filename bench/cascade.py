@@ -377,7 +377,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from recorded_data import resolve_data_dir
 
     parser = argparse.ArgumentParser(prog="python -m bench.cascade", description=__doc__)
-    parser.add_argument("--data-dir", default=None, help="recorded data (default: ../shared/data)")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="recorded data (default: $ADAPTIVE_DATA_DIR, else the bundled copy)",
+    )
     parser.add_argument(
         "--results",
         default=str(RESULTS),

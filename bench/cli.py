@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.suites import SUITES
 from replay.multisample_data import MULTISAMPLE_SUITES
 
 COMMITTED_OUT = Path("bench") / "results"
+#: Top-level modules of the ``bench`` extra the benchmark imports (threadpoolctl comes with
+#: scikit-learn); a run missing one stops with :data:`INSTALL_HINT` instead of a traceback.
+BENCH_EXTRA_MODULES = frozenset({"matplotlib", "sklearn", "threadpoolctl"})
+INSTALL_HINT = "pip install 'adaptive-proxy[bench]' (in a checkout: pip install -e \".[bench]\")"
 LADDER_SUITE = "alpaca-eval-ladder"
 ALL_SUITES = (*MULTISAMPLE_SUITES, LADDER_SUITE, *SUITES)
 DESCRIPTION = (
@@ -76,7 +83,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Handler: run the benchmark; 0 on success."""
+    """Handler: run the benchmark; 0 on success, 2 when the data or the bench extra is missing."""
+    try:
+        return _run(args, started_s=time.monotonic())
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").partition(".")[0]
+        if top not in BENCH_EXTRA_MODULES:
+            raise
+        print(f"bench needs the bench extra (no module {top!r}): {INSTALL_HINT}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, *, started_s: float) -> int:
     from bench.runner import BenchOptions, run_bench
     from recorded_data import DataNotFoundError, resolve_data_dir
 
@@ -91,11 +109,13 @@ def run(args: argparse.Namespace) -> int:
     names = args.suite or list(ALL_SUITES)
     routed = [n for n in names if n in SUITES]
     multi = [n for n in names if n in MULTISAMPLE_SUITES]
+    multi_docs: dict[str, dict[str, Any]] = {}
+    routed_results: dict[str, dict[str, Any]] = {}
     if multi:
         from bench.multisample_run import run_multisample_suites
 
         n_boot = args.bootstrap or (200 if args.quick else 1000)
-        asyncio.run(
+        multi_docs = asyncio.run(
             run_multisample_suites(
                 data_dir,
                 out_dir,
@@ -123,13 +143,23 @@ def run(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             progress=not args.no_progress,
         )
-        asyncio.run(run_bench(opts))
+        routed_results = asyncio.run(run_bench(opts))
         from bench.matched_quality import add_matched_quality
 
         add_matched_quality(out_dir)
-    from bench.report import write_report
+    from bench.report import summary_table, write_report
 
     report = write_report(out_dir)
+    # The headlines of this run last, where they stay on screen; REPORT.md has the rest.
+    if multi_docs:
+        from bench.multisample_report import headline_table
+
+        print("\nsamples saved at equal quality versus uniform best-of-k:")
+        print("\n".join(headline_table(multi_docs)))
+    if routed_results:
+        print("\nrouting suites:")
+        print(summary_table(routed_results))
+    print(f"\nbench finished in {time.monotonic() - started_s:.0f} s")
     print(f"results written to {out_dir.resolve()} (report: {report.resolve()})")
     return 0
 

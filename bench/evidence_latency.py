@@ -150,7 +150,9 @@ async def measure(
     config = load_config_text(
         POLICIES.format(url=f"{replay_url}/v1", weak=MODEL_WEAK, strong=MODEL_STRONG), env={}
     )
-    proxy, proxy_url = await start_server(create_app(config, predictor=HashPredictor()))
+    proxy, proxy_url = await start_server(
+        create_app(config, predictor=HashPredictor(), warn_if_open=False)
+    )
     try:
         async with AsyncOpenAI(base_url=f"{proxy_url}/v1", api_key="x", max_retries=0) as client:
             times: dict[str, list[float]] = {}

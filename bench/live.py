@@ -175,7 +175,8 @@ async def run_live(
     from proxy.config import load_config_text
 
     config = load_config_text(yaml_text)
-    runner, proxy_url = await start_server(create_app(config))
+    # Open by design: the benchmark is this loopback proxy's only client.
+    runner, proxy_url = await start_server(create_app(config, warn_if_open=False))
     try:
         return await send_all(
             proxy_url,

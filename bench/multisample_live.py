@@ -211,7 +211,10 @@ async def live_operating_points(
     from proxy.app import create_app
     from proxy.config import load_config_text
 
-    runner, proxy_url = await live.start_server(create_app(load_config_text(yaml_text)))
+    # Open by design: the benchmark is this loopback proxy's only client.
+    runner, proxy_url = await live.start_server(
+        create_app(load_config_text(yaml_text), warn_if_open=False)
+    )
     try:
         results = await _send(proxy_url, points, suite, concurrency)
     finally:

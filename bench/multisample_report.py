@@ -9,7 +9,7 @@ from typing import Any
 
 from replay.multisample_data import MULTISAMPLE_SUITES
 
-__all__ = ["load_multisample_results", "multisample_section"]
+__all__ = ["headline_table", "load_multisample_results", "multisample_section"]
 
 PAPER_CLAIM = "up to 50%"  # Damani et al., ICLR 2025: compute saved at equal quality
 METHOD_ORDER = ("adaptive", "sequential", "adaptive_sequential", "oracle")
@@ -66,6 +66,28 @@ def _live_rows(docs: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return out
 
 
+def headline_table(docs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The headline's Markdown table: per suite and method, samples saved versus uniform
+    best-of-k at equal quality (also printed at the end of a ``bench`` run)."""
+    lines = [
+        "| suite | method | saved vs uniform k=4 | k=8 | k=16 | up to (k=2..16) | "
+        "quality gain at 8 samples/prompt | paper |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, doc in docs.items():
+        label = f"{name}{' (oracle verifier)' if doc.get('oracle_verifier') else ''}"
+        methods = {**doc["methods"], **doc.get("extra_methods", {})}
+        for key in (*METHOD_ORDER, *EXTRA_ORDER):
+            if key not in methods:
+                continue
+            m = methods[key]
+            lines.append(
+                f"| {label} | {key} | {_cell(m, '4')} | {_cell(m, '8')} | {_cell(m, '16')} | "
+                f"{_pct(m.get('saved_up_to'))} | {_gain(m, '8')} | {PAPER_CLAIM} |"
+            )
+    return lines
+
+
 def multisample_section(out_dir: Path) -> list[str]:
     """The headline table, the plot and the live table (empty when no suite result exists)."""
     docs = load_multisample_results(out_dir)
@@ -83,21 +105,8 @@ def multisample_section(out_dir: Path) -> list[str]:
         "never saw the prompt (grouped 5-fold); stop-rule parameters were chosen on training "
         "folds.",
         "",
-        "| suite | method | saved vs uniform k=4 | k=8 | k=16 | up to (k=2..16) | "
-        "quality gain at 8 samples/prompt | paper |",
-        "|---|---|---|---|---|---|---|---|",
+        *headline_table(docs),
     ]
-    for name, doc in docs.items():
-        label = f"{name}{' (oracle verifier)' if doc.get('oracle_verifier') else ''}"
-        methods = {**doc["methods"], **doc.get("extra_methods", {})}
-        for key in (*METHOD_ORDER, *EXTRA_ORDER):
-            if key not in methods:
-                continue
-            m = methods[key]
-            lines.append(
-                f"| {label} | {key} | {_cell(m, '4')} | {_cell(m, '8')} | {_cell(m, '16')} | "
-                f"{_pct(m.get('saved_up_to'))} | {_gain(m, '8')} | {PAPER_CLAIM} |"
-            )
     lines += [
         "",
         "![quality against mean samples per prompt](multisample.png)",

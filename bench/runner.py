@@ -243,7 +243,6 @@ async def run_bench(opts: BenchOptions) -> dict[str, dict[str, Any]]:
     from bench import report
     from predictor_onnx.data import load_records
 
-    started = time.monotonic()
     loop = asyncio.get_running_loop()
     records = await loop.run_in_executor(None, load_records, opts.data_dir)
     if opts.quick:
@@ -275,8 +274,6 @@ async def run_bench(opts: BenchOptions) -> dict[str, dict[str, Any]]:
             if replay_runner is not None:
                 await replay_runner.cleanup()
     report.write_report(opts.out_dir)
-    opts.log(report.summary_table(results))
-    opts.log(f"bench finished in {time.monotonic() - started:.0f} s")
     return results
 
 

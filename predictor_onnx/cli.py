@@ -278,7 +278,11 @@ def register_cli(subparsers: Any) -> None:
 
     train = sub.add_parser("train", help="export + train + evaluate + write a model folder")
     _data_args(train)
-    train.add_argument("--out", default=None, help="model folder (default: the shipped one)")
+    train.add_argument(
+        "--out",
+        default=None,
+        help="model folder (default: the shipped one; with --escalation a new temporary folder)",
+    )
     train.add_argument("--work-dir", default=str(WORK_DIR), help="fp32 export, scratch files")
     train.add_argument("--head", choices=("linear", "mlp", "ensemble"), default=None)
     train.add_argument(

@@ -205,15 +205,16 @@ async def _budget_redis_ctx(app: web.Application) -> AsyncIterator[None]:
             await client.aclose()
 
 
-def _auth_ctx(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
+def _auth_ctx(env: Mapping[str, str], *, warn_if_open: bool):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         config = app[CONFIG].snapshot.config
         spec = config.server.auth
         if spec is None:
             app[AUTH] = None
-            logging.getLogger("adaptive_proxy.auth").warning(
-                "no server.auth: the proxy is open; every request is served without a key"
-            )
+            if warn_if_open:
+                logging.getLogger("adaptive_proxy.auth").warning(
+                    "no server.auth: the proxy is open; every request is served without a key"
+                )
             yield
             return
         redis_url = spec.redis_url or config.cache.redis_url
@@ -287,11 +288,14 @@ def create_app(
     cache: DecisionCache | None = None,
     config_path: str | Path | None = None,
     env: Mapping[str, str] | None = None,
+    warn_if_open: bool = True,
 ) -> web.Application:
     """The proxy application for ``config``.
 
     ``config_path`` enables live reload of that file; ``env`` supplies upstream API keys (the
-    command line passes the process environment; nothing else reads it).
+    command line passes the process environment; nothing else reads it). ``warn_if_open=False``
+    drops the start-up warning about a policy without ``server.auth``: for a tool that starts
+    the proxy on loopback as its own only client (the benchmark), an open proxy is the intent.
     """
     problems = reference_problems(config)
     if problems:
@@ -315,7 +319,7 @@ def create_app(
     app[DRAIN] = Drain()
     holder.subscribe(_apply_snapshot(app, dict(env or {})))
     app.cleanup_ctx.append(_session_ctx(dict(env or {})))
-    app.cleanup_ctx.append(_auth_ctx(dict(env or {})))
+    app.cleanup_ctx.append(_auth_ctx(dict(env or {}), warn_if_open=warn_if_open))
     app.cleanup_ctx.append(_cache_ctx(cache))
     app.cleanup_ctx.append(_budget_redis_ctx)
     app.cleanup_ctx.append(_predictor_ctx(predictor))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -170,3 +172,15 @@ def test_the_readme_table_matches_the_committed_results() -> None:
             100 * fixed["saved_vs_frontier"], 1 if fixed["saved_vs_frontier"] > -10 else None
         )
         assert _first_number(cells[6]) == vs_frontier
+
+
+def test_help_names_the_data_lookup_order() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.cascade", "--help"],
+        cwd=RESULTS.parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "$ADAPTIVE_DATA_DIR, else the bundled copy" in " ".join(result.stdout.split())
+    assert "shared/data" not in result.stdout

@@ -1,12 +1,15 @@
 """``adaptive-proxy bench --suite humaneval-codegen16b --quick`` into a temp dir: the result
-schema checks rely on, figures that agree with one another, and the live operating points."""
+schema checks rely on, figures that agree with one another, the live operating points, and what
+the command prints."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -14,13 +17,26 @@ from bench.cli import main
 
 METHODS = ("uniform", "adaptive", "sequential", "adaptive_sequential", "oracle")
 KS = ("2", "4", "8", "16")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class QuickRun(NamedTuple):
+    out: Path
+    doc: dict[str, Any]
+    stdout: str
+    stderr: str
 
 
 @pytest.fixture(scope="module")
-def run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+def quick(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
+    """The command as a user runs it, in its own process: its output is part of the result."""
     out = tmp_path_factory.mktemp("ms")
-    code = main(
+    result = subprocess.run(
         [
+            sys.executable,
+            "-m",
+            "proxy.cli",
+            "bench",
             "--suite",
             "humaneval-codegen16b",
             "--quick",
@@ -31,10 +47,38 @@ def run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
             "--no-progress",
             "--bootstrap",
             "50",
-        ]
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
-    assert code == 0
-    return out, json.loads((out / "humaneval-codegen16b.json").read_text())
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((out / "humaneval-codegen16b.json").read_text())
+    return QuickRun(out, doc, result.stdout, result.stderr)
+
+
+@pytest.fixture(scope="module")
+def run(quick: QuickRun) -> tuple[Path, dict[str, Any]]:
+    return quick.out, quick.doc
+
+
+def test_it_ends_with_the_headline_and_the_whole_run_s_time(quick: QuickRun) -> None:
+    lines = quick.stdout.splitlines()
+    header = lines.index("samples saved at equal quality versus uniform best-of-k:")
+    table = lines[header + 1 : lines.index("", header)]
+    assert table[0].startswith("| suite | method | saved vs uniform k=4 |")
+    assert {row.split(" | ")[1] for row in table[2:]} >= {"adaptive", "sequential", "oracle"}
+    assert all(row.startswith("| humaneval-codegen16b (oracle verifier) |") for row in table[2:])
+    finished = [ln for ln in lines if ln.startswith("bench finished in ")]
+    assert len(finished) == 1 and lines.index(finished[0]) > header
+    assert lines[-1].startswith("results written to ")
+
+
+def test_its_own_loopback_proxy_does_not_warn_about_server_auth(quick: QuickRun) -> None:
+    assert quick.doc["live"]["checks"]  # the proxy did start and serve
+    assert "server.auth" not in quick.stderr + quick.stdout
 
 
 def test_result_schema(run: tuple[Path, dict[str, Any]]) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +29,15 @@ TOP_KEYS = (
 
 
 @pytest.fixture(scope="module")
-def results(
-    tmp_path_factory: pytest.TempPathFactory, data_dir: Path
-) -> tuple[Path, dict[str, Any]]:
+def quick(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, str, str]:
+    """The command in its own process, as a user runs it: its folder, stdout and stderr."""
     out = tmp_path_factory.mktemp("bench")
-    code = main(
+    result = subprocess.run(
         [
+            sys.executable,
+            "-m",
+            "proxy.cli",
+            "bench",
             "--suite",
             *SUITES,  # the multi-sample and chat-ladder suites have their own tests
             "--quick",
@@ -45,10 +50,36 @@ def results(
             "--no-progress",
             "--bootstrap",
             "20",
-        ]
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
-    assert code == 0
+    assert result.returncode == 0, result.stderr
+    return out, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def results(quick: tuple[Path, str, str]) -> tuple[Path, dict[str, Any]]:
+    out = quick[0]
     return out, {n: json.loads((out / f"{n}.json").read_text()) for n in SUITES}
+
+
+def test_it_prints_the_routing_table_and_the_run_s_time_without_auth_warnings(
+    quick: tuple[Path, str, str],
+) -> None:
+    _, stdout, stderr = quick
+    lines = stdout.splitlines()
+    table = lines[lines.index("routing suites:") + 1 :]
+    assert table[0].startswith("| suite | n | APGR cv [95% CI] |")
+    assert [row.split(" | ")[0].removeprefix("| ") for row in table[2 : 2 + len(SUITES)]] == [
+        *SUITES
+    ]
+    assert sum(ln.startswith("bench finished in ") for ln in lines) == 1
+    # One loopback proxy per live suite, each the benchmark's own: none warns it is open.
+    assert "server.auth" not in stdout + stderr
 
 
 def test_every_file_and_key_is_there(results: tuple[Path, dict[str, Any]]) -> None:

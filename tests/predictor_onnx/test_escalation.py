@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from predictor_onnx.escalation import (
     read_prior_jsonl,
     train_escalation,
 )
+from predictor_onnx.escalation_cli import escalation_out_dir
 
 
 def test_fit_logistic_recovers_known_coefficients() -> None:
@@ -98,3 +100,59 @@ def test_training_code_does_not_import_the_proxy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "predictor_onnx" / "escalation_models"
+
+
+def _shipped_bytes() -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(SHIPPED.iterdir())}
+
+
+def _train_escalation(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``adaptive-proxy predictor train --escalation …`` in its own process; temporary folders
+    land in ``tmp_path``."""
+    return subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "predictor", "train", "--escalation", *args],
+        cwd=SHIPPED.parents[1],
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_train_escalation_without_out_writes_a_new_folder_not_the_shipped_models(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    before = _shipped_bytes()
+    result = _train_escalation(["--data-dir", str(data_dir), "--cascade", "gpt3-175b"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    line = next(
+        ln for ln in result.stdout.splitlines() if ln.startswith("escalation models written to ")
+    )
+    written = Path(line.removeprefix("escalation models written to ").split(" (manifest")[0])
+    assert written.parent == tmp_path.resolve()
+    manifest = json.loads((written / "manifest.json").read_text())
+    assert sorted(manifest["files"]) == ["gpt3-175b.json"]
+    assert _shipped_bytes() == before
+
+
+def test_train_escalation_into_the_shipped_folder_needs_force(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    before = _shipped_bytes()
+    result = _train_escalation(
+        ["--data-dir", str(data_dir), "--cascade", "gpt3-175b", "--out", str(SHIPPED)], tmp_path
+    )
+    assert result.returncode != 0
+    assert "--force" in result.stderr
+    assert _shipped_bytes() == before
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
+def test_force_names_the_shipped_folder() -> None:
+    assert escalation_out_dir(None, force=True) == SHIPPED
+    assert escalation_out_dir(str(SHIPPED), force=True) == SHIPPED
+    assert escalation_out_dir("elsewhere", force=False) == Path("elsewhere")

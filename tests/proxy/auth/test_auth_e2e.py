@@ -314,6 +314,24 @@ async def test_without_auth_the_proxy_is_open_and_says_so_once(
     assert len(open_lines) == 1 and open_lines[0].levelno == logging.WARNING
 
 
+async def test_a_tool_s_own_open_proxy_can_start_without_the_warning(
+    replay_base_url: str, replay_store: ReplayStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = POLICY.split("upstreams:")[1].format(
+        url=replay_base_url, weak=MODEL_WEAK, strong=MODEL_STRONG, redis="redis://127.0.0.1:1"
+    )
+    config = load_config_text("upstreams:" + text.replace("cache:", "#"), env={})
+    caplog.set_level(logging.INFO, logger="adaptive_proxy")
+    app = create_app(config, predictor=steering(), warn_if_open=False)
+    async with running(app) as url, sdk(url, "anything") as client:
+        assert (
+            await client.chat.completions.create(
+                model="auto", messages=question(replay_store, "gsm8k/1")
+            )
+        ).choices  # open: any key is served
+    assert not [r for r in caplog.records if "server.auth" in r.getMessage()]
+
+
 async def test_yaml_keys_reload_live(
     replay_base_url: str, replay_store: ReplayStore, tmp_path: Path
 ) -> None:
