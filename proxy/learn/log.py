@@ -179,9 +179,14 @@ class OutcomeLog:
                 batch = [
                     self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))
                 ]
-                await self._write(batch)
-                self._settle(batch)
-                await self._maybe_trim()
+                try:
+                    await self._write(batch)
+                    await self._maybe_trim()
+                except Exception:  # a bug here must not stop the writer for good
+                    log.exception("outcome log: writing a batch failed")
+                    self.metrics.outcome_dropped("store", len(batch))
+                finally:
+                    self._settle(batch)
             self._idle.set()
 
     def _settle(self, batch: list[Entry]) -> None:
