@@ -12,13 +12,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from proxy.learn.head import HeadDocumentError, LearnedHead
 from proxy.learn.store import OutcomeStore
 
 log = logging.getLogger("proxy.learn")
+Messages = Sequence[Mapping[str, Any]]
+
+
+@runtime_checkable
+class EmbeddingPredictor(Protocol):
+    """A predictor that also returns the embedding its head read (the ONNX predictor)."""
+
+    async def predict_embedded(
+        self, batch: Sequence[Messages]
+    ) -> list[tuple[dict[str, float], Any]]:
+        """Each prediction with its prompt's embedding."""
+        ...
+
+
+async def predict_with_embeddings(
+    predictor: Any, batch: Sequence[Messages]
+) -> list[tuple[dict[str, float], Any]]:
+    """Predictions with embeddings; a predictor without them (a table, the hash stand-in) gives
+    ``None`` embeddings, which :meth:`LiveHeads.apply` passes through and the log stores as none."""
+    if isinstance(predictor, EmbeddingPredictor):
+        return await predictor.predict_embedded(batch)
+    return [(values, None) for values in await predictor.predict(batch)]
 
 
 class LiveHeads:

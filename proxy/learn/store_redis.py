@@ -106,6 +106,7 @@ class RedisOutcomeStore:
         prefix: str = DEFAULT_PREFIX,
         timeout_s: float = 2.0,
         clock: Callable[[], float] | None = None,
+        owns_client: bool = True,
     ) -> None:
         import time
 
@@ -118,6 +119,8 @@ class RedisOutcomeStore:
         self._prefix = prefix
         self._timeout_s = timeout_s
         self._clock = clock or time.time
+        # A client shared with the decision cache or the budgets is closed by its owner.
+        self._owns_client = owns_client
         self._record_script = redis.register_script(RECORD_LUA)
         self._label_script = redis.register_script(LABEL_LUA)
         self._rollback_script = redis.register_script(ROLLBACK_LUA)
@@ -330,8 +333,9 @@ class RedisOutcomeStore:
         await self._call(lambda: self._redis.set(self._key("ls", policy), doc))
 
     async def aclose(self) -> None:
-        """Close the client's connections."""
-        await self._redis.aclose()
+        """Close the client's connections (when this store owns the client)."""
+        if self._owns_client:
+            await self._redis.aclose()
 
 
 def _label_sids(fields: Mapping[str, str]) -> list[str]:

@@ -139,7 +139,7 @@ async def test_a_learner_killed_mid_export_leaves_the_serving_head(
 
     # New traffic of other kinds: the next candidate would be promoted, but the process dies
     # once the new head's temporary file is written, before the rename.
-    await store.write(traffic(500, kind="informative", seed=2, start=500).entries)
+    await store.write(traffic(300, kind="informative", seed=2, start=500).entries)
     seen: list[Path] = []
 
     def killed(src: Path, dst: Path) -> None:
@@ -158,7 +158,7 @@ async def test_a_learner_killed_mid_export_leaves_the_serving_head(
     # Nothing was lost: the next learner refits on the same labels and promotes.
     retry = await _learner(store, models).refit(SPEC)
     assert retry.status == "promoted" and retry.version != first.version
-    assert retry.train_rows + retry.holdout_rows == 1000
+    assert retry.train_rows + retry.holdout_rows == 800
 
 
 async def test_rollback_returns_to_the_previous_version_then_the_prior(

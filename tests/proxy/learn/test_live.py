@@ -89,3 +89,20 @@ async def test_an_unreadable_store_keeps_the_heads(
         assert len([r for r in caplog.records if "unreadable" in r.getMessage()]) == 1
     finally:
         await store.aclose()
+
+
+async def test_predictions_come_with_embeddings_where_the_predictor_has_them() -> None:
+    from predictor_onnx.runtime import OnnxPredictor
+    from proxy.learn.live import predict_with_embeddings
+    from proxy.prediction import HashPredictor
+
+    messages = [{"role": "user", "content": "What is 6 * 7?"}]
+    [(values, embedding)] = await predict_with_embeddings(HashPredictor(), [messages])
+    assert embedding is None and "gain" in values
+    onnx = await OnnxPredictor.load_async()
+    try:
+        [(values, embedding)] = await predict_with_embeddings(onnx, [messages])
+        assert embedding.shape == (onnx.manifest.embedding_dim,)
+        assert values == (await onnx.predict([messages]))[0]
+    finally:
+        await onnx.aclose()

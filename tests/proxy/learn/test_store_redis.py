@@ -73,3 +73,16 @@ async def test_an_unreachable_redis_is_a_store_error(redis_server: RedisServer) 
             await store.write([make_record("r2")])
     finally:
         await store.aclose()
+
+
+async def test_a_shared_client_is_left_open(redis_server: RedisServer) -> None:
+    from proxy.learn.store_redis import RedisOutcomeStore
+
+    client = Redis.from_url(redis_server.url)
+    store = RedisOutcomeStore(client, retention_days=1, owns_client=False)
+    await store.write([make_record("r1")])
+    await store.aclose()
+    try:
+        assert await client.ping()
+    finally:
+        await client.aclose()
