@@ -118,7 +118,7 @@ class OnnxPredictor:
             self._calls = concurrent.futures.ThreadPoolExecutor(
                 max_workers=workers, thread_name_prefix="onnx-encoder"
             )
-        self._queue: list[tuple[Messages, asyncio.Future[dict[str, float]]]] = []
+        self._queue: list[tuple[Messages, asyncio.Future[tuple[dict[str, float], Any]]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._drainer: asyncio.Task[None] | None = None
         self._closed = False
@@ -185,23 +185,34 @@ class OnnxPredictor:
         return out
 
     def _infer(self, batch: Sequence[Messages]) -> list[dict[str, float]]:
+        return [values for values, _ in self._infer_embedded(batch)]
+
+    def _infer_embedded(self, batch: Sequence[Messages]) -> list[tuple[dict[str, float], Any]]:
         if not batch:
             return []
         rows = self._prompts.ids_many(batch)
         embedding = embed_rows(self._encoder, rows, pool=self._calls)
         probs = head_rows(self._head, embedding, feature_matrix(batch))
-        return named_outputs(probs, self.manifest.arms, self.manifest.gains)
+        values = named_outputs(probs, self.manifest.arms, self.manifest.gains)
+        return list(zip(values, embedding, strict=True))
 
     async def predict(self, batch: Sequence[Messages]) -> list[dict[str, float]]:
         """Predictions for each ``messages`` list, micro-batched with concurrent callers."""
+        return [values for values, _ in await self.predict_embedded(batch)]
+
+    async def predict_embedded(
+        self, batch: Sequence[Messages]
+    ) -> list[tuple[dict[str, float], Any]]:
+        """:meth:`predict`, each prediction with the prompt's embedding ``(embedding_dim,)``
+        float32 that the head read (what the outcome log keeps for the learner)."""
         if self._closed:
             raise RuntimeError("predictor is closed")
         if not batch:
             return []
         loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[dict[str, float]]] = []
+        futures: list[asyncio.Future[tuple[dict[str, float], Any]]] = []
         for messages in batch:
-            future: asyncio.Future[dict[str, float]] = loop.create_future()
+            future: asyncio.Future[tuple[dict[str, float], Any]] = loop.create_future()
             self._queue.append((messages, future))
             futures.append(future)
         self._kick(loop)
@@ -232,7 +243,7 @@ class OnnxPredictor:
                     continue
                 try:
                     results = await loop.run_in_executor(
-                        self._pool, self._infer, [m for m, _ in live]
+                        self._pool, self._infer_embedded, [m for m, _ in live]
                     )
                 except Exception as exc:
                     for _, future in live:

@@ -153,3 +153,26 @@ async def test_parallel_workers_give_the_single_worker_predictions(model_dir: Pa
 def test_workers_must_be_positive(model_dir: Path) -> None:
     with pytest.raises(ValueError, match="workers"):
         OnnxPredictor.load(model_dir, workers=0)
+
+
+async def test_predict_embedded_returns_the_embedding_the_head_read(
+    predictor: OnnxPredictor, model_dir: Path
+) -> None:
+    import numpy as np
+    import onnxruntime as ort
+
+    from predictor_onnx.features import feature_matrix
+
+    prompts = [_user("What is 17 * 23? Show your steps."), _user("Name three French kings.")]
+    pairs = await predictor.predict_embedded(prompts)
+    assert [values for values, _ in pairs] == await predictor.predict(prompts)
+    head = ort.InferenceSession(str(model_dir / "head.onnx"), providers=["CPUExecutionProvider"])
+    for (values, embedding), prompt in zip(pairs, prompts, strict=True):
+        assert embedding.shape == (predictor.manifest.embedding_dim,)
+        assert float(np.linalg.norm(embedding)) == pytest.approx(1.0, abs=1e-3)
+        probs = head.run(
+            ["probs"], {"embedding": embedding[None, :], "features": feature_matrix([prompt])}
+        )[0][0]
+        assert values["p_strong"] == pytest.approx(
+            float(probs[predictor.manifest.arms.index("strong")]), abs=1e-6
+        )
