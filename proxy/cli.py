@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from proxy.config import Config, load_config, load_config_text
+from proxy.config import Config, empty_policies_problems, load_config, load_config_text
 from proxy.defaults import default_config_text
 from proxy.errors import ConfigError, PredictorLoadError
 from recorded_data import RecordedDataError
@@ -123,6 +123,10 @@ async def serve_until_stopped(
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args.config)
+    # The rule the hot reload and ``check`` apply: serve starts only on a file they accept.
+    problems = empty_policies_problems(config)
+    if problems:
+        raise ConfigError(problems, source=args.config)
     _setup_logging(config.server.log_level)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
@@ -148,36 +152,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predictor_problems(config: Config) -> list[tuple[str, str]]:
-    """What ``serve`` would refuse at start-up about the predictor (files, hashes)."""
-    spec = config.predictor
-    try:
-        if spec.type == "onnx":
-            from predictor_onnx.manifest import read_manifest
-            from predictor_onnx.runtime import shipped_model_dir
-
-            read_manifest(Path(spec.path) if spec.path else shipped_model_dir())
-        elif spec.type == "table" and spec.path:
-            from proxy.prediction import TablePredictor
-
-            TablePredictor.from_jsonl(spec.path)
-    except (PredictorLoadError, OSError, ValueError) as exc:
-        return [("predictor", str(exc))]
-    return []
-
-
 def _cmd_check(args: argparse.Namespace) -> int:
-    from proxy.predictor_outputs import configured_outputs, output_problems
+    from proxy.file_check import check_policy_file
 
-    config = _load(args.config)
-    problems = _predictor_problems(config)
-    if not problems:
-        # The files are sound: now every output a policy reads must be one the predictor has.
-        outputs = configured_outputs(config)
-        if outputs is not None:
-            problems = output_problems(config, outputs)
-    if problems:
-        raise ConfigError(problems, source=args.config)
+    config, problems = check_policy_file(args.config, env=os.environ)
+    if problems or config is None:
+        raise ConfigError(problems, source=str(Path(args.config)))
     print(
         f"{args.config or '<embedded default>'}: OK — {len(config.upstreams)} upstream(s), "
         f"{len(config.policies)} polic{'y' if len(config.policies) == 1 else 'ies'}, "
