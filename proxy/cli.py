@@ -248,6 +248,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The status of a program ended by SIGPIPE (128 + 13), as ``yes | head`` leaves it.
+EXIT_BROKEN_PIPE = 141
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (``adaptive-proxy check … | head``): exit quietly.
+
+    Python ignores SIGPIPE, so the write raised instead; stdout now points at /dev/null so the
+    interpreter's last flush at exit cannot raise again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``adaptive-proxy``."""
     _prepare_environment()
@@ -255,6 +271,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code = int(args.func(args))
+        # Inside the try: output still buffered meets a closed pipe here, not at exit.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _stdout_closed()
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
