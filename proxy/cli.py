@@ -23,11 +23,13 @@ from recorded_data import RecordedDataError
 log = logging.getLogger("adaptive_proxy")
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(level: str, *, with_pid: bool = False) -> None:
+    # Workers of ``serve --workers`` share one stderr: each line says which process wrote it.
+    where = "%(name)s[%(process)d]" if with_pid else "%(name)s"
     logging.basicConfig(
         level=level.upper(),
         stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s {where}: %(message)s",
     )
 
 
@@ -127,16 +129,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     problems = empty_policies_problems(config)
     if problems:
         raise ConfigError(problems, source=args.config)
-    _setup_logging(config.server.log_level)
+    worker = args.worker_index is not None
+    _setup_logging(config.server.log_level, with_pid=worker)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     raise_open_file_limit(config.server.max_connections)
     if args.workers > 1:
         from proxy.workers import run_workers
 
-        return run_workers(args.workers, config_path=args.config, host=host, port=port)
+        return run_workers(
+            args.workers, config=config, config_path=args.config, host=host, port=port
+        )
     _install_uvloop()
-    worker = args.worker_index is not None
     try:
         asyncio.run(
             serve_until_stopped(
