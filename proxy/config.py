@@ -219,7 +219,7 @@ def reference_problems(config: Config, raw: Any = None) -> list[tuple[str, str]]
 
 
 def empty_policies_problems(config: Config) -> list[Problem]:
-    """A file that names no policy at all is refused unless it says so is intended.
+    """A file that names no policy at all is refused unless it says that is intended.
 
     One rule for ``check``, ``serve`` and the hot reload, so that what ``check`` accepts is what
     a running proxy accepts: an edit that empties ``policies`` by mistake (a bad merge, a

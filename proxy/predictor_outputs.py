@@ -25,7 +25,9 @@ def output_refs(policies: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         output = getattr(policy, "predictor_output", None)
         if isinstance(output, str):
             refs.append((f"{base}.predictor_output", name, output))
-        for index, arm in enumerate(getattr(policy, "arms", None) or ()):
+        arms = getattr(policy, "arms", None)
+        # A policy built without validation (``check`` on an invalid file) may hold anything.
+        for index, arm in enumerate(arms if isinstance(arms, (list, tuple)) else ()):
             output = getattr(arm, "predictor_output", None)
             if isinstance(output, str):
                 refs.append((f"{base}.arms.{index}.predictor_output", name, output))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from proxy.config import load_config
+from proxy.file_check import check_policy_file
 from proxy.reload import ConfigHolder
 from tests.cli import ROOT, run_cli
 
@@ -120,3 +121,24 @@ def test_check_serve_and_reload_agree_on_a_file_without_policies(
     assert "0 policies" in result.stdout
     text = intended.read_text(encoding="utf-8")
     assert _reload_accepts(tmp_path / "served.yaml", text, caplog) is True
+
+
+def test_a_policy_too_broken_to_read_leaves_the_others_checked(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        """
+upstreams:
+  a: {base_url: "http://127.0.0.1:9/v1", model: a}
+policies:
+  broken: {type: ladder, lambda: 0.1, arms: 5}
+  steps: {type: ladder, lambda: -1, arms: [{name: x, upstream: a, n: 1, predictor_output: p_zz}]}
+predictor: {type: hash}
+""",
+        encoding="utf-8",
+    )
+    config, problems = check_policy_file(policy, env={})
+    assert config is None
+    found = dict(problems)
+    assert "valid list" in found["policies.broken.arms"]
+    assert "greater than or equal to 0" in found["policies.steps.lambda"]
+    assert "'p_zz'" in found["policies.steps.arms.0.predictor_output"]
