@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from proxy.config import Config, load_config, load_config_text
+from proxy.config import Config, empty_policies_problems, load_config, load_config_text
 from proxy.defaults import default_config_text
 from proxy.errors import ConfigError, PredictorLoadError
 from recorded_data import RecordedDataError
@@ -23,11 +23,13 @@ from recorded_data import RecordedDataError
 log = logging.getLogger("adaptive_proxy")
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(level: str, *, with_pid: bool = False) -> None:
+    # Workers of ``serve --workers`` share one stderr: each line says which process wrote it.
+    where = "%(name)s[%(process)d]" if with_pid else "%(name)s"
     logging.basicConfig(
         level=level.upper(),
         stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s {where}: %(message)s",
     )
 
 
@@ -123,16 +125,22 @@ async def serve_until_stopped(
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    _setup_logging(config.server.log_level)
+    # The rule the hot reload and ``check`` apply: serve starts only on a file they accept.
+    problems = empty_policies_problems(config)
+    if problems:
+        raise ConfigError(problems, source=args.config)
+    worker = args.worker_index is not None
+    _setup_logging(config.server.log_level, with_pid=worker)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     raise_open_file_limit(config.server.max_connections)
     if args.workers > 1:
         from proxy.workers import run_workers
 
-        return run_workers(args.workers, config_path=args.config, host=host, port=port)
+        return run_workers(
+            args.workers, config=config, config_path=args.config, host=host, port=port
+        )
     _install_uvloop()
-    worker = args.worker_index is not None
     try:
         asyncio.run(
             serve_until_stopped(
@@ -148,36 +156,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predictor_problems(config: Config) -> list[tuple[str, str]]:
-    """What ``serve`` would refuse at start-up about the predictor (files, hashes)."""
-    spec = config.predictor
-    try:
-        if spec.type == "onnx":
-            from predictor_onnx.manifest import read_manifest
-            from predictor_onnx.runtime import shipped_model_dir
-
-            read_manifest(Path(spec.path) if spec.path else shipped_model_dir())
-        elif spec.type == "table" and spec.path:
-            from proxy.prediction import TablePredictor
-
-            TablePredictor.from_jsonl(spec.path)
-    except (PredictorLoadError, OSError, ValueError) as exc:
-        return [("predictor", str(exc))]
-    return []
-
-
 def _cmd_check(args: argparse.Namespace) -> int:
-    from proxy.predictor_outputs import configured_outputs, output_problems
+    from proxy.file_check import check_policy_file
 
-    config = _load(args.config)
-    problems = _predictor_problems(config)
-    if not problems:
-        # The files are sound: now every output a policy reads must be one the predictor has.
-        outputs = configured_outputs(config)
-        if outputs is not None:
-            problems = output_problems(config, outputs)
-    if problems:
-        raise ConfigError(problems, source=args.config)
+    config, problems = check_policy_file(args.config, env=os.environ)
+    if problems or config is None:
+        raise ConfigError(problems, source=str(Path(args.config)))
     print(
         f"{args.config or '<embedded default>'}: OK — {len(config.upstreams)} upstream(s), "
         f"{len(config.policies)} polic{'y' if len(config.policies) == 1 else 'ies'}, "
@@ -268,6 +252,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The status of a program ended by SIGPIPE (128 + 13), as ``yes | head`` leaves it.
+EXIT_BROKEN_PIPE = 141
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (``adaptive-proxy check … | head``): exit quietly.
+
+    Python ignores SIGPIPE, so the write raised instead; stdout now points at /dev/null so the
+    interpreter's last flush at exit cannot raise again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``adaptive-proxy``."""
     _prepare_environment()
@@ -275,6 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code = int(args.func(args))
+        # Inside the try: output still buffered meets a closed pipe here, not at exit.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _stdout_closed()
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2

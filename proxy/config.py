@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +23,9 @@ from proxy.auth.spec import AuthConfig
 from proxy.errors import ConfigError
 from proxy.policies.registry import POLICY_TYPES, AnyPolicy
 from proxy.policies.spec import StrictModel
+
+#: ``(yaml path, message)``: one problem of a policy file.
+Problem = tuple[str, str]
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -47,7 +51,7 @@ class ServerConfig(StrictModel):
     # A file must look the same (size, mtime, hash) for this long before it is reloaded, so a
     # file written in several steps is never loaded half-written.
     reload_settle_s: float = Field(1.0, ge=0)
-    # A reload that leaves no policy at all is rejected unless this says it is intended.
+    # A file with no policy at all is refused (check, serve, reload) unless this says it is meant.
     allow_empty_policies: bool = False
     header_timeout_s: float = Field(10.0, gt=0)
     body_timeout_s: float = Field(30.0, gt=0)
@@ -214,6 +218,25 @@ def reference_problems(config: Config, raw: Any = None) -> list[tuple[str, str]]
     return problems
 
 
+def empty_policies_problems(config: Config) -> list[Problem]:
+    """A file that names no policy at all is refused unless it says that is intended.
+
+    One rule for ``check``, ``serve`` and the hot reload, so that what ``check`` accepts is what
+    a running proxy accepts: an edit that empties ``policies`` by mistake (a bad merge, a
+    truncated ConfigMap) must not silently turn every policy model into a 404. The config is read
+    by attribute, so the rule also applies to a file that does not validate.
+    """
+    if config.policies or config.server.allow_empty_policies is True:
+        return []
+    return [
+        (
+            "policies",
+            "the file has no policy; if that is intended (only passthrough models), set "
+            "server.allow_empty_policies: true",
+        )
+    ]
+
+
 def expand_env(
     value: Any, env: Mapping[str, str], path: str = ""
 ) -> tuple[Any, list[tuple[str, str]]]:
@@ -268,25 +291,53 @@ def yaml_error_message(exc: yaml.YAMLError, source: str | None) -> str:
     return message
 
 
-def load_config_text(
+@dataclass(frozen=True, slots=True)
+class ParsedConfig:
+    """A policy file read as far as it goes: every problem found on the way, in one list.
+
+    ``config`` is the validated file (also when only its cross-references are wrong) or None;
+    ``expanded`` is the parsed mapping after ``${VAR}`` expansion (None when the text is not a
+    YAML mapping), for checks that still apply to a file that does not validate;
+    ``unset_paths`` are the YAML paths of the ``${VAR}`` that are not set.
+    """
+
+    problems: list[Problem]
+    config: Config | None = None
+    expanded: dict[str, Any] | None = None
+    unset_paths: tuple[str, ...] = ()
+
+    def beyond_unset(self, problems: list[Problem]) -> list[Problem]:
+        """``problems`` less those at or under an unset ``${VAR}``'s path.
+
+        An unset variable expands to "", and what that breaks at its own path (an unknown
+        upstream '', a string too short) is no news after "VAR is not set".
+        """
+        return [
+            (where, message)
+            for where, message in problems
+            if not any(where == path or where.startswith(f"{path}.") for path in self.unset_paths)
+        ]
+
+
+def parse_config_text(
     text: str, *, env: Mapping[str, str] | None = None, source: str | None = None
-) -> Config:
-    """Parse, expand and validate a policy file's text; :class:`ConfigError` lists all problems."""
+) -> ParsedConfig:
+    """Parse, expand and validate a policy file's text, collecting every problem (no raise)."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([("", yaml_error_message(exc, source))], source=source) from None
+        return ParsedConfig([("", yaml_error_message(exc, source))])
     if not isinstance(raw, dict):
-        raise ConfigError(
-            [("", "the file must be a YAML mapping with 'upstreams' and 'policies'")], source=source
+        return ParsedConfig(
+            [("", "the file must be a YAML mapping with 'upstreams' and 'policies'")]
         )
-    expanded, problems = expand_env(raw, os.environ if env is None else env)
-    if problems:
-        raise ConfigError(problems, source=source)
+    expanded, unset = expand_env(raw, os.environ if env is None else env)
+    unset_paths = tuple(path for path, _ in unset)
+    found: list[Problem] = []
+    config: Config | None = None
     try:
-        config = Config.model_validate(expanded)
+        valid = Config.model_validate(expanded)
     except ValidationError as exc:
-        found: list[tuple[str, str]] = []
         for err in exc.errors(include_url=False):
             message = str(err["msg"]).removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
@@ -295,18 +346,31 @@ def load_config_text(
         from proxy.loose_refs import loose_reference_problems
 
         found += [p for p in loose_reference_problems(expanded) if p not in found]
-        raise ConfigError(found, source=source) from None
-    problems = reference_problems(config, raw)
-    if problems:
-        raise ConfigError(problems, source=source)
-    return config
+    else:
+        config, found = valid, reference_problems(valid, raw)
+    parsed = ParsedConfig(unset, config, expanded, unset_paths)
+    return replace(parsed, problems=unset + parsed.beyond_unset(found))
+
+
+def load_config_text(
+    text: str, *, env: Mapping[str, str] | None = None, source: str | None = None
+) -> Config:
+    """Parse, expand and validate a policy file's text; :class:`ConfigError` lists all problems."""
+    parsed = parse_config_text(text, env=env, source=source)
+    if parsed.problems or parsed.config is None:
+        raise ConfigError(parsed.problems, source=source)
+    return parsed.config
+
+
+def read_config_text(path: str | Path) -> str:
+    """The text of a policy file; :class:`ConfigError` when it cannot be read."""
+    file = Path(path)
+    try:
+        return file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([("", f"cannot read {file}: {exc.strerror}")], source=str(file)) from None
 
 
 def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate a policy file from disk."""
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([("", f"cannot read {file}: {exc.strerror}")], source=str(file)) from None
-    return load_config_text(text, env=env, source=str(file))
+    return load_config_text(read_config_text(path), env=env, source=str(Path(path)))

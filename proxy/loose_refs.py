@@ -4,6 +4,7 @@ Validation stops at the first bad value of a section, and cross-references are c
 a valid file: a negative threshold would hide an unknown upstream until it was fixed. Here each
 policy is built without validation (``model_construct``, nested sections included) from the
 parsed YAML, and asks its own class for its references, so the rules stay with the policy types.
+``check`` reads the predictor outputs those policies name the same way.
 """
 
 from __future__ import annotations
@@ -43,20 +44,29 @@ def loose(model: type[BaseModel], raw: dict[str, Any]) -> Any:
     return model.model_construct(**values)
 
 
+def loose_policies(raw: dict[str, Any]) -> dict[str, Any]:
+    """Each policy of an unvalidated file whose type is known, built without validation."""
+    policies = raw.get("policies")
+    if not isinstance(policies, dict):
+        return {}
+    built: dict[str, Any] = {}
+    for name, section in policies.items():
+        policy_type = section.get("type") if isinstance(section, dict) else None
+        if policy_type in POLICY_TYPES:
+            built[str(name)] = loose(POLICY_TYPES[policy_type], section)
+    return built
+
+
 def loose_reference_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
     """Unknown upstreams named by the policies of an unvalidated file, with their YAML paths."""
     upstreams = raw.get("upstreams")
-    policies = raw.get("policies")
-    if not isinstance(upstreams, dict) or not isinstance(policies, dict):
+    if not isinstance(upstreams, dict):
         return []
     known = ", ".join(sorted(str(u) for u in upstreams)) or "none"
     problems: list[tuple[str, str]] = []
-    for name, section in policies.items():
-        policy_type = section.get("type") if isinstance(section, dict) else None
-        if policy_type not in POLICY_TYPES:
-            continue
+    for name, policy in loose_policies(raw).items():
         try:
-            refs = loose(POLICY_TYPES[policy_type], section).references()
+            refs = policy.references()
         except (AttributeError, TypeError):
             continue  # too broken to name its references; validation reports why
         problems += [

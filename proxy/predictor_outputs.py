@@ -10,30 +10,39 @@ where each policy type's model is defined.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from proxy.config import Config
+from proxy.config import Config, PredictorConfig, Problem
 
 
-def output_refs(config: Config) -> list[tuple[str, str, str]]:
+def output_refs(policies: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """``(yaml path, policy name, output name)`` of every predictor output a policy reads."""
     refs: list[tuple[str, str, str]] = []
-    for name, policy in config.policies.items():
+    for name, policy in policies.items():
         base = f"policies.{name}"
         output = getattr(policy, "predictor_output", None)
         if isinstance(output, str):
             refs.append((f"{base}.predictor_output", name, output))
-        for index, arm in enumerate(getattr(policy, "arms", None) or ()):
+        arms = getattr(policy, "arms", None)
+        # A policy built without validation (``check`` on an invalid file) may hold anything.
+        for index, arm in enumerate(arms if isinstance(arms, (list, tuple)) else ()):
             output = getattr(arm, "predictor_output", None)
             if isinstance(output, str):
                 refs.append((f"{base}.arms.{index}.predictor_output", name, output))
     return refs
 
 
-def output_problems(config: Config, available: Collection[str]) -> list[tuple[str, str]]:
+def output_problems(config: Config, available: Collection[str]) -> list[Problem]:
     """One problem per policy output the predictor does not produce, naming what it does."""
+    return policy_output_problems(config.policies, available)
+
+
+def policy_output_problems(
+    policies: Mapping[str, Any], available: Collection[str]
+) -> list[Problem]:
+    """:func:`output_problems` for policies read by attribute (also unvalidated ones)."""
     known = ", ".join(sorted(available)) or "none"
     return [
         (
@@ -41,18 +50,19 @@ def output_problems(config: Config, available: Collection[str]) -> list[tuple[st
             f"policy {policy!r} reads predictor output {output!r}, which the loaded predictor "
             f"does not produce (available: {known})",
         )
-        for path, policy, output in output_refs(config)
+        for path, policy, output in output_refs(policies)
         if output not in available
     ]
 
 
-def configured_outputs(config: Config) -> tuple[str, ...] | None:
+def configured_outputs(spec: PredictorConfig) -> tuple[str, ...] | None:
     """The outputs of the configured predictor, read without starting it (for ``check``).
 
-    ``None`` for ``predictor: {type: none}``: no predictor, every policy serves its default arm.
-    Raises :class:`~proxy.errors.PredictorLoadError` for a missing or corrupt predictor.
+    Reads and verifies the predictor's files (manifest, hashes, table) as ``serve`` does at
+    start-up. ``None`` for ``predictor: {type: none}``: no predictor, every policy serves its
+    default arm. Raises :class:`~proxy.errors.PredictorLoadError` (or ``OSError`` /
+    ``ValueError`` for an unreadable table) for a missing or corrupt predictor.
     """
-    spec = config.predictor
     if spec.type == "none":
         return None
     if spec.type == "hash":

@@ -4,8 +4,9 @@ The file is polled for changes (no extra dependency, works on every filesystem a
 containers with mounted ConfigMaps) and reloaded on SIGHUP. A changed file is loaded only once
 it has stopped changing (the same size, mtime and sha256 for ``server.reload_settle_s``), so an
 editor or a deploy script that writes it in several steps is never caught half-way. An invalid
-edit is rejected and logged with every problem; the previous policy keeps serving. An edit that
-would leave no policy at all is invalid unless ``server.allow_empty_policies`` says it is meant.
+edit is rejected and logged with every problem; the previous policy keeps serving. A file with
+no policy at all is invalid unless ``server.allow_empty_policies`` says it is meant (the rule of
+``check`` and ``serve``).
 Sections that need new resources (``predictor``, ``cache``, ``server``) are applied at the next
 restart, and the log says so.
 """
@@ -20,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from proxy.config import Config, load_config
+from proxy.config import Config, empty_policies_problems, load_config
 from proxy.errors import ConfigError
 
 log = logging.getLogger("adaptive_proxy.reload")
@@ -95,18 +96,9 @@ class ConfigHolder:
             old = self._snapshot.config
             try:
                 config = await loop.run_in_executor(None, lambda: load_config(path, env=self._env))
-                if old.policies and not config.policies and not config.server.allow_empty_policies:
-                    raise ConfigError(
-                        [
-                            (
-                                "policies",
-                                "the edit drops every policy; if that is intended, set "
-                                "server.allow_empty_policies: true",
-                            )
-                        ],
-                        source=str(path),
-                    )
-                problems = [problem for check in self._checks for problem in check(config)]
+                # The rules ``check`` and ``serve`` apply, so that they accept the same files.
+                problems = empty_policies_problems(config)
+                problems += [problem for check in self._checks for problem in check(config)]
                 if problems:
                     raise ConfigError(problems, source=str(path))
             except ConfigError as exc:

@@ -5,8 +5,10 @@ becomes one concrete port for every worker), starts each worker as ``adaptive-pr
 --worker-index I`` on that port, and forwards SIGTERM/SIGINT (graceful drain: each worker stops
 accepting, finishes its requests in flight, then exits) and SIGHUP (reload). The kernel spreads
 new connections over the workers; shared state (decision cache, budgets, client limits) lives in
-Redis, so the workers act as one proxy. If a worker dies on its own, the others are stopped
-and the parent exits 1, for the supervisor (systemd, Kubernetes) to restart the whole set.
+Redis, so the workers act as one proxy; without Redis the parent warns once that each worker
+keeps its own. Each worker's log lines carry its pid (``adaptive_proxy.reload[1234]: …``), so a
+reload shows one line per worker. If a worker dies on its own, the others are stopped and the
+parent exits 1, for the supervisor (systemd, Kubernetes) to restart the whole set.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import sys
 import time
 from collections.abc import Sequence
 from types import FrameType
+
+from proxy.config import Config
 
 log = logging.getLogger("adaptive_proxy.workers")
 
@@ -35,10 +39,37 @@ def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
     return sock, int(sock.getsockname()[1])
 
 
+def per_process_state(config: Config) -> list[str]:
+    """What each worker keeps to itself under ``config``: the state Redis would share."""
+    kept: list[str] = []
+    if not config.cache.redis_url:
+        kept += ["decision cache", "budget controllers"]
+    auth = config.server.auth
+    if auth is not None and not (auth.redis_url or config.cache.redis_url):
+        kept += ["client limits", "run-time keys"]
+    return kept
+
+
 def run_workers(
-    n_workers: int, *, config_path: str | None, host: str, port: int, python: str = sys.executable
+    n_workers: int,
+    *,
+    config: Config,
+    config_path: str | None,
+    host: str,
+    port: int,
+    python: str = sys.executable,
 ) -> int:
     """Run ``n_workers`` workers until SIGTERM/SIGINT; the exit status of the set."""
+    kept = per_process_state(config)
+    if kept:
+        # Said once, here: each worker alone cannot know it has siblings.
+        log.warning(
+            "serve --workers %d without Redis: each worker keeps its own %s (each one meets a "
+            "budget or a limit on its share of the traffic alone); set cache.redis_url to "
+            "share them",
+            n_workers,
+            " and ".join([", ".join(kept[:-1]), kept[-1]] if len(kept) > 1 else kept),
+        )
     reserved, port = reserve_port(host, port)
     config_args: Sequence[str] = ("--config", config_path) if config_path else ()
     stopping = False

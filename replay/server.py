@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -233,7 +234,7 @@ def create_replay_app(
     return app
 
 
-async def _serve(args: argparse.Namespace) -> None:
+async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     store = await loop.run_in_executor(None, build_store, Path(args.data_dir))
     multisample = await loop.run_in_executor(None, build_multisample_store, Path(args.data_dir))
@@ -242,7 +243,15 @@ async def _serve(args: argparse.Namespace) -> None:
     await runner.setup()
     try:
         site = web.TCPSite(runner, args.host, args.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            # A port in use is an operator's everyday mistake: one line, as ``serve`` says it.
+            print(
+                f"adaptive-proxy: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+                file=sys.stderr,
+            )
+            return 1
         port = runner.addresses[0][1] if runner.addresses else args.port
         # On stdout whatever the logging setup: users need the address to point a config at.
         n_models = len(store.models) + (len(multisample.models) if multisample else 0)
@@ -260,6 +269,7 @@ async def _serve(args: argparse.Namespace) -> None:
         log.info("replay upstream stopping")
     finally:
         await runner.cleanup()
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -271,10 +281,9 @@ def _run(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 2
     try:
-        asyncio.run(_serve(args))
+        return asyncio.run(_serve(args))
     except KeyboardInterrupt:
-        pass
-    return 0
+        return 0
 
 
 def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -307,6 +316,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     raise SystemExit(main(sys.argv[1:]))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import openai
+
+from tests.cli import run_cli
 
 
 def test_replay_upstream_prints_its_address_and_serves_there(data_dir: Path) -> None:
@@ -39,3 +42,16 @@ def test_replay_upstream_prints_its_address_and_serves_there(data_dir: Path) -> 
             process.terminate()
             process.wait(timeout=10)
     assert process.returncode == 0
+
+
+def test_replay_upstream_on_a_busy_port_says_so_in_one_line(data_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("replay-upstream", "--port", str(port), "--data-dir", str(data_dir))
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()  # one line, no traceback
+    assert line.startswith(f"adaptive-proxy: cannot listen on 127.0.0.1:{port}: "), line
+    assert "address already in use" in line.lower(), line
+    assert result.stdout == ""  # no "serving on" line for a port it does not serve
