@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import docs_format as fmt
 from bench.frontier import EQUAL_QUALITY_RULE
 
 
@@ -102,3 +103,60 @@ def format_table(results: Sequence[Mapping[str, Any]]) -> str:
             )
     lines += ["", f"Equal quality: {EQUAL_QUALITY_RULE}."]
     return "\n".join(lines)
+
+
+# The README's columns: curve savings at equal accuracy, then the deployable fixed point.
+README_CURVES = (
+    ("input-only route", "input-only route (prompt prior)"),
+    ("agreement rule", "cascade: agreement rule"),
+    ("disagreement, then prior", "cascade: disagreement, then prior"),
+    ("learned, evidence + prior", "cascade: learned, evidence + prior"),
+)
+README_POINT = "learned + prior, fixed threshold from training folds"
+
+
+def _readme_pct(x: float, ci: Sequence[float]) -> str:
+    digits = 0 if abs(x) >= 10 else 1
+    return f"{fmt.pct(x, digits)} {fmt.span(ci, digits)}"
+
+
+def _readme_point(case: Mapping[str, Any]) -> tuple[str, str]:
+    row = next(r for r in case["points"] if r["policy"] == README_POINT)
+    delta = f"{fmt.pts(row['delta_quality'])}"
+    delta = delta if row["equal_quality"] else f"**{delta}**"
+    point = (
+        f"{delta} {fmt.pts_span(row['delta_quality_ci95'])}, "
+        f"{fmt.pct_ci(row['cost_saved'], row['cost_saved_ci95'])}"
+        + ("" if row["equal_quality"] else ": not equal accuracy")
+    )
+    x = row["saved_vs_frontier"]
+    frontier = _readme_pct(x, row["saved_vs_frontier_ci95"])
+    if x < -1.0:
+        first, _, rest = frontier.partition(" ")
+        frontier = f"**{first}** {rest}: {fmt.times(1.0 - x)} its cost"
+    above = row["accuracy"] - row["frontier_accuracy"]
+    if above > 1e-12:
+        frontier += f", {fmt.pts(above)} above every single system"
+    return point, frontier
+
+
+def readme_table(results: Sequence[Mapping[str, Any]], cascades: Sequence[str]) -> list[str]:
+    """The README's cascade table: for each named cascade, the curves' savings at equal
+    accuracy and the fixed threshold's operating point, also against the frontier."""
+    cases = {r["cascade"]: r for r in results}
+    lines = [
+        "| cascade (recorded GSM8K answers) | "
+        + " | ".join(label for label, _ in README_CURVES)
+        + " | fixed threshold from training folds: Δ accuracy, cost saved | same point "
+        "against the no-prediction frontier |",
+        "|---|" + "---|" * (len(README_CURVES) + 2),
+    ]
+    for name in cascades:
+        case = cases[name]
+        curves = {r["policy"]: r for r in case["curves"]}
+        cells = [
+            fmt.pct_ci(curves[p]["saved_at_equal_quality"], curves[p]["saved_ci95"])
+            for _, p in README_CURVES
+        ]
+        lines.append(f"| {name} | " + " | ".join([*cells, *_readme_point(case)]) + " |")
+    return lines

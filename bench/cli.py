@@ -78,6 +78,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out, the figures they alone determine (random baselines, matched quality), the "
         "routing plots and REPORT.md",
     )
+    parser.add_argument(
+        "--docs",
+        action="store_true",
+        help="run no suite: render the README's benchmark figures and REPORT.md from the "
+        f"committed {COMMITTED_OUT}/*.json (python -m bench.docs; --check there compares only)",
+    )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--no-progress", action="store_true")
 
@@ -95,6 +101,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, *, started_s: float) -> int:
+    if args.docs:
+        from bench.docs import main as docs_main
+
+        return docs_main([])
     from bench.runner import BenchOptions, run_bench
     from recorded_data import DataNotFoundError, resolve_data_dir
 
@@ -161,6 +171,8 @@ def _run(args: argparse.Namespace, *, started_s: float) -> int:
         print(summary_table(routed_results))
     print(f"\nbench finished in {time.monotonic() - started_s:.0f} s")
     print(f"results written to {out_dir.resolve()} (report: {report.resolve()})")
+    if out_dir.resolve() == COMMITTED_OUT.resolve():
+        print("the README's figures come from these results: adaptive-proxy bench --docs")
     return 0
 
 

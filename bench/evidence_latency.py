@@ -202,22 +202,43 @@ async def measure(
     }
 
 
+# What each policy and each direct call is, for the table.
+DESCRIPTIONS: Mapping[str, str] = {
+    "cascade": "cascade (agreement rule, Mixtral + 6B → GPT-4)",
+    "best-of-4": "best-of-4 (`gsm8k-pool`, vote)",
+    "sequential-vote": "sequential (`gsm8k-pool`, vote 0.9, 2 + 2 per round, cap 8)",
+    "code-best-of-8": f"best-of-8 (`{CODE_SUITE}`, verifier picks)",
+    "code-sequential-c8": f"sequential (`{CODE_SUITE}`, verifier stop, rounds of 1, cap 8)",
+    "code-sequential-c16": "sequential (same, cap 16)",
+    "direct-mixtral": "one Mixtral call",
+    "direct-pool": "one pool sample",
+    "direct-code": "one sample",
+}
+
+
 def format_table(result: Mapping[str, Any]) -> str:
-    """Markdown table of :func:`measure`'s rows."""
+    """Markdown table of :func:`measure`'s rows (also the README's)."""
     lines = [
         f"{result['prompts']} GSM8K prompts and {result.get('code_prompts', 0)} HumanEval "
-        f"prompts ({CODE_SUITE}), replay latency {result['ttft_ms']} ms to first token "
-        f"+ {result['per_token_ms']} ms/token, concurrency {result['concurrency']}",
+        f"prompts ({CODE_SUITE}), replay latency {result['ttft_ms']:g} ms to first token "
+        f"+ {result['per_token_ms']:g} ms/token, concurrency {result['concurrency']}:",
         "",
-        "| policy | vs | latency p50 / p95 (ms) | added p50 / p95 (ms) | mean rounds "
-        "| mean samples | escalated |",
+        "| policy | vs (its p50 / p95, ms) | latency p50 / p95 (ms) | added p50 / p95 (ms) "
+        "| mean rounds | mean samples | escalated |",
         "|---|---|---|---|---|---|---|",
     ]
+    direct = result.get("direct_ms", {})
     for r in result["rows"]:
+        ref = r["reference"]
+        vs = DESCRIPTIONS.get(ref, ref)
+        if ref in direct:
+            vs += f" ({direct[ref]['p50']:.0f} / {direct[ref]['p95']:.0f})"
+        escalated = f"{100 * r['escalated']:.0f}%" if r["policy"] == "cascade" else "—"
         lines.append(
-            f"| {r['policy']} | {r['reference']} | {r['latency_ms_p50']} / {r['latency_ms_p95']} | "
-            f"{r['added_ms_p50']} / {r['added_ms_p95']} | {r['mean_rounds']:.2f} | "
-            f"{r['mean_samples']:.2f} | {100 * r['escalated']:.0f}% |"
+            f"| {DESCRIPTIONS.get(r['policy'], r['policy'])} | {vs} | "
+            f"{r['latency_ms_p50']:.0f} / {r['latency_ms_p95']:.0f} | "
+            f"{r['added_ms_p50']:.0f} / {r['added_ms_p95']:.0f} | {r['mean_rounds']:.2f} | "
+            f"{r['mean_samples']:.2f} | {escalated} |"
         )
     return "\n".join(lines)
 

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.docs_format import num, pct_ci
 from replay.multisample_data import MULTISAMPLE_SUITES
 
-__all__ = ["headline_table", "load_multisample_results", "multisample_section"]
+__all__ = [
+    "headline_table",
+    "live_points_table",
+    "load_multisample_results",
+    "multisample_section",
+    "point_label",
+    "saved_at_k_table",
+]
 
 PAPER_CLAIM = "up to 50%"  # Damani et al., ICLR 2025: compute saved at equal quality
 METHOD_ORDER = ("adaptive", "sequential", "adaptive_sequential", "oracle")
@@ -85,6 +94,83 @@ def headline_table(docs: Mapping[str, Mapping[str, Any]]) -> list[str]:
                 f"| {label} | {key} | {_cell(m, '4')} | {_cell(m, '8')} | {_cell(m, '16')} | "
                 f"{_pct(m.get('saved_up_to'))} | {_gain(m, '8')} | {PAPER_CLAIM} |"
             )
+    return lines
+
+
+# The README's headline columns: each method against uniform best-of-k at one k.
+SAVED_COLUMNS = (
+    ("adaptive", "adaptive (prompt predictor)"),
+    ("sequential", "sequential (verifier stop)"),
+    ("adaptive_sequential", "adaptive + sequential"),
+    ("oracle", "oracle, prompt-only (ceiling)"),
+    ("oracle_sequential", "oracle prior + stop (ceiling)"),
+)
+_POINT = re.compile(
+    r"(?P<method>uniform|adaptive_sequential|adaptive|sequential)"
+    r"(?:-(?P<k>\d+))?(?:-l(?P<lam>[^-]+))?(?:-c(?P<cap>\d+))?"
+)
+
+
+def saved_at_k_table(docs: Mapping[str, Mapping[str, Any]], k: str = "8") -> list[str]:
+    """Per suite, each method's samples saved versus uniform best-of-``k`` at equal quality
+    [95% interval]: the README's headline table (one k of :func:`headline_table`)."""
+    lines = [
+        "| suite | prompts | " + " | ".join(label for _, label in SAVED_COLUMNS) + " |",
+        "|---|---|" + "---|" * len(SAVED_COLUMNS),
+    ]
+    for name, doc in docs.items():
+        label = f"{name}{' (oracle verifier)' if doc.get('oracle_verifier') else ''}"
+        methods = {**doc["methods"], **doc.get("extra_methods", {})}
+        cells = [
+            pct_ci(
+                methods[key]["saved_at_equal_quality"].get(k),
+                methods[key].get("saved_at_equal_quality_ci95", {}).get(k),
+            )
+            for key, _ in SAVED_COLUMNS
+        ]
+        lines.append(f"| {label} | {doc['n_prompts']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def point_label(policy: str) -> str:
+    """A live point's policy name in words: ``sequential-c8`` → ``sequential, cap 8``."""
+    m = _POINT.fullmatch(policy)
+    if m is None:
+        return policy
+    method = m["method"]
+    if method == "uniform":
+        return f"uniform best-of-{m['k']}"
+    parts = [method.replace("_", " + ")]
+    if m["lam"]:
+        parts.append(f"λ {m['lam']}")
+    if m["cap"]:
+        parts.append(f"cap {m['cap']}")
+    return ", ".join(parts)
+
+
+def _live_cell(live: float, exact: float, se: float, digits: int) -> str:
+    exact_s = f"{num(exact, digits)} ± {num(se, digits)}" if se > 0 else num(exact, digits)
+    return f"{num(live, digits)} / {exact_s}"
+
+
+def live_points_table(doc: Mapping[str, Any], policies: Sequence[str]) -> list[str]:
+    """Some live points of one suite: live against the exact expectation ± its SE."""
+    checks = {c["policy"]: c for c in doc.get("live", {}).get("checks", [])}
+    missing = [p for p in policies if p not in checks]
+    if missing:
+        raise KeyError(f"{doc['suite']} has no live point {', '.join(missing)}")
+    lines = [
+        f"| point ({doc['n_prompts']} prompts) | mean samples live / exact ± SE | "
+        "quality live / exact ± SE |",
+        "|---|---|---|",
+    ]
+    for p in policies:
+        c = checks[p]
+        samples = _live_cell(
+            c["mean_samples_live"], c["mean_samples_offline"], c.get("mean_samples_se", 0.0), 2
+        )
+        quality = _live_cell(c["quality_live"], c["quality_offline"], c["quality_se"], 3)
+        lines.append(f"| {point_label(p)} | {samples} | {quality} |")
     return lines
 
 

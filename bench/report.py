@@ -225,14 +225,13 @@ def load_results(out_dir: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def write_report(out_dir: Path) -> Path:
-    """``REPORT.md`` from every suite result in ``out_dir``."""
+def render_report(out_dir: Path) -> str:
+    """The text of ``REPORT.md`` from every suite result in ``out_dir``."""
     from bench.alpaca_ladder import load_alpaca_result, report_lines
     from bench.matched_quality import explanation_lines
     from bench.multisample_report import load_multisample_results, multisample_section
     from bench.report_text import report_markdown
 
-    path = out_dir / "REPORT.md"
     head = multisample_section(out_dir)
     ladder = load_alpaca_result(out_dir)
     if ladder is not None:
@@ -250,5 +249,11 @@ def write_report(out_dir: Path) -> Path:
             1,
         )
         body = "\n".join(["# adaptive-proxy cost/quality benchmark", "", *head, body])
-    path.write_text(body, encoding="utf-8")
+    return body
+
+
+def write_report(out_dir: Path) -> Path:
+    """``REPORT.md`` from every suite result in ``out_dir``."""
+    path = out_dir / "REPORT.md"
+    path.write_text(render_report(out_dir), encoding="utf-8")
     return path

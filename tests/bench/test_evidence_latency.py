@@ -20,4 +20,6 @@ async def test_a_small_run_reports_every_policy(data_dir: Path) -> None:
         row = next(r for r in result["rows"] if r["policy"] == policy)
         assert row["reference"] == "direct-code"
         assert 1.0 <= row["mean_rounds"] == row["mean_samples"] <= cap  # rounds of one sample
-    assert "| cascade | direct-mixtral |" in format_table(result)
+    assert "| cascade (agreement rule, Mixtral + 6B → GPT-4) | one Mixtral call (" in (
+        format_table(result)
+    )
