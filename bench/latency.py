@@ -8,7 +8,8 @@ first on the proxy's core, as a same-machine reference. The proxy serves a ``rou
 the hash predictor (and, when the shipped model exists, on the ONNX predictor); each distinct
 prompt is sent once first, so the measured path is the cache-hit routed path. It prints added
 latency p50/p99, streaming time to first byte, throughput at concurrency 1/32/128, proxy CPU per
-request and peak RSS, as ratios to direct, with the targets.
+request and peak RSS, as ratios to direct, with the targets. Last, a fresh proxy measures event-loop
+stalls and decision latency on large and first requests (:mod:`bench.latency_stall`).
 Everything runs on loopback, bounded in requests and time; child processes are always stopped.
 """
 
@@ -51,6 +52,7 @@ from bench.latency_procs import (
 )
 from bench.latency_redis import RedisProcess
 from bench.latency_report import evaluate_targets, format_report
+from bench.latency_stall import run_stalls
 
 CONCURRENCIES = (1, 32, 128)
 
@@ -73,6 +75,7 @@ class Options:
     quick: bool = False
     redis: bool = False
     with_budget: bool = False
+    with_stalls: bool = True
 
 
 def quick_options(**overrides: Any) -> Options:
@@ -280,6 +283,13 @@ async def run_benchmark(opts: Options) -> dict[str, Any]:
                     "onnx", predictor, upstream_url, Path(tmp), port, redis_url=redis_url
                 )
                 modes["onnx"] = await _mode("onnx", args, direct, children, opts, proxy_core, port)
+            stalls: dict[str, Any] = {"skipped": "disabled with --no-stalls"}
+            if opts.with_stalls:  # on the ONNX predictor when measured, else on the hash one
+                onnx = opts.with_onnx and (model_dir / "manifest.json").is_file()
+                stalls = await run_stalls(
+                    children, upstream_url, Path(tmp), proxy_core, model_dir if onnx else None,
+                    _wait_ready, opts.ready_timeout_s,
+                )  # fmt: skip
     finally:
         children.close()
     return {
@@ -295,6 +305,7 @@ async def run_benchmark(opts: Options) -> dict[str, Any]:
         "concurrencies": list(CONCURRENCIES),
         "direct": direct,
         "modes": modes,
+        "stalls": stalls,
     }
 
 
@@ -324,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="start a redis-server on a free port and put the proxy's cache (and budget) in it",
     )
     parser.add_argument(
+        "--no-stalls",
+        action="store_true",
+        help="skip the event-loop stall run (large prompts, a 10,000-prompt allocation)",
+    )
+    parser.add_argument(
         "--budget",
         action="store_true",
         help="also measure a budgeted route policy (the online controller on every request)",
@@ -351,6 +367,7 @@ def options_from(args: argparse.Namespace) -> Options:
     overrides["with_auth"] = args.auth
     overrides["redis"] = args.redis
     overrides["with_budget"] = args.budget
+    overrides["with_stalls"] = not args.no_stalls
     return quick_options(**overrides) if args.quick else Options(**overrides)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.latency_stall import TARGET_STALL_MS, format_stalls
+
 # The targets for the cache-hit routed path, and the floor it quotes (a minimal aiohttp +
 # uvloop passthrough on the same 2-core setup) for context.
 TARGET_ADDED_P50_MS = 0.6
@@ -138,9 +140,14 @@ def format_report(report: dict[str, Any]) -> str:
                 f"{label:<28}{_num(d):>11}{_num(p):>11}{_ratio(p, d):>9}  {limit:<16}{verdict:>5}"
             )
         lines.append(f"failed requests: {figures['errors']} (direct: {direct['errors']})")
+    if "stalls" in report:
+        lines += format_stalls(report["stalls"])
     lines += [
         "",
         "[1] direct column: the upstream server's own CPU per request; proxy: the proxy process.",
         "[2] direct column: the upstream server's peak RSS (VmHWM); proxy: the proxy process.",
+        "[3] loop stall: the longest /health/liveness round trip (probed every 10 ms from another",
+        f"    thread) overlapping the request; no request may stall the loop over "
+        f"{TARGET_STALL_MS:g} ms.",
     ]
     return "\n".join(lines)

@@ -34,7 +34,7 @@ from proxy.middleware import error_middleware
 from proxy.passthrough import register_passthrough_routes
 from proxy.policies.budgets import BudgetControllers
 from proxy.policies.policy import PolicyContext
-from proxy.prediction import HashPredictor, Predictor, TablePredictor
+from proxy.prediction import HashPredictor, Predictor, TablePredictor, UnknownPromptError
 from proxy.predictor_outputs import output_problems
 from proxy.pricing import CostModel
 from proxy.redact import Redactor
@@ -55,9 +55,13 @@ from proxy.state import (
     PREDICTOR,
     UPSTREAMS,
 )
+from proxy.tokens import warm as warm_token_counter
 from proxy.upstream import UpstreamClient
 
 log = logging.getLogger("adaptive_proxy")
+
+# The conversation of the warm-up prediction made before the proxy reports ready.
+WARM_UP_MESSAGES = ({"role": "user", "content": "What is 17 * 23? Answer with a number."},)
 
 
 def load_predictor(config: Config) -> Predictor | None:
@@ -156,18 +160,40 @@ def _check_outputs(holder: ConfigHolder, predictor: Predictor) -> None:
     holder.add_check(lambda config: output_problems(config, outputs))
 
 
+async def warm_up(predictor: Predictor, timeout_s: float) -> None:
+    """One real prediction, so that no request pays the predictor's first-call costs.
+
+    A failure is logged, not raised: requests then fall back to their policy's default arm, as
+    they would for any prediction failure.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            await predictor.predict([[dict(m) for m in WARM_UP_MESSAGES]])
+    except UnknownPromptError:
+        pass  # a prediction table without this prompt: there is nothing to warm
+    except Exception as exc:
+        log.warning("predictor warm-up prediction failed (%s: %s)", type(exc).__name__, exc)
+
+
 def _predictor_ctx(injected: Predictor | None):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         config = app[CONFIG].snapshot.config
         predictor = injected
-        if predictor is None:
-            loop = asyncio.get_running_loop()
-            try:
+        loop = asyncio.get_running_loop()
+        # Decisions count prompt tokens: build the encoding now (in a thread, beside the
+        # predictor's load), not on the event loop during the first request.
+        counter = loop.run_in_executor(None, warm_token_counter)
+        try:
+            if predictor is None:
                 predictor = await loop.run_in_executor(None, load_predictor, config)
-            except PredictorLoadError as exc:
-                raise PredictorLoadError(f"cannot start: {exc}") from None
+        except PredictorLoadError as exc:
+            raise PredictorLoadError(f"cannot start: {exc}") from None
+        finally:
+            await counter
         if predictor is not None:
             _check_outputs(app[CONFIG], predictor)
+            # Before PREDICTOR is set (and the server listens): ready means warm.
+            await warm_up(predictor, config.predictor.timeout_s)
         app[PREDICTOR] = predictor
         app[DECIDER] = Decider(
             predictor=predictor,

@@ -208,7 +208,7 @@ class BestOfKExecutor:
                     continue
                 reply = result.data
                 samples.template = samples.template or reply
-                prompt_tokens, completion_tokens = usage_of(reply, messages)
+                prompt_tokens, completion_tokens = await usage_of(reply, messages)
                 samples.prompt_tokens += prompt_tokens
                 samples.completion_tokens += completion_tokens
                 samples.cost_usd += account(

@@ -34,7 +34,7 @@ from proxy.pricing import CostModel, usage_of
 from proxy.protocol import sse_event
 from proxy.rerank_text import extract_answer
 from proxy.responses import EventStream, Execution, ExecutionRequest, JsonResult, Outcome
-from proxy.tokens import count_message_tokens
+from proxy.tokens import count_message_tokens_async
 from proxy.upstream import UpstreamClient
 
 log = logging.getLogger("adaptive_proxy.cascade")
@@ -79,7 +79,7 @@ class CascadeExecutor:
                 log.warning("cascade %s: stage %s failed: %s", policy, stage.label, result.message)
                 continue
             reply = result.data
-            prompt_tokens, completion_tokens = usage_of(reply, body["messages"])
+            prompt_tokens, completion_tokens = await usage_of(reply, body["messages"])
             run.prompt_tokens += prompt_tokens
             run.completion_tokens += completion_tokens
             run.cost_usd += self._route.account(stage.upstream, prompt_tokens, completion_tokens)
@@ -108,7 +108,7 @@ class CascadeExecutor:
                 replies.append(reply)
         # λ: the YAML's, or (with a budget) the controller's at decision time.
         lam = policy.escalate.lambda_ if policy.escalate.budget is None else decision.lambda_
-        tokens = count_message_tokens(data["messages"])
+        tokens = await count_message_tokens_async(data["messages"])
         delta_cost = self._costs.expected_cost_usd(policy.stages[-1].upstream, tokens)
         assessment = assess(
             samples,

@@ -19,7 +19,7 @@ from proxy.errors import ProxyError, UpstreamError
 from proxy.policies.base import Decision
 from proxy.pricing import CostModel, usage_of
 from proxy.responses import EventStream, Execution, ExecutionRequest, JsonResult, Outcome
-from proxy.tokens import count_message_tokens
+from proxy.tokens import count_message_tokens_async
 from proxy.upstream import UpstreamClient, UpstreamReply, UpstreamStream
 
 log = logging.getLogger("adaptive_proxy.executor")
@@ -93,7 +93,7 @@ class RouteExecutor:
         """The completed response body (with ``adaptive`` and summed ``usage``)."""
         reply = await self.chat(decision, body, fallback)
         data = reply.data
-        prompt_tokens, completion_tokens = usage_of(data, body["messages"])
+        prompt_tokens, completion_tokens = await usage_of(data, body["messages"])
         data.setdefault(
             "usage",
             {
@@ -190,7 +190,7 @@ class RouteExecutor:
         finally:
             await stream.aclose()
             if not usage_seen:
-                prompt_tokens = count_message_tokens(messages)
+                prompt_tokens = await count_message_tokens_async(messages)
             outcome.cost_usd = self.account(stream.upstream, prompt_tokens, completion_tokens)
             outcome.prompt_tokens, outcome.completion_tokens = prompt_tokens, completion_tokens
 

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from proxy.config import UpstreamConfig
-from proxy.tokens import count_message_tokens, count_tokens
+from proxy.tokens import count_message_tokens_async, count_tokens_async
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +98,7 @@ def prices_for(cfg: UpstreamConfig) -> Prices:
     )
 
 
-def usage_of(response: Mapping[str, Any], messages: list[dict[str, Any]]) -> tuple[int, int]:
+async def usage_of(response: Mapping[str, Any], messages: list[dict[str, Any]]) -> tuple[int, int]:
     """(prompt_tokens, completion_tokens) from ``usage``, or counted with tiktoken if absent."""
     usage = response.get("usage")
     if isinstance(usage, dict):
@@ -110,8 +110,8 @@ def usage_of(response: Mapping[str, Any], messages: list[dict[str, Any]]) -> tup
     for choice in response.get("choices") or []:
         message = choice.get("message") if isinstance(choice, dict) else None
         if isinstance(message, dict) and isinstance(message.get("content"), str):
-            completion_tokens += count_tokens(message["content"])
-    return count_message_tokens(messages), completion_tokens
+            completion_tokens += await count_tokens_async(message["content"])
+    return await count_message_tokens_async(messages), completion_tokens
 
 
 class CostModel:

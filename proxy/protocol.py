@@ -137,10 +137,12 @@ def _json_type_name(value: Any) -> str:
     return next((name for kind, name in _JSON_TYPE_NAMES if isinstance(value, kind)), "a value")
 
 
-def invalid_from_validation(exc: ValidationError) -> InvalidRequestError:
-    """The first schema violation as a 400 with ``param`` set to its path."""
+def invalid_from_validation(
+    exc: ValidationError, *, at: tuple[int | str, ...] = ()
+) -> InvalidRequestError:
+    """The first schema violation as a 400 with ``param`` set to its path (under ``at``)."""
     err = exc.errors(include_url=False)[0]
-    param = _param_of(tuple(err["loc"]))
+    param = _param_of((*at, *err["loc"]))
     message = str(err["msg"])
     if err["type"] == "model_type":
         message = "Input should be an object"  # not the proxy's class name
@@ -150,20 +152,28 @@ def invalid_from_validation(exc: ValidationError) -> InvalidRequestError:
     return InvalidRequestError(f"{param}: {message}" if param else message, param=param or None)
 
 
-# The JSON reader accepts 1,024 levels, the writer 255; the proxy re-serialises every body
+# The JSON reader accepts 1,024 levels, the writer 254; the proxy re-serialises every body
 # (cache key, upstream request), so deeper bodies are refused at parse with room to spare.
 MAX_JSON_DEPTH = 200
+# The most nested containers orjson's writer serialises (it refuses one more).
+_WRITER_MAX_DEPTH = 254
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests more than ``limit`` containers deep (iterative: no recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    """Whether ``value`` (as decoded by orjson) nests more than ``limit`` containers deep.
+
+    Asked of orjson's writer, in C: wrapped in ``_WRITER_MAX_DEPTH - limit`` lists, the value
+    serialises exactly when it nests at most ``limit`` deep (whatever orjson decodes, it can
+    encode; only depth can fail). A walk in Python held the event loop for over a second on a
+    4 MB body of small lists; this costs one serialisation.
+    """
+    wrapped = value
+    for _ in range(_WRITER_MAX_DEPTH - limit):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped)
+    except orjson.JSONEncodeError:
+        return True
     return False
 
 
@@ -178,7 +188,7 @@ def parse_json_body(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidRequestError("request body must be a JSON object")
     # Fewer brackets than the limit cannot nest deeper than it: the common case costs two
-    # C-speed scans, and only bodies with many containers are walked.
+    # C-speed scans, and only bodies with many containers are checked.
     if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _deeper_than(data, MAX_JSON_DEPTH):
         raise InvalidRequestError(
             f"request JSON nests deeper than {MAX_JSON_DEPTH} levels, the proxy's limit",

@@ -29,7 +29,7 @@ from proxy.policies.policy import (
 )
 from proxy.policies.spec import RerankerConfig, StrictModel
 from proxy.policies.stopping import StopRule, VerifierStop, VoteStop, first_round_n
-from proxy.tokens import count_message_tokens
+from proxy.tokens import count_message_tokens_async
 
 
 class StopConfig(StrictModel):
@@ -140,7 +140,7 @@ class BestOfKPolicy(AdaptivePolicy):
         messages: list[dict[str, Any]],
     ) -> Decision:
         """The n in [n_min, n_max] maximising E[R(n)] − λ · cost(n)."""
-        prompt_tokens = count_message_tokens(messages)
+        prompt_tokens = await count_message_tokens_async(messages)
         lam = await ctx.budgets.current_lambda(name, version, self)
         p = min(max(read_output(predictions, self.predictor_output), 0.0), 1.0)
         efficiency = self.reranker.efficiency

@@ -24,7 +24,7 @@ from proxy.policies.base import Decision
 from proxy.policies.escalation import AgreementRule, EscalationModel, Escalator, resolve_model_path
 from proxy.policies.policy import BasePolicy, PolicyContext
 from proxy.policies.spec import BudgetConfig, StrictModel, check_one_price
-from proxy.tokens import count_message_tokens
+from proxy.tokens import count_message_tokens_async
 
 
 class CascadeStage(StrictModel):
@@ -121,7 +121,7 @@ class CascadePolicy(BasePolicy):
         messages: list[dict[str, Any]],
     ) -> Decision:
         """Run the cheap stages first (escalation is decided on their answers)."""
-        tokens = count_message_tokens(messages)
+        tokens = await count_message_tokens_async(messages)
         cheap_cost = sum(
             ctx.costs.expected_cost_usd(s.upstream, tokens, s.n) for s in self.cheap_stages
         )

@@ -15,7 +15,7 @@ from proxy.policies.allocation import DecisionProblem
 from proxy.policies.base import Decision
 from proxy.policies.policy import AdaptivePolicy, PolicyContext, SamplingPlan, read_output
 from proxy.policies.spec import RerankerConfig, StrictModel
-from proxy.tokens import count_message_tokens
+from proxy.tokens import count_message_tokens_async
 
 
 class LadderArm(StrictModel):
@@ -82,7 +82,7 @@ class LadderPolicy(AdaptivePolicy):
         messages: list[dict[str, Any]],
     ) -> Decision:
         """The arm maximising expected reward − λ · expected cost."""
-        prompt_tokens = count_message_tokens(messages)
+        prompt_tokens = await count_message_tokens_async(messages)
         lam = await ctx.budgets.current_lambda(name, version, self)
         rewards = [read_output(predictions, arm.predictor_output) for arm in self.arms]
         costs = [

@@ -16,7 +16,7 @@ from pydantic import model_validator
 from proxy.policies.allocation import DecisionProblem, greedy_allocate, route_expensive
 from proxy.policies.base import Decision
 from proxy.policies.policy import AdaptivePolicy, PolicyContext, read_output
-from proxy.tokens import count_message_tokens
+from proxy.tokens import count_message_tokens_async
 
 
 class RoutePolicy(AdaptivePolicy):
@@ -54,7 +54,7 @@ class RoutePolicy(AdaptivePolicy):
         if self.budget is None:
             # A fixed threshold does not need the costs to decide, but the decision reports
             # its expected cost (paid on a cache miss only: the cached decision keeps it).
-            prompt_tokens = count_message_tokens(messages)
+            prompt_tokens = await count_message_tokens_async(messages)
             cost_cheap = ctx.costs.expected_cost_usd(self.cheap, prompt_tokens)
             cost_expensive = ctx.costs.expected_cost_usd(self.expensive, prompt_tokens)
             return decide_route(
@@ -65,7 +65,7 @@ class RoutePolicy(AdaptivePolicy):
                 cost_cheap_usd=cost_cheap,
                 cost_expensive_usd=cost_expensive,
             )
-        prompt_tokens = count_message_tokens(messages)
+        prompt_tokens = await count_message_tokens_async(messages)
         lam = await ctx.budgets.current_lambda(name, version, self)
         cost_cheap = ctx.costs.expected_cost_usd(self.cheap, prompt_tokens)
         cost_expensive = ctx.costs.expected_cost_usd(self.expensive, prompt_tokens)

@@ -63,6 +63,24 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
         }
         assert all(isinstance(t["pass"], bool) for t in figures["targets"].values())
 
+    # The stall run: a fresh proxy (hash predictor here), every scenario answered and measured.
+    stalls = report["stalls"]
+    assert stalls["predictor"] == "hash" and stalls["ready_s"] > 0
+    rows = stalls["scenarios"]
+    assert set(rows) == {
+        "idle",
+        "first request",
+        "1 MB content",
+        "10k tokens",
+        "100k tokens",
+        "allocate 10k",
+    }
+    for name, row in rows.items():
+        assert row["loop_stall_ms"] is not None, name
+        if name != "idle":
+            assert row["status"] == 200, name
+            assert (row["decision_ms"] is None) == (name == "allocate 10k"), name
+
     printed = result.stdout
     for label in (
         "added p50 ms",
@@ -72,6 +90,8 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
         "peak RSS MB",
         "ready time s",
         "== mode: hash ==",
+        "loop stall ms",
+        "100k tokens",
     ):
         assert label in printed
     assert "PASS" in printed or "MISS" in printed

@@ -11,9 +11,11 @@ import pytest
 from openai import AsyncOpenAI
 
 from predictor_onnx.data import MODEL_STRONG, MODEL_WEAK, Record
+from predictor_onnx.runtime import OnnxPredictor
 from proxy.app import create_app
 from proxy.config import Config, load_config_text
 from proxy.prediction import HashPredictor, Messages
+from proxy.state import PREDICTOR
 from replay.store import ReplayStore
 from tests.redis_server import RedisServer
 from tests.servers import running
@@ -244,3 +246,14 @@ async def test_models_and_health(proxy_url: str) -> None:
             ready = await r.json()
             assert r.status == 200 and ready["status"] == "ready"
             assert ready["cache"] == {"backend": "lru", "status": "ok"}
+
+
+async def test_the_predictor_is_warm_when_readiness_turns_200(replay_base_url: str) -> None:
+    # One real inference ran before the proxy reported ready, so no request pays the first.
+    app = create_app(make_config(replay_base_url))  # the shipped ONNX predictor
+    async with running(app) as url:
+        async with aiohttp.ClientSession() as s, s.get(f"{url}/health/readiness") as r:
+            assert r.status == 200
+        predictor = app[PREDICTOR]
+        assert isinstance(predictor, OnnxPredictor)
+        assert predictor.batches_run == 1
