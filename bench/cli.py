@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.suites import SUITES
+from bench.routing.suites import SUITES
 from replay.multisample_data import MULTISAMPLE_SUITES
 
 COMMITTED_OUT = Path("bench") / "results"
@@ -102,10 +102,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, *, started_s: float) -> int:
     if args.docs:
-        from bench.docs import main as docs_main
+        from bench.docs.run import main as docs_main
 
         return docs_main([])
-    from bench.runner import BenchOptions, run_bench
+    from bench.routing.runner import BenchOptions, run_bench
     from recorded_data import DataNotFoundError, resolve_data_dir
 
     if args.rederive:
@@ -122,7 +122,7 @@ def _run(args: argparse.Namespace, *, started_s: float) -> int:
     multi_docs: dict[str, dict[str, Any]] = {}
     routed_results: dict[str, dict[str, Any]] = {}
     if multi:
-        from bench.multisample_run import run_multisample_suites
+        from bench.multisample.run import run_multisample_suites
 
         n_boot = args.bootstrap or (200 if args.quick else 1000)
         multi_docs = asyncio.run(
@@ -137,7 +137,7 @@ def _run(args: argparse.Namespace, *, started_s: float) -> int:
             )
         )
     if LADDER_SUITE in names:
-        from bench.alpaca_ladder import write_alpaca_ladder
+        from bench.routing.alpaca_ladder import write_alpaca_ladder
 
         print(f"suite {LADDER_SUITE} …")
         write_alpaca_ladder(data_dir, out_dir, quick=args.quick, progress=not args.no_progress)
@@ -154,7 +154,7 @@ def _run(args: argparse.Namespace, *, started_s: float) -> int:
             progress=not args.no_progress,
         )
         routed_results = asyncio.run(run_bench(opts))
-        from bench.matched_quality import add_matched_quality
+        from bench.routing.matched_quality import add_matched_quality
 
         add_matched_quality(out_dir)
     from bench.report import summary_table, write_report
@@ -162,7 +162,7 @@ def _run(args: argparse.Namespace, *, started_s: float) -> int:
     report = write_report(out_dir)
     # The headlines of this run last, where they stay on screen; REPORT.md has the rest.
     if multi_docs:
-        from bench.multisample_report import headline_table
+        from bench.multisample.report import headline_table
 
         print("\nsamples saved at equal quality versus uniform best-of-k:")
         print("\n".join(headline_table(multi_docs)))
@@ -177,7 +177,7 @@ def _run(args: argparse.Namespace, *, started_s: float) -> int:
 
 
 def _rederive(out: str | None) -> int:
-    from bench.rederive import rederive
+    from bench.routing.rederive import rederive
 
     if out is None or not Path(out).is_dir():
         print(f"error: --rederive needs --out naming an existing results folder (got {out!r})")

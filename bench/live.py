@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bench.suites import ARMS
+from bench.routing.suites import ARMS
 
 
 @dataclass(frozen=True)
@@ -171,8 +171,8 @@ async def run_live(
     desc: str = "",
 ) -> dict[str, list[LiveResult]]:
     """Start the proxy from ``yaml_text``, send every prompt to every policy, stop the proxy."""
-    from proxy.app import create_app
-    from proxy.config import load_config_text
+    from proxy.config.schema import load_config_text
+    from proxy.http.app import create_app
 
     config = load_config_text(yaml_text)
     # Open by design: the benchmark is this loopback proxy's only client.

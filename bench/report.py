@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from bench import evaluate as ev
-from bench.report_text import ROUTELLM_PUBLISHED as ROUTELLM_PUBLISHED
-from bench.suites import SUITES, SuiteData
+from bench.routing import evaluate as ev
+from bench.routing.report_text import ROUTELLM_PUBLISHED as ROUTELLM_PUBLISHED
+from bench.routing.suites import SUITES, SuiteData
 
 
 def json_safe(obj: Any) -> Any:
@@ -227,10 +227,10 @@ def load_results(out_dir: Path) -> dict[str, dict[str, Any]]:
 
 def render_report(out_dir: Path) -> str:
     """The text of ``REPORT.md`` from every suite result in ``out_dir``."""
-    from bench.alpaca_ladder import load_alpaca_result, report_lines
-    from bench.matched_quality import explanation_lines
-    from bench.multisample_report import load_multisample_results, multisample_section
-    from bench.report_text import report_markdown
+    from bench.multisample.report import load_multisample_results, multisample_section
+    from bench.routing.alpaca_ladder import load_alpaca_result, report_lines
+    from bench.routing.matched_quality import explanation_lines
+    from bench.routing.report_text import report_markdown
 
     head = multisample_section(out_dir)
     ladder = load_alpaca_result(out_dir)

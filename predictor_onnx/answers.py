@@ -1,6 +1,6 @@
 """Final answers of completions: extraction and normalisation (no I/O, no ``proxy`` import).
 
-One definition shared by the proxy's ``vote`` reranker and cascades (``proxy.rerank_text``
+One definition shared by the proxy's ``vote`` reranker and cascades (``proxy.execute.rerank_text``
 re-exports these) and by the training of the escalation model, which must featurise recorded
 answers exactly as the proxy featurises live ones.
 

@@ -27,7 +27,8 @@ ROUTELLM_BEST = {"mtbench": (0.802, 0.1340), "mmlu": (0.603, 0.3540), "gsm8k": (
 SELECTION_NOTE_FILE = "selection.md"
 SPEED_NOTE = (
     "Budgets (issue): p50 ≤ 5 ms for one real prompt on one core, ≥ 400 prompts/s batched on two "
-    "cores, RSS ≤ 250 MB. Measured by `python -m bench.predictor_speed` on this project's build "
+    "cores, RSS ≤ 250 MB. Measured by `python -m bench.latency.predictor_speed` on this project's "
+    "build "
     "machine, whose 2 cores are shared with other jobs (load average above), so figures are "
     "pessimistic and vary by ±50% between runs; in quieter paired runs on the same machine (load "
     "≈ 3.5) a real prompt took p50 ≈ 10 ms on one core and batches ran at 79–90 prompts/s on two "

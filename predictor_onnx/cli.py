@@ -300,7 +300,7 @@ def register_cli(subparsers: Any) -> None:
     train.add_argument(
         "--measure-speed",
         action="store_true",
-        help="run bench.predictor_speed and put its figures in the card",
+        help="run bench.latency.predictor_speed and put its figures in the card",
     )
     train.add_argument(
         "--reexport",

@@ -1,7 +1,7 @@
 """The predictor package's one error: a model folder that cannot be used.
 
 ``predictor_onnx`` imports nothing from ``proxy``; the proxy re-exports this class as
-``proxy.errors.PredictorLoadError`` so both sides name the same exception.
+``proxy.wire.errors.PredictorLoadError`` so both sides name the same exception.
 """
 
 from __future__ import annotations

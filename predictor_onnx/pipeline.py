@@ -101,7 +101,8 @@ def ensure_encoder(
 
 
 def measure_speed_in_subprocess(model_dir: Path, conversations: Sequence[Any]) -> dict[str, Any]:
-    """``python -m bench.predictor_speed`` in a fresh process, so RSS is the serving figure."""
+    """``python -m bench.latency.predictor_speed`` in a fresh process, so RSS is the serving
+    figure."""
     import json
     import random
     import subprocess
@@ -117,7 +118,7 @@ def measure_speed_in_subprocess(model_dir: Path, conversations: Sequence[Any]) -
             [
                 sys.executable,
                 "-m",
-                "bench.predictor_speed",
+                "bench.latency.predictor_speed",
                 "--model",
                 str(model_dir),
                 "--prompts",

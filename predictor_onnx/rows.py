@@ -5,7 +5,8 @@ batch every row's scale is set by the largest activation of any row, and the pad
 changes with the batch too. So each prompt runs as its own encoder call at its exact token
 length (no padding, no shared scale), and its head call is its own as well. A batch still pays
 tokenisation and dispatch once; what it gives up is GEMM width, which on the int8 MiniLM costs
-little (measured by ``python -m bench.predictor_speed``: the per-token cost *rises* with a call's
+little (measured by ``python -m bench.latency.predictor_speed``: the per-token cost *rises* with a
+call's
 size on this model). Training, evaluation, the benchmark and serving all embed through
 :func:`embed_rows`, so the vectors a head was trained on are the vectors it serves on.
 """

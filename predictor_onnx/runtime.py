@@ -58,7 +58,7 @@ def shipped_model_dir() -> Path:
 
 
 class OnnxPredictor:
-    """The ONNX reward predictor (implements ``proxy.prediction.Predictor``)."""
+    """The ONNX reward predictor (implements ``proxy.decide.prediction.Predictor``)."""
 
     def __init__(
         self,

@@ -52,7 +52,8 @@ class Turn:
 def content_text(content: Any) -> str:
     """The text of a message ``content``: a string, or the text parts of a list of parts.
 
-    Deliberately not ``proxy.protocol.message_text`` (the server's one definition): this package
+    Deliberately not ``proxy.wire.protocol.message_text`` (the server's one definition): this
+    package
     imports nothing from the server, and this rule (parts joined by a space, bare string parts
     kept) is what the shipped model was trained on; changing it would change its inputs.
     """

@@ -15,9 +15,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from proxy.config import Config, empty_policies_problems, load_config, load_config_text
-from proxy.defaults import default_config_text
-from proxy.errors import ConfigError, PredictorLoadError
+from proxy.config.defaults import default_config_text
+from proxy.config.schema import Config, empty_policies_problems, load_config, load_config_text
+from proxy.wire.errors import ConfigError, PredictorLoadError
 from recorded_data import RecordedDataError
 
 log = logging.getLogger("adaptive_proxy")
@@ -91,9 +91,9 @@ async def serve_until_stopped(
     """Run the proxy until SIGINT/SIGTERM; SIGHUP reloads the policy file."""
     from aiohttp import web
 
-    from proxy.app import create_app
-    from proxy.server import ProxyRunner
-    from proxy.state import CONFIG
+    from proxy.http.app import create_app
+    from proxy.http.server import ProxyRunner
+    from proxy.http.state import CONFIG
 
     app = create_app(config, config_path=config_path, env=os.environ)
     runner = ProxyRunner(app, handler_cancellation=True, access_log=None)
@@ -135,7 +135,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else config.server.port
     raise_open_file_limit(config.server.max_connections)
     if args.workers > 1:
-        from proxy.workers import run_workers
+        from proxy.http.workers import run_workers
 
         return run_workers(
             args.workers, config=config, config_path=args.config, host=host, port=port
@@ -157,7 +157,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from proxy.file_check import check_policy_file
+    from proxy.decide.file_check import check_policy_file
 
     config, problems = check_policy_file(args.config, env=os.environ)
     if problems or config is None:

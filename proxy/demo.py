@@ -18,8 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy.config import Config, load_config, load_config_text
-from proxy.defaults import default_config_text
+from proxy.config.defaults import default_config_text
+from proxy.config.schema import Config, load_config, load_config_text
 from proxy.demo_report import RoutedRow, print_comparison, verdict
 
 _DEMO_PROMPT_IDS = (
@@ -63,7 +63,7 @@ async def run_demo(*, data_dir: Path | None, config_path: str | None) -> int:
     """Run the demo; returns the process exit code."""
     import openai
 
-    from proxy.app import create_app
+    from proxy.http.app import create_app
     from recorded_data import DataNotFoundError, resolve_data_dir
     from replay.server import build_store, create_replay_app
 
@@ -136,7 +136,7 @@ async def _show_routing(client: Any, policy: str, records: Sequence[Any]) -> lis
 
 
 async def _show_best_of_k(client: Any, records: Sequence[Any]) -> None:
-    from proxy.rerank_text import extract_answer
+    from proxy.execute.rerank_text import extract_answer
 
     gsm8k = [r for r in records if r.dataset == "gsm8k"][:3]
     print("\npolicy 'auto-best-of-k': n samples of real recorded solutions, majority vote\n")

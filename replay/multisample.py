@@ -30,8 +30,8 @@ from typing import Any
 from aiohttp import web
 
 from predictor_onnx.data import normalize_ws
-from proxy.errors import InvalidRequestError, ModelNotFoundError
-from proxy.protocol import message_text
+from proxy.wire.errors import InvalidRequestError, ModelNotFoundError
+from proxy.wire.protocol import message_text
 from replay.game24 import ExpressionError, check_answer, puzzle_numbers
 from replay.multisample_data import MULTISAMPLE_SUITES, MultiSamplePrompt, load_multisample
 from replay.store import PromptNotFoundError, ReplayAnswer

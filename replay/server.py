@@ -30,8 +30,8 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy.errors import InvalidRequestError, ProxyError
-from proxy.tokens import count_message_tokens, count_tokens
+from proxy.wire.errors import InvalidRequestError, ProxyError
+from proxy.wire.tokens import count_message_tokens, count_tokens
 from replay.multisample import (
     VERIFY_STORE_KEY,
     MultiSampleStore,

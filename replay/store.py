@@ -1,7 +1,8 @@
 """Index of real recorded answers, looked up by prompt, for the replay upstream.
 
 The store never invents an answer: a prompt or a model without a record raises a 404
-:class:`~proxy.errors.ProxyError`. Lookups key on the LAST user message (whitespace normalised);
+:class:`~proxy.wire.errors.ProxyError`. Lookups key on the LAST user message (whitespace
+normalised);
 for MT-Bench turn 2 the key is the first and the last user message, so whatever assistant turn a
 client put in between, the recorded turn-2 answer of the requested model is served.
 """
@@ -23,8 +24,8 @@ from predictor_onnx.data import (
     load_records,
     normalize_ws,
 )
-from proxy.errors import ModelNotFoundError, ProxyError
-from proxy.protocol import message_text
+from proxy.wire.errors import ModelNotFoundError, ProxyError
+from proxy.wire.protocol import message_text
 
 POOL_MODEL = "gsm8k-pool"
 # Model id served -> the record arm it replays.

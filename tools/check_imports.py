@@ -6,6 +6,10 @@ it. The command line and the demo (``proxy.cli``, ``proxy.demo``) are the compos
 may import any layer. Every import that runs counts, including those inside functions (a lazy
 import is still an arrow); imports under ``if TYPE_CHECKING:`` do not (they never run).
 
+Inside ``proxy`` the same rule holds between its sub-packages (``PROXY_FLOORS``): ``wire`` <
+``observe`` < ``policies`` < ``auth`` < ``config`` < ``upstream`` < ``decide``/``learn`` <
+``execute`` < ``http``, with the modules directly in ``proxy/`` (the CLI, the demo) on top.
+
 Usage: ``python tools/check_imports.py`` from the repository root; exit status 1 on a problem.
 """
 
@@ -27,6 +31,22 @@ LAYERS = {
     "tools": 6,
 }
 COMPOSITION_ROOTS = frozenset({"proxy.cli", "proxy.demo"})
+# Inside ``proxy``, the way a request travels, lowest first: a sub-package may import its own
+# floor and the floors below it. The modules directly in ``proxy/`` are the composition roots
+# (and the demo's report, which imports nothing of the proxy).
+PROXY_FLOORS = {
+    "proxy.wire": 0,
+    "proxy.observe": 1,
+    "proxy.policies": 2,
+    "proxy.auth": 3,
+    "proxy.config": 4,
+    "proxy.upstream": 5,
+    "proxy.decide": 6,
+    "proxy.learn": 6,
+    "proxy.execute": 7,
+    "proxy.http": 8,
+}
+_ROOT_FLOOR = 9
 
 
 def module_name(root: Path, path: Path) -> str:
@@ -107,6 +127,33 @@ def upward_arrows(graph: dict[str, set[str]]) -> list[str]:
     return problems
 
 
+def proxy_floor(module: str) -> int | None:
+    """The floor of a module inside ``proxy`` (None outside it)."""
+    if module != "proxy" and not module.startswith("proxy."):
+        return None
+    package = ".".join(module.split(".")[:2])
+    return PROXY_FLOORS.get(package, _ROOT_FLOOR)
+
+
+def floor_arrows(graph: dict[str, set[str]]) -> list[str]:
+    """Imports inside ``proxy`` from a lower floor into a higher one, or across one floor's
+    sibling packages (``decide`` and ``learn`` share a floor and stay independent)."""
+    problems = []
+    for module, targets in sorted(graph.items()):
+        floor = proxy_floor(module)
+        if floor is None or floor == _ROOT_FLOOR:
+            continue
+        package = ".".join(module.split(".")[:2])
+        for target in sorted(targets):
+            target_floor = proxy_floor(target)
+            if target_floor is None:
+                continue
+            target_package = ".".join(target.split(".")[:2])
+            if target_floor > floor or (target_floor == floor and target_package != package):
+                problems.append(f"upward import inside proxy: {module} imports {target}")
+    return problems
+
+
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components of more than one module (Tarjan, iterative)."""
     index: dict[str, int] = {}
@@ -156,7 +203,7 @@ def main() -> int:
     """Check the repository this file lives in; print every problem."""
     root = Path(__file__).resolve().parent.parent
     graph = build_graph(root)
-    problems = upward_arrows(graph)
+    problems = upward_arrows(graph) + floor_arrows(graph)
     problems += [f"import cycle: {' <-> '.join(c)}" for c in cycles(graph)]
     for problem in problems:
         print(problem, file=sys.stderr)

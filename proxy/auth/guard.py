@@ -18,7 +18,7 @@ from typing import Protocol
 from proxy.auth.keys import MASTER_NAME, UNLIMITED, Client, hash_key
 from proxy.auth.spec import AuthConfig
 from proxy.auth.store import AuthStore, AuthStoreError, StoredKey
-from proxy.errors import (
+from proxy.wire.errors import (
     AuthenticationError,
     PermissionDeniedError,
     ProxyError,
@@ -30,7 +30,7 @@ log = logging.getLogger("adaptive_proxy.auth")
 
 
 class AuthMetrics(Protocol):
-    """What the guard reports (implemented by :class:`proxy.metrics.Metrics`)."""
+    """What the guard reports (implemented by :class:`proxy.observe.metrics.Metrics`)."""
 
     def record_client_spend(self, key_name: str, cost_usd: float) -> None: ...
 

@@ -21,8 +21,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import Field
 
-from proxy.errors import ServiceUnavailableError
 from proxy.learn.records import Entry, LabelKind, LabelRecord, LogModel, OutcomeRecord
+from proxy.wire.errors import ServiceUnavailableError
 
 APP_DIR_NAME = "adaptive-proxy"
 SQLITE_NAME = "outcomes.sqlite3"

@@ -48,7 +48,7 @@ from proxy.learn.store import (
     current_of,
     retention_cutoff,
 )
-from proxy.redis_client import call_with_fresh_retry
+from proxy.wire.redis_client import call_with_fresh_retry
 
 _T = TypeVar("_T")
 DEFAULT_PREFIX = "adaptive:learn"

@@ -1,106 +1,184 @@
-"""The :class:`Decision` a policy takes for one request, and how it travels.
+"""The policy interface: one YAML model per policy type that also takes its decisions.
 
-A decision goes into the decision cache, the ``x-adaptive-*`` headers and the ``adaptive`` body.
+A policy type is a pydantic model (its YAML section) subclassing :class:`BasePolicy`. It knows
+the upstreams it references, its fallback upstream, its default arm (used when prediction fails),
+how to turn predictions into a :class:`~proxy.policies.decision.Decision`, and how a multi-sample
+decision is executed (:class:`SamplingPlan`). The registry (:mod:`proxy.policies.registry`)
+maps the YAML ``type`` to the class.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from operator import attrgetter
-from typing import Any
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Protocol
+
+from pydantic import Field, model_validator
+
+from proxy.policies.decision import Decision
+from proxy.policies.spec import BudgetConfig, RerankerConfig, StrictModel, check_one_price
+
+
+class PredictionMissingError(KeyError):
+    """The predictor did not produce the output a policy reads."""
+
+
+def read_output(predictions: Mapping[str, float], name: str) -> float:
+    """One named prediction, or :class:`PredictionMissingError`."""
+    try:
+        return float(predictions[name])
+    except KeyError:
+        raise PredictionMissingError(
+            f"predictor gave no {name!r} (it gives: {', '.join(sorted(predictions))})"
+        ) from None
+
+
+def execution_kind(decision: Decision) -> str:
+    """``best_of_k`` for a multi-sample (or reranked) decision, else ``route``."""
+    return "best_of_k" if decision.n > 1 or decision.reranker is not None else "route"
+
+
+class CostEstimator(Protocol):
+    """Expected USD of a call (implemented by :class:`proxy.upstream.pricing.CostModel`)."""
+
+    def expected_cost_usd(self, upstream: str, prompt_tokens: int, n: int = 1) -> float: ...
+
+
+class LambdaSource(Protocol):
+    """The price of compute λ a budget controller currently holds for a policy."""
+
+    async def current_lambda(self, name: str, version: str, policy: BasePolicy) -> float | None: ...
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
-    """What the proxy will do with a request: which arm, which upstream, how many samples, why."""
+class PolicyContext:
+    """What a policy may consult while deciding: cost estimates and budget controllers."""
 
-    policy: str
-    policy_version: str
-    arm: str
-    upstream: str
-    n: int = 1
-    predictions: Mapping[str, float] = field(default_factory=dict)
-    gain: float | None = None
+    costs: CostEstimator
+    budgets: LambdaSource
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingPlan:
+    """How a multi-sample decision is drawn and reranked."""
+
+    reranker: RerankerConfig = field(default_factory=RerankerConfig)
+    # Sampling parameters the client did not set itself.
+    sampling: Mapping[str, Any] = field(default_factory=lambda: {"temperature": 0.7})
+    # ``None``: use the upstream's ``supports_n``.
+    use_upstream_n: bool | None = None
+
+
+class BasePolicy(StrictModel):
+    """A policy's YAML section and its decision rule."""
+
+    type: str
+    fallback: str | None = None
+
+    # Passthrough-like policies decide without predictions (no cache, no predictor).
+    needs_prediction: ClassVar[bool] = True
+    # Whether ``POST /v1/adaptive/allocate`` can plan a batch under this policy.
+    plans_allocation: ClassVar[bool] = False
+
+    @abstractmethod
+    def upstream_refs(self) -> list[tuple[str, str]]:
+        """``(YAML path below the policy, upstream name)`` of every upstream it uses."""
+
+    def references(self) -> list[tuple[str, str]]:
+        """Every upstream reference, including the fallback."""
+        refs = self.upstream_refs()
+        if self.fallback:
+            refs.append(("fallback", self.fallback))
+        return refs
+
+    def fallback_upstream(self) -> str | None:
+        """The upstream tried when the decided one fails server-side."""
+        return self.fallback
+
+    def budget_config(self) -> BudgetConfig | None:
+        """The budget whose controller steers λ (``None``: λ is fixed)."""
+        return None
+
+    def rerankers(self) -> list[RerankerConfig]:
+        """Every reranker the policy may call (their credentials are secrets to redact)."""
+        return []
+
+    def is_budgeted(self) -> bool:
+        """Whether λ moves, so a cached decision must be re-decided from its predictions."""
+        return self.budget_config() is not None
+
+    @abstractmethod
+    async def decide(
+        self,
+        ctx: PolicyContext,
+        name: str,
+        version: str,
+        predictions: Mapping[str, float],
+        messages: list[dict[str, Any]],
+    ) -> Decision:
+        """The decision for one conversation from its predictions."""
+
+    @abstractmethod
+    def default_decision(self, name: str, version: str, reason: str) -> Decision:
+        """The default arm, used when prediction fails."""
+
+    def executor_name(self, decision: Decision) -> str:
+        """The executor that runs ``decision`` (a name registered in ``proxy.http.app``)."""
+        return execution_kind(decision)
+
+    def decision_details(self, decision: Decision) -> dict[str, Any] | None:
+        """Facts ``POST /v1/adaptive/decide`` adds beyond the decision (``None``: none)."""
+        return None
+
+    def max_choices(self) -> int | None:
+        """The most choices (a client's ``n``) one request may ask for (``None``: no limit of
+        the policy's own; the protocol's 128 applies)."""
+        return None
+
+    def fit_choices(self, decision: Decision, n_choices: int) -> Decision:
+        """``decision`` for a client asking for ``n_choices`` choices.
+
+        A multi-sample decision returns the reranked best ``n_choices`` of its samples, so it
+        draws at least that many; a routed one passes ``n`` on (the upstream draws n itself).
+        """
+        if n_choices <= decision.n or self.executor_name(decision) != "best_of_k":
+            return decision
+        cost = decision.expected_cost_usd
+        return replace(
+            decision,
+            n=n_choices,
+            expected_cost_usd=None if cost is None else cost * n_choices / decision.n,
+        )
+
+    def sampling_plan(self, decision: Decision) -> SamplingPlan:
+        """How to draw and rerank the samples of ``decision`` (when ``decision.n > 1``)."""
+        return SamplingPlan()
+
+    def allocate(
+        self,
+        ctx: PolicyContext,
+        predictions: Sequence[Mapping[str, float]],
+        prompt_tokens: Sequence[int],
+        budget: float,
+        unit: str,
+    ) -> list[dict[str, Any]]:
+        """The paper's batch allocation of ``budget`` (samples or USD) over prompts."""
+        raise ValueError(f"policy type {self.type!r} does not plan allocations")
+
+
+class AdaptivePolicy(BasePolicy):
+    """A policy priced by one rule: a fixed ``threshold``, a fixed ``lambda`` or a ``budget``."""
+
     threshold: float | None = None
-    lambda_: float | None = None
-    expected_cost_usd: float | None = None
-    reranker: str | None = None
-    fallback_reason: str | None = None
-    budget: Mapping[str, Any] | None = None
-    cache_hit: bool = False
-    decision_ms: float = 0.0
-    # The choice the policy solved (budgeted policies only): what the budget controller replays.
-    problem: Any = field(default=None, compare=False, repr=False)
-    arm_index: int | None = None
+    lambda_: float | None = Field(None, alias="lambda", ge=0)
+    budget: BudgetConfig | None = None
 
-    def to_cache(self) -> dict[str, Any]:
-        """JSON-able form stored in the decision cache (without per-request facts)."""
-        data = asdict(self)
-        data.pop("problem")
-        for transient in ("cache_hit", "decision_ms", "budget", "arm_index"):
-            data.pop(transient)
-        return data
+    @model_validator(mode="after")
+    def _one_rule(self) -> AdaptivePolicy:
+        check_one_price(self.threshold, self.lambda_, self.budget)
+        return self
 
-    @classmethod
-    def from_cache(cls, data: Mapping[str, Any]) -> Decision:
-        """Rebuild a cached decision; raises ``TypeError``/``KeyError`` on a foreign entry."""
-        if data.keys() <= _FIELDS:  # the usual case: skip the filtering copy (hot path)
-            return cls(**data)
-        return cls(**{k: v for k, v in data.items() if k in _FIELDS})
-
-    def with_timing(self, *, cache_hit: bool, decision_ms: float) -> Decision:
-        """The same decision, stamped with how it was reached for this request."""
-        # Per request on the cache-hit path: ``dataclasses.replace`` costs twice this.
-        values = list(_ALL_FIELDS(self))
-        values[_CACHE_HIT_AT] = cache_hit
-        values[_DECISION_MS_AT] = decision_ms
-        return type(self)(*values)
-
-    def adaptive(self) -> dict[str, Any]:
-        """The ``adaptive`` object of responses and of ``POST /v1/adaptive/decide``."""
-        out: dict[str, Any] = {
-            "policy": self.policy,
-            "policy_version": self.policy_version,
-            "arm": self.arm,
-            "upstream": self.upstream,
-            "n": self.n,
-            "gain": self.gain,
-            "predictions": dict(self.predictions),
-            "threshold": self.threshold,
-            "lambda": self.lambda_,
-            "expected_cost_usd": self.expected_cost_usd,
-            "cache": "hit" if self.cache_hit else "miss",
-            "decision_ms": round(self.decision_ms, 3),
-        }
-        if self.reranker is not None:
-            out["reranker"] = self.reranker
-        if self.fallback_reason is not None:
-            out["fallback_reason"] = self.fallback_reason
-        if self.budget is not None:
-            out["budget"] = dict(self.budget)
-        return out
-
-    def headers(self) -> dict[str, str]:
-        """The ``x-adaptive-*`` response headers."""
-        return {
-            "x-adaptive-policy": self.policy,
-            "x-adaptive-arm": self.arm,
-            "x-adaptive-n": str(self.n),
-            "x-adaptive-cache": "hit" if self.cache_hit else "miss",
-            "x-adaptive-decision-ms": f"{self.decision_ms:.3f}",
-            **({"x-adaptive-gain": f"{self.gain:.4f}"} if self.gain is not None else {}),
-            # The policy's own fallback to its default arm (predictor down, timeout, ...).
-            **(
-                {"x-adaptive-fallback-reason": self.fallback_reason}
-                if self.fallback_reason is not None
-                else {}
-            ),
-        }
-
-
-_FIELD_ORDER = tuple(Decision.__dataclass_fields__)
-_FIELDS = frozenset(_FIELD_ORDER)
-_ALL_FIELDS = attrgetter(*_FIELD_ORDER)
-_CACHE_HIT_AT = _FIELD_ORDER.index("cache_hit")
-_DECISION_MS_AT = _FIELD_ORDER.index("decision_ms")
+    def budget_config(self) -> BudgetConfig | None:
+        """The budget whose controller steers λ (``None``: λ is fixed)."""
+        return self.budget

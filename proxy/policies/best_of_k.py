@@ -19,17 +19,17 @@ from proxy.policies.allocation import (
     choose_n,
     expected_reward_best_of_n,
 )
-from proxy.policies.base import Decision
-from proxy.policies.policy import (
+from proxy.policies.base import (
     AdaptivePolicy,
     PolicyContext,
     SamplingPlan,
     execution_kind,
     read_output,
 )
+from proxy.policies.decision import Decision
 from proxy.policies.spec import RerankerConfig, StrictModel
 from proxy.policies.stopping import StopRule, VerifierStop, VoteStop, first_round_n
-from proxy.tokens import count_message_tokens_async
+from proxy.wire.tokens import count_message_tokens_async
 
 
 class StopConfig(StrictModel):

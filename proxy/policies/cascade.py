@@ -20,11 +20,11 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from proxy.policies.base import Decision
+from proxy.policies.base import BasePolicy, PolicyContext
+from proxy.policies.decision import Decision
 from proxy.policies.escalation import AgreementRule, EscalationModel, Escalator, resolve_model_path
-from proxy.policies.policy import BasePolicy, PolicyContext
 from proxy.policies.spec import BudgetConfig, StrictModel, check_one_price
-from proxy.tokens import count_message_tokens_async
+from proxy.wire.tokens import count_message_tokens_async
 
 
 class CascadeStage(StrictModel):
@@ -85,11 +85,12 @@ class CascadePolicy(BasePolicy):
         return self
 
     def executor_name(self, decision: Decision) -> str:
-        """Cascades run on their own executor (:mod:`proxy.cascade`)."""
+        """Cascades run on their own executor (:mod:`proxy.execute.cascade`)."""
         return "cascade"
 
     def fallback_upstream(self) -> str | None:
-        """None: a failing stage falls back within the cascade (see :mod:`proxy.cascade`)."""
+        """None: a failing stage falls back within the cascade (see
+        :mod:`proxy.execute.cascade`)."""
         return None
 
     def budget_config(self) -> BudgetConfig | None:

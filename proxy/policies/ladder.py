@@ -12,10 +12,10 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from proxy.policies.allocation import DecisionProblem
-from proxy.policies.base import Decision
-from proxy.policies.policy import AdaptivePolicy, PolicyContext, SamplingPlan, read_output
+from proxy.policies.base import AdaptivePolicy, PolicyContext, SamplingPlan, read_output
+from proxy.policies.decision import Decision
 from proxy.policies.spec import RerankerConfig, StrictModel
-from proxy.tokens import count_message_tokens_async
+from proxy.wire.tokens import count_message_tokens_async
 
 
 class LadderArm(StrictModel):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from proxy.policies.base import Decision
-from proxy.policies.policy import BasePolicy, PolicyContext
+from proxy.policies.base import BasePolicy, PolicyContext
+from proxy.policies.decision import Decision
 
 
 class PassthroughPolicy(BasePolicy):

@@ -5,7 +5,7 @@ with ``type: Literal["name"]``, its YAML fields and validators, ``upstream_refs`
 ``default_decision``; optionally ``fallback_upstream``, ``budget_config``, ``sampling_plan``,
 ``allocate``/``plans_allocation``, ``needs_prediction``) and one line in :data:`POLICY_TYPES`.
 A policy that needs a new way of executing also returns a new name from ``executor_name`` and
-registers an :class:`~proxy.responses.Executor` under that name in ``proxy.app``.
+registers an :class:`~proxy.execute.seam.Executor` under that name in ``proxy.http.app``.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Annotated, TypeVar, Union
 
 from pydantic import Field
 
+from proxy.policies.base import BasePolicy
 from proxy.policies.best_of_k import BestOfKPolicy
 from proxy.policies.cascade import CascadePolicy
 from proxy.policies.ladder import LadderPolicy
 from proxy.policies.passthrough import PassthroughPolicy
-from proxy.policies.policy import BasePolicy
 from proxy.policies.route import RoutePolicy
 
 POLICY_TYPES: dict[str, type[BasePolicy]] = {

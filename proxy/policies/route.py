@@ -14,9 +14,9 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 from proxy.policies.allocation import DecisionProblem, greedy_allocate, route_expensive
-from proxy.policies.base import Decision
-from proxy.policies.policy import AdaptivePolicy, PolicyContext, read_output
-from proxy.tokens import count_message_tokens_async
+from proxy.policies.base import AdaptivePolicy, PolicyContext, read_output
+from proxy.policies.decision import Decision
+from proxy.wire.tokens import count_message_tokens_async
 
 
 class RoutePolicy(AdaptivePolicy):

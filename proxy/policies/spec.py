@@ -1,6 +1,7 @@
 """YAML building blocks shared by policy types: strict models, budgets, rerankers.
 
-They live here, below both :mod:`proxy.config` and the policy modules, so that a policy module
+They live here, below both :mod:`proxy.config.schema` and the policy modules, so that a policy
+module
 owns its own YAML model without importing the whole config (which imports the policy registry).
 """
 

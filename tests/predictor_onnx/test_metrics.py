@@ -16,7 +16,7 @@ def test_oracle_ranking_reaches_full_pgr_at_the_fraction_that_gains() -> None:
     scores = routing_scores(strong - weak, weak, strong, split_ties=True)
     # q_weak = 0.5, q_strong = 0.75; sending prompt 0 alone gives q = 0.75: PGR = 1 at c = 1/4.
     # CPT interpolates between sweep points (RouteLLM's definition, shared with the benchmark:
-    # tests/bench/test_metrics.py asserts the same figures on the same prompts).
+    # tests/bench/routing/test_metrics.py asserts the same figures on the same prompts).
     assert scores.cpt50 == 0.125
     assert scores.cpt80 == pytest.approx(0.2)
 

@@ -99,8 +99,8 @@ def test_training_embeddings_equal_serving_embeddings(
 async def test_decide_and_allocate_agree_through_the_proxy(model_dir: Path) -> None:
     import aiohttp
 
-    from proxy.app import create_app
-    from proxy.config import Config
+    from proxy.config.schema import Config
+    from proxy.http.app import create_app
     from tests.servers import running
 
     config = Config.model_validate(

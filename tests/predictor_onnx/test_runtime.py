@@ -14,7 +14,7 @@ import pytest
 from predictor_onnx.errors import PredictorLoadError
 from predictor_onnx.runtime import OnnxPredictor
 from predictor_onnx.schema import ALL_ARMS
-from proxy.prediction import Predictor
+from proxy.decide.prediction import Predictor
 
 # Every arm of every dataset, then the gains policies read.
 EXPECTED = {f"p_{arm}" for arm in ALL_ARMS} | {"gain", "gain_6b", "gain_175b", "gain_chat"}

@@ -28,10 +28,10 @@ import openai
 import orjson
 from aiohttp import web
 
-from proxy.app import create_app
-from proxy.config import Config
-from proxy.prediction import HashPredictor, Predictor
-from proxy.server import ProxyRunner
+from proxy.config.schema import Config
+from proxy.decide.prediction import HashPredictor, Predictor
+from proxy.http.app import create_app
+from proxy.http.server import ProxyRunner
 
 _FOREVER_S = 3600.0
 

@@ -25,9 +25,9 @@ import pytest
 from aiohttp import web
 from openai import AsyncOpenAI
 
-from proxy.app import create_app
-from proxy.config import Config
-from proxy.prediction import HashPredictor
+from proxy.config.schema import Config
+from proxy.decide.prediction import HashPredictor
+from proxy.http.app import create_app
 from tests.servers import running
 
 # Answers 8, 7, 9, 7: vote's majority is 7 (candidates 1 and 3), never the first candidate.

@@ -13,9 +13,9 @@ import pytest
 import redis.asyncio as aioredis
 from openai import AsyncOpenAI
 
-from proxy.app import create_app
-from proxy.config import Config
-from proxy.prediction import HashPredictor
+from proxy.config.schema import Config
+from proxy.decide.prediction import HashPredictor
+from proxy.http.app import create_app
 from tests.proxy.fake_upstream import FakeUpstream, Reply, completion
 from tests.redis_server import RedisServer
 from tests.servers import running

@@ -19,11 +19,11 @@ from aiohttp import web
 from openai import AsyncOpenAI
 
 from predictor_onnx.data import Record
-from proxy.app import create_app
-from proxy.config import Config, load_config_text
-from proxy.errors import ConfigError
-from proxy.prediction import HashPredictor
-from proxy.rerank_text import extract_answer
+from proxy.config.schema import Config, load_config_text
+from proxy.decide.prediction import HashPredictor
+from proxy.execute.rerank_text import extract_answer
+from proxy.http.app import create_app
+from proxy.wire.errors import ConfigError
 from replay.server import LatencyModel, create_replay_app
 from replay.store import POOL_ARMS, ReplayStore
 from tests.servers import running

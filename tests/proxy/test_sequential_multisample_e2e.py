@@ -13,9 +13,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from openai import AsyncOpenAI
 
-from proxy.app import create_app
-from proxy.config import load_config
-from proxy.prediction import HashPredictor
+from proxy.config.schema import load_config
+from proxy.decide.prediction import HashPredictor
+from proxy.http.app import create_app
 from replay.multisample import build_multisample_store
 from replay.multisample_data import MultiSamplePrompt, MultiSampleSuite, load_multisample
 from replay.server import create_replay_app

@@ -12,8 +12,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 from openai import AsyncOpenAI
 
-from proxy.rerank_text import render_conversation
-from proxy.tokens import count_message_tokens, count_tokens
+from proxy.execute.rerank_text import render_conversation
+from proxy.wire.tokens import count_message_tokens, count_tokens
 from replay.multisample import (
     GAME24_VERIFIER,
     ORACLE_VERIFIER,

@@ -13,7 +13,7 @@ import pytest
 from openai import AsyncOpenAI
 
 from predictor_onnx.data import MODEL_STRONG, MODEL_WEAK, Record
-from proxy.tokens import count_message_tokens, count_tokens
+from proxy.wire.tokens import count_message_tokens, count_tokens
 from replay.server import register_cli
 from replay.store import POOL_ARMS, ReplayStore
 

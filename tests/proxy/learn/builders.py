@@ -22,7 +22,7 @@ from proxy.learn.records import (
 from proxy.learn.store import OutcomeStore
 from proxy.learn.store_redis import RedisOutcomeStore
 from proxy.learn.store_sqlite import SqliteOutcomeStore
-from proxy.redis_client import make_redis
+from proxy.wire.redis_client import make_redis
 
 DIM = 384
 

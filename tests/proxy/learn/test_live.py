@@ -93,8 +93,8 @@ async def test_an_unreadable_store_keeps_the_heads(
 
 async def test_predictions_come_with_embeddings_where_the_predictor_has_them() -> None:
     from predictor_onnx.runtime import OnnxPredictor
+    from proxy.decide.prediction import HashPredictor
     from proxy.learn.live import predict_with_embeddings
-    from proxy.prediction import HashPredictor
 
     messages = [{"role": "user", "content": "What is 6 * 7?"}]
     [(values, embedding)] = await predict_with_embeddings(HashPredictor(), [messages])

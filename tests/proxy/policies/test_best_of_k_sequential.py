@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.config import Config, load_config_text
-from proxy.errors import ConfigError
-from proxy.policies.base import Decision
+from proxy.config.schema import Config, load_config_text
+from proxy.policies.base import PolicyContext
 from proxy.policies.best_of_k import BestOfKPolicy
-from proxy.policies.policy import PolicyContext
+from proxy.policies.decision import Decision
 from proxy.policies.stopping import VerifierStop, VoteStop
+from proxy.wire.errors import ConfigError
 
 BASE = """
 upstreams: {{a: {{base_url: "http://x/v1", model: a}}}}

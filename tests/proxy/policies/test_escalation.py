@@ -17,6 +17,7 @@ from predictor_onnx.escalation import (
     train_escalation,
 )
 from predictor_onnx.evidence import SampleEvidence
+from proxy.execute.rerank_text import extract_answer
 from proxy.policies.escalation import (
     AgreementRule,
     EscalationModel,
@@ -24,7 +25,6 @@ from proxy.policies.escalation import (
     resolve_model_path,
     shipped_escalation_dir,
 )
-from proxy.rerank_text import extract_answer
 
 RESULTS = Path(__file__).resolve().parents[3] / "bench" / "results"
 

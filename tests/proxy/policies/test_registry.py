@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.config import load_config_text
-from proxy.errors import ConfigError
-from proxy.policies.policy import BasePolicy
+from proxy.config.schema import load_config_text
+from proxy.policies.base import BasePolicy
 from proxy.policies.registry import POLICY_TYPES
+from proxy.wire.errors import ConfigError
 
 YAML = """
 upstreams:

@@ -1,0 +1,5 @@
+"""``python -m bench.cascade``."""
+
+from bench.cascade.run import main
+
+raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""``python -m bench.docs``."""
+
+from bench.docs.run import main
+
+raise SystemExit(main())

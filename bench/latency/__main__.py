@@ -1,0 +1,5 @@
+"""``python -m bench.latency``."""
+
+from bench.latency.run import main
+
+raise SystemExit(main())

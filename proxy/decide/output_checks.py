@@ -1,0 +1,81 @@
+"""Policies and the predictor agree at load time.
+
+Every ``predictor_output`` a policy reads (``policies.P.predictor_output``, and each ladder arm's
+``policies.P.arms.N.predictor_output``) must be an output the loaded predictor produces;
+otherwise every request of that policy would silently fall back to its default arm. ``check``
+and ``serve`` refuse such a policy file, and the hot reload rejects such an edit (the previous
+config keeps serving). The policy models are read by attribute, so this seam does not depend on
+where each policy type's model is defined.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+from proxy.config.schema import Config, PredictorConfig, Problem
+
+
+def output_refs(policies: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """``(yaml path, policy name, output name)`` of every predictor output a policy reads."""
+    refs: list[tuple[str, str, str]] = []
+    for name, policy in policies.items():
+        base = f"policies.{name}"
+        output = getattr(policy, "predictor_output", None)
+        if isinstance(output, str):
+            refs.append((f"{base}.predictor_output", name, output))
+        arms = getattr(policy, "arms", None)
+        # A policy built without validation (``check`` on an invalid file) may hold anything.
+        for index, arm in enumerate(arms if isinstance(arms, (list, tuple)) else ()):
+            output = getattr(arm, "predictor_output", None)
+            if isinstance(output, str):
+                refs.append((f"{base}.arms.{index}.predictor_output", name, output))
+    return refs
+
+
+def output_problems(config: Config, available: Collection[str]) -> list[Problem]:
+    """One problem per policy output the predictor does not produce, naming what it does."""
+    return policy_output_problems(config.policies, available)
+
+
+def policy_output_problems(
+    policies: Mapping[str, Any], available: Collection[str]
+) -> list[Problem]:
+    """:func:`output_problems` for policies read by attribute (also unvalidated ones)."""
+    known = ", ".join(sorted(available)) or "none"
+    return [
+        (
+            path,
+            f"policy {policy!r} reads predictor output {output!r}, which the loaded predictor "
+            f"does not produce (available: {known})",
+        )
+        for path, policy, output in output_refs(policies)
+        if output not in available
+    ]
+
+
+def configured_outputs(spec: PredictorConfig) -> tuple[str, ...] | None:
+    """The outputs of the configured predictor, read without starting it (for ``check``).
+
+    Reads and verifies the predictor's files (manifest, hashes, table) as ``serve`` does at
+    start-up. ``None`` for ``predictor: {type: none}``: no predictor, every policy serves its
+    default arm. Raises :class:`~proxy.wire.errors.PredictorLoadError` (or ``OSError`` /
+    ``ValueError`` for an unreadable table) for a missing or corrupt predictor.
+    """
+    if spec.type == "none":
+        return None
+    if spec.type == "hash":
+        from proxy.decide.prediction import HashPredictor
+
+        return HashPredictor().output_names
+    if spec.type == "table":
+        from proxy.decide.prediction import TablePredictor
+
+        assert spec.path is not None
+        return TablePredictor.from_jsonl(spec.path).output_names
+    from predictor_onnx.manifest import read_manifest
+    from predictor_onnx.runtime import shipped_model_dir
+
+    manifest: Any = read_manifest(Path(spec.path) if spec.path else shipped_model_dir())
+    return tuple(manifest.output_names)

@@ -1,0 +1,356 @@
+"""The aiohttp application: routes, the error middleware, and one ``cleanup_ctx`` per resource.
+
+``create_app(config, *, predictor=None, cache=None)`` builds the app; resources (the upstream
+session, the decision cache, the predictor, the config watcher) are created when the app starts
+and released when it stops. Injected ``predictor``/``cache`` objects are used as given and left
+for the caller to close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from proxy.auth.guard import Authenticator
+from proxy.auth.store import AuthStore, MemoryAuthStore, RedisAuthStore
+from proxy.config.reload import ConfigHolder, Snapshot
+from proxy.config.schema import Config, reference_problems
+from proxy.decide.cache import DecisionCache, build_cache
+from proxy.decide.decider import Decider
+from proxy.decide.output_checks import output_problems
+from proxy.decide.prediction import HashPredictor, Predictor, TablePredictor, UnknownPromptError
+from proxy.execute.best_of_k import BestOfKExecutor
+from proxy.execute.cascade import CascadeExecutor
+from proxy.execute.route import RouteExecutor
+from proxy.execute.seam import Executor
+from proxy.execute.sequential import SequentialExecutor
+from proxy.http.access_middleware import access_middleware, add_response_headers
+from proxy.http.auth import auth_middleware, register_admin_routes
+from proxy.http.drain import DRAIN, Drain
+from proxy.http.handlers import register_routes
+from proxy.http.middleware import error_middleware
+from proxy.http.passthrough import register_passthrough_routes
+from proxy.http.state import (
+    AUTH,
+    BUDGETS,
+    CACHE,
+    CONFIG,
+    COSTS,
+    DECIDER,
+    EXECUTORS,
+    METRICS,
+    POLICY_CONTEXT,
+    PREDICTOR,
+    UPSTREAMS,
+)
+from proxy.observe.metrics import Metrics
+from proxy.policies.base import PolicyContext
+from proxy.policies.budget.controllers import BudgetControllers
+from proxy.upstream.client import UpstreamClient
+from proxy.upstream.pricing import CostModel
+from proxy.upstream.redact import Redactor
+from proxy.wire.errors import ConfigError, PredictorLoadError
+from proxy.wire.redis_client import make_redis
+from proxy.wire.tokens import warm as warm_token_counter
+
+log = logging.getLogger("adaptive_proxy")
+
+# The conversation of the warm-up prediction made before the proxy reports ready.
+WARM_UP_MESSAGES = ({"role": "user", "content": "What is 17 * 23? Answer with a number."},)
+
+
+def load_predictor(config: Config) -> Predictor | None:
+    """Build the configured predictor (blocking: call it in an executor)."""
+    spec = config.predictor
+    if spec.type == "none":
+        return None
+    if spec.type == "hash":
+        return HashPredictor()
+    if spec.type == "table":
+        assert spec.path is not None
+        return TablePredictor.from_jsonl(spec.path)
+    from predictor_onnx.runtime import OnnxPredictor
+
+    predictor: Predictor = OnnxPredictor.load(
+        Path(spec.path) if spec.path else None,
+        max_batch_size=spec.max_batch_size,
+        batch_window_ms=spec.batch_window_ms,
+        threads=spec.threads,
+        workers=spec.workers,
+    )
+    return predictor
+
+
+def _session_ctx(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        upstream_cfgs = app[CONFIG].snapshot.config.upstreams
+        metrics, costs = app[METRICS], app[COSTS]
+        connector = aiohttp.TCPConnector(
+            limit=sum(u.max_connections for u in upstream_cfgs.values()),
+            limit_per_host=0,
+            ttl_dns_cache=300,
+            keepalive_timeout=30,
+        )
+        session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
+        )
+        upstreams = UpstreamClient(
+            upstream_cfgs,
+            session,
+            env=env,
+            observe=metrics.observe_upstream,
+            redactor=Redactor.from_config(app[CONFIG].snapshot.config, env),
+            count_bad_response=metrics.upstream_bad_response,
+        )
+        routes = RouteExecutor(upstreams, costs, metrics)
+        app[UPSTREAMS] = upstreams
+        # One line per execution kind; a policy picks one with ``executor_name``.
+        sampler = BestOfKExecutor(upstreams, session, costs, metrics, routes.account, env)
+        executors: dict[str, Executor] = {
+            "route": routes,
+            "best_of_k": sampler,
+            "sequential": SequentialExecutor(sampler, metrics),
+            "cascade": CascadeExecutor(upstreams, routes, costs, metrics),
+        }
+        app[EXECUTORS] = executors
+        try:
+            yield
+        finally:
+            await session.close()
+
+    return ctx
+
+
+def _cache_ctx(injected: DecisionCache | None):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        spec = app[CONFIG].snapshot.config.cache
+        cache = injected or build_cache(
+            redis_url=spec.redis_url,
+            ttl_s=spec.ttl_s,
+            max_entries=spec.max_entries,
+            timeout_s=spec.timeout_s,
+            metrics=app[METRICS],
+            max_connections=spec.max_connections,
+            health_check_interval_s=spec.health_check_interval_s,
+            l1_ttl_s=spec.l1_ttl_s,
+            l1_max_entries=spec.l1_max_entries,
+        )
+        app[CACHE] = cache
+        try:
+            yield
+        finally:
+            if injected is None:
+                await cache.aclose()
+
+    return ctx
+
+
+def _check_outputs(holder: ConfigHolder, predictor: Predictor) -> None:
+    """Refuse to start on a policy reading an output ``predictor`` lacks; guard reloads too."""
+    outputs = frozenset(predictor.output_names)
+    source = str(holder.path) if holder.path else None
+    problems = output_problems(holder.snapshot.config, outputs)
+    if problems:
+        raise ConfigError(problems, source=source)
+    holder.add_check(lambda config: output_problems(config, outputs))
+
+
+async def warm_up(predictor: Predictor, timeout_s: float) -> None:
+    """One real prediction, so that no request pays the predictor's first-call costs.
+
+    A failure is logged, not raised: requests then fall back to their policy's default arm, as
+    they would for any prediction failure.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            await predictor.predict([[dict(m) for m in WARM_UP_MESSAGES]])
+    except UnknownPromptError:
+        pass  # a prediction table without this prompt: there is nothing to warm
+    except Exception as exc:
+        log.warning("predictor warm-up prediction failed (%s: %s)", type(exc).__name__, exc)
+
+
+def _predictor_ctx(injected: Predictor | None):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        config = app[CONFIG].snapshot.config
+        predictor = injected
+        loop = asyncio.get_running_loop()
+        # Decisions count prompt tokens: build the encoding now (in a thread, beside the
+        # predictor's load), not on the event loop during the first request.
+        counter = loop.run_in_executor(None, warm_token_counter)
+        try:
+            if predictor is None:
+                predictor = await loop.run_in_executor(None, load_predictor, config)
+        except PredictorLoadError as exc:
+            raise PredictorLoadError(f"cannot start: {exc}") from None
+        finally:
+            await counter
+        if predictor is not None:
+            _check_outputs(app[CONFIG], predictor)
+            # Before PREDICTOR is set (and the server listens): ready means warm.
+            await warm_up(predictor, config.predictor.timeout_s)
+        app[PREDICTOR] = predictor
+        app[DECIDER] = Decider(
+            predictor=predictor,
+            cache=app[CACHE],
+            metrics=app[METRICS],
+            context=app[POLICY_CONTEXT],
+            predictor_timeout_s=config.predictor.timeout_s,
+        )
+        try:
+            yield
+        finally:
+            if injected is None and predictor is not None:
+                await predictor.aclose()
+
+    return ctx
+
+
+async def _budget_redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    """With ``cache.redis_url``, budget controllers share their state through Redis."""
+    spec = app[CONFIG].snapshot.config.cache
+    client = None
+    if spec.redis_url:
+        client = make_redis(
+            spec.redis_url,
+            timeout_s=max(spec.timeout_s, 0.2),
+            max_connections=spec.max_connections,
+            health_check_interval_s=spec.health_check_interval_s,
+        )
+        app[BUDGETS].set_redis(client)
+    try:
+        yield
+    finally:
+        if client is not None:
+            await app[BUDGETS].flush()  # observations still queued reach Redis first
+            await client.aclose()
+
+
+def _auth_ctx(env: Mapping[str, str], *, warn_if_open: bool):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        config = app[CONFIG].snapshot.config
+        spec = config.server.auth
+        if spec is None:
+            app[AUTH] = None
+            if warn_if_open:
+                logging.getLogger("adaptive_proxy.auth").warning(
+                    "no server.auth: the proxy is open; every request is served without a key"
+                )
+            yield
+            return
+        redis_url = spec.redis_url or config.cache.redis_url
+        store: AuthStore = MemoryAuthStore()
+        if redis_url:
+            import redis.asyncio as aioredis
+
+            client = aioredis.from_url(
+                redis_url, socket_timeout=spec.timeout_s, socket_connect_timeout=spec.timeout_s
+            )
+            store = RedisAuthStore(client)
+        try:
+            auth = Authenticator(spec, env=env, store=store, metrics=app[METRICS])
+        except ValueError as exc:
+            await store.aclose()
+            raise ConfigError([("server.auth.master_key_envs", str(exc))]) from None
+        app[AUTH] = auth
+        log.info(
+            "auth on: %d key(s) in the file, counters and run-time keys in %s",
+            len(spec.keys),
+            store.backend,
+        )
+        try:
+            yield
+        finally:
+            await auth.flush()  # spend booked by the last requests is not lost
+            await store.aclose()
+
+    return ctx
+
+
+async def _reload_ctx(app: web.Application) -> AsyncIterator[None]:
+    holder = app[CONFIG]
+    config = holder.snapshot.config
+    task: asyncio.Task[None] | None = None
+    if holder.path is not None and config.server.reload:
+        task = asyncio.create_task(
+            holder.watch(config.server.reload_interval_s, config.server.reload_settle_s),
+            name="adaptive-proxy-config-watch",
+        )
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+
+def _apply_snapshot(app: web.Application, env: Mapping[str, str]) -> Callable[[Snapshot], None]:
+    def listener(snapshot: Snapshot) -> None:
+        upstreams = app.get(UPSTREAMS)
+        if upstreams is not None:
+            # Secrets follow the config: a reload may add a key or a secret header.
+            redactor = Redactor.from_config(snapshot.config, env)
+            upstreams.update(snapshot.config.upstreams, redactor=redactor)
+        app[COSTS].update_upstreams(snapshot.config.upstreams)
+        auth, spec = app.get(AUTH), snapshot.config.server.auth
+        if auth is not None and spec is not None:
+            auth.update(spec)
+
+    return listener
+
+
+def create_app(
+    config: Config,
+    *,
+    predictor: Predictor | None = None,
+    cache: DecisionCache | None = None,
+    config_path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    warn_if_open: bool = True,
+) -> web.Application:
+    """The proxy application for ``config``.
+
+    ``config_path`` enables live reload of that file; ``env`` supplies upstream API keys (the
+    command line passes the process environment; nothing else reads it). ``warn_if_open=False``
+    drops the start-up warning about a policy without ``server.auth``: for a tool that starts
+    the proxy on loopback as its own only client (the benchmark), an open proxy is the intent.
+    """
+    problems = reference_problems(config)
+    if problems:
+        raise ConfigError(problems)
+    # Outermost first: the access log sees the final status of every response, errors
+    # included; auth errors are rendered by the error middleware like any other.
+    app = web.Application(
+        middlewares=[access_middleware, error_middleware, auth_middleware],
+        client_max_size=config.server.max_body_bytes,
+    )
+    app.on_response_prepare.append(add_response_headers)
+    holder = ConfigHolder(config, path=Path(config_path) if config_path else None, env=env)
+    metrics = Metrics()
+    costs = CostModel(config.upstreams)
+    budgets = BudgetControllers(metrics=metrics)
+    app[CONFIG] = holder
+    app[METRICS] = metrics
+    app[COSTS] = costs
+    app[BUDGETS] = budgets
+    app[POLICY_CONTEXT] = PolicyContext(costs=costs, budgets=budgets)
+    app[DRAIN] = Drain()
+    holder.subscribe(_apply_snapshot(app, dict(env or {})))
+    app.cleanup_ctx.append(_session_ctx(dict(env or {})))
+    app.cleanup_ctx.append(_auth_ctx(dict(env or {}), warn_if_open=warn_if_open))
+    app.cleanup_ctx.append(_cache_ctx(cache))
+    app.cleanup_ctx.append(_budget_redis_ctx)
+    app.cleanup_ctx.append(_predictor_ctx(predictor))
+    app.cleanup_ctx.append(_reload_ctx)
+    register_routes(app)
+    register_admin_routes(app)
+    register_passthrough_routes(app)
+    return app

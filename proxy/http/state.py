@@ -1,0 +1,47 @@
+"""Typed application keys: each resource of the proxy under its own ``web.AppKey``.
+
+Keys set in :func:`proxy.http.app.create_app` exist from the start; the others are set by the
+``cleanup_ctx`` that owns the resource when the app starts (``app.get(KEY)`` is ``None`` until
+then). One set per application, never global.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from proxy.auth.guard import Authenticator
+from proxy.auth.keys import Client
+from proxy.config.reload import ConfigHolder
+from proxy.decide.cache import DecisionCache
+from proxy.decide.decider import Decider
+from proxy.decide.prediction import Predictor
+from proxy.execute.seam import Executor
+from proxy.observe.access_log import RequestRecord
+from proxy.observe.metrics import Metrics
+from proxy.policies.base import PolicyContext
+from proxy.policies.budget.controllers import BudgetControllers
+from proxy.upstream.client import UpstreamClient
+from proxy.upstream.pricing import CostModel
+
+# Set by create_app.
+CONFIG = web.AppKey("adaptive_config", ConfigHolder)
+METRICS = web.AppKey("adaptive_metrics", Metrics)
+COSTS = web.AppKey("adaptive_costs", CostModel)
+BUDGETS = web.AppKey("adaptive_budgets", BudgetControllers)
+POLICY_CONTEXT = web.AppKey("adaptive_policy_context", PolicyContext)
+# Set by their cleanup contexts when the app starts.
+UPSTREAMS = web.AppKey("adaptive_upstreams", UpstreamClient)
+# Executors by the name a policy's ``executor_name`` returns ("route", "best_of_k", ...).
+EXECUTORS: web.AppKey[Mapping[str, Executor]] = web.AppKey("adaptive_executors")
+CACHE = web.AppKey("adaptive_cache", DecisionCache)
+DECIDER = web.AppKey("adaptive_decider", Decider)
+# ``None`` once loaded means "no predictor configured" (every policy uses its default arm).
+PREDICTOR: web.AppKey[Predictor | None] = web.AppKey("adaptive_predictor")
+# ``None`` once started means "no server.auth": the proxy is open.
+AUTH: web.AppKey[Authenticator | None] = web.AppKey("adaptive_auth")
+
+# Per request: the authenticated client (auth on only) and the access-log record.
+CLIENT = web.RequestKey("adaptive_client", Client)
+RECORD = web.RequestKey("adaptive_record", RequestRecord)

@@ -1,0 +1,164 @@
+"""Cost in USD of upstream calls.
+
+Prices come from the YAML (``price_in_per_mtok_usd``, ``price_out_per_mtok_usd``); when the YAML
+has none, from litellm's bundled price map, read straight from the JSON file inside the installed
+litellm wheel — no import of litellm, no network call. Token counts come from upstream ``usage``,
+or tiktoken (:mod:`proxy.wire.tokens`) when an upstream reports none.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import importlib.util
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from proxy.config.schema import UpstreamConfig
+from proxy.wire.tokens import count_message_tokens_async, count_tokens_async
+
+
+@dataclass(frozen=True, slots=True)
+class Prices:
+    """USD per million input and output tokens."""
+
+    in_per_mtok_usd: float
+    out_per_mtok_usd: float
+
+    def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """Cost of one call."""
+        return (
+            prompt_tokens * self.in_per_mtok_usd + completion_tokens * self.out_per_mtok_usd
+        ) / 1e6
+
+
+@functools.lru_cache(maxsize=1)
+def _bundled_price_map() -> Mapping[str, Any]:
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    path = (
+        Path(next(iter(spec.submodule_search_locations)))
+        / "model_prices_and_context_window_backup.json"
+    )
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def bundled_price(key: str) -> Prices | None:
+    """The prices of one exact key of litellm's bundled price map (``None`` if absent or
+    litellm is not installed)."""
+    entry = _bundled_price_map().get(key)
+    if isinstance(entry, dict):
+        price_in = entry.get("input_cost_per_token")
+        price_out = entry.get("output_cost_per_token")
+        if isinstance(price_in, int | float) and isinstance(price_out, int | float):
+            return Prices(price_in * 1e6, price_out * 1e6)
+    return None
+
+
+def bundled_price_map_version() -> str | None:
+    """The installed litellm's version, which dates its bundled price map (``None`` without
+    litellm); read from the package metadata, without importing litellm."""
+    try:
+        return importlib.metadata.version("litellm")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _lookup(model: str, provider: str) -> Prices | None:
+    for key in (model, f"{provider}/{model}", model.split("/")[-1], f"together_ai/{model}"):
+        found = bundled_price(key)
+        if found is not None:
+            return found
+    return None
+
+
+def prices_for(cfg: UpstreamConfig) -> Prices:
+    """Prices of an upstream: the YAML's, else litellm's bundled map, else zero (and say so)."""
+    if cfg.price_in_per_mtok_usd is not None and cfg.price_out_per_mtok_usd is not None:
+        return Prices(cfg.price_in_per_mtok_usd, cfg.price_out_per_mtok_usd)
+    found = _lookup(cfg.model, cfg.provider)
+    if found is None:
+        return Prices(cfg.price_in_per_mtok_usd or 0.0, cfg.price_out_per_mtok_usd or 0.0)
+    return Prices(
+        cfg.price_in_per_mtok_usd
+        if cfg.price_in_per_mtok_usd is not None
+        else found.in_per_mtok_usd,
+        cfg.price_out_per_mtok_usd
+        if cfg.price_out_per_mtok_usd is not None
+        else found.out_per_mtok_usd,
+    )
+
+
+async def usage_of(response: Mapping[str, Any], messages: list[dict[str, Any]]) -> tuple[int, int]:
+    """(prompt_tokens, completion_tokens) from ``usage``, or counted with tiktoken if absent."""
+    usage = response.get("usage")
+    if isinstance(usage, dict):
+        prompt = usage.get("prompt_tokens")
+        completion = usage.get("completion_tokens")
+        if isinstance(prompt, int) and isinstance(completion, int):
+            return prompt, completion
+    completion_tokens = 0
+    for choice in response.get("choices") or []:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            completion_tokens += await count_tokens_async(message["content"])
+    return await count_message_tokens_async(messages), completion_tokens
+
+
+class CostModel:
+    """Expected USD cost of an arm before it runs: prompt tokens plus a running mean of answers.
+
+    The mean completion length per upstream starts at ``prior_completion_tokens`` and follows the
+    realised answers: a plain running mean while few answers are seen (so a wrong prior is
+    forgotten within the first answers, and budget controllers are not misled during warm-up),
+    then an exponential moving average that tracks drift.
+    """
+
+    def __init__(
+        self,
+        upstreams: Mapping[str, UpstreamConfig],
+        *,
+        prior_completion_tokens: float = 256.0,
+        smoothing: float = 0.02,
+    ) -> None:
+        self._prices = {name: prices_for(cfg) for name, cfg in upstreams.items()}
+        self._mean_completion = {name: prior_completion_tokens for name in upstreams}
+        self._prior = prior_completion_tokens
+        self._smoothing = smoothing
+        self._seen: dict[str, int] = {}
+
+    def update_upstreams(self, upstreams: Mapping[str, UpstreamConfig]) -> None:
+        """Re-read prices after a config reload, keeping the learnt answer lengths."""
+        self._prices = {name: prices_for(cfg) for name, cfg in upstreams.items()}
+        for name in upstreams:
+            self._mean_completion.setdefault(name, self._prior)
+
+    def prices(self, upstream: str) -> Prices:
+        """Prices of one upstream."""
+        return self._prices[upstream]
+
+    def expected_cost_usd(self, upstream: str, prompt_tokens: int, n: int = 1) -> float:
+        """Expected cost of n samples from ``upstream`` for a prompt of ``prompt_tokens``."""
+        prices = self._prices[upstream]
+        return n * prices.cost_usd(prompt_tokens, int(self._mean_completion[upstream]))
+
+    def observe(
+        self, upstream: str, prompt_tokens: int, completion_tokens: int, n: int = 1
+    ) -> float:
+        """Record a realised call; returns its cost in USD."""
+        if upstream in self._mean_completion and n > 0:
+            mean = self._mean_completion[upstream]
+            seen = self._seen.get(upstream, 0) + 1
+            self._seen[upstream] = seen
+            weight = max(1.0 / seen, self._smoothing)
+            self._mean_completion[upstream] = mean + weight * (completion_tokens / n - mean)
+        return self._prices[upstream].cost_usd(prompt_tokens, completion_tokens)
