@@ -120,7 +120,7 @@ class _Loader:
 
 def relative_links(text: str, where: Path) -> str:
     """``text`` with each root-relative link (``](/docs/x.md#a)``) made relative to the file
-    ``where`` (relative to the checkout's root); a link into ``where`` itself keeps its anchor only."""
+    ``where`` (itself relative to the checkout's root); a link into ``where`` keeps its anchor."""
 
     def rewrite(link: re.Match[str]) -> str:
         target, anchor = link["target"], link["anchor"] or ""

@@ -1,4 +1,4 @@
-"""``python -m bench.docs``: the documentation's benchmark figures and REPORT.md from the results."""
+"""``python -m bench.docs``: the documentation's benchmark figures and REPORT.md from results."""
 
 from __future__ import annotations
 
