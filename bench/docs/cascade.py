@@ -1,4 +1,4 @@
-"""The README's cascade blocks (:mod:`bench.docs.run`): what cascades save and against what, what
+"""The docs' cascade blocks (:mod:`bench.docs.run`): what cascades save and against what, what
 answers as evidence add, and the wall time they cost (``bench/results/cascade.json``,
 ``bench/results/evidence_latency.json``)."""
 
