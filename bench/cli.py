@@ -81,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--docs",
         action="store_true",
-        help="run no suite: render the README's benchmark figures and REPORT.md from the "
+        help="run no suite: render the documentation's benchmark figures and REPORT.md from the "
         f"committed {COMMITTED_OUT}/*.json (python -m bench.docs; --check there compares only)",
     )
     parser.add_argument("--concurrency", type=int, default=32)
@@ -172,7 +172,7 @@ def _run(args: argparse.Namespace, *, started_s: float) -> int:
     print(f"\nbench finished in {time.monotonic() - started_s:.0f} s")
     print(f"results written to {out_dir.resolve()} (report: {report.resolve()})")
     if out_dir.resolve() == COMMITTED_OUT.resolve():
-        print("the README's figures come from these results: adaptive-proxy bench --docs")
+        print("the documentation's figures come from these results: adaptive-proxy bench --docs")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The README's cascade blocks (:mod:`bench.docs.run`): what cascades save and against what, what
+"""The docs' cascade blocks (:mod:`bench.docs.run`): what cascades save and against what, what
 answers as evidence add, and the wall time they cost (``bench/results/cascade.json``,
 ``bench/results/evidence_latency.json``)."""
 
@@ -28,7 +28,10 @@ SYSTEM_WORDS = {
     "6b_verification": "6B best-of-100",
     "175b_verification": "175B best-of-100",
 }
-CASCADES_ANCHOR = "#cascades-look-at-the-cheap-answers-before-paying-for-the-expensive-one"
+# From the checkout's root; bench.docs.run makes it relative to the file the block lands in.
+CASCADES_ANCHOR = (
+    "/docs/policies.md#cascades-look-at-the-cheap-answers-before-paying-for-the-expensive-one"
+)
 AGREEMENT = "agreement rule (escalate iff the cheap answers disagree)"
 
 

@@ -1,4 +1,4 @@
-"""The README's multi-sample blocks (:mod:`bench.docs.run`): the headline table, the honest summary
+"""The docs' multi-sample blocks (:mod:`bench.docs.run`): the headline table, the honest summary
 and the live operating points, from ``bench/results/<multi-sample suite>.json``."""
 
 from __future__ import annotations

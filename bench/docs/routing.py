@@ -1,4 +1,4 @@
-"""The README's routing blocks (:mod:`bench.docs.run`): chat routing by cost, the routing suites'
+"""The docs' routing blocks (:mod:`bench.docs.run`): chat routing by cost, the routing suites'
 table and what it shows (from ``bench/results/<suite>.json``)."""
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ PROBE_INTERVAL_S = 0.01
 TARGET_STALL_MS = 50.0
 ALLOCATE_PROMPTS = 10_000
 # The documents a retrieval-augmented prompt is built from: prose, tables and code.
-_DOCUMENT_GLOBS = ("README.md", "proxy/*.py", "predictor_onnx/*.py", "bench/*.py")
+_DOCUMENT_GLOBS = ("README.md", "docs/*.md", "proxy/*.py", "predictor_onnx/*.py", "bench/*.py")
 
 
 @dataclass
