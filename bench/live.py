@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from bench.routing.suites import ARMS
+from proxy.http.server import RunningSite, start_site
 
 
 @dataclass(frozen=True)
@@ -39,13 +40,19 @@ class LiveResult:
 
 
 async def start_server(app: web.Application) -> tuple[web.AppRunner, str]:
-    """Serve ``app`` on a free loopback port; returns the runner and ``http://127.0.0.1:PORT``."""
+    """Serve an upstream ``app`` (the replay server) on a free loopback port; returns the runner
+    and ``http://127.0.0.1:PORT``. The proxy starts with :func:`start_proxy` instead."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
     return runner, f"http://{host}:{port}"
+
+
+async def start_proxy(app: web.Application) -> RunningSite:
+    """The proxy ``app`` on a free loopback port, started as ``serve`` starts it."""
+    return await start_site(app)
 
 
 def write_table(
@@ -176,10 +183,10 @@ async def run_live(
 
     config = load_config_text(yaml_text)
     # Open by design: the benchmark is this loopback proxy's only client.
-    runner, proxy_url = await start_server(create_app(config, warn_if_open=False))
+    proxy = await start_proxy(create_app(config, warn_if_open=False))
     try:
         return await send_all(
-            proxy_url,
+            proxy.url,
             policies,
             prompt_ids,
             messages,
@@ -188,7 +195,7 @@ async def run_live(
             desc=desc,
         )
     finally:
-        await runner.cleanup()
+        await proxy.close()
 
 
 async def start_replay(data_dir: Path) -> tuple[web.AppRunner, str]:

@@ -89,19 +89,12 @@ async def serve_until_stopped(
     reuse_port: bool = False,
 ) -> None:
     """Run the proxy until SIGINT/SIGTERM; SIGHUP reloads the policy file."""
-    from aiohttp import web
-
     from proxy.http.app import create_app
-    from proxy.http.server import ProxyRunner
+    from proxy.http.server import start_site
     from proxy.http.state import CONFIG
 
     app = create_app(config, config_path=config_path, env=os.environ)
-    runner = ProxyRunner(app, handler_cancellation=True, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(
-        runner, host, port, backlog=1024, reuse_address=True, reuse_port=reuse_port or None
-    )
-    await site.start()
+    site = await start_site(app, host, port, reuse_port=reuse_port)
     # Startup objects (config, models, modules) live forever: keep the collector off them.
     gc.collect()
     gc.freeze()
@@ -120,7 +113,7 @@ async def serve_until_stopped(
             "shutting down: draining for at most %g s (server.shutdown_timeout_s)",
             config.server.shutdown_timeout_s,
         )
-        await runner.cleanup()
+        await site.close()
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ _DEMO_PROMPT_IDS = (
 )
 
 
-async def _start(app: web.Application) -> tuple[web.AppRunner, int]:
+async def _start_replay(app: web.Application) -> tuple[web.AppRunner, int]:
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -64,6 +64,7 @@ async def run_demo(*, data_dir: Path | None, config_path: str | None) -> int:
     import openai
 
     from proxy.http.app import create_app
+    from proxy.http.server import RunningSite, start_site
     from recorded_data import DataNotFoundError, resolve_data_dir
     from replay.server import build_store, create_replay_app
 
@@ -74,14 +75,15 @@ async def run_demo(*, data_dir: Path | None, config_path: str | None) -> int:
         return 2
     print(f"loading recorded answers from {data} …", flush=True)
     store = build_store(data)
-    replay_runner, replay_port = await _start(create_replay_app(store))
-    proxy_runner: web.AppRunner | None = None
+    replay_runner, replay_port = await _start_replay(create_replay_app(store))
+    proxy: RunningSite | None = None
     try:
         config = _demo_config(config_path, f"http://127.0.0.1:{replay_port}/v1")
         started = time.perf_counter()
-        proxy_runner, proxy_port = await _start(create_app(config, env=os.environ))
+        # The server ``serve`` runs, on a free loopback port.
+        proxy = await start_site(create_app(config, env=os.environ))
         ready_ms = (time.perf_counter() - started) * 1000
-        base_url = f"http://127.0.0.1:{proxy_port}/v1"
+        base_url = f"{proxy.url}/v1"
         print(
             f"replay upstream on :{replay_port}; proxy on {base_url} (ready in {ready_ms:.0f} ms)"
         )
@@ -93,8 +95,8 @@ async def run_demo(*, data_dir: Path | None, config_path: str | None) -> int:
             if "auto-best-of-k" in config.policies:
                 await _show_best_of_k(client, store.records())
     finally:
-        if proxy_runner is not None:
-            await proxy_runner.cleanup()
+        if proxy is not None:
+            await proxy.close()
         await replay_runner.cleanup()
     return 0
 

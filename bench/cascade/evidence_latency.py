@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from openai import AsyncOpenAI, omit
 
-from bench.live import start_server
+from bench.live import start_proxy, start_server
 from predictor_onnx.data import MODEL_STRONG, MODEL_WEAK
 from proxy.config.schema import load_config_text
 from proxy.decide.prediction import HashPredictor
@@ -150,11 +150,9 @@ async def measure(
     config = load_config_text(
         POLICIES.format(url=f"{replay_url}/v1", weak=MODEL_WEAK, strong=MODEL_STRONG), env={}
     )
-    proxy, proxy_url = await start_server(
-        create_app(config, predictor=HashPredictor(), warn_if_open=False)
-    )
+    proxy = await start_proxy(create_app(config, predictor=HashPredictor(), warn_if_open=False))
     try:
-        async with AsyncOpenAI(base_url=f"{proxy_url}/v1", api_key="x", max_retries=0) as client:
+        async with AsyncOpenAI(base_url=f"{proxy.url}/v1", api_key="x", max_retries=0) as client:
             times: dict[str, list[float]] = {}
             extras: dict[str, list[dict[str, Any]]] = {}
             for policy in ("direct-mixtral", "direct-pool", "direct-code", *PAIRS):
@@ -167,7 +165,7 @@ async def measure(
                     seeded=seeded,
                 )
     finally:
-        await proxy.cleanup()
+        await proxy.close()
         await replay.cleanup()
     rows = []
     for policy, reference in PAIRS.items():

@@ -212,13 +212,11 @@ async def live_operating_points(
     from proxy.http.app import create_app
 
     # Open by design: the benchmark is this loopback proxy's only client.
-    runner, proxy_url = await live.start_server(
-        create_app(load_config_text(yaml_text), warn_if_open=False)
-    )
+    proxy = await live.start_proxy(create_app(load_config_text(yaml_text), warn_if_open=False))
     try:
-        results = await _send(proxy_url, points, suite, concurrency)
+        results = await _send(proxy.url, points, suite, concurrency)
     finally:
-        await runner.cleanup()
+        await proxy.close()
     correct_of = [dict(zip(p.texts, p.correct, strict=True)) for p in suite.prompts]
     checks = []
     for name, answers in results.items():

@@ -30,7 +30,8 @@ from proxy.config.schema import (
     read_config_text,
 )
 from proxy.config.unvalidated_refs import loose, loose_policies
-from proxy.decide.output_checks import configured_outputs, policy_output_problems
+from proxy.decide.output_checks import policy_output_problems
+from proxy.decide.predictors import predictor_outputs
 from proxy.wire.errors import PredictorLoadError
 
 
@@ -57,7 +58,7 @@ def serving_problems(parsed: ParsedConfig) -> list[Problem]:
     policies: Mapping[str, Any] = config.policies if config is not None else loose_policies(raw)
     if spec is not None:
         try:
-            outputs = configured_outputs(spec)
+            outputs = predictor_outputs(spec)
         except (PredictorLoadError, OSError, ValueError) as exc:
             problems.append(("predictor", str(exc)))
         else:

@@ -11,10 +11,9 @@ where each policy type's model is defined.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from pathlib import Path
 from typing import Any
 
-from proxy.config.schema import Config, PredictorConfig, Problem
+from proxy.config.schema import Config, Problem
 
 
 def output_refs(policies: Mapping[str, Any]) -> list[tuple[str, str, str]]:
@@ -53,29 +52,3 @@ def policy_output_problems(
         for path, policy, output in output_refs(policies)
         if output not in available
     ]
-
-
-def configured_outputs(spec: PredictorConfig) -> tuple[str, ...] | None:
-    """The outputs of the configured predictor, read without starting it (for ``check``).
-
-    Reads and verifies the predictor's files (manifest, hashes, table) as ``serve`` does at
-    start-up. ``None`` for ``predictor: {type: none}``: no predictor, every policy serves its
-    default arm. Raises :class:`~proxy.wire.errors.PredictorLoadError` (or ``OSError`` /
-    ``ValueError`` for an unreadable table) for a missing or corrupt predictor.
-    """
-    if spec.type == "none":
-        return None
-    if spec.type == "hash":
-        from proxy.decide.prediction import HashPredictor
-
-        return HashPredictor().output_names
-    if spec.type == "table":
-        from proxy.decide.prediction import TablePredictor
-
-        assert spec.path is not None
-        return TablePredictor.from_jsonl(spec.path).output_names
-    from predictor_onnx.manifest import read_manifest
-    from predictor_onnx.runtime import shipped_model_dir
-
-    manifest: Any = read_manifest(Path(spec.path) if spec.path else shipped_model_dir())
-    return tuple(manifest.output_names)

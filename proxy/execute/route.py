@@ -21,6 +21,7 @@ from proxy.policies.decision import Decision
 from proxy.upstream.client import UpstreamClient, UpstreamReply, UpstreamStream
 from proxy.upstream.pricing import CostModel, usage_of
 from proxy.wire.errors import ProxyError, UpstreamError
+from proxy.wire.protocol import client_choices
 from proxy.wire.tokens import count_message_tokens_async
 
 log = logging.getLogger("adaptive_proxy.executor")
@@ -138,7 +139,7 @@ class RouteExecutor:
             lambda name: self._upstreams.open_stream(name, body, include_usage=include_usage),
         )
         # Until the status line: the time to first byte, which is what a stream waits for.
-        drawn = _client_n(body)
+        drawn = client_choices(body)
         outcome = Outcome(
             n_samples=drawn, upstream_latency_ms=round((time.perf_counter() - started) * 1000, 3)
         )
@@ -194,11 +195,6 @@ class RouteExecutor:
                 prompt_tokens = await count_message_tokens_async(messages)
             outcome.cost_usd = self.account(stream.upstream, prompt_tokens, completion_tokens)
             outcome.prompt_tokens, outcome.completion_tokens = prompt_tokens, completion_tokens
-
-
-def _client_n(body: dict[str, Any]) -> int:
-    n = body.get("n")
-    return n if isinstance(n, int) and n > 0 else 1
 
 
 def _usage_of_event(event: bytes) -> tuple[Mapping[str, Any] | None, bool]:

@@ -23,7 +23,8 @@ from proxy.config.schema import Config, reference_problems
 from proxy.decide.cache import DecisionCache, build_cache
 from proxy.decide.decider import Decider
 from proxy.decide.output_checks import output_problems
-from proxy.decide.prediction import HashPredictor, Predictor, TablePredictor, UnknownPromptError
+from proxy.decide.prediction import Predictor, UnknownPromptError
+from proxy.decide.predictors import load_predictor
 from proxy.execute.best_of_k import BestOfKExecutor
 from proxy.execute.cascade import CascadeExecutor
 from proxy.execute.route import RouteExecutor
@@ -62,28 +63,6 @@ log = logging.getLogger("adaptive_proxy")
 
 # The conversation of the warm-up prediction made before the proxy reports ready.
 WARM_UP_MESSAGES = ({"role": "user", "content": "What is 17 * 23? Answer with a number."},)
-
-
-def load_predictor(config: Config) -> Predictor | None:
-    """Build the configured predictor (blocking: call it in an executor)."""
-    spec = config.predictor
-    if spec.type == "none":
-        return None
-    if spec.type == "hash":
-        return HashPredictor()
-    if spec.type == "table":
-        assert spec.path is not None
-        return TablePredictor.from_jsonl(spec.path)
-    from predictor_onnx.runtime import OnnxPredictor
-
-    predictor: Predictor = OnnxPredictor.load(
-        Path(spec.path) if spec.path else None,
-        max_batch_size=spec.max_batch_size,
-        batch_window_ms=spec.batch_window_ms,
-        threads=spec.threads,
-        workers=spec.workers,
-    )
-    return predictor
 
 
 def _session_ctx(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
@@ -185,7 +164,7 @@ def _predictor_ctx(injected: Predictor | None):  # type: ignore[no-untyped-def]
         counter = loop.run_in_executor(None, warm_token_counter)
         try:
             if predictor is None:
-                predictor = await loop.run_in_executor(None, load_predictor, config)
+                predictor = await loop.run_in_executor(None, load_predictor, config.predictor)
         except PredictorLoadError as exc:
             raise PredictorLoadError(f"cannot start: {exc}") from None
         finally:

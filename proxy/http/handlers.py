@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from proxy.config.reload import Snapshot
 from proxy.execute.seam import (
     EventStream,
     Execution,
@@ -63,13 +64,15 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     return parse_json_body(await read_body(request))
 
 
-async def _read_request(request: web.Request) -> tuple[dict[str, Any], ChatCompletionRequest]:
+async def _read_request(
+    request: web.Request, snapshot: Snapshot
+) -> tuple[dict[str, Any], ChatCompletionRequest]:
     data = await read_json(request)
     parsed = validate_chat_request(data)
     record = request.get(RECORD)
     if record is not None:
         record.model = parsed.model
-        config = request.app[CONFIG].snapshot.config
+        config = snapshot.config
         if parsed.model in config.policies:
             record.policy = parsed.model  # error responses name the policy too
         if config.server.access_log.include_messages:
@@ -103,10 +106,9 @@ def _note_outcome(record: RequestRecord | None, outcome: Outcome, choices: int |
 
 
 async def _decide(
-    request: web.Request, data: dict[str, Any], model: str
+    request: web.Request, snapshot: Snapshot, data: dict[str, Any], model: str
 ) -> tuple[Decision, BasePolicy | None]:
     """The decision for a request and its policy (``None``: a passthrough upstream model)."""
-    snapshot = request.app[CONFIG].snapshot
     config = snapshot.config
     policy = config.policies.get(model)
     if policy is None:
@@ -140,6 +142,7 @@ async def _decide(
 
 async def _execute(
     request: web.Request,
+    snapshot: Snapshot,
     decision: Decision,
     policy: BasePolicy | None,
     data: dict[str, Any],
@@ -153,22 +156,24 @@ async def _execute(
         body=data,
         stream=bool(parsed.stream),
         include_usage=bool(parsed.stream_options and parsed.stream_options.include_usage),
-        keepalive_interval_s=request.app[CONFIG].snapshot.config.server.keepalive_interval_s,
+        keepalive_interval_s=snapshot.config.server.keepalive_interval_s,
     )
     return await request.app[EXECUTORS][name].execute(job)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """``POST /v1/chat/completions``: decide, execute, answer in the OpenAI schema."""
-    data, parsed = await _read_request(request)
-    decision, policy = await _decide(request, data, parsed.model)
+    # One config for the whole request: a reload landing mid-request applies to the next one.
+    snapshot = request.app[CONFIG].snapshot
+    data, parsed = await _read_request(request, snapshot)
+    decision, policy = await _decide(request, snapshot, data, parsed.model)
     record = request.get(RECORD)
     _note_decision(record, decision)
     status = 200
     outcome = Outcome()
     choices: int | None = None  # none were returned unless an execution answered
     try:
-        result = await _execute(request, decision, policy, data, parsed)
+        result = await _execute(request, snapshot, decision, policy, data, parsed)
         outcome = result.outcome
         # The log says what the response's header says (a stream's: before its events).
         choices = int(result.headers.get("x-adaptive-choices", client_choices(data)))
@@ -197,8 +202,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 async def decide(request: web.Request) -> web.Response:
     """``POST /v1/adaptive/decide``: the decision the proxy would take; no upstream is called."""
-    data, parsed = await _read_request(request)
-    decision, policy = await _decide(request, data, parsed.model)
+    snapshot = request.app[CONFIG].snapshot
+    data, parsed = await _read_request(request, snapshot)
+    decision, policy = await _decide(request, snapshot, data, parsed.model)
     body = decision.adaptive()
     body["fallback"] = policy.fallback_upstream() if policy is not None else None
     details = policy.decision_details(decision) if policy is not None else None
@@ -213,9 +219,10 @@ async def decide(request: web.Request) -> web.Response:
 
 async def allocate(request: web.Request) -> web.Response:
     """``POST /v1/adaptive/allocate``: plan a total budget over a batch (greedy marginal)."""
+    config = request.app[CONFIG].snapshot.config
     plan, conversations = await validate_allocate(await read_json(request))
     authorize_model(request, plan.model)
-    policy = request.app[CONFIG].snapshot.config.policies.get(plan.model)
+    policy = config.policies.get(plan.model)
     if policy is None:
         raise ModelNotFoundError(f"no policy named {plan.model!r}", param="model")
     if not policy.plans_allocation:
@@ -227,7 +234,7 @@ async def allocate(request: web.Request) -> web.Response:
     decider = request.app.get(DECIDER)
     if decider is None or decider.predictor is None:
         raise ServiceUnavailableError("the predictor is not loaded")
-    server = request.app[CONFIG].snapshot.config.server
+    server = config.server
     if len(plan.requests) > server.allocate_max_requests:
         raise InvalidRequestError(
             f"{len(plan.requests)} requests in one allocation; this proxy plans at most "

@@ -10,6 +10,10 @@ running out of file descriptors. Request bodies reach the app as they arrived, s
 :func:`proxy.http.body.read_body` undoes ``Content-Encoding`` and answers a body that does not
 match it
 with one error and one log line.
+
+:func:`start_site` is the one way the proxy starts listening: ``serve``, the demo, the live
+benchmarks and the tests' servers all run the app through it, so they all measure and test the
+server users run.
 """
 
 from __future__ import annotations
@@ -244,3 +248,49 @@ class ProxyRunner(web.AppRunner):
             limits=limits,
             **plain._kwargs,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RunningSite:
+    """A proxy app listening on a socket; :meth:`close` drains it and stops it."""
+
+    runner: ProxyRunner
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT`` of the bound address (the real port when asked for port 0)."""
+        return f"http://{self.host}:{self.port}"
+
+    async def close(self) -> None:
+        """Stop listening, drain in-flight requests (``server.shutdown_timeout_s``), clean up."""
+        await self.runner.cleanup()
+
+
+async def start_site(
+    app: web.Application,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    reuse_port: bool = False,
+    backlog: int = 1024,
+) -> RunningSite:
+    """Serve the proxy ``app`` on ``host:port`` (0: a free port) as ``serve`` does.
+
+    Handler cancellation is on (a client that disconnects cancels its upstream requests), the
+    access log is the proxy's own (aiohttp's is off), and connections get the limits of
+    :class:`ProxyServer`. ``reuse_port`` lets ``serve --workers N`` share one port.
+    """
+    runner = ProxyRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(
+            runner, host, port, backlog=backlog, reuse_address=True, reuse_port=reuse_port or None
+        )
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound_host, bound_port = runner.addresses[0][:2]
+    return RunningSite(runner=runner, host=str(bound_host), port=int(bound_port))

@@ -31,7 +31,7 @@ from aiohttp import web
 from proxy.config.schema import Config
 from proxy.decide.prediction import HashPredictor, Predictor
 from proxy.http.app import create_app
-from proxy.http.server import ProxyRunner
+from proxy.http.server import RunningSite, start_site
 
 _FOREVER_S = 3600.0
 
@@ -376,7 +376,7 @@ async def proxy_stack(
     sections; ``predictor`` replaces the default one (pinned to zero gain).
     """
     primary, backup = FakeUpstream(), FakeUpstream()
-    runner: web.AppRunner | None = None
+    site: RunningSite | None = None
     client: openai.AsyncOpenAI | None = None
     try:
         config = stack_config(
@@ -391,18 +391,13 @@ async def proxy_stack(
         # Zero gain for every prompt: ``auto`` always takes its cheap arm, ``primary``.
         if predictor is None:
             predictor = HashPredictor(overrides={"": {"p_weak": 0.5, "p_strong": 0.5}})
-        runner = ProxyRunner(
-            create_app(config, predictor=predictor, env=env), handler_cancellation=True
-        )
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        client = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key="x", max_retries=0)
-        yield Stack(primary, backup, base_url, client, runner)
+        site = await start_site(create_app(config, predictor=predictor, env=env))
+        client = openai.AsyncOpenAI(base_url=f"{site.url}/v1", api_key="x", max_retries=0)
+        yield Stack(primary, backup, site.url, client, site.runner)
     finally:
         if client is not None:
             await client.close()
-        if runner is not None and runner.server is not None:  # a test may have shut it down
-            await runner.cleanup()
+        if site is not None and site.runner.server is not None:  # a test may have shut it down
+            await site.close()
         await primary.close()
         await backup.close()
