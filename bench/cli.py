@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.routing.suites import SUITES
-from replay.multisample_data import MULTISAMPLE_SUITES
+from recorded_data.multisample import MULTISAMPLE_SUITES
 
 COMMITTED_OUT = Path("bench") / "results"
 #: Top-level modules of the ``bench`` extra the benchmark imports (threadpoolctl comes with

@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from predictor_onnx.data import DATASETS, Record, load_records
+from recorded_data.multisample import load_multisample
 
 #: Every dataset the predictor trains on: RouteLLM's, then this module's.
 ALL_DATASETS: tuple[str, ...] = (*DATASETS, "humaneval", "game24", "alpaca_eval")
@@ -44,24 +45,19 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
 
 
-def _success_rate(samples: list[dict[str, Any]]) -> float:
-    return sum(1.0 for s in samples if s.get("correct")) / max(len(samples), 1)
-
-
 def load_humaneval(data_dir: Path, *, drop_contaminated: bool = True) -> list[Record]:
     """HumanEval prompts with CodeGen-16B's empirical pass rate over 100 samples."""
     del drop_contaminated
-    path = data_dir / "multisample" / "humaneval_codegen16b.jsonl"
     return [
         Record(
             dataset="humaneval",
-            prompt_id=f"humaneval/{row['id']}",
-            group_id=f"humaneval/{row['id']}",
-            messages=tuple(dict(m) for m in row["messages"]),
-            rewards=MappingProxyType({"codegen16b": _success_rate(row["samples"])}),
-            extra=MappingProxyType({"n_samples": len(row["samples"])}),
+            prompt_id=f"humaneval/{prompt.prompt_id}",
+            group_id=f"humaneval/{prompt.prompt_id}",
+            messages=tuple(dict(m) for m in prompt.messages),
+            rewards=MappingProxyType({"codegen16b": prompt.success_rate}),
+            extra=MappingProxyType({"n_samples": len(prompt.correct)}),
         )
-        for row in _read_jsonl(path)
+        for prompt in load_multisample(data_dir, "humaneval-codegen16b").prompts
     ]
 
 
@@ -70,16 +66,16 @@ def load_game24(data_dir: Path, *, drop_contaminated: bool = True) -> list[Recor
     del drop_contaminated
     records: list[Record] = []
     for style in ("standard", "cot"):
-        path = data_dir / "multisample" / f"game24_gpt4_{style}.jsonl"
-        for row in _read_jsonl(path):
+        for prompt in load_multisample(data_dir, f"game24-gpt4-{style}").prompts:
+            puzzle = " ".join(str(n) for n in prompt.numbers or ())
             records.append(
                 Record(
                     dataset="game24",
-                    prompt_id=f"{row['id']}/{style}",
-                    group_id=f"game24/{row['numbers']}",
-                    messages=tuple(dict(m) for m in row["messages"]),
-                    rewards=MappingProxyType({"gpt4_game24": _success_rate(row["samples"])}),
-                    extra=MappingProxyType({"style": style, "n_samples": len(row["samples"])}),
+                    prompt_id=f"{prompt.prompt_id}/{style}",
+                    group_id=f"game24/{puzzle}",
+                    messages=tuple(dict(m) for m in prompt.messages),
+                    rewards=MappingProxyType({"gpt4_game24": prompt.success_rate}),
+                    extra=MappingProxyType({"style": style, "n_samples": len(prompt.correct)}),
                 )
             )
     return records

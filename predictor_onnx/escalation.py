@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from predictor_onnx.answers import extract_answer
+from predictor_onnx.escalation_format import HEADS, MANIFEST_FORMAT, MANIFEST_NAME, MODEL_FORMAT
 from predictor_onnx.evaluate import fold_of
 from predictor_onnx.evidence import (
     EVIDENCE_FEATURES,
@@ -38,10 +39,6 @@ from predictor_onnx.metrics import auc
 if TYPE_CHECKING:
     from predictor_onnx.data import Record
 
-FORMAT = "adaptive-escalation/1"
-MANIFEST_FORMAT = "adaptive-escalation-manifest/1"
-MANIFEST_NAME = "manifest.json"
-HEADS = ("cheap_correct", "expensive_correct")
 Array = npt.NDArray[np.float64]
 
 
@@ -275,7 +272,7 @@ def export_escalation(
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{spec.name}.json"
     document = {
-        "format": FORMAT,
+        "format": MODEL_FORMAT,
         "name": spec.name,
         "description": spec.description,
         "stages": list(spec.stages),
@@ -347,8 +344,3 @@ def build_escalation(
         out_dir, replace(spec, prior_outputs=outputs), model, metrics=metrics, note=note
     )
     return path, metrics
-
-
-def default_escalation_dir() -> Path:
-    """The shipped escalation models' folder inside the package."""
-    return Path(__file__).resolve().parent / "escalation_models"

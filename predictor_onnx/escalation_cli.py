@@ -17,6 +17,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from predictor_onnx.escalation_format import shipped_escalation_dir
+
 
 def add_escalation_args(parser: argparse.ArgumentParser) -> None:
     """The ``--escalation`` flags of ``predictor train``."""
@@ -51,9 +53,7 @@ def escalation_out_dir(out: str | None, *, force: bool) -> Path:
     """Where ``--escalation`` writes: ``--out``, the shipped folder with ``--force``, else a new
     temporary folder. Replacing the shipped weights and hashes is never a default: ``--out``
     naming the shipped folder still needs ``--force``."""
-    from predictor_onnx.escalation import default_escalation_dir
-
-    shipped = default_escalation_dir()
+    shipped = shipped_escalation_dir()
     if out is None:
         return shipped if force else Path(tempfile.mkdtemp(prefix="adaptive-escalation-"))
     path = Path(out)

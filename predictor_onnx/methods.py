@@ -135,64 +135,6 @@ def shared_gain(
     return fit
 
 
-def low_rank(rank: int = 8, l2: float = 1e-3, *, datasets: Sequence[str] | None = None) -> Method:
-    """Logistic heads sharing one rank-``rank`` projection of the input across every arm.
-
-    ``logit_arm = (z U) v_arm + b_arm``: all datasets' arms fit ``U`` together, so the strong /
-    weak heads live in a subspace that also explains AlpacaEval wins and success rates.
-    """
-    from scipy.optimize import minimize
-
-    def fit(design: Design, rows: Any) -> Scorer:
-        if datasets is not None:
-            rows = rows & np.isin(np.asarray(design.datasets), list(datasets))
-        seen = design.mask[rows].sum(axis=0) > 0
-        arms = tuple(a for a, s in zip(design.arms, seen, strict=True) if s)
-        cols = np.r_[np.arange(design.n_embed), design.n_embed]
-        x = design.x[rows][:, cols].astype(np.float32)
-        mean = x.mean(0)
-        scale = np.where(x.std(0) > 1e-6, x.std(0), 1.0).astype(np.float32)
-        mean[: design.n_embed] = 0.0
-        scale[: design.n_embed] = 1.0
-        z = (x - mean) / scale
-        y = design.y[rows][:, seen]
-        m = design.mask[rows][:, seen]
-        msum = m.sum(0).clip(min=1.0)
-        d, a = z.shape[1], y.shape[1]
-        rng = np.random.default_rng(0)
-        theta0 = np.concatenate([rng.normal(scale=0.1, size=d * rank), np.zeros(rank * a + a)])
-
-        def unpack(theta: Any) -> tuple[Any, Any, Any]:
-            u = theta[: d * rank].reshape(d, rank).astype(np.float32)
-            v = theta[d * rank : d * rank + rank * a].reshape(rank, a).astype(np.float32)
-            return u, v, theta[d * rank + rank * a :].astype(np.float32)
-
-        def loss(theta: Any) -> tuple[float, Any]:
-            u, v, b = unpack(theta)
-            h = z @ u
-            p = 1.0 / (1.0 + np.exp(-np.clip(h @ v + b, -40, 40)))
-            ce = -(y * np.log(p + 1e-7) + (1 - y) * np.log(1 - p + 1e-7)) * m
-            value = float((ce.sum(0) / msum).sum() + l2 * (np.sum(u * u) + np.sum(v * v)))
-            g = (p - y) * m / msum
-            gv = h.T @ g + 2 * l2 * v
-            gu = z.T @ (g @ v.T) + 2 * l2 * u
-            return value, np.concatenate([gu.ravel(), gv.ravel(), g.sum(0)]).astype(np.float64)
-
-        res = minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 400})
-        u, v, b = unpack(res.x)
-
-        def score(x_test: Any) -> tuple[Any, dict[str, Any]]:
-            zt = (x_test[:, cols] - mean) / scale
-            p = 1.0 / (1.0 + np.exp(-np.clip(zt @ u @ v + b, -40, 40)))
-            probs = {arm: p[:, k] for k, arm in enumerate(arms)}
-            gain = probs["strong"] - probs["weak"] if "strong" in probs else np.zeros(len(zt))
-            return gain, probs
-
-        return score
-
-    return fit
-
-
 def headline(
     design: Design, shipped: Method, *, progress: bool = True
 ) -> dict[str, dict[str, list[Cell]]]:

@@ -17,9 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from predictor_onnx.routing import apgr, cpt, pgr, threshold_sweep
-
-RANDOM_APGR = 0.5
+from predictor_onnx.routing import apgr, cpt, threshold_sweep
 
 
 @dataclass(frozen=True)
@@ -29,16 +27,6 @@ class RoutingScores:
     apgr: float
     cpt50: float
     cpt80: float
-
-
-def pgr_curve(gain: Any, reward_weak: Any, reward_strong: Any) -> Any:
-    """PGR at c = k/N for k = 0..N (length N + 1), one point per prompt (ties split in order)."""
-    sweep = threshold_sweep(gain, reward_weak, reward_strong, split_ties=True)
-    rw = np.asarray(reward_weak, dtype=np.float64)
-    rs = np.asarray(reward_strong, dtype=np.float64)
-    if len(rw) == 0:
-        return np.full(1, np.nan)
-    return pgr(sweep.quality, float(rw.mean()), float(rs.mean()))
 
 
 def routing_scores(

@@ -11,12 +11,13 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from predictor_onnx.build_result import BuildResult
+from predictor_onnx.card import write_model_card
 from predictor_onnx.embed import OnnxEncoder, embed_messages
 from predictor_onnx.evaluate import (
     Scheme,
@@ -41,16 +42,6 @@ HEAD_PARITY_TOLERANCE = 1e-5
 DEFAULT_HEAD = HeadConfig(
     kind="linear", l2=1e-3, linear_features=(0,), balance_datasets=False, cv_pool="dataset"
 )
-
-
-@dataclass
-class BuildResult:
-    """What ``build_predictor`` produced."""
-
-    out_dir: Path
-    tables: dict[str, str] = field(default_factory=dict)
-    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    head_parity: float = 0.0
 
 
 def ensure_encoder(
@@ -249,7 +240,6 @@ def build_predictor(
         for scheme in ("lodo", "cv"):
             if any(by_scheme.get(scheme) for by_scheme in transfer.values()):
                 result.tables[f"transfer_{scheme}"] = transfer_table(transfer, scheme)
-    from predictor_onnx.card import write_model_card
 
     speed = measure_speed_in_subprocess(out_dir, conversations) if measure_speed else None
     write_model_card(

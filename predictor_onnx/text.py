@@ -85,11 +85,6 @@ def normalise(messages: Sequence[Any]) -> list[Turn]:
     return [Turn(role, text, i == focus) for i, (role, text) in enumerate(turns)]
 
 
-def focus_text(messages: Sequence[Any]) -> str:
-    """The text of the focus message ("" when there is none)."""
-    return next((t.text for t in normalise(messages) if t.focus), "")
-
-
 def conversation_text(messages: Sequence[Any]) -> str:
     """The whole normalised conversation as ``role: text`` lines (no truncation)."""
     return "\n".join(f"{t.role}: {t.text}" for t in normalise(messages))

@@ -32,8 +32,8 @@ from aiohttp import web
 from predictor_onnx.data import normalize_ws
 from proxy.wire.errors import InvalidRequestError, ModelNotFoundError
 from proxy.wire.protocol import message_text
+from recorded_data.multisample import MULTISAMPLE_SUITES, MultiSamplePrompt, load_multisample
 from replay.game24 import ExpressionError, check_answer, puzzle_numbers
-from replay.multisample_data import MULTISAMPLE_SUITES, MultiSamplePrompt, load_multisample
 from replay.store import PromptNotFoundError, ReplayAnswer
 
 __all__ = [

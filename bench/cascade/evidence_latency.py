@@ -29,8 +29,8 @@ from predictor_onnx.data import MODEL_STRONG, MODEL_WEAK
 from proxy.config.schema import load_config_text
 from proxy.decide.prediction import HashPredictor
 from proxy.http.app import create_app
+from recorded_data.multisample import load_multisample
 from replay.multisample import build_multisample_store
-from replay.multisample_data import load_multisample
 from replay.server import LatencyModel, create_replay_app
 from replay.store import build_store
 

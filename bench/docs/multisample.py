@@ -9,7 +9,7 @@ from typing import Any
 from bench.docs.format import claim, count, join, num, pct, side
 from bench.multisample.report import PAPER_CLAIM, live_points_table, saved_at_k_table
 from bench.routing.report_text import GOAL_SUITE, MULTISAMPLE_GOAL
-from replay.multisample_data import MULTISAMPLE_SUITES
+from recorded_data.multisample import MULTISAMPLE_SUITES
 
 Results = Mapping[str, Mapping[str, Any]]
 

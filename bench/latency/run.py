@@ -50,9 +50,9 @@ from bench.latency.procs import (
     peak_rss_mb,
     read_port_line,
 )
-from bench.latency.redis_server import RedisProcess
 from bench.latency.report import evaluate_targets, format_report
 from bench.latency.stall import run_stalls
+from bench.redis_server import RedisServer
 
 CONCURRENCIES = (1, 32, 128)
 
@@ -233,7 +233,9 @@ async def run_benchmark(opts: Options) -> dict[str, Any]:
             tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp,
             contextlib.ExitStack() as resources,
         ):
-            redis_url = resources.enter_context(RedisProcess(load_core)) if opts.redis else None
+            redis_url = (
+                resources.enter_context(RedisServer(core=load_core)).url if opts.redis else None
+            )
             port = free_port()
             args = proxy_args(
                 "hash", {"type": "hash"}, upstream_url, Path(tmp), port, redis_url=redis_url

@@ -28,7 +28,7 @@ import numpy as np
 from bench import live
 from bench.multisample.methods import PromptTables, Step, first_of, plan_moments, policy_n
 from proxy.policies.stopping import first_round_n
-from replay.multisample_data import MultiSampleSuite
+from recorded_data.multisample import MultiSampleSuite
 
 __all__ = ["live_operating_points"]
 

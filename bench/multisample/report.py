@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.docs.format import num, pct_ci
-from replay.multisample_data import MULTISAMPLE_SUITES
+from recorded_data.multisample import MULTISAMPLE_SUITES
 
 __all__ = [
     "headline_table",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.multisample.suite import evaluate_multisample_suite
-from replay.multisample_data import MULTISAMPLE_SUITES
+from recorded_data.multisample import MULTISAMPLE_SUITES
 
 __all__ = ["plot_multisample", "run_multisample_suites"]
 

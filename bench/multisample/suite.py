@@ -21,9 +21,9 @@ from bench.multisample.expected import VerifierCounts
 from bench.multisample.measure import HEADLINE_KS, samples_to_reach, savings_table
 from bench.multisample.predict import embed_prompts, oof_success_rate
 from proxy.policies.stopping import VerifierStop
+from recorded_data.multisample import MultiSampleSuite, load_multisample
 from replay.game24 import check_answer
 from replay.multisample import GAME24_VERIFIER, ORACLE_VERIFIER
-from replay.multisample_data import MultiSampleSuite, load_multisample
 
 __all__ = ["UNIFORM_KS", "SuiteRun", "evaluate_multisample_suite", "verifier_verdicts"]
 

@@ -281,18 +281,6 @@ def greedy_allocate(
     return alloc
 
 
-def allocation_gain(gains: Sequence[Sequence[float]], alloc: Sequence[int]) -> float:
-    """Total gain of an allocation (sum of each prompt's first ``alloc[i]`` marginal gains)."""
-    return float(sum(sum(row[:n]) for row, n in zip(gains, alloc, strict=True)))
-
-
-def allocation_cost(costs: Sequence[Sequence[float]] | None, alloc: Sequence[int]) -> float:
-    """Total cost of an allocation (unit costs when ``costs`` is ``None``)."""
-    if costs is None:
-        return float(sum(alloc))
-    return float(sum(sum(row[:n]) for row, n in zip(costs, alloc, strict=True)))
-
-
 @dataclass(frozen=True)
 class Allocation:
     """One prompt's share of a batch budget (``POST /v1/adaptive/allocate``).

@@ -22,19 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from predictor_onnx.escalation_format import (
+    HEADS,
+    MANIFEST_NAME,
+    MODEL_FORMAT,
+    REBUILD_HINT,
+    shipped_escalation_dir,
+)
 from predictor_onnx.evidence import SampleEvidence, evidence_features, majority_answer
-
-MODEL_FORMAT = "adaptive-escalation/1"
-MANIFEST_NAME = "manifest.json"
-REBUILD_HINT = "rebuild it with `adaptive-proxy predictor train --escalation --out FOLDER`"
-HEADS = ("cheap_correct", "expensive_correct")
-
-
-def shipped_escalation_dir() -> Path:
-    """The folder of the escalation models shipped inside ``predictor_onnx``."""
-    import predictor_onnx
-
-    return Path(predictor_onnx.__file__).resolve().parent / "escalation_models"
 
 
 def resolve_model_path(name_or_path: str) -> Path:

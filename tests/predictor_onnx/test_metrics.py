@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from predictor_onnx.metrics import auc, brier, ece, pgr_curve, routing_scores
+from predictor_onnx.metrics import auc, brier, ece, routing_scores
 
 
 def test_oracle_ranking_reaches_full_pgr_at_the_fraction_that_gains() -> None:
@@ -19,15 +19,6 @@ def test_oracle_ranking_reaches_full_pgr_at_the_fraction_that_gains() -> None:
     # tests/bench/routing/test_metrics.py asserts the same figures on the same prompts).
     assert scores.cpt50 == 0.125
     assert scores.cpt80 == pytest.approx(0.2)
-
-
-def test_pgr_is_zero_at_no_cost_and_one_at_full_cost() -> None:
-    rng = np.random.default_rng(0)
-    weak = rng.integers(0, 2, 50)
-    strong = np.maximum(weak, rng.integers(0, 2, 50))
-    curve = pgr_curve(rng.random(50), weak, strong)
-    assert curve[0] == 0.0
-    assert math.isclose(curve[-1], 1.0)
 
 
 def test_reversed_ranking_scores_below_random() -> None:

@@ -6,7 +6,7 @@ import numpy as np
 
 from predictor_onnx.evaluate import Design
 from predictor_onnx.heads import HeadConfig
-from predictor_onnx.methods import low_rank, per_arm, shared_gain
+from predictor_onnx.methods import per_arm, shared_gain
 from predictor_onnx.transfer import c_index, evaluate_method, ladder_pairs, transfer_table
 
 
@@ -51,7 +51,6 @@ def test_held_out_cells_find_a_learnable_gain() -> None:
     for name, method in (
         ("per arm", per_arm(cfg)),
         ("shared", shared_gain(1.0)),
-        ("low rank", low_rank(2)),
     ):
         results[name] = {s: evaluate_method(design, method, scheme=s) for s in ("lodo", "cv")}
         for cells in results[name].values():

@@ -16,8 +16,8 @@ from openai import AsyncOpenAI
 from proxy.config.schema import load_config
 from proxy.decide.prediction import HashPredictor
 from proxy.http.app import create_app
+from recorded_data.multisample import MultiSamplePrompt, MultiSampleSuite, load_multisample
 from replay.multisample import build_multisample_store
-from replay.multisample_data import MultiSamplePrompt, MultiSampleSuite, load_multisample
 from replay.server import create_replay_app
 from replay.store import ReplayStore
 from tests.servers import running

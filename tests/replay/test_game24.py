@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from recorded_data.multisample import load_multisample
 from replay.game24 import ExpressionError, check_answer, evaluate, puzzle_numbers
-from replay.multisample_data import load_multisample
 
 
 @pytest.mark.parametrize(

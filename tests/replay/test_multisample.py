@@ -14,13 +14,13 @@ from openai import AsyncOpenAI
 
 from proxy.execute.rerank_text import render_conversation
 from proxy.wire.tokens import count_message_tokens, count_tokens
+from recorded_data.multisample import MultiSampleSuite, load_multisample
 from replay.multisample import (
     GAME24_VERIFIER,
     ORACLE_VERIFIER,
     MultiSampleStore,
     build_multisample_store,
 )
-from replay.multisample_data import MultiSampleSuite, load_multisample
 from replay.server import create_replay_app
 from replay.store import ReplayStore
 

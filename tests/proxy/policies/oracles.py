@@ -1,4 +1,5 @@
-"""Brute-force oracles the allocation tests compare the shipped greedy against."""
+"""Brute-force oracles the allocation tests compare the shipped greedy against, and the sums
+they score an allocation by."""
 
 from __future__ import annotations
 
@@ -6,7 +7,17 @@ import itertools
 import math
 from collections.abc import Sequence
 
-from proxy.policies.allocation import allocation_cost, allocation_gain
+
+def allocation_gain(gains: Sequence[Sequence[float]], alloc: Sequence[int]) -> float:
+    """Total gain of an allocation (sum of each prompt's first ``alloc[i]`` marginal gains)."""
+    return float(sum(sum(row[:n]) for row, n in zip(gains, alloc, strict=True)))
+
+
+def allocation_cost(costs: Sequence[Sequence[float]] | None, alloc: Sequence[int]) -> float:
+    """Total cost of an allocation (unit costs when ``costs`` is ``None``)."""
+    if costs is None:
+        return float(sum(alloc))
+    return float(sum(sum(row[:n]) for row, n in zip(costs, alloc, strict=True)))
 
 
 def brute_force_allocate(

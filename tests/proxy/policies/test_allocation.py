@@ -10,8 +10,6 @@ import pytest
 from proxy.policies.allocation import (
     DecisionProblem,
     allocate_batch,
-    allocation_cost,
-    allocation_gain,
     choose_arm,
     choose_n,
     expected_reward_best_of_n,
@@ -20,7 +18,7 @@ from proxy.policies.allocation import (
     marginal_gains,
     route_expensive,
 )
-from tests.proxy.policies.oracles import brute_force_allocate
+from tests.proxy.policies.oracles import allocation_cost, allocation_gain, brute_force_allocate
 
 
 def test_best_of_n_formula() -> None:

@@ -16,6 +16,7 @@ from predictor_onnx.escalation import (
     read_prior_jsonl,
     train_escalation,
 )
+from predictor_onnx.escalation_format import shipped_escalation_dir
 from predictor_onnx.evidence import SampleEvidence
 from proxy.execute.rerank_text import extract_answer
 from proxy.policies.escalation import (
@@ -23,7 +24,6 @@ from proxy.policies.escalation import (
     EscalationModel,
     assess,
     resolve_model_path,
-    shipped_escalation_dir,
 )
 
 RESULTS = Path(__file__).resolve().parents[3] / "bench" / "results"

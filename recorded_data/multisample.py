@@ -1,8 +1,9 @@
-"""The multi-sample suites: many recorded samples of one model per prompt, each verified.
+"""The reader of the multi-sample suites: many recorded samples of one model per prompt.
 
 ``multisample/`` in the data folder holds, per prompt, the prompt exactly as the model saw it and
 a list of independent samples with their recorded correctness (see the data README). Each file is
-one suite and one model id of the replay upstream.
+one suite: one model id of the replay upstream, and one training dataset of the predictor
+(``predictor_onnx.multisample_alpaca_data``, label = the prompt's empirical success rate).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 __all__ = [
     "MULTISAMPLE_SUITES",
     "MultiSamplePrompt",
+    "MultiSampleSpec",
     "MultiSampleSuite",
     "load_multisample",
 ]
@@ -70,6 +72,11 @@ class MultiSamplePrompt:
     texts: tuple[str, ...]
     correct: tuple[bool, ...]
     numbers: tuple[int, ...] | None = None  # the Game of 24 puzzle, when it is one
+
+    @property
+    def success_rate(self) -> float:
+        """Share of the recorded samples that are correct (0 when there are none)."""
+        return sum(self.correct) / max(len(self.correct), 1)
 
 
 @dataclass(frozen=True)
