@@ -8,7 +8,8 @@ For one target with prior logits ``l0``, embeddings ``E``, soft labels ``y`` and
 The penalty pulls every coefficient toward zero *change* (``a = b = 0, v = 0`` is the prior), and
 it is a sum, not a mean, over rows: with few labels the penalty dominates and the head stays near
 the prior; with many the data speak. ``l2`` is chosen on the newest rows of the training part
-(a time split, like the prequential score), from a grid. numpy + scipy's L-BFGS, full batch;
+(a time split, like the prequential score), from a grid, one value for all of a head's targets
+(:func:`choose_shared_l2`). numpy + scipy's L-BFGS, full batch;
 callers run it off the event loop.
 """
 
@@ -90,20 +91,59 @@ def choose_l2(
 ) -> float:
     """The ``l2`` of ``grid`` with the least log loss on the newest ``inner_fraction`` of the
     observed rows (rows are in time order), fitted on the older ones; ties go to the larger."""
-    observed = np.flatnonzero(weight > 0)
+    return choose_shared_l2(
+        embedding,
+        np.asarray(prior_logit, np.float64)[:, None],
+        np.asarray(y, np.float64)[:, None],
+        np.asarray(weight, np.float64)[:, None],
+        grid=grid,
+        inner_fraction=inner_fraction,
+    )
+
+
+def choose_shared_l2(
+    embedding: Array,
+    prior_logits: Array,
+    y: Array,
+    weight: Array,
+    *,
+    grid: Sequence[float] = DEFAULT_L2_GRID,
+    inner_fraction: float = 0.25,
+) -> float:
+    """One ``l2`` for every target of a head (columns of ``prior_logits``, ``y``, ``weight``):
+    the least log loss over all observed cells of the newest ``inner_fraction`` of the rows
+    that observe any target, each target fitted on the older rows; ties go to the larger.
+
+    One value for all targets, because the policy reads them together: a route's gain is the
+    difference of two corrected arms, and two arms regularised apart (one near the prior, one
+    moved far) rank prompts by the noise of the choice rather than by either arm. Choosing on
+    every target's cells also halves the selection's noise.
+    """
+    observed = np.flatnonzero((weight > 0).any(axis=1))
     n_inner = int(len(observed) * inner_fraction)
     if n_inner < 10 or len(observed) - n_inner < 10:
         return max(grid)
     split = observed[-n_inner]
     fit_rows = np.arange(len(weight)) < split
+    val = ~fit_rows
     best_l2, best_loss = max(grid), np.inf
     for l2 in sorted(grid, reverse=True):
-        fit = fit_offset(
-            embedding[fit_rows], prior_logit[fit_rows], y[fit_rows], weight[fit_rows], l2=l2
-        )
-        val = ~fit_rows
-        p = sigmoid(fit.logit(embedding[val], prior_logit[val]))
-        loss = weighted_log_loss(p, y[val], weight[val])
+        loss_sum = weight_sum = 0.0
+        for j in range(y.shape[1]):
+            fit = fit_offset(
+                embedding[fit_rows],
+                prior_logits[fit_rows, j],
+                y[fit_rows, j],
+                weight[fit_rows, j],
+                l2=l2,
+            )
+            w = weight[val, j]
+            if w.sum() <= 0:
+                continue
+            p = sigmoid(fit.logit(embedding[val], prior_logits[val, j]))
+            loss_sum += weighted_log_loss(p, y[val, j], w) * float(w.sum())
+            weight_sum += float(w.sum())
+        loss = loss_sum / weight_sum if weight_sum > 0 else np.inf
         if loss < best_loss - 1e-9:
             best_l2, best_loss = l2, loss
     return best_l2

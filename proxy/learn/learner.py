@@ -7,9 +7,10 @@ One refit (:meth:`Learner.refit`):
    state in the store).
 2. Read every labelled record within retention; build rows (:mod:`proxy.learn.targets`); order
    them by the time of their newest label; the newest ``holdout_fraction`` are held out.
-3. Fit each target on the older rows from the shipped prior (:mod:`proxy.learn.fit`), in an
-   executor thread; the candidate is rounded as it will be exported, then scored on the held-out
-   rows against the current head (the promoted one, or the prior) (:mod:`proxy.learn.score`).
+3. Fit each target on the older rows from the shipped prior (:mod:`proxy.learn.fit`, one ``l2``
+   for all the head's targets), in an executor thread; the candidate is rounded as it will be
+   exported, then scored on the held-out rows against the current head (the promoted one, or the
+   prior) (:mod:`proxy.learn.score`).
 4. If it passes the :class:`~proxy.learn.score.PromotionRule`: write its file, record the version
    in the store (what every replica follows), then name it current in the folder's manifest.
    The exported head is the one that was scored (fitted without the held-out rows); the next
@@ -37,7 +38,7 @@ from typing import Any, Literal
 import numpy as np
 
 from proxy.learn.export import HeadExporter
-from proxy.learn.fit import DEFAULT_L2_GRID, choose_l2, fit_offset
+from proxy.learn.fit import DEFAULT_L2_GRID, choose_shared_l2, fit_offset
 from proxy.learn.head import (
     HeadDocumentError,
     HeadTarget,
@@ -246,12 +247,11 @@ class Learner:
     def _fit(self, spec: HeadSpec, train: Examples, now_unix_s: float) -> LearnedHead:
         targets = []
         l2s = {}
+        e = train.embedding.astype(np.float64)
+        l0s = logit(train.prior)
+        l2 = choose_shared_l2(e, l0s, train.y, train.weight, grid=self.settings.l2_grid)
         for j, target in enumerate(spec.targets):
-            l0 = logit(train.prior[:, j])
-            e = train.embedding.astype(np.float64)
-            y, w = train.y[:, j], train.weight[:, j]
-            l2 = choose_l2(e, l0, y, w, grid=self.settings.l2_grid)
-            fit = fit_offset(e, l0, y, w, l2=l2)
+            fit = fit_offset(e, l0s[:, j], train.y[:, j], train.weight[:, j], l2=l2)
             l2s[target.name] = l2
             targets.append(
                 HeadTarget(

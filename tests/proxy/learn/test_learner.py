@@ -14,7 +14,7 @@ import pytest
 from predictor_onnx.manifest import sha256_file
 from proxy.learn.export import HeadExporter
 from proxy.learn.learner import Learner, LearnerSettings
-from proxy.learn.records import OutcomeRecord
+from proxy.learn.records import LabelRecord, OutcomeRecord
 from proxy.learn.store_sqlite import SqliteOutcomeStore
 from proxy.learn.targets import best_of_k_spec, route_spec
 from tests.proxy.learn.builders import sqlite_store
@@ -201,3 +201,32 @@ async def test_best_of_k_learns_the_success_of_one_sample(
     assert model.document["target_order"] == ["sample"]
     assert model.document["targets"]["sample"]["prior_output"] == "p_weak"
     assert json.loads(json.dumps(model.document)) == model.document
+
+
+async def test_a_route_heads_two_arms_share_one_l2(
+    store: SqliteOutcomeStore, tmp_path: Path
+) -> None:
+    # The cheap arm's outcomes depend on the prompt's kind; the expensive arm's are drawn from
+    # the prior itself. Chosen apart, the cheap arm would move far and the expensive one stay
+    # put; the gain ranks prompts by both, so both are regularised alike.
+    informative = traffic(500, kind="informative", seed=3).entries
+    noise = {
+        e.request_id: e.arm_rewards["expensive"]
+        for e in traffic(500, kind="noise", seed=4).entries
+        if isinstance(e, LabelRecord)
+    }
+    entries = [
+        e
+        if not isinstance(e, LabelRecord)
+        else e.model_copy(
+            update={"arm_rewards": {**e.arm_rewards, "expensive": noise[e.request_id]}}
+        )
+        for e in informative
+    ]
+    await store.write(entries)
+    report = await _learner(store, tmp_path / "models").refit(SPEC)
+    assert report.status == "promoted", report.reason
+    model = await store.current_model("router")
+    assert model is not None
+    l2 = model.document["meta"]["l2"]
+    assert l2["cheap"] == l2["expensive"], l2

@@ -1,0 +1,164 @@
+"""``python -m bench.online``: a deployment lived on a recorded suite, the real learner in it.
+
+Writes ``online-<suite>.json`` and its learning curve ``online-<suite>.png`` (suffixed for other
+feedback or exploration settings, :func:`bench.online.result.result_name`) into ``--out``
+(default: a new temporary folder, printed; ``--out bench/results`` writes the committed copy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.online.choice import CANDIDATES, learner_for
+from bench.online.prepare import ONLINE_SUITES, prepare_suite
+from bench.online.result import build_result, result_name, write_result
+from bench.online.simulate import FEEDBACK_MODES, OnlineSettings, simulate
+from bench.online.suite import OnlineSuite
+
+DESCRIPTION = (
+    "Stream a recorded suite's prompts once, in a fixed shuffled order, as a deployment's "
+    "traffic: route with the head in force, log outcomes to a real store, label as "
+    "--feedback and --explore say, refit and promote with the real learner; report APGR per "
+    "window against the static prior and the out-of-fold figure."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The online benchmark's options."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--suite", choices=ONLINE_SUITES, help="a recorded routing suite")
+    source.add_argument(
+        "--suite-file",
+        type=Path,
+        help="a prepared suite (.npz written by bench.online.suite.OnlineSuite.save)",
+    )
+    parser.add_argument(
+        "--feedback",
+        choices=FEEDBACK_MODES,
+        default="arm_rewards",
+        help="explicit labels: an evaluator's reward of both arms (default), the reward of "
+        "the answer given, or none",
+    )
+    parser.add_argument(
+        "--explore",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="share of requests that also run the other arm, labelled from both (default 0)",
+    )
+    parser.add_argument(
+        "--expensive-share",
+        type=float,
+        default=0.5,
+        help="share of requests the route sends to the expensive arm (default 0.5)",
+    )
+    parser.add_argument("--window", type=int, default=200, help="requests per window (200)")
+    parser.add_argument("--seed", type=int, default=0, help="the stream order's seed (0)")
+    parser.add_argument(
+        "--learner",
+        choices=sorted(CANDIDATES),
+        default=None,
+        help="learner settings by name (default: those chosen on the other suites)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="recorded data (default: $ADAPTIVE_DATA_DIR, else the bundled copy)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="results folder (default: a new temporary folder; --out bench/results writes "
+        "the committed copy)",
+    )
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def _load_suite(args: argparse.Namespace) -> OnlineSuite | None:
+    if args.suite_file is not None:
+        return OnlineSuite.load(args.suite_file)
+    from recorded_data import DataNotFoundError, resolve_data_dir
+
+    try:
+        data_dir = resolve_data_dir(args.data_dir)
+    except DataNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    return prepare_suite(args.suite, data_dir, progress=not args.no_progress)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one online benchmark; 0 on success, 2 on bad input or missing data."""
+    try:
+        settings = OnlineSettings(
+            feedback=args.feedback,
+            explore_fraction=args.explore,
+            expensive_share=args.expensive_share,
+            window=args.window,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    suite = _load_suite(args)
+    if suite is None:
+        return 2
+    learner_settings, choice = learner_for(suite.name, args.learner)
+    learner_settings = _with_dim(learner_settings, suite.embedding_dim)
+    out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="adaptive-online-"))
+    with tempfile.TemporaryDirectory(prefix="adaptive-online-store-") as work:
+        trace = asyncio.run(
+            simulate(
+                suite,
+                settings,
+                learner_settings,
+                workdir=Path(work),
+                progress=not args.no_progress,
+            )
+        )
+    doc = build_result(suite, trace, settings, learner_settings, learner_choice=choice)
+    path, png = write_result(out_dir, result_name(suite.name, settings), doc)
+    print(_summary(doc))
+    print(f"results written to {out_dir.resolve()} ({path.name}, {png.name})")
+    return 0
+
+
+def _with_dim(settings: Any, dim: int) -> Any:
+    from dataclasses import replace
+
+    return settings if settings.embedding_dim == dim else replace(settings, embedding_dim=dim)
+
+
+def _fmt(value: Any) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _summary(doc: dict[str, Any]) -> str:
+    lines = [
+        f"{doc['suite']}: last-half APGR {_fmt(doc['final_half_apgr'])} (static prior "
+        f"{_fmt(doc['static_apgr'])}, out-of-fold {_fmt(doc['cv_apgr'])}); "
+        f"{doc['labels']} labels, {doc['promotions']} promotions, exploration "
+        f"{100 * doc['explore_cost_share']:.2f}% of cost"
+    ]
+    for name, goal in doc["goals"].items():
+        if "margin" in goal and not goal["applies"]:
+            lines.append(f"  goal {name}: does not apply")
+            continue
+        state = {True: "met", False: "NOT met", None: "not measurable"}[goal["met"]]
+        margin = goal.get("margin")
+        extra = "" if margin is None else f" (margin {margin:+.3f})"
+        lines.append(f"  goal {name}: {state}{extra}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench.online``."""
+    parser = argparse.ArgumentParser(prog="python -m bench.online", description=DESCRIPTION)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
