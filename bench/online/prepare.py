@@ -10,7 +10,7 @@ The prior is what a deployment starts from on traffic the predictor never saw:
   × tokens of the prompt and of the recorded answer).
 * ``alpaca-eval-ladder`` (pair llama-2-7b-chat → gpt-4-1106-preview): the shipped predictor's
   ``p_weak`` / ``p_strong`` as served (those outputs are trained on GSM8K, MMLU and MT-Bench
-  only). Costs: litellm's bundled list prices × tokens, as :mod:`bench.alpaca_ladder` prices
+  only). Costs: litellm's bundled list prices × tokens, as :mod:`bench.routing.alpaca_ladder` prices
   them. The 5 prompts whose judge recorded no valid preference (−1) for either arm are left out
   (a reward must lie in [0, 1]).
 
@@ -113,8 +113,8 @@ def prepare_suite(
 def _routellm_suite(
     name: str, records: Sequence[Any], fingerprint: dict[str, Any], *, progress: bool
 ) -> OnlineSuite:
-    from bench.multisample_predict import embed_prompts
-    from bench.suites import ARMS, SUITES, build_suite
+    from bench.multisample.predict import embed_prompts
+    from bench.routing.suites import ARMS, SUITES, build_suite
     from predictor_onnx.evaluate import out_of_fold_predictions
 
     spec = SUITES[name]
@@ -142,14 +142,14 @@ def _routellm_suite(
             "predictions); the shipped file itself trains on these prompts",
             "outcomes": spec.description,
             "cost": "API prices × tokens of the prompt and of the recorded answer "
-            "(bench.suites cost model)",
+            "(bench.routing.suites cost model)",
             "predictor": fingerprint,
         },
     )
 
 
 def _ladder_rows(data_dir: Path) -> list[dict[str, Any]]:
-    from bench.alpaca_ladder import LADDER_MODELS
+    from bench.routing.alpaca_ladder import LADDER_MODELS
 
     with (data_dir / "alpaca_eval" / "ladder.jsonl").open(encoding="utf-8") as fh:
         rows = [json.loads(line) for line in fh if line.strip()]
@@ -160,7 +160,7 @@ def _ladder_rows(data_dir: Path) -> list[dict[str, Any]]:
 
 
 def _pair_wins(row: dict[str, Any]) -> list[float]:
-    from bench.alpaca_ladder import PAIR
+    from bench.routing.alpaca_ladder import PAIR
 
     return [float(row["models"][m]["win"]) for m in PAIR]
 
@@ -168,10 +168,10 @@ def _pair_wins(row: dict[str, Any]) -> list[float]:
 def _ladder_suite(
     rows: Sequence[dict[str, Any]], fingerprint: dict[str, Any], *, progress: bool
 ) -> OnlineSuite:
-    from bench.alpaca_ladder import PAIR, ladder_prices
-    from bench.multisample_predict import embed_prompts
+    from bench.multisample.predict import embed_prompts
+    from bench.routing.alpaca_ladder import PAIR, ladder_prices
     from predictor_onnx.runtime import OnnxPredictor
-    from proxy.tokens import count_message_tokens, count_tokens
+    from proxy.wire.tokens import count_message_tokens, count_tokens
 
     prices = ladder_prices()
     messages = [r["messages"] for r in rows]
