@@ -22,6 +22,7 @@ from proxy.http.allocate_input import validate_allocate
 from proxy.http.auth import authorize_model, client_of
 from proxy.http.body import read_body
 from proxy.http.drain import DRAIN
+from proxy.http.explore import maybe_explore
 from proxy.http.sse import json_response, write_sse
 from proxy.http.state import (
     BUDGETS,
@@ -179,6 +180,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         choices = int(result.headers.get("x-adaptive-choices", client_choices(data)))
         if isinstance(result, EventStream):
             return await write_sse(request, result)
+        maybe_explore(request, decision, policy, data, result)  # runs once this answer is sent
         return json_response(result)
     except asyncio.CancelledError:
         status = 499  # the client went away; its upstream requests were cancelled with it

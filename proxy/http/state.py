@@ -18,6 +18,7 @@ from proxy.decide.cache import DecisionCache
 from proxy.decide.decider import Decider
 from proxy.decide.prediction import Predictor
 from proxy.execute.seam import Executor
+from proxy.learn.explore import Explorer
 from proxy.observe.access_log import RequestRecord
 from proxy.observe.metrics import Metrics
 from proxy.policies.base import PolicyContext
@@ -45,3 +46,5 @@ AUTH: web.AppKey[Authenticator | None] = web.AppKey("adaptive_auth")
 # Per request: the authenticated client (auth on only) and the access-log record.
 CLIENT = web.RequestKey("adaptive_client", Client)
 RECORD = web.RequestKey("adaptive_record", RequestRecord)
+# Set when ``learning`` exploration is on (``None`` or absent: no request is explored).
+EXPLORER: web.AppKey[Explorer | None] = web.AppKey("adaptive_explorer")
