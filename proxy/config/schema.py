@@ -20,6 +20,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from proxy.auth.spec import AuthConfig
+from proxy.config.learning import LearningConfig
 from proxy.policies.registry import POLICY_TYPES, AnyPolicy
 from proxy.policies.spec import StrictModel
 from proxy.wire.errors import ConfigError
@@ -141,6 +142,7 @@ class Config(StrictModel):
     policies: dict[str, AnyPolicy] = Field(default_factory=dict)
     predictor: PredictorConfig = Field(default_factory=PredictorConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    learning: LearningConfig = Field(default_factory=LearningConfig)
 
     def policy_version(self, name: str) -> str:
         """Hash of the policy's own section: editing one policy invalidates only its decisions."""
@@ -196,6 +198,7 @@ def reference_problems(config: Config, raw: Any = None) -> list[tuple[str, str]]
                 where = f"policies.{name}.{path}"
                 written = _as_written(raw, where, ref)
                 problems.append((where, f"unknown upstream {written!r} (known: {known})"))
+    problems += learning_problems(config)
     server = config.server
     if server.default_upstream is not None and server.default_upstream not in config.upstreams:
         known = ", ".join(sorted(config.upstreams))
@@ -215,6 +218,21 @@ def reference_problems(config: Config, raw: Any = None) -> list[tuple[str, str]]
                             f"{model!r} is neither a policy nor an upstream model",
                         )
                     )
+    return problems
+
+
+def learning_problems(config: Config) -> list[Problem]:
+    """``learning.judge`` names an upstream; ``learn: true`` only on a policy that decides."""
+    problems: list[Problem] = []
+    judge = config.learning.judge
+    if judge is not None and judge not in config.upstreams:
+        known = ", ".join(sorted(config.upstreams))
+        problems.append(("learning.judge", f"unknown upstream {judge!r} (known: {known})"))
+    for name, policy in config.policies.items():
+        if policy.learn and policy.type == "passthrough":
+            problems.append(
+                (f"policies.{name}.learn", "a passthrough policy decides nothing to learn")
+            )
     return problems
 
 

@@ -75,6 +75,8 @@ class BasePolicy(StrictModel):
 
     type: str
     fallback: str | None = None
+    #: Log this policy's requests to the outcome log and serve its learned head (``learning:``).
+    learn: bool = False
 
     # Passthrough-like policies decide without predictions (no cache, no predictor).
     needs_prediction: ClassVar[bool] = True
