@@ -1,8 +1,7 @@
 """The execution seam: what executing a decision takes and produces.
 
-Every :class:`Executor` (route, best-of-k, and any later one, registered by name in
-:func:`proxy.http.app.create_app`; a policy names the one its decision needs with
-:meth:`~proxy.policies.base.BasePolicy.executor_name`) turns an :class:`ExecutionRequest`
+Every :class:`Executor` (route, best-of-k, and any later one; :mod:`proxy.execute.registry`
+picks the one a decision needs by its policy's class) turns an :class:`ExecutionRequest`
 into either a :class:`JsonResult` or an :class:`EventStream`. :func:`proxy.http.sse.write_sse`
 alone turns a stream into the HTTP response. Executors return data and never touch
 ``aiohttp.web``.
