@@ -10,7 +10,7 @@ Its class also gets one line in :data:`proxy.execute.registry.EXECUTOR_TYPES`, w
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, TypeVar, Union
+from typing import TYPE_CHECKING, Annotated, Union
 
 from pydantic import Field
 
@@ -28,17 +28,6 @@ POLICY_TYPES: dict[str, type[BasePolicy]] = {
     "ladder": LadderPolicy,
     "cascade": CascadePolicy,
 }
-
-P = TypeVar("P", bound=BasePolicy)
-
-
-def policy_as(policy: BasePolicy | None, kind: type[P]) -> P:
-    """``policy`` as the policy class an executor runs, or ``TypeError`` (a wiring mistake:
-    :mod:`proxy.execute.registry` picks an executor by the policy's class, so the two agree)."""
-    if not isinstance(policy, kind):
-        raise TypeError(f"this executor runs {kind.__name__} policies, not {type(policy).__name__}")
-    return policy
-
 
 if TYPE_CHECKING:
     AnyPolicy = BasePolicy
