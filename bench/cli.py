@@ -11,14 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.extra import missing_extra_message
 from bench.routing.suites import SUITES
+from bench.subcommands import add_benchmarks
 from recorded_data.multisample import MULTISAMPLE_SUITES
 
 COMMITTED_OUT = Path("bench") / "results"
-#: Top-level modules of the ``bench`` extra the benchmark imports (threadpoolctl comes with
-#: scikit-learn); a run missing one stops with :data:`INSTALL_HINT` instead of a traceback.
-BENCH_EXTRA_MODULES = frozenset({"matplotlib", "sklearn", "threadpoolctl"})
-INSTALL_HINT = "pip install 'adaptive-proxy[bench]' (in a checkout: pip install -e \".[bench]\")"
 LADDER_SUITE = "alpaca-eval-ladder"
 ALL_SUITES = (*MULTISAMPLE_SUITES, LADDER_SUITE, *SUITES)
 DESCRIPTION = (
@@ -93,10 +91,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args, started_s=time.monotonic())
     except ModuleNotFoundError as exc:
-        top = (exc.name or "").partition(".")[0]
-        if top not in BENCH_EXTRA_MODULES:
+        message = missing_extra_message(exc)
+        if message is None:
             raise
-        print(f"bench needs the bench extra (no module {top!r}): {INSTALL_HINT}", file=sys.stderr)
+        print(message, file=sys.stderr)
         return 2
 
 
@@ -194,6 +192,8 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     add_arguments(parser)
     parser.set_defaults(func=run)
+    # ``bench latency …`` and the other named benchmarks (after every option of ``bench``).
+    add_benchmarks(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,7 +29,7 @@ from proxy.execute.rerank import (
     VoteReranker,
 )
 from proxy.execute.seam import EventStream, Execution, ExecutionRequest, JsonResult, Outcome
-from proxy.policies.base import SamplingPlan
+from proxy.policies.base import BasePolicy, SamplingPlan
 from proxy.policies.decision import Decision
 from proxy.policies.spec import RerankerConfig
 from proxy.upstream.client import UpstreamClient
@@ -257,7 +257,7 @@ class BestOfKExecutor:
         self._metrics.observe_samples(decision.policy, len(candidates))
         return completion_body(decision, data, samples, ranking, candidates), samples, ranking
 
-    async def execute(self, job: ExecutionRequest) -> Execution:
+    async def execute(self, job: ExecutionRequest[BasePolicy | None]) -> Execution:
         """Answer a best-of-k request: the completed JSON, or the winner as SSE chunks."""
         decision, data = job.decision, job.body
         plan = job.policy.sampling_plan(decision) if job.policy is not None else SamplingPlan()
@@ -288,7 +288,7 @@ class BestOfKExecutor:
 
 
 def assembled_stream(
-    job: ExecutionRequest,
+    job: ExecutionRequest[BasePolicy | None],
     work: asyncio.Future[tuple[dict[str, Any], int]],
     *,
     headers: dict[str, str],

@@ -30,7 +30,6 @@ from proxy.execute.seam import EventStream, Execution, ExecutionRequest, JsonRes
 from proxy.policies.cascade import CascadePolicy, CascadeStage
 from proxy.policies.decision import Decision
 from proxy.policies.escalation import assess
-from proxy.policies.registry import policy_as
 from proxy.upstream.client import UpstreamClient
 from proxy.upstream.pricing import CostModel, usage_of
 from proxy.wire.errors import ProxyError
@@ -168,10 +167,9 @@ class CascadeExecutor:
         )
         return out
 
-    async def execute(self, job: ExecutionRequest) -> Execution:
+    async def execute(self, job: ExecutionRequest[CascadePolicy]) -> Execution:
         """Cheap stages, then the cheap answer or the last stage (streamed when asked)."""
         policy, decision, data = job.policy, job.decision, job.body
-        policy = policy_as(policy, CascadePolicy)
         cheap = await self.run_cheap(decision, policy, data)
         result = await self._answer(decision, policy, cheap, job)
         if policy.escalate.budget is not None:
@@ -180,7 +178,11 @@ class CascadeExecutor:
         return result
 
     async def _answer(
-        self, decision: Decision, policy: CascadePolicy, cheap: CheapResult, job: ExecutionRequest
+        self,
+        decision: Decision,
+        policy: CascadePolicy,
+        cheap: CheapResult,
+        job: ExecutionRequest[CascadePolicy],
     ) -> Execution:
         data = job.body
         final = policy.stages[-1]
@@ -218,7 +220,7 @@ class CascadeExecutor:
         decision: Decision,
         policy: CascadePolicy,
         cheap: CheapResult,
-        job: ExecutionRequest,
+        job: ExecutionRequest[CascadePolicy],
         failed: str | None,
     ) -> Execution:
         index = cheap.assessment.answered_by
@@ -294,7 +296,7 @@ class CascadeExecutor:
         policy: CascadePolicy,
         cheap: CheapResult,
         stream: EventStream,
-        job: ExecutionRequest,
+        job: ExecutionRequest[CascadePolicy],
     ) -> EventStream:
         final = policy.stages[-1]
         outcome = Outcome(cheap.cost_usd, cheap.drawn, answered_by=(final.label, final.upstream))

@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from proxy.execute.seam import EventStream, Execution, ExecutionRequest, JsonResult, Outcome
+from proxy.policies.base import BasePolicy
 from proxy.policies.decision import Decision
 from proxy.upstream.client import UpstreamClient, UpstreamReply, UpstreamStream
 from proxy.upstream.pricing import CostModel, usage_of
@@ -82,7 +83,7 @@ class RouteExecutor:
             decision, fallback, lambda name: self._upstreams.chat(name, body)
         )
 
-    async def execute(self, job: ExecutionRequest) -> Execution:
+    async def execute(self, job: ExecutionRequest[BasePolicy | None]) -> Execution:
         """Run a routed decision: the completed JSON, or the upstream's events to pass through."""
         fallback = job.policy.fallback_upstream() if job.policy is not None else None
         if job.stream:

@@ -1,8 +1,7 @@
 """The execution seam: what executing a decision takes and produces.
 
-Every :class:`Executor` (route, best-of-k, and any later one, registered by name in
-:func:`proxy.http.app.create_app`; a policy names the one its decision needs with
-:meth:`~proxy.policies.base.BasePolicy.executor_name`) turns an :class:`ExecutionRequest`
+Every :class:`Executor` (route, best-of-k, and any later one; :mod:`proxy.execute.registry`
+picks the one a decision needs by its policy's class) turns an :class:`ExecutionRequest`
 into either a :class:`JsonResult` or an :class:`EventStream`. :func:`proxy.http.sse.write_sse`
 alone turns a stream into the HTTP response. Executors return data and never touch
 ``aiohttp.web``.
@@ -12,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 
@@ -84,14 +83,19 @@ class EventStream:
 
 Execution = JsonResult | EventStream
 
+# The policy class an executor runs: :mod:`proxy.execute.registry` hands each executor the
+# requests of the classes it is registered for, so no executor downcasts (covariant: a request
+# of a best_of_k policy is a request of a policy, as the shared stream assembly reads it).
+PolicyT = TypeVar("PolicyT", bound="BasePolicy | None", covariant=True)
+
 
 @dataclass(frozen=True, slots=True)
-class ExecutionRequest:
+class ExecutionRequest(Generic[PolicyT]):
     """One decided request, as an executor receives it."""
 
     decision: Decision
     # ``None``: the client named an upstream model directly (passthrough, no policy).
-    policy: BasePolicy | None
+    policy: PolicyT
     body: dict[str, Any]
     stream: bool
     include_usage: bool
@@ -101,7 +105,7 @@ class ExecutionRequest:
 class Executor(Protocol):
     """Runs decisions of one kind against the upstreams."""
 
-    async def execute(self, job: ExecutionRequest) -> Execution:
+    async def execute(self, job: ExecutionRequest[Any]) -> Execution:
         """The completed JSON, or the events to stream."""
         ...
 

@@ -34,7 +34,6 @@ from proxy.execute.sequential_rounds import RoundsResult, run_rounds
 from proxy.policies.base import SamplingPlan
 from proxy.policies.best_of_k import BestOfKPolicy, SequentialPlan
 from proxy.policies.decision import Decision
-from proxy.policies.registry import policy_as
 from proxy.policies.spec import RerankerConfig
 from proxy.policies.stopping import VerifierStop
 from proxy.wire.protocol import client_choices
@@ -173,10 +172,9 @@ class SequentialExecutor:
             self._metrics.rerank_failure(ranking.reranker)
         return replace(ranking, latency_ms=(time.perf_counter() - start) * 1000)
 
-    async def execute(self, job: ExecutionRequest) -> Execution:
+    async def execute(self, job: ExecutionRequest[BestOfKPolicy]) -> Execution:
         """The completed JSON (``x-adaptive-n`` = samples drawn), or the winner as SSE chunks."""
         policy, decision, data = job.policy, job.decision, job.body
-        policy = policy_as(policy, BestOfKPolicy)
         if policy.sequential is None:
             raise TypeError("the sequential executor runs best_of_k policies with `sequential:`")
         plan = policy.sampling_plan(decision)

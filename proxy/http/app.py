@@ -25,11 +25,7 @@ from proxy.decide.decider import Decider
 from proxy.decide.output_checks import output_problems
 from proxy.decide.prediction import Predictor, UnknownPromptError
 from proxy.decide.predictors import load_predictor
-from proxy.execute.best_of_k import BestOfKExecutor
-from proxy.execute.cascade import CascadeExecutor
-from proxy.execute.route import RouteExecutor
-from proxy.execute.seam import Executor
-from proxy.execute.sequential import SequentialExecutor
+from proxy.execute.registry import Executors
 from proxy.http.access_middleware import access_middleware, add_response_headers
 from proxy.http.auth import auth_middleware, register_admin_routes
 from proxy.http.drain import DRAIN, Drain
@@ -86,17 +82,9 @@ def _session_ctx(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
             redactor=Redactor.from_config(app[CONFIG].snapshot.config, env),
             count_bad_response=metrics.upstream_bad_response,
         )
-        routes = RouteExecutor(upstreams, costs, metrics)
         app[UPSTREAMS] = upstreams
-        # One line per execution kind; a policy picks one with ``executor_name``.
-        sampler = BestOfKExecutor(upstreams, session, costs, metrics, routes.account, env)
-        executors: dict[str, Executor] = {
-            "route": routes,
-            "best_of_k": sampler,
-            "sequential": SequentialExecutor(sampler, metrics),
-            "cascade": CascadeExecutor(upstreams, routes, costs, metrics),
-        }
-        app[EXECUTORS] = executors
+        # Each policy class picks its executor in proxy.execute.registry.
+        app[EXECUTORS] = Executors.build(upstreams, session, costs, metrics, env)
         try:
             yield
         finally:

@@ -36,7 +36,7 @@ from proxy.http.state import (
     RECORD,
 )
 from proxy.observe.access_log import RequestRecord
-from proxy.policies.base import BasePolicy, execution_kind
+from proxy.policies.base import BasePolicy
 from proxy.policies.decision import Decision
 from proxy.wire.errors import (
     InvalidRequestError,
@@ -149,8 +149,7 @@ async def _execute(
     data: dict[str, Any],
     parsed: ChatCompletionRequest,
 ) -> Execution:
-    """Hand the decision to the executor its policy names (a bare upstream model: route)."""
-    name = policy.executor_name(decision) if policy is not None else execution_kind(decision)
+    """Hand the decision to the executor its policy's class registers (a bare model: route)."""
     job = ExecutionRequest(
         decision=decision,
         policy=policy,
@@ -159,7 +158,7 @@ async def _execute(
         include_usage=bool(parsed.stream_options and parsed.stream_options.include_usage),
         keepalive_interval_s=snapshot.config.server.keepalive_interval_s,
     )
-    return await request.app[EXECUTORS][name].execute(job)
+    return await request.app[EXECUTORS].for_request(policy, decision).execute(job)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:

@@ -5,7 +5,8 @@
 request's ``model`` (an upstream's name or model id; a JSON field or a multipart form field), or
 else to ``server.default_upstream``; a policy name is a 400. The body travels byte for byte once
 its Content-Encoding is undone (multipart uploads too); the answer streams back chunk by chunk
-(SSE, audio), with the same error mapping, retries (before the first byte) and metrics as chat.
+(SSE, audio). Sending, retries (before the first byte), timeouts, redaction and error mapping are
+:class:`~proxy.upstream.client.UpstreamClient`'s, as for chat; so are the upstream metrics.
 Only chat completions are adaptive.
 """
 
@@ -13,26 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 
 import aiohttp
 import orjson
 from aiohttp import web
-from yarl import URL
 
 from proxy.http.auth import authorize_model
 from proxy.http.body import read_body
 from proxy.http.middleware import STREAM_STARTED
 from proxy.http.state import CONFIG, COSTS, METRICS, RECORD, UPSTREAMS
 from proxy.observe.metrics import Metrics
-from proxy.upstream.client import UpstreamClient
 from proxy.upstream.pricing import CostModel
 from proxy.wire.errors import (
     InvalidRequestError,
     ModelNotFoundError,
     UpstreamError,
-    UpstreamTimeoutError,
-    map_status_error,
 )
 from proxy.wire.protocol import SSE_DONE, sse_event
 
@@ -106,58 +102,6 @@ def _rewrite_model(body: bytes, model: str | None, upstream_model: str, is_json:
     return orjson.dumps(data)
 
 
-async def _send(
-    upstreams: UpstreamClient,
-    name: str,
-    method: str,
-    url: URL,
-    body: bytes,
-    headers: dict[str, str],
-) -> tuple[aiohttp.ClientResponse, float]:
-    """The upstream's response (status < 400), retried like chat before the first byte."""
-    cfg = upstreams.config(name)
-    timeout = aiohttp.ClientTimeout(
-        total=None, connect=cfg.connect_timeout_s, sock_read=cfg.timeout_s
-    )
-    started = time.perf_counter()
-    attempt = 0
-    while True:
-        try:
-            try:
-                resp = await upstreams.session.request(
-                    method, url, data=body or None, headers=headers, timeout=timeout
-                )
-            except TimeoutError:
-                raise UpstreamTimeoutError(
-                    f"upstream {name!r} did not answer within {cfg.timeout_s:g} s", upstream=name
-                ) from None
-            except aiohttp.ClientError as exc:
-                raise UpstreamError(
-                    f"cannot reach upstream {name!r}: {type(exc).__name__}",
-                    upstream=name,
-                    retryable=True,
-                ) from None
-            if resp.status >= 400:
-                try:
-                    error_body = await resp.read()
-                except (aiohttp.ClientError, TimeoutError):
-                    error_body = b""
-                finally:
-                    resp.release()
-                raise map_status_error(
-                    name, resp.status, error_body, resp.headers, upstreams.redactor.raw
-                )
-        except UpstreamError as error:
-            upstreams.record(name, started, error.status)
-            if not error.retryable or attempt >= cfg.retries:
-                raise
-            await upstreams.backoff(name, attempt, error)
-            attempt += 1
-            continue
-        upstreams.record(name, started, resp.status)
-        return resp, time.perf_counter() - started
-
-
 def _usage(body: bytes) -> tuple[int, int] | None:
     try:
         data = orjson.loads(body)
@@ -198,15 +142,20 @@ async def forward(request: web.Request) -> web.StreamResponse:
     for header in _FORWARDED_REQUEST_HEADERS:
         if header in request.headers:
             headers[header] = request.headers[header]
-    assert cfg.base_url is not None
-    url = URL(cfg.base_url.rstrip("/") + request.path.removeprefix("/v1")).with_query(request.query)
     record = request.get(RECORD)
     if record is not None:
         record.model, record.upstream, record.arm = model, name, "passthrough"
     metrics = request.app[METRICS]
     status = 502
     try:
-        resp, latency_s = await _send(upstreams, name, request.method, url, body, headers)
+        resp, latency_s = await upstreams.forward(
+            name,
+            request.method,
+            request.path.removeprefix("/v1"),
+            query=request.query,
+            body=body,
+            headers=headers,
+        )
         status = resp.status
         if record is not None:
             record.upstream_latency_ms = round(latency_s * 1000, 3)
@@ -229,7 +178,7 @@ async def _relay(
         headers = {h: resp.headers[h] for h in _FORWARDED_RESPONSE_HEADERS if h in resp.headers}
         is_json = resp.headers.get("Content-Type", "").startswith("application/json")
         if is_json and (resp.content_length or 0) <= _MAX_USAGE_SCAN_BYTES:
-            payload = request.app[UPSTREAMS].redactor.raw(await resp.read())
+            payload = await request.app[UPSTREAMS].read_answer(name, resp)
             usage = _usage(payload)
             record = request.get(RECORD)
             if usage is not None:

@@ -7,8 +7,6 @@ then). One set per application, never global.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from aiohttp import web
 
 from proxy.auth.guard import Authenticator
@@ -17,7 +15,7 @@ from proxy.config.reload import ConfigHolder
 from proxy.decide.cache import DecisionCache
 from proxy.decide.decider import Decider
 from proxy.decide.prediction import Predictor
-from proxy.execute.seam import Executor
+from proxy.execute.registry import Executors
 from proxy.learn.explore import Explorer
 from proxy.observe.access_log import RequestRecord
 from proxy.observe.metrics import Metrics
@@ -34,8 +32,8 @@ BUDGETS = web.AppKey("adaptive_budgets", BudgetControllers)
 POLICY_CONTEXT = web.AppKey("adaptive_policy_context", PolicyContext)
 # Set by their cleanup contexts when the app starts.
 UPSTREAMS = web.AppKey("adaptive_upstreams", UpstreamClient)
-# Executors by the name a policy's ``executor_name`` returns ("route", "best_of_k", ...).
-EXECUTORS: web.AppKey[Mapping[str, Executor]] = web.AppKey("adaptive_executors")
+# Every executor; ``for_request`` picks the one a policy's class registers.
+EXECUTORS = web.AppKey("adaptive_executors", Executors)
 CACHE = web.AppKey("adaptive_cache", DecisionCache)
 DECIDER = web.AppKey("adaptive_decider", Decider)
 # ``None`` once loaded means "no predictor configured" (every policy uses its default arm).

@@ -34,9 +34,9 @@ def read_output(predictions: Mapping[str, float], name: str) -> float:
         ) from None
 
 
-def execution_kind(decision: Decision) -> str:
-    """``best_of_k`` for a multi-sample (or reranked) decision, else ``route``."""
-    return "best_of_k" if decision.n > 1 or decision.reranker is not None else "route"
+def is_multi_sample(decision: Decision) -> bool:
+    """Whether ``decision`` draws several samples (or reranks one): best-of-k, not a route."""
+    return decision.n > 1 or decision.reranker is not None
 
 
 class CostEstimator(Protocol):
@@ -125,9 +125,10 @@ class BasePolicy(StrictModel):
     def default_decision(self, name: str, version: str, reason: str) -> Decision:
         """The default arm, used when prediction fails."""
 
-    def executor_name(self, decision: Decision) -> str:
-        """The executor that runs ``decision`` (a name registered in ``proxy.http.app``)."""
-        return execution_kind(decision)
+    def samples_in_one_draw(self, decision: Decision) -> bool:
+        """Whether ``decision`` runs as one best-of-k draw, whose ``n`` grows to the client's
+        (the executor of each policy class is chosen in :mod:`proxy.execute.registry`)."""
+        return is_multi_sample(decision)
 
     def decision_details(self, decision: Decision) -> dict[str, Any] | None:
         """Facts ``POST /v1/adaptive/decide`` adds beyond the decision (``None``: none)."""
@@ -144,7 +145,7 @@ class BasePolicy(StrictModel):
         A multi-sample decision returns the reranked best ``n_choices`` of its samples, so it
         draws at least that many; a routed one passes ``n`` on (the upstream draws n itself).
         """
-        if n_choices <= decision.n or self.executor_name(decision) != "best_of_k":
+        if n_choices <= decision.n or not self.samples_in_one_draw(decision):
             return decision
         cost = decision.expected_cost_usd
         return replace(

@@ -23,7 +23,7 @@ from proxy.policies.base import (
     AdaptivePolicy,
     PolicyContext,
     SamplingPlan,
-    execution_kind,
+    is_multi_sample,
     read_output,
 )
 from proxy.policies.decision import Decision
@@ -243,9 +243,9 @@ class BestOfKPolicy(AdaptivePolicy):
             reranker=self.reranker, sampling=self.sampling, use_upstream_n=self.use_upstream_n
         )
 
-    def executor_name(self, decision: Decision) -> str:
-        """``sequential`` with a ``sequential:`` section, else as any multi-sample decision."""
-        return "sequential" if self.sequential is not None else execution_kind(decision)
+    def samples_in_one_draw(self, decision: Decision) -> bool:
+        """Not with a ``sequential:`` section (it draws in rounds), else as any decision."""
+        return self.sequential is None and is_multi_sample(decision)
 
     def decision_details(self, decision: Decision) -> dict[str, Any] | None:
         """The sequential plan: round one, the step, the cap and the stop rule."""

@@ -84,9 +84,9 @@ class CascadePolicy(BasePolicy):
             )
         return self
 
-    def executor_name(self, decision: Decision) -> str:
-        """Cascades run on their own executor (:mod:`proxy.execute.cascade`)."""
-        return "cascade"
+    def samples_in_one_draw(self, decision: Decision) -> bool:
+        """Never: a cascade runs its stages (:mod:`proxy.execute.cascade`)."""
+        return False
 
     def fallback_upstream(self) -> str | None:
         """None: a failing stage falls back within the cascade (see

@@ -4,13 +4,13 @@ Adding a policy type is one module under ``proxy/policies/`` (a :class:`BasePoli
 with ``type: Literal["name"]``, its YAML fields and validators, ``upstream_refs``, ``decide``,
 ``default_decision``; optionally ``fallback_upstream``, ``budget_config``, ``sampling_plan``,
 ``allocate``/``plans_allocation``, ``needs_prediction``) and one line in :data:`POLICY_TYPES`.
-A policy that needs a new way of executing also returns a new name from ``executor_name`` and
-registers an :class:`~proxy.execute.seam.Executor` under that name in ``proxy.http.app``.
+Its class also gets one line in :data:`proxy.execute.registry.EXECUTOR_TYPES`, which picks the
+:class:`~proxy.execute.seam.Executor` that runs its decisions.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, TypeVar, Union
+from typing import TYPE_CHECKING, Annotated, Union
 
 from pydantic import Field
 
@@ -28,17 +28,6 @@ POLICY_TYPES: dict[str, type[BasePolicy]] = {
     "ladder": LadderPolicy,
     "cascade": CascadePolicy,
 }
-
-P = TypeVar("P", bound=BasePolicy)
-
-
-def policy_as(policy: BasePolicy | None, kind: type[P]) -> P:
-    """``policy`` as the policy class an executor runs, or ``TypeError`` (a wiring mistake:
-    a policy names an executor through ``executor_name``, so the two always agree)."""
-    if not isinstance(policy, kind):
-        raise TypeError(f"this executor runs {kind.__name__} policies, not {type(policy).__name__}")
-    return policy
-
 
 if TYPE_CHECKING:
     AnyPolicy = BasePolicy

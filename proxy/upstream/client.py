@@ -1,5 +1,8 @@
 """Calls to upstream models: one shared ``aiohttp.ClientSession``, retries, error mapping.
 
+Every outgoing call to an upstream goes through :class:`UpstreamClient`: chat completions
+(``chat``, ``open_stream``) and the forwarded non-chat endpoints (``forward``, ``read_answer``).
+
 OpenAI-compatible upstreams (OpenAI, vLLM, Ollama, llama.cpp, the replay upstream) go through
 aiohttp directly. Any other ``provider`` goes through litellm, imported only when such an upstream
 is called (see :mod:`proxy.upstream.litellm_adapter`).
@@ -144,14 +147,6 @@ class UpstreamClient:
         """The proxy's own headers for upstream ``name`` (its API key, configured headers)."""
         return dict(self._prepared[name].headers)
 
-    async def backoff(self, name: str, attempt: int, error: UpstreamError) -> None:
-        """Wait before retry ``attempt`` of upstream ``name`` (honours ``Retry-After``)."""
-        await self._backoff(self._upstreams[name], attempt, error)
-
-    def record(self, name: str, started: float, status: int) -> None:
-        """Report one upstream call's latency and status to the metrics."""
-        self._record(name, started, status)
-
     def _headers(self, cfg: UpstreamConfig) -> dict[str, str]:
         headers = {"Content-Type": "application/json", **cfg.headers}
         if cfg.api_key_env:
@@ -206,12 +201,54 @@ class UpstreamClient:
         )
         return stream
 
+    async def forward(
+        self,
+        name: str,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str],
+        body: bytes,
+        headers: Mapping[str, str],
+    ) -> tuple[aiohttp.ClientResponse, float]:
+        """A non-chat request sent byte for byte to ``path`` under upstream ``name``'s
+        ``base_url``: its open answer (status < 400) and latency in seconds.
+
+        Errors and retries before the first byte are chat's; the timeout bounds the gaps
+        between bytes, as a stream's does (an upload or an audio answer may run long).
+        """
+        cfg = self._upstreams[name]
+        assert cfg.base_url is not None
+        url = URL(cfg.base_url.rstrip("/") + path).with_query(query)
+        timeout = self._prepared[name].stream_timeout
+        started = time.perf_counter()
+        resp, _ = await self._with_retries(
+            name,
+            cfg,
+            started,
+            lambda: self._request(name, cfg, method, url, body or None, headers, timeout),
+            status_of=lambda resp: resp.status,
+        )
+        return resp, time.perf_counter() - started
+
+    async def read_answer(self, name: str, resp: aiohttp.ClientResponse) -> bytes:
+        """The whole body of a forwarded answer, secrets removed; a stall is a 504 and a
+        dropped connection a 502, as for a chat completion's body."""
+        try:
+            body = await resp.read()
+        except TimeoutError:
+            raise _timed_out(name, self._upstreams[name]) from None
+        except aiohttp.ClientError as exc:
+            raise _unreachable(name, exc) from None
+        return self.redactor.raw(body)
+
     async def _with_retries(
         self,
         name: str,
         cfg: UpstreamConfig,
         started: float,
         attempt_once: Callable[[], Awaitable[_T]],
+        status_of: Callable[[_T], int] = lambda _: 200,
     ) -> tuple[_T, int]:
         """One upstream attempt, retried with backoff while retryable; (result, attempts)."""
         attempt = 0
@@ -228,7 +265,7 @@ class UpstreamClient:
                 await self._backoff(cfg, attempt, error)
                 attempt += 1
             else:
-                self._record(name, started, 200)
+                self._record(name, started, status_of(result))
                 return result, attempt + 1
 
     async def _send(
@@ -238,15 +275,28 @@ class UpstreamClient:
         payload: dict[str, Any],
         client_timeout: aiohttp.ClientTimeout,
     ) -> aiohttp.ClientResponse:
-        """POST one request; non-2xx answers and transport failures become UpstreamError."""
+        """POST one chat request to upstream ``name``."""
         prepared = self._prepared[name]
         assert prepared.url is not None
+        data = orjson.dumps(payload)
+        return await self._request(
+            name, cfg, "POST", prepared.url, data, prepared.headers, client_timeout
+        )
+
+    async def _request(
+        self,
+        name: str,
+        cfg: UpstreamConfig,
+        method: str,
+        url: URL,
+        data: bytes | None,
+        headers: Mapping[str, str],
+        client_timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        """Send one request; non-2xx answers and transport failures become UpstreamError."""
         try:
-            resp = await self._session.post(
-                prepared.url,
-                data=orjson.dumps(payload),
-                headers=prepared.headers,
-                timeout=client_timeout,
+            resp = await self._session.request(
+                method, url, data=data, headers=headers, timeout=client_timeout
             )
         except TimeoutError:
             raise _timed_out(name, cfg) from None

@@ -59,6 +59,7 @@ class Stream:
 
     chunks: tuple[Mapping[str, Any] | bytes, ...]
     end: str = "done"  # "done" | "drop" | "hang"
+    content_type: str = "text/event-stream"
 
 
 Action = Reply | Hang | Stream
@@ -195,6 +196,8 @@ class FakeUpstream:
         raw = await request.read()
         self.raw.append(RawRequest(request.method, request.path_qs, raw, dict(request.headers)))
         action = self._script.popleft() if self._script else None
+        if isinstance(action, Hang):
+            await asyncio.sleep(_FOREVER_S)
         if isinstance(action, Reply):
             return _reply(action)
         if isinstance(action, Stream):
@@ -223,7 +226,7 @@ class FakeUpstream:
         )
 
     async def _stream(self, request: web.Request, action: Stream) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        response = web.StreamResponse(headers={"Content-Type": action.content_type})
         await response.prepare(request)
         for payload in action.chunks:
             if isinstance(payload, bytes):

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from proxy.http.app import create_app
-from tests.proxy.fake_upstream import PRIMARY_MODEL, Reply, proxy_stack
+from tests.proxy.fake_upstream import PRIMARY_MODEL, Hang, Reply, Stream, proxy_stack
 from tests.proxy.http.test_app import make_config
 from tests.servers import running
 
@@ -69,6 +69,30 @@ async def test_errors_and_retries_are_those_of_chat() -> None:
             await stack.client.embeddings.create(model="backup", input="x")
         assert rejected.value.status_code == 502
         assert "sk-secret" not in str(rejected.value.body)
+
+
+async def test_an_upstream_timeout_is_the_504_of_chat_before_and_after_the_first_byte() -> None:
+    # ``slow`` (timeout_s 0.3) is served by the primary fake; retries 0.
+    async with proxy_stack() as stack:
+        stack.primary.script(Hang())
+        with pytest.raises(openai.APIStatusError) as chat:
+            await stack.client.chat.completions.create(
+                model="slow", messages=[{"role": "user", "content": "hi"}]
+            )
+        stack.primary.script(Hang())
+        with pytest.raises(openai.APIStatusError) as before_headers:
+            await stack.client.embeddings.create(model="slow", input="x", encoding_format="float")
+        # The status line and headers arrive, then the JSON body stalls (was a 500 "internal").
+        stalled = Stream((b'{"data": [',), end="hang", content_type="application/json")
+        stack.primary.script(stalled)
+        with pytest.raises(openai.APIStatusError) as mid_body:
+            await stack.client.embeddings.create(model="slow", input="x", encoding_format="float")
+        assert len(stack.primary.raw) == 2 and len(stack.primary.requests) == 1
+    for error in (chat.value, before_headers.value, mid_body.value):
+        assert error.status_code == 504
+        assert (error.type, error.code) == ("timeout_error", "upstream_timeout")
+        assert isinstance(error.body, dict)
+        assert error.body["message"] == "upstream 'slow' did not answer within 0.3 s"
 
 
 async def test_multipart_audio_streams_and_binary_answers_pass_through() -> None:

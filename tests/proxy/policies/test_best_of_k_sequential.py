@@ -47,8 +47,11 @@ def test_stop_rules_from_yaml() -> None:
     )
     assert verify.sequential is not None
     assert verify.sequential.stop.rule() == VerifierStop(0.7)
-    assert verify.executor_name(decision(1, 0.5)) == "sequential"
-    assert policy("lambda: 0.1").executor_name(decision(1, 0.5)) == "route"
+    # Rounds, not one draw: a client's n does not grow round one (the executor registry's test
+    # checks that the sequential executor runs it).
+    assert not verify.samples_in_one_draw(decision(2, 0.5))
+    assert policy("lambda: 0.1").samples_in_one_draw(decision(2, 0.5))
+    assert not policy("lambda: 0.1").samples_in_one_draw(decision(1, 0.5))
 
 
 async def test_round_one_is_the_argmax_for_auto_and_the_given_int_otherwise() -> None:

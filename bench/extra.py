@@ -1,0 +1,16 @@
+"""The ``bench`` extra: a run missing one of its modules stops with one line, not a traceback."""
+
+from __future__ import annotations
+
+#: Top-level modules of the ``bench`` extra the benchmarks import (threadpoolctl comes with
+#: scikit-learn).
+BENCH_EXTRA_MODULES = frozenset({"matplotlib", "sklearn", "threadpoolctl"})
+INSTALL_HINT = "pip install 'adaptive-proxy[bench]' (in a checkout: pip install -e \".[bench]\")"
+
+
+def missing_extra_message(exc: ModuleNotFoundError) -> str | None:
+    """The line to print when ``exc`` is a module of the bench extra (``None``: it is not)."""
+    top = (exc.name or "").partition(".")[0]
+    if top not in BENCH_EXTRA_MODULES:
+        return None
+    return f"bench needs the bench extra (no module {top!r}): {INSTALL_HINT}"
