@@ -17,16 +17,12 @@ from typing import Any
 import pytest
 
 from tests.clients.required import NODE_DIR_ENV
-from tests.clients.stack import POLICIES, ClientStack, Expected
+from tests.clients.stack import POLICIES, POLICY_CHAT_ONLY_SKIP, ClientStack, Expected
 
 SCRIPTS = Path(__file__).resolve().parent / "node"
 # Every policy, and an upstream's own name (forwarded unchanged on /v1/responses).
 MODELS = (*POLICIES, "mixtral")
 _TIMEOUT_S = 300
-POLICY_CHAT_ONLY_SKIP = (
-    "policies on POST /v1/responses (issue 19 item 1) are not in this build: "
-    "the proxy answers 400 policy_chat_only"
-)
 
 
 @dataclass(frozen=True, slots=True)

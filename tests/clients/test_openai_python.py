@@ -12,12 +12,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.clients.stack import POLICIES, ClientStack
-
-POLICY_CHAT_ONLY_SKIP = (
-    "policies on POST /v1/responses (issue 19 item 1) are not in this build: "
-    "the proxy answers 400 policy_chat_only"
-)
+from tests.clients.stack import POLICIES, POLICY_CHAT_ONLY_SKIP, ClientStack
 
 
 @pytest.fixture(scope="module")
