@@ -1,12 +1,13 @@
 """The OpenAI endpoints that are not chat: forwarded unchanged to one upstream.
 
-``/v1/embeddings``, ``/v1/completions``, ``/v1/responses`` (and its sub-resources),
+``/v1/embeddings``, ``/v1/completions``, ``/v1/responses`` (its sub-resources, and creating a
+response with an upstream model; a policy's responses are :mod:`proxy.http.responses_api`'s),
 ``/v1/moderations``, ``/v1/audio/*`` and ``/v1/images/*`` go to the upstream that serves the
 request's ``model`` (an upstream's name or model id; a JSON field or a multipart form field), or
 else to ``server.default_upstream``; a policy name is a 400. The body travels byte for byte once
 its Content-Encoding is undone (multipart uploads too); the answer streams back chunk by chunk
 (SSE, audio), with the same error mapping, retries (before the first byte) and metrics as chat.
-Only chat completions are adaptive.
+Only chat completions and created responses are adaptive.
 """
 
 from __future__ import annotations
@@ -72,8 +73,9 @@ def _choose_upstream(request: web.Request, model: str | None) -> str:
         # The default upstream would only answer that it has no such model.
         served = sorted({u.model for u in config.upstreams.values() if u.provider == "openai"})
         raise InvalidRequestError(
-            f"{model!r} is a policy, and policies apply to chat completions only "
-            f"(POST /v1/chat/completions); {request.path} takes an upstream model "
+            f"{model!r} is a policy, and policies apply to chat completions and responses "
+            f"only (POST /v1/chat/completions, POST /v1/responses); {request.path} takes an "
+            "upstream model "
             f"({', '.join(served) or 'none'})",
             param="model",
             code="policy_chat_only",
