@@ -111,6 +111,8 @@ async def _run_policy(
     policy: BasePolicy = config.policies[model]
     previous = parsed.previous_response_id
     home = await request.app[RESPONSE_HOMES].get(previous) if previous else None
+    if home is not None and home.upstream is not None and home.upstream not in config.upstreams:
+        home = None  # its upstream left the config: as unknown as an id never seen
     prior = list(home.messages) if home is not None and home.messages is not None else None
     if home is not None and home.upstream is not None:
         decision = Decision(

@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 from aiohttp.test_utils import TestServer
@@ -22,7 +23,7 @@ from proxy.decide.prediction import HashPredictor
 from proxy.execute.rerank_text import extract_answer
 from proxy.http.app import create_app
 from proxy.wire.tokens import count_tokens
-from replay.server import create_replay_app
+from replay.server import LatencyModel, create_replay_app
 from replay.store import POOL_ARMS, ReplayStore
 from tests.redis_server import RedisServer
 from tests.servers import running
@@ -37,6 +38,9 @@ upstreams:
   strong-native: {{base_url: "{a}", model: "{strong}", responses_api: true}}
   other-native: {{base_url: "{b}", model: "{strong}", responses_api: true}}
   pool: {{base_url: "{a}", model: gsm8k-pool, supports_n: false}}
+  slow-pool: {{base_url: "{slow}", model: gsm8k-pool, supports_n: false}}
+  down-native: {{base_url: "http://127.0.0.1:9/v1", model: nothing, retries: 0,
+                connect_timeout_s: 1, responses_api: true}}
 {cache}
 policies:
   route-native: {{type: route, cheap: weak-native, expensive: strong-native, threshold: -1}}
@@ -59,14 +63,23 @@ policies:
     stages: [{{upstream: weak-chat}}, {{upstream: checker}}, {{upstream: strong-chat}}]
     escalate: {{threshold: 0.5}}
   pass: {{type: passthrough, upstream: weak-native}}
+  slow-bok: {{type: best_of_k, upstream: slow-pool, n_min: 2, n_max: 2, reranker: {{type: vote}}}}
+  route-down:
+    type: route
+    cheap: down-native
+    expensive: strong-native
+    threshold: 2
+    fallback: weak-native
   via-a: {{type: passthrough, upstream: weak-native}}
   via-b: {{type: passthrough, upstream: other-native}}
 """
 
 
-def make_config(a: str, b: str, redis_url: str | None = None) -> Config:
+def make_config(
+    a: str, b: str, redis_url: str | None = None, slow: str = "http://127.0.0.1:9/v1"
+) -> Config:
     cache = f'cache: {{redis_url: "{redis_url}"}}' if redis_url else ""
-    text = POLICY.format(a=a, b=b, weak=MODEL_WEAK, strong=MODEL_STRONG, cache=cache)
+    text = POLICY.format(a=a, b=b, weak=MODEL_WEAK, strong=MODEL_STRONG, cache=cache, slow=slow)
     return load_config_text(text, env={})
 
 
@@ -298,3 +311,46 @@ async def test_a_built_in_tool_needs_a_native_upstream(
         )
     assert refused.value.param == "tools[0].type"
     assert "responses_api: true" in refused.value.message
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_failing_native_upstream_falls_back_to_the_policy_fallback(
+    client: AsyncOpenAI, question: Record, stream: bool
+) -> None:
+    prompt = str(question.messages[-1]["content"])
+    if stream:
+        async with client.responses.with_streaming_response.create(
+            model="route-down", input=prompt, stream=True
+        ) as raw:
+            headers = raw.headers
+            events: list[Any] = [event async for event in await raw.parse()]
+        final: Any = events[-1].response
+    else:
+        answered = await client.responses.with_raw_response.create(model="route-down", input=prompt)
+        headers, final = answered.headers, answered.parse()
+    assert final.output_text == question.responses["weak"]
+    assert headers["x-adaptive-arm"] == "cheap"
+    assert headers["x-adaptive-fallback"] == "weak-native"
+    assert json.loads(final.metadata["adaptive"])["fallback_upstream"] == "weak-native"
+
+
+async def test_best_of_k_streams_keep_alives_while_it_samples(
+    replay_store: ReplayStore, replay_base_url: str, other_replay: str, question: Record
+) -> None:
+    slow = TestServer(create_replay_app(replay_store, latency=LatencyModel(ttft_ms=200.0)), port=0)
+    await slow.start_server()
+    try:
+        config = make_config(replay_base_url, other_replay, slow=str(slow.make_url("/v1")))
+        body = {"model": "slow-bok", "input": str(question.messages[-1]["content"]), "stream": True}
+        async with (
+            running(create_app(config, predictor=predictor(question))) as url,
+            aiohttp.ClientSession() as http,
+            http.post(f"{url}/v1/responses", json=body) as resp,
+        ):
+            raw = await resp.read()
+    finally:
+        await slow.close()
+    assert resp.status == 200 and resp.headers["x-adaptive-n"] == "2"
+    head, _, rest = raw.partition(b"event: response.created")
+    assert b": keep-alive" in head  # before the first event, while the samples were drawn
+    assert b"event: response.completed" in rest and b"[DONE]" not in raw
