@@ -25,7 +25,11 @@ TOOLS: Any = [
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
     }
 ]
-CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}
+CALL: Any = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": ""},
+}
 
 
 async def test_tool_calls_come_back_as_function_call_items() -> None:
