@@ -30,6 +30,7 @@ import orjson
 from aiohttp import web
 
 from proxy.config.reload import Snapshot
+from proxy.config.schema import Config
 from proxy.execute.seam import EventStream, ExecutionRequest, Outcome
 from proxy.http.auth import authorize_model
 from proxy.http.body import read_body
@@ -137,7 +138,7 @@ async def _run_policy(
     outcome = Outcome()
     try:
         if native:
-            return await _native(request, decision, policy, data, parsed, outcome)
+            return await _native(request, config, decision, policy, data, parsed, outcome)
         return await _via_chat(request, snapshot, decision, policy, data, parsed, prior, outcome)
     except asyncio.CancelledError:
         status = 499
@@ -160,6 +161,7 @@ async def _run_policy(
 
 async def _native(
     request: web.Request,
+    config: Config,
     decision: Decision,
     policy: BasePolicy,
     data: dict[str, Any],
@@ -168,7 +170,6 @@ async def _native(
 ) -> web.StreamResponse:
     """One call to an upstream that serves the Responses API, passed through."""
     fallback = policy.fallback_upstream() if decision.arm != PREVIOUS_RESPONSE_ARM else None
-    config = request.app[CONFIG].snapshot.config
     if fallback is not None and not speaks_responses(config, fallback):
         fallback = None
     reply = await open_native(request.app, decision.upstream, data, fallback)

@@ -26,7 +26,7 @@ from proxy.http.passthrough import _send
 from proxy.http.response_homes import RESPONSE_HOMES, ResponseHome
 from proxy.http.state import COSTS, METRICS, UPSTREAMS
 from proxy.upstream.sse_reader import sse_events
-from proxy.wire.errors import ProxyError, UpstreamError
+from proxy.wire.errors import InvalidRequestError, ProxyError, UpstreamError
 from proxy.wire.responses_events import event_payload, named_event
 
 # Events whose payload carries the whole response object.
@@ -78,7 +78,12 @@ async def open_native(
 async def _open_one(app: web.Application, name: str, data: dict[str, Any]) -> NativeReply:
     upstreams = app[UPSTREAMS]
     cfg = upstreams.config(name)
-    assert cfg.base_url is not None
+    if cfg.base_url is None or cfg.provider != "openai":
+        raise InvalidRequestError(
+            f"upstream {name!r} (provider {cfg.provider!r}) is reached through litellm for chat "
+            "only: it cannot resolve a previous_response_id; send the conversation as input",
+            param="previous_response_id",
+        )
     url = URL(cfg.base_url.rstrip("/") + "/responses")
     body = orjson.dumps({**data, "model": cfg.model})
     headers = upstreams.request_headers(name)
