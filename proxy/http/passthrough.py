@@ -66,6 +66,10 @@ def _requested_model(request: web.Request, body: bytes) -> str | None:
     return model if isinstance(model, str) else None
 
 
+# Set by a handler that knows the upstream a request belongs to (a stored response's).
+FORWARD_TO = web.RequestKey("adaptive_forward_to", str)
+
+
 def _choose_upstream(request: web.Request, model: str | None) -> str:
     config = request.app[CONFIG].snapshot.config
     name = config.find_upstream(model) if model else None
@@ -186,7 +190,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
     model = _requested_model(request, body)
     if model is not None:
         authorize_model(request, model)
-    name = _choose_upstream(request, model)
+    name = request.get(FORWARD_TO) or _choose_upstream(request, model)
     upstreams = request.app.get(UPSTREAMS)
     assert upstreams is not None  # set before the app serves
     cfg = upstreams.config(name)

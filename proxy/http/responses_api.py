@@ -35,7 +35,7 @@ from proxy.execute.seam import EventStream, ExecutionRequest, Outcome
 from proxy.http.auth import authorize_model
 from proxy.http.body import read_body
 from proxy.http.handlers import _decide, _note_decision, _note_outcome
-from proxy.http.passthrough import forward
+from proxy.http.passthrough import FORWARD_TO, forward
 from proxy.http.response_homes import RESPONSE_HOMES, ResponseHome
 from proxy.http.responses_native import (
     native_events,
@@ -280,7 +280,21 @@ def _copy_outcome(target: Outcome, source: Outcome) -> None:
         setattr(target, name, getattr(source, name))
 
 
+async def stored_response(request: web.Request) -> web.StreamResponse:
+    """``/v1/responses/{id}[/…]`` (retrieve, delete, cancel, input items): forwarded to the
+    upstream that created that response, when the proxy recorded one; else as any passthrough."""
+    home = await request.app[RESPONSE_HOMES].get(request.match_info["response_id"])
+    upstreams = request.app[CONFIG].snapshot.config.upstreams
+    if home is not None and home.upstream is not None and home.upstream in upstreams:
+        request[FORWARD_TO] = home.upstream
+    return await forward(request)
+
+
 def register_responses_routes(app: web.Application) -> None:
-    """``POST /v1/responses`` (before the passthrough routes, which serve the rest)."""
+    """``POST /v1/responses`` and ``/v1/responses/{id}[/…]``, before the passthrough routes."""
     # ``endpoint`` as the passthrough routes name it: upstream models are forwarded from here.
     app.router.add_post("/v1/{endpoint:responses}", create_response)
+    stored = app.router.add_resource(
+        "/v1/{endpoint:responses}/{response_id:[^/]+}{rest:(?:/.*)?}", name="stored-response"
+    )
+    stored.add_route("*", stored_response)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
+
 from tests.proxy.fake_upstream import (
     PRIMARY_MODEL,
     Reply,
@@ -90,3 +92,27 @@ async def test_streamed_tool_calls_are_function_call_events() -> None:
         "".join(pieces),
     )
     assert final.usage.input_tokens == 7 and final.usage.output_tokens == 3
+
+
+async def test_a_stored_response_is_retrieved_from_the_upstream_that_made_it() -> None:
+    # The route's cheap upstream fails, so its fallback creates the response; the default
+    # upstream (primary) never saw it, and retrieving it by id must not go there.
+    created = {"id": "resp_on_backup", "object": "response", "usage": {"input_tokens": 2}}
+    async with proxy_stack(upstream_extra={"responses_api": True}) as stack:
+        stack.primary.script(*(Reply(status=503, body={"error": {"message": "busy"}}),) * 3)
+        stack.backup.script(Reply(body=created), Reply(body={**created, "status": "completed"}))
+        async with aiohttp.ClientSession() as http:
+            body = {"model": "auto", "input": "hi"}
+            async with http.post(f"{stack.base_url}/v1/responses", json=body) as resp:
+                assert resp.status == 200 and resp.headers["x-adaptive-fallback"] == "backup"
+                assert (await resp.json())["id"] == "resp_on_backup"
+            async with http.get(f"{stack.base_url}/v1/responses/resp_on_backup") as resp:
+                assert resp.status == 200
+                assert (await resp.json())["status"] == "completed"
+            async with http.get(f"{stack.base_url}/v1/responses/resp_other") as resp:
+                assert resp.status == 200  # unknown ids: the default upstream's to answer
+    assert [r.path_qs for r in stack.backup.raw] == [
+        "/v1/responses",
+        "/v1/responses/resp_on_backup",
+    ]
+    assert [r.path_qs for r in stack.primary.raw][-1] == "/v1/responses/resp_other"
