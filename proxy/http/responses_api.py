@@ -51,6 +51,7 @@ from proxy.wire.errors import InvalidRequestError
 from proxy.wire.protocol import parse_json_body
 from proxy.wire.responses_api import (
     ResponsesRequest,
+    input_messages,
     new_id,
     response_from_chat,
     to_chat_body,
@@ -97,7 +98,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     if record is not None:
         record.model = record.policy = model
         if snapshot.config.server.access_log.include_messages:
-            record.messages = data.get("input")
+            record.messages = input_messages(data, strict=False)  # as chat requests log them
     return await _run_policy(request, snapshot, data, parsed, model)
 
 
