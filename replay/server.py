@@ -2,7 +2,9 @@
 
 ``POST /v1/chat/completions`` looks the prompt up in a :class:`~replay.store.ReplayStore`
 and returns the recorded answer of the requested model in the exact OpenAI schema (``n``,
-``stream``, ``stream_options.include_usage``). ``GET /v1/models`` lists the served models. Each
+``stream``, ``stream_options.include_usage``). ``POST /v1/responses`` serves the same answers
+in the Responses API's shape (:mod:`replay.responses`). ``GET /v1/models`` lists the served
+models. Each
 response carries an extra top-level ``"replay": {"prompt_id", "arm", "arms"}`` object (OpenAI
 clients ignore unknown fields) so the benchmark can join outcomes; correctness itself is never
 sent, so nothing leaks into the proxy's decisions.
@@ -18,13 +20,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import signal
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +32,23 @@ from aiohttp import web
 
 from proxy.wire.errors import InvalidRequestError, ProxyError
 from proxy.wire.tokens import count_message_tokens, count_tokens
+from replay.app_state import (
+    CONVERSATIONS_KEY,
+    LATENCY_KEY,
+    STORE_KEY,
+    Conversations,
+    LatencyModel,
+    check_effort,
+    lookup_answers,
+    split_chunks,
+)
 from replay.multisample import (
     VERIFY_STORE_KEY,
     MultiSampleStore,
     build_multisample_store,
     verify_handler,
 )
+from replay.responses import create_response
 from replay.store import ReplayAnswer, ReplayStore, build_store
 
 __all__ = [
@@ -51,24 +62,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-_WORDS_PER_CHUNK = 4
 _MAX_N = 128
-
-
-@dataclass(frozen=True)
-class LatencyModel:
-    """Simulated generation time: ``ttft_ms`` before the first token, ``per_token_ms`` after."""
-
-    ttft_ms: float = 0.0
-    per_token_ms: float = 0.0
-
-    def delay_s(self, tokens: int, *, first: bool) -> float:
-        """Seconds to wait before emitting ``tokens`` (the first emission also pays the TTFT)."""
-        return ((self.ttft_ms if first else 0.0) + self.per_token_ms * tokens) / 1000.0
-
-
-STORE_KEY = web.AppKey("replay_store", ReplayStore)
-LATENCY_KEY = web.AppKey("replay_latency", LatencyModel)
 
 
 @web.middleware
@@ -111,14 +105,6 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
-def _split_chunks(text: str) -> list[str]:
-    """Pieces of a few words each that concatenate back to exactly ``text``."""
-    words = [w for w in re.split(r"(?<=\s)(?=\S)", text) if w]
-    return [
-        "".join(words[i : i + _WORDS_PER_CHUNK]) for i in range(0, len(words), _WORDS_PER_CHUNK)
-    ]
-
-
 def _count_all(messages: list[dict[str, Any]], texts: Sequence[str]) -> tuple[int, list[int]]:
     return count_message_tokens(messages), [count_tokens(t) for t in texts]
 
@@ -129,11 +115,8 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidRequestError(f"the request body is not valid JSON: {exc}") from exc
     model, messages, n, stream, include_usage, seed = _parse(body)
-    multisample = request.app.get(VERIFY_STORE_KEY)
-    if multisample is not None and model in multisample.models:
-        answers = multisample.lookup(model, messages, n=n, seed=seed)
-    else:
-        answers = request.app[STORE_KEY].lookup(model, messages, n=n, seed=seed)
+    check_effort(model, body.get("reasoning_effort"), param="reasoning_effort")
+    answers = lookup_answers(request.app, model, messages, n=n, seed=seed)
     loop = asyncio.get_running_loop()
     # tiktoken is CPU work (and loads its BPE file on first use): keep it off the event loop.
     prompt_tokens, completion = await loop.run_in_executor(
@@ -192,7 +175,7 @@ async def _stream(
     for index, answer in enumerate(answers):
         role = {"role": "assistant", "content": ""}
         await send([{"index": index, "delta": role, "logprobs": None, "finish_reason": None}])
-        for piece in _split_chunks(answer.text):
+        for piece in split_chunks(answer.text):
             tokens = count_tokens(piece) if latency.per_token_ms > 0 else 0
             delay_s = latency.delay_s(tokens, first=first)
             first = False
@@ -226,7 +209,9 @@ def create_replay_app(
     app = web.Application(middlewares=[_errors])
     app[STORE_KEY] = store
     app[LATENCY_KEY] = latency or LatencyModel()
+    app[CONVERSATIONS_KEY] = Conversations()
     app.router.add_post("/v1/chat/completions", _chat)
+    app.router.add_post("/v1/responses", create_response)
     app.router.add_get("/v1/models", _models)
     if multisample is not None:
         app[VERIFY_STORE_KEY] = multisample

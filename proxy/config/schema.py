@@ -83,6 +83,9 @@ class UpstreamConfig(StrictModel):
     retry_backoff_s: float = Field(0.25, ge=0)
     supports_n: bool = True
     stream_usage: bool = True
+    # Serves ``POST /v1/responses`` itself: routed Responses requests are sent to it as they
+    # are (else they are converted to chat completions); see proxy/http/responses_api.py.
+    responses_api: bool = False
     max_connections: int = Field(256, gt=0)
     max_response_bytes: int = Field(32 * 1024 * 1024, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)

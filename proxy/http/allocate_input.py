@@ -14,7 +14,9 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from proxy.wire.errors import InvalidRequestError
 from proxy.wire.protocol import AllocateItem, AllocateRequest, ChatMessage, invalid_from_validation
+from proxy.wire.responses_api import input_messages, is_responses_shaped
 
 #: Prompts validated (and dumped) between two turns of the event loop.
 VALIDATE_SLICE = 500
@@ -26,6 +28,18 @@ _PLACEHOLDER = AllocateItem(messages=[ChatMessage(role="user", content="")])
 _BEFORE_PROMPTS = frozenset({"model", "budget", "budget_unit"})
 
 
+def _chat_shaped(item: Any, index: int) -> Any:
+    """A prompt given Responses-style (``input``/``instructions``) as chat ``messages``."""
+    if not isinstance(item, dict) or not is_responses_shaped(item):
+        return item
+    rest = {k: v for k, v in item.items() if k not in ("input", "instructions")}
+    try:
+        return {**rest, "messages": input_messages(item, strict=False)}
+    except InvalidRequestError as error:
+        param = f"requests[{index}].{error.param}" if error.param else f"requests[{index}]"
+        raise InvalidRequestError(f"requests[{index}].{error.message}", param=param) from None
+
+
 def _conversation(item: AllocateItem) -> list[dict[str, Any]]:
     return [m.model_dump() for m in item.messages]
 
@@ -33,8 +47,16 @@ def _conversation(item: AllocateItem) -> list[dict[str, Any]]:
 async def validate_allocate(
     raw: dict[str, Any],
 ) -> tuple[AllocateRequest, list[list[dict[str, Any]]]]:
-    """The validated plan and each prompt's messages as dicts; a 400 on the first problem."""
+    """The validated plan and each prompt's messages as dicts; a 400 on the first problem.
+
+    A prompt may be chat-shaped (``messages``) or Responses-shaped (``input``, ``instructions``).
+    """
     requests = raw.get("requests")
+    if isinstance(requests, list) and any(
+        isinstance(r, dict) and "messages" not in r for r in requests
+    ):
+        requests = [_chat_shaped(item, index) for index, item in enumerate(requests)]
+        raw = {**raw, "requests": requests}
     if not isinstance(requests, list) or len(requests) <= VALIDATE_SLICE:
         try:
             plan = AllocateRequest.model_validate(raw)

@@ -32,6 +32,8 @@ from proxy.http.drain import DRAIN, Drain
 from proxy.http.handlers import register_routes
 from proxy.http.middleware import error_middleware
 from proxy.http.passthrough import register_passthrough_routes
+from proxy.http.response_homes import response_homes_ctx
+from proxy.http.responses_api import register_responses_routes
 from proxy.http.state import (
     AUTH,
     BUDGETS,
@@ -317,7 +319,9 @@ def create_app(
     app.cleanup_ctx.append(_budget_redis_ctx)
     app.cleanup_ctx.append(_predictor_ctx(predictor))
     app.cleanup_ctx.append(_reload_ctx)
+    app.cleanup_ctx.append(response_homes_ctx)
     register_routes(app)
     register_admin_routes(app)
+    register_responses_routes(app)  # before the passthrough routes, which serve the rest
     register_passthrough_routes(app)
     return app

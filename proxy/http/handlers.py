@@ -51,6 +51,7 @@ from proxy.wire.protocol import (
     parse_json_body,
     validate_chat_request,
 )
+from proxy.wire.responses_api import is_responses_shaped, to_chat_body
 from proxy.wire.tokens import count_message_tokens
 
 
@@ -66,9 +67,11 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 
 
 async def _read_request(
-    request: web.Request, snapshot: Snapshot
+    request: web.Request, snapshot: Snapshot, *, responses_shaped: bool = False
 ) -> tuple[dict[str, Any], ChatCompletionRequest]:
     data = await read_json(request)
+    if responses_shaped and is_responses_shaped(data):
+        data = to_chat_body(data, strict=False)  # ``input``/``instructions``, as on /v1/responses
     parsed = validate_chat_request(data)
     record = request.get(RECORD)
     if record is not None:
@@ -204,7 +207,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def decide(request: web.Request) -> web.Response:
     """``POST /v1/adaptive/decide``: the decision the proxy would take; no upstream is called."""
     snapshot = request.app[CONFIG].snapshot
-    data, parsed = await _read_request(request, snapshot)
+    data, parsed = await _read_request(request, snapshot, responses_shaped=True)
     decision, policy = await _decide(request, snapshot, data, parsed.model)
     body = decision.adaptive()
     body["fallback"] = policy.fallback_upstream() if policy is not None else None
@@ -285,8 +288,8 @@ async def allocate(request: web.Request) -> web.Response:
     )
 
 
-async def models(request: web.Request) -> web.Response:
-    """``GET /v1/models``: the policies, then the passthrough upstream models."""
+def _model_items(request: web.Request) -> list[dict[str, Any]]:
+    """The policies, then the passthrough upstream models, as the client may see them."""
     config = request.app[CONFIG].snapshot.config
     created = now_s()
     items = [
@@ -315,7 +318,21 @@ async def models(request: web.Request) -> web.Response:
     client = client_of(request)
     if client is not None:
         items = [item for item in items if client.limits.allows(str(item["id"]))]
-    return _json({"object": "list", "data": items})
+    return items
+
+
+async def models(request: web.Request) -> web.Response:
+    """``GET /v1/models``: the policies, then the passthrough upstream models."""
+    return _json({"object": "list", "data": _model_items(request)})
+
+
+async def retrieve_model(request: web.Request) -> web.Response:
+    """``GET /v1/models/{id}``: one policy or passthrough model; 404 for any other id."""
+    model_id = request.match_info["model_id"]
+    for item in _model_items(request):
+        if item["id"] == model_id:
+            return _json(item)
+    raise ModelNotFoundError(f"The model {model_id!r} does not exist", param="model")
 
 
 async def liveness(request: web.Request) -> web.Response:
@@ -363,6 +380,9 @@ def register_routes(app: web.Application) -> None:
     app.router.add_post("/v1/adaptive/allocate", allocate)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/models", models)
+    # Model ids may hold slashes (``meta-llama/Llama-3.1-8B``).
+    app.router.add_get("/v1/models/{model_id:.+}", retrieve_model)
+    app.router.add_get("/models/{model_id:.+}", retrieve_model)
     app.router.add_get("/health/liveness", liveness)
     app.router.add_get("/health/readiness", readiness)
     app.router.add_get("/metrics", metrics)

@@ -1,13 +1,14 @@
 """The OpenAI endpoints that are not chat: forwarded unchanged to one upstream.
 
-``/v1/embeddings``, ``/v1/completions``, ``/v1/responses`` (and its sub-resources),
+``/v1/embeddings``, ``/v1/completions``, ``/v1/responses`` (its sub-resources, and creating a
+response with an upstream model; a policy's responses are :mod:`proxy.http.responses_api`'s),
 ``/v1/moderations``, ``/v1/audio/*`` and ``/v1/images/*`` go to the upstream that serves the
 request's ``model`` (an upstream's name or model id; a JSON field or a multipart form field), or
 else to ``server.default_upstream``; a policy name is a 400. The body travels byte for byte once
 its Content-Encoding is undone (multipart uploads too); the answer streams back chunk by chunk
 (SSE, audio). Sending, retries (before the first byte), timeouts, redaction and error mapping are
 :class:`~proxy.upstream.client.UpstreamClient`'s, as for chat; so are the upstream metrics.
-Only chat completions are adaptive.
+Only chat completions and created responses are adaptive.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ def _requested_model(request: web.Request, body: bytes) -> str | None:
     return model if isinstance(model, str) else None
 
 
+# Set by a handler that knows the upstream a request belongs to (a stored response's).
+FORWARD_TO = web.RequestKey("adaptive_forward_to", str)
+
+
 def _choose_upstream(request: web.Request, model: str | None) -> str:
     config = request.app[CONFIG].snapshot.config
     name = config.find_upstream(model) if model else None
@@ -68,8 +73,9 @@ def _choose_upstream(request: web.Request, model: str | None) -> str:
         # The default upstream would only answer that it has no such model.
         served = sorted({u.model for u in config.upstreams.values() if u.provider == "openai"})
         raise InvalidRequestError(
-            f"{model!r} is a policy, and policies apply to chat completions only "
-            f"(POST /v1/chat/completions); {request.path} takes an upstream model "
+            f"{model!r} is a policy, and policies apply to chat completions and responses "
+            f"only (POST /v1/chat/completions, POST /v1/responses); {request.path} takes an "
+            "upstream model "
             f"({', '.join(served) or 'none'})",
             param="model",
             code="policy_chat_only",
@@ -128,7 +134,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
     model = _requested_model(request, body)
     if model is not None:
         authorize_model(request, model)
-    name = _choose_upstream(request, model)
+    name = request.get(FORWARD_TO) or _choose_upstream(request, model)
     upstreams = request.app.get(UPSTREAMS)
     assert upstreams is not None  # set before the app serves
     cfg = upstreams.config(name)

@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.clients.required import NODE_DIR_ENV
-from tests.clients.stack import POLICIES, POLICY_CHAT_ONLY_SKIP, ClientStack, Expected
+from tests.clients.stack import POLICIES, ClientStack, Expected
 
 SCRIPTS = Path(__file__).resolve().parent / "node"
 # Every policy, and an upstream's own name (forwarded unchanged on /v1/responses).
@@ -49,14 +47,12 @@ class NodeRuns:
     _lines: dict[tuple[str, str, bool], dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     def result(self, script: str, kind: str, model: str, stream: bool) -> NodeResult:
-        """``model``'s answer from ``node SCRIPT KIND …``; skips on ``policy_chat_only``."""
+        """``model``'s answer from ``node SCRIPT KIND …``."""
         key = (script, kind, stream)
         if key not in self._lines:
             self._lines[key] = self._run(script, kind, stream)
         out = self._lines[key][model]
         if "error" in out:
-            if out["error"]["status"] == 400 and out["error"]["code"] == "policy_chat_only":
-                pytest.skip(POLICY_CHAT_ONLY_SKIP)
             raise AssertionError(f"{script} {kind} {model}: {out['error']}")
         usage = out["usage"]
         return NodeResult(

@@ -24,7 +24,6 @@ from proxy.http.app import create_app
 from proxy.wire.tokens import count_message_tokens, count_tokens
 from replay.server import create_replay_app
 from replay.store import POOL_ARMS, ReplayStore
-from tests.clients.responses_upstream import serve_responses
 from tests.servers import running
 
 POLICIES_YAML = """
@@ -85,11 +84,6 @@ ARMS: Mapping[str, str] = {
 }
 # Policies answering with exactly one upstream call: their usage is that call's, to the token.
 SINGLE_CALL = frozenset({"route", "ladder", "passthrough"})
-# Why a policy-on-Responses case is skipped: only while the proxy refuses it in so many words.
-POLICY_CHAT_ONLY_SKIP = (
-    "policies on POST /v1/responses (issue 19 item 1) are not in this build: "
-    "the proxy answers 400 policy_chat_only"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +143,7 @@ class ClientStack:
         return self
 
     async def _start(self) -> str:
-        replay_url = await self._exit.enter_async_context(
-            running(serve_responses(create_replay_app(self._store)))
-        )
+        replay_url = await self._exit.enter_async_context(running(create_replay_app(self._store)))
         text = POLICIES_YAML.format(url=f"{replay_url}/v1", weak=MODEL_WEAK, strong=MODEL_STRONG)
         predictor = HashPredictor(overrides={"": {"p_weak": 0.5, "p_strong": 0.5}})
         config = load_config_text(text, env={})

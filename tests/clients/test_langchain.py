@@ -11,11 +11,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-import openai
 import pytest
 
 from tests.clients.required import missing_client
-from tests.clients.stack import POLICIES, POLICY_CHAT_ONLY_SKIP, ClientStack
+from tests.clients.stack import POLICIES, ClientStack
 
 API = pytest.mark.parametrize("responses_api", [False, True], ids=["chat", "responses"])
 CALL = pytest.mark.parametrize("stream", [False, True], ids=["invoke", "stream"])
@@ -31,7 +30,7 @@ def chat_openai() -> Any:
 
 
 def ask(chat_openai: Any, stack: ClientStack, model: str, responses_api: bool, stream: bool) -> Any:
-    """The answer as one message (a stream's chunks summed), or skip on ``policy_chat_only``."""
+    """The answer as one message (a stream's chunks summed)."""
     llm = chat_openai(
         model=model,
         base_url=stack.base_url,
@@ -41,17 +40,12 @@ def ask(chat_openai: Any, stack: ClientStack, model: str, responses_api: bool, s
         stream_usage=True,
         use_responses_api=responses_api,
     )
-    try:
-        if not stream:
-            return llm.invoke(stack.messages)
-        message = None
-        for chunk in llm.stream(stack.messages):
-            message = chunk if message is None else message + chunk
-        return message
-    except openai.BadRequestError as error:
-        if responses_api and error.code == "policy_chat_only":
-            pytest.skip(POLICY_CHAT_ONLY_SKIP)
-        raise
+    if not stream:
+        return llm.invoke(stack.messages)
+    message = None
+    for chunk in llm.stream(stack.messages):
+        message = chunk if message is None else message + chunk
+    return message
 
 
 def check_answer(message: Any, stack: ClientStack, policy: str) -> None:

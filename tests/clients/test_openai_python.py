@@ -12,7 +12,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.clients.stack import POLICIES, POLICY_CHAT_ONLY_SKIP, ClientStack
+from tests.clients.stack import POLICIES, ClientStack
 
 
 @pytest.fixture(scope="module")
@@ -93,35 +93,26 @@ def test_responses_on_a_passthrough_model(
     expected.check_usage(response.usage.input_tokens, response.usage.output_tokens)
 
 
-def _skip_if_chat_only(error: openai.BadRequestError) -> None:
-    if error.code == "policy_chat_only":
-        pytest.skip(POLICY_CHAT_ONLY_SKIP)
-
-
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 @pytest.mark.parametrize("policy", POLICIES)
 def test_responses_on_a_policy(
     client: openai.OpenAI, client_stack: ClientStack, policy: str, stream: bool
 ) -> None:
     expected = client_stack.expect(policy)
-    try:
-        if not stream:
-            raw = client.responses.with_raw_response.create(model=policy, input=client_stack.prompt)
-            headers, response = raw.headers, raw.parse()
-            text = _responses_text(response)
-        else:
-            with client.responses.with_streaming_response.create(
-                model=policy, input=client_stack.prompt, stream=True
-            ) as streamed:
-                headers = streamed.headers
-                events = list(streamed.parse())
-            deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
-            response = next(e.response for e in events if e.type == "response.completed")
-            text = "".join(deltas)
-            assert text == _responses_text(response)
-    except openai.BadRequestError as error:
-        _skip_if_chat_only(error)
-        raise
+    if not stream:
+        raw = client.responses.with_raw_response.create(model=policy, input=client_stack.prompt)
+        headers, response = raw.headers, raw.parse()
+        text = _responses_text(response)
+    else:
+        with client.responses.with_streaming_response.create(
+            model=policy, input=client_stack.prompt, stream=True
+        ) as streamed:
+            headers = streamed.headers
+            events = list(streamed.parse())
+        deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+        response = next(e.response for e in events if e.type == "response.completed")
+        text = "".join(deltas)
+        assert text == _responses_text(response)
     check_headers(headers, policy, client_stack)
     assert text in expected.texts
     assert response.usage is not None
