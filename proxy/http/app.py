@@ -89,7 +89,9 @@ def _session_ctx(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
         routes = RouteExecutor(upstreams, costs, metrics)
         app[UPSTREAMS] = upstreams
         # One line per execution kind; a policy picks one with ``executor_name``.
-        sampler = BestOfKExecutor(upstreams, session, costs, metrics, routes.account, env)
+        sampler = BestOfKExecutor(
+            upstreams, session, costs, metrics, routes.account, env, route=routes
+        )
         executors: dict[str, Executor] = {
             "route": routes,
             "best_of_k": sampler,
@@ -191,7 +193,7 @@ def _predictor_ctx(injected: Predictor | None):  # type: ignore[no-untyped-def]
 
 
 async def _budget_redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    """With ``cache.redis_url``, budget controllers share their state through Redis."""
+    """With ``cache.redis_url``, budget controllers and arm costs share state through Redis."""
     spec = app[CONFIG].snapshot.config.cache
     client = None
     if spec.redis_url:
@@ -202,11 +204,13 @@ async def _budget_redis_ctx(app: web.Application) -> AsyncIterator[None]:
             health_check_interval_s=spec.health_check_interval_s,
         )
         app[BUDGETS].set_redis(client)
+        app[COSTS].share_through(client, timeout_s=max(spec.timeout_s, 0.2))
     try:
         yield
     finally:
         if client is not None:
             await app[BUDGETS].flush()  # observations still queued reach Redis first
+            await app[COSTS].flush()
             await client.aclose()
 
 

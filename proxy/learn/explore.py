@@ -120,7 +120,8 @@ def pair_of(policy: BasePolicy, answered_arm: str) -> ExplorePair | None:
         answered: Literal["cheap", "reference"] = (
             "reference" if answered_arm == "expensive" else "cheap"
         )
-        return ExplorePair("cheap", policy.cheap, "expensive", policy.expensive, answered, None)
+        cheap, expensive = policy.cheap_target.upstream, policy.expensive_target.upstream
+        return ExplorePair("cheap", cheap, "expensive", expensive, answered, None)
     if isinstance(policy, CascadePolicy):
         last = policy.stages[-1]
         if answered_arm == last.label:
