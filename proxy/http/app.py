@@ -204,7 +204,7 @@ async def _budget_redis_ctx(app: web.Application) -> AsyncIterator[None]:
             health_check_interval_s=spec.health_check_interval_s,
         )
         app[BUDGETS].set_redis(client)
-        app[COSTS].share_through(client, timeout_s=max(spec.timeout_s, 0.2))
+        await app[COSTS].share_through(client, timeout_s=max(spec.timeout_s, 0.2))
     try:
         yield
     finally:

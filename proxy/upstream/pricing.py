@@ -174,13 +174,18 @@ class CostModel:
         self._shared: SharedArmUsage | None = None
         self._pooled: dict[str, float] = {}
 
-    def share_through(self, redis: Any | None, *, timeout_s: float = 0.2) -> None:
-        """Pool realised answer lengths with other replicas through ``redis`` (``None``: not)."""
+    async def share_through(self, redis: Any | None, *, timeout_s: float = 0.2) -> None:
+        """Pool realised answer lengths with other replicas through ``redis`` (``None``: not).
+
+        Returns once the pooled means are read (or Redis failed to answer within
+        ``timeout_s``), so a replica prices its first request from the fleet's answers.
+        """
         self._pooled = {}
         self._shared = None
         if redis is not None:
             self._shared = SharedArmUsage(redis, self._take_pooled, timeout_s=timeout_s)
             self._shared.load()
+            await self._shared.flush()
 
     async def flush(self) -> None:
         """Wait for answers queued for Redis to be written (before its client closes)."""
