@@ -313,9 +313,11 @@ def expand_env(
 
 
 def _loc_path(loc: tuple[int | str, ...]) -> str:
-    # Discriminated unions add the tag ("route") to the location; it is not a YAML key.
-    parts = [str(p) for p in loc if p not in POLICY_TYPES and p not in ARM_REF_TAGS]
-    return ".".join(parts)
+    # Discriminated unions add the tag ("route") to the location; it is not a YAML key. Only
+    # the tag is dropped: a policy may itself be named "ladder".
+    if len(loc) > 2 and loc[0] == "policies" and loc[2] in POLICY_TYPES:
+        loc = loc[:2] + loc[3:]
+    return ".".join(str(p) for p in loc if p not in ARM_REF_TAGS)
 
 
 def yaml_error_message(exc: yaml.YAMLError, source: str | None) -> str:
