@@ -150,6 +150,15 @@ async def test_a_route_between_two_efforts_of_one_model() -> None:
     assert adaptive_of(easy)["cost_usd"] == pytest.approx(answer_cost_usd(7, "low"))
 
 
+async def test_a_cached_decision_keeps_its_arms_effort() -> None:
+    async with effort_stack() as stack:
+        await ask(stack.client, "effort-route", "think-hard: again")
+        headers, again = await ask(stack.client, "effort-route", "think-hard: again")
+    assert headers["x-adaptive-cache"] == "hit"
+    assert again.choices[0].message.content == "thought at effort high"
+    assert [r.body["reasoning_effort"] for r in stack.upstream.requests] == ["high", "high"]
+
+
 async def test_a_streamed_effort_arm_passes_reasoning_usage_through() -> None:
     async with effort_stack() as stack:
         stream = await stack.client.chat.completions.create(

@@ -68,6 +68,17 @@ def bok_config(url: str) -> Config:
                 "vote": {**three, "reranker": {"type": "vote"}},
                 "first": {**three, "reranker": {"type": "first"}},
                 "prose-vote": {**three, "reranker": {"type": "vote", "pattern": r"ANSWER: (\d+)"}},
+                "sequential": {
+                    **three,
+                    "n_min": 1,
+                    "n_max": 4,
+                    "reranker": {"type": "vote"},
+                    "sequential": {
+                        "first_n": 2,
+                        "step_n": 2,
+                        "stop": {"kind": "vote", "confidence": 0.9},
+                    },
+                },
             },
             "predictor": {"type": "hash"},
         }
@@ -257,3 +268,29 @@ async def test_a_reward_model_scores_the_canonical_tool_calls_that_parse() -> No
     ]
     assert json.loads(first_call(response).arguments) == {"city": "Paris", "unit": "C"}
     assert adaptive_of(response)["reranker"] == "reward"
+
+
+async def test_sequential_rounds_vote_over_canonical_tool_calls() -> None:
+    async with proxy() as (upstream, client):
+        # Round one: a broken call and a call to Rome, no majority; round two: two calls to
+        # Paris in other spellings. The broken one never counts as a vote or wins.
+        upstream.script(
+            tool_reply('{"city": "Paris"'),
+            tool_reply('{"city": "Rome"}'),
+            tool_reply('{"unit": "C", "city": "Paris"}'),
+            tool_reply('{"city":"Paris","unit":"C"}'),
+        )
+        response = await client.chat.completions.create(
+            model="sequential", messages=MESSAGES, tools=TOOLS
+        )
+    assert json.loads(first_call(response).arguments) == {"city": "Paris", "unit": "C"}
+    adaptive = adaptive_of(response)
+    assert adaptive["rounds"] == 2
+    assert adaptive["candidates_unparseable"] == 1
+    answers = [c["answer"] for c in adaptive["candidates"]]
+    assert answers[0] is None
+    assert (
+        answers[2]
+        == answers[3]
+        == '[{"arguments":{"city":"Paris","unit":"C"},"name":"get_weather"}]'
+    )
