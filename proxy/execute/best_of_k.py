@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import aiohttp
 
+from proxy.execute.assembled import assembled_stream, completion_chunks, message_content
 from proxy.execute.candidates import (
     UNRANKABLE,
     can_rank,
@@ -36,7 +37,6 @@ from proxy.execute.rerank import (
     VoteReranker,
 )
 from proxy.execute.seam import (
-    EventStream,
     Execution,
     ExecutionRequest,
     Executor,
@@ -50,11 +50,20 @@ from proxy.policies.spec import RerankerConfig
 from proxy.upstream.client import UpstreamClient
 from proxy.upstream.pricing import CostModel, usage_of
 from proxy.wire.errors import ProxyError, UpstreamError
-from proxy.wire.protocol import client_choices, sse_event
+from proxy.wire.protocol import client_choices
 
 log = logging.getLogger("adaptive_proxy.bestofk")
 
-_STREAM_PIECE_CHARS = 48
+# Re-exported: what the other executors assemble replies with.
+__all__ = [
+    "BestOfKExecutor",
+    "Samples",
+    "assembled_stream",
+    "check_enough",
+    "completion_body",
+    "completion_chunks",
+    "message_content",
+]
 
 
 class Account(Protocol):
@@ -134,13 +143,6 @@ def check_enough(samples: Samples, requested: int, wanted: int, upstream: str) -
         f"asked for (n): {detail}",
         upstream=upstream,
     )
-
-
-def message_content(choice: dict[str, Any]) -> str:
-    """The text of a completion choice (``""`` when it has none, e.g. only tool calls)."""
-    message = choice.get("message")
-    content = message.get("content") if isinstance(message, dict) else None
-    return content if isinstance(content, str) else ""
 
 
 class BestOfKExecutor:
@@ -354,41 +356,6 @@ class BestOfKExecutor:
         )
 
 
-def assembled_stream(
-    job: ExecutionRequest,
-    work: asyncio.Future[tuple[dict[str, Any], int]],
-    *,
-    headers: dict[str, str],
-    source: str,
-) -> EventStream:
-    """A completion the proxy assembles (``work`` gives it and the samples drawn) as SSE
-    chunks: the SSE writer sends keep-alives while ``work`` runs, then the chunks follow."""
-    outcome = Outcome()
-
-    async def events() -> AsyncGenerator[bytes, None]:
-        try:
-            body, n_samples = await work
-            outcome.take(Outcome.of_completion(body, n_samples))
-            for chunk in completion_chunks(body, job.include_usage):
-                yield sse_event(chunk)
-        finally:
-            work.cancel()  # a no-op once it finished
-
-    def adaptive() -> dict[str, Any]:
-        adaptive_object: dict[str, Any] = work.result()[0]["adaptive"]
-        return adaptive_object
-
-    return EventStream(
-        events=events(),
-        adaptive=adaptive,
-        headers=headers,
-        outcome=outcome,
-        warmup=work,
-        keepalive_interval_s=job.keepalive_interval_s,
-        source=source,
-    )
-
-
 def completion_body(
     decision: Decision,
     data: dict[str, Any],
@@ -438,49 +405,3 @@ def completion_body(
     )
     body["adaptive"] = adaptive
     return body
-
-
-def completion_chunks(body: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
-    """A complete chat completion re-cut as ``chat.completion.chunk`` objects (usage last)."""
-    base = {
-        "id": body["id"],
-        "object": "chat.completion.chunk",
-        "created": body["created"],
-        "model": body["model"],
-    }
-    out: list[dict[str, Any]] = []
-    for choice in body["choices"]:
-        message = choice.get("message") or {}
-        index = choice["index"]
-        first: dict[str, Any] = {"role": "assistant", "content": ""}
-        if message.get("tool_calls"):
-            first["tool_calls"] = [
-                dict(call, index=i) for i, call in enumerate(message["tool_calls"])
-            ]
-        out.append({**base, "choices": [{"index": index, "delta": first, "finish_reason": None}]})
-        text = message_content(choice)
-        for start in range(0, len(text), _STREAM_PIECE_CHARS):
-            piece = text[start : start + _STREAM_PIECE_CHARS]
-            out.append(
-                {
-                    **base,
-                    "choices": [
-                        {"index": index, "delta": {"content": piece}, "finish_reason": None}
-                    ],
-                }
-            )
-        out.append(
-            {
-                **base,
-                "choices": [
-                    {
-                        "index": index,
-                        "delta": {},
-                        "finish_reason": choice.get("finish_reason", "stop"),
-                    }
-                ],
-            }
-        )
-    if include_usage:
-        out.append({**base, "choices": [], "usage": body["usage"]})
-    return out
