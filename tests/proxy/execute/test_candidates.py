@@ -20,7 +20,7 @@ from proxy.decide.prediction import HashPredictor
 from proxy.execute.candidates import canonical_answer, structured_kind
 from proxy.http.app import create_app
 from proxy.policies.spec import RerankerConfig
-from tests.proxy.fake_upstream import FakeUpstream, Reply, completion
+from tests.proxy.fake_upstream import FakeUpstream, Received, Reply, completion
 from tests.servers import running
 
 TOOLS: list[Any] = [
@@ -294,3 +294,52 @@ async def test_sequential_rounds_vote_over_canonical_tool_calls() -> None:
         == answers[3]
         == '[{"arguments":{"city":"Paris","unit":"C"},"name":"get_weather"}]'
     )
+
+
+class RomeJudge(FakeUpstream):
+    """A judge upstream that names the candidate calling for Rome (``{"best_index": i}``)."""
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(Received(body, dict(request.headers)))
+        prompt = body["messages"][0]["content"]
+        best = prompt[: prompt.index('"Rome"')].count("[Candidate ")
+        return web.json_response(completion("judge-model", json.dumps({"best_index": best})))
+
+
+async def test_a_judge_sees_the_canonical_tool_calls_that_parse() -> None:
+    upstream, judge = FakeUpstream(), RomeJudge()
+    try:
+        config = bok_config(await upstream.start())
+        judge_cfg = config.upstreams["pool"].model_copy(
+            update={"base_url": await judge.start(), "model": "judge-model"}
+        )
+        reranker = RerankerConfig(type="judge", upstream="judge")
+        config = config.model_copy(
+            update={
+                "upstreams": {**config.upstreams, "judge": judge_cfg},
+                "policies": {
+                    "judged": config.policies["vote"].model_copy(update={"reranker": reranker})
+                },
+            }
+        )
+        async with (
+            running(create_app(config, predictor=HashPredictor())) as url,
+            AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client,
+        ):
+            upstream.script(
+                tool_reply('{"city": "Paris"}'),
+                tool_reply('{"city": "Rome", "unit": "C"'),
+                tool_reply('{"unit": "C", "city": "Rome"}'),
+            )
+            response = await client.chat.completions.create(
+                model="judged", messages=MESSAGES, tools=TOOLS
+            )
+    finally:
+        await upstream.close()
+        await judge.close()
+    prompt = judge.requests[0].body["messages"][0]["content"]
+    assert "[Candidate 3]" not in prompt  # the broken call is not shown
+    assert '[{"arguments":{"city":"Rome","unit":"C"},"name":"get_weather"}]' in prompt
+    assert json.loads(first_call(response).arguments) == {"city": "Rome", "unit": "C"}
+    assert adaptive_of(response)["winner"] == 2
