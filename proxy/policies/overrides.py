@@ -9,6 +9,9 @@ policy says ``override_client: true``.
 ``thinking.budget_tokens``, Gemini ``thinking_budget``): the litellm adapter turns it into the
 provider's parameter (:func:`proxy.upstream.litellm_adapter.thinking_param`); an
 OpenAI-compatible upstream takes ``reasoning_effort`` instead (``adaptive-proxy check`` says so).
+A Responses API body takes the same overrides in its own spelling
+(:func:`apply_responses_overrides`: ``reasoning.effort``, ``max_output_tokens``,
+``text.verbosity``).
 """
 
 from __future__ import annotations
@@ -108,4 +111,34 @@ def apply_overrides(
         for name in equivalents:
             out.pop(name, None)
         out[key] = value
+    return out
+
+
+#: Where the Responses API (``POST /v1/responses``) spells each override: a path in its body.
+RESPONSES_PATHS: dict[str, tuple[str, ...]] = {
+    "reasoning_effort": ("reasoning", "effort"),
+    "max_completion_tokens": ("max_output_tokens",),
+    "verbosity": ("text", "verbosity"),
+    "thinking_budget_tokens": ("thinking_budget_tokens",),
+}
+
+
+def apply_responses_overrides(
+    body: dict[str, Any], overrides: Mapping[str, Any], *, override_client: bool
+) -> dict[str, Any]:
+    """:func:`apply_overrides` for a Responses API body (``reasoning.effort``,
+    ``max_output_tokens``, ``text.verbosity``); nested objects are copied, never edited."""
+    if not overrides:
+        return body
+    out = dict(body)
+    for key, value in overrides.items():
+        *parents, leaf = RESPONSES_PATHS.get(key, (key,))
+        node = out
+        for parent in parents:
+            child = node.get(parent)
+            node[parent] = dict(child) if isinstance(child, Mapping) else {}
+            node = node[parent]
+        if node.get(leaf) is not None and not override_client:
+            continue
+        node[leaf] = value
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.config.schema import parse_config_text
-from proxy.policies.overrides import apply_overrides, arm_key
+from proxy.policies.overrides import apply_overrides, apply_responses_overrides, arm_key
 
 
 def test_an_override_fills_in_what_the_client_did_not_set() -> None:
@@ -98,3 +98,21 @@ def test_an_arm_written_with_overrides_names_an_upstream_that_exists() -> None:
     )
     assert "policies.effort.cheap.upstream" in problems
     assert "policies.ladder.arms.0.overrides.verbosity" in problems  # 100 is not low/medium/high
+
+
+def test_a_responses_body_gets_the_overrides_in_its_own_spelling() -> None:
+    body: dict[str, Any] = {"input": "hi", "text": {"format": {"type": "text"}}}
+    overrides = {"reasoning_effort": "high", "max_completion_tokens": 500, "verbosity": "low"}
+    sent = apply_responses_overrides(body, overrides, override_client=False)
+    assert sent == {
+        "input": "hi",
+        "text": {"format": {"type": "text"}, "verbosity": "low"},
+        "reasoning": {"effort": "high"},
+        "max_output_tokens": 500,
+    }
+    assert body == {"input": "hi", "text": {"format": {"type": "text"}}}
+    client = {"input": "hi", "reasoning": {"effort": "minimal", "summary": "auto"}}
+    kept = apply_responses_overrides(client, overrides, override_client=False)
+    assert kept["reasoning"] == {"effort": "minimal", "summary": "auto"}
+    forced = apply_responses_overrides(client, overrides, override_client=True)
+    assert forced["reasoning"] == {"effort": "high", "summary": "auto"}
