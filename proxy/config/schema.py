@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from proxy.auth.spec import AuthConfig
 from proxy.config.learning import LearningConfig
+from proxy.policies.overrides import ARM_REF_TAGS, OVERRIDE_KEYS
 from proxy.policies.registry import POLICY_TYPES, AnyPolicy
 from proxy.policies.spec import StrictModel
 from proxy.wire.errors import ConfigError
@@ -202,6 +203,7 @@ def reference_problems(config: Config, raw: Any = None) -> list[tuple[str, str]]
                 written = _as_written(raw, where, ref)
                 problems.append((where, f"unknown upstream {written!r} (known: {known})"))
     problems += learning_problems(config)
+    problems += override_problems(config)
     server = config.server
     if server.default_upstream is not None and server.default_upstream not in config.upstreams:
         known = ", ".join(sorted(config.upstreams))
@@ -236,6 +238,26 @@ def learning_problems(config: Config) -> list[Problem]:
             problems.append(
                 (f"policies.{name}.learn", "a passthrough policy decides nothing to learn")
             )
+    return problems
+
+
+def override_problems(config: Config) -> list[Problem]:
+    """Overrides an arm's upstream cannot take: a thinking budget needs a litellm provider."""
+    problems: list[Problem] = []
+    for name, policy in config.policies.items():
+        for path, upstream, overrides in policy.override_refs():
+            cfg = config.upstreams.get(upstream)
+            if cfg is None or overrides.thinking_budget_tokens is None:
+                continue
+            if cfg.provider == "openai":
+                problems.append(
+                    (
+                        f"policies.{name}.{path}.thinking_budget_tokens",
+                        f"upstream {upstream!r} is OpenAI-compatible (provider 'openai'), which "
+                        "takes no thinking budget: use reasoning_effort, or a provider reached "
+                        "through litellm (anthropic, gemini, vertex_ai, ...)",
+                    )
+                )
     return problems
 
 
@@ -294,9 +316,11 @@ def expand_env(
 
 
 def _loc_path(loc: tuple[int | str, ...]) -> str:
-    # Discriminated unions add the tag ("route") to the location; it is not a YAML key.
-    parts = [str(p) for p in loc if p not in POLICY_TYPES]
-    return ".".join(parts)
+    # Discriminated unions add the tag ("route") to the location; it is not a YAML key. Only
+    # the tag is dropped: a policy may itself be named "ladder".
+    if len(loc) > 2 and loc[0] == "policies" and loc[2] in POLICY_TYPES:
+        loc = loc[:2] + loc[3:]
+    return ".".join(str(p) for p in loc if p not in ARM_REF_TAGS)
 
 
 def yaml_error_message(exc: yaml.YAMLError, source: str | None) -> str:
@@ -363,6 +387,8 @@ def parse_config_text(
             message = str(err["msg"]).removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 message = "unknown key (check spelling; see config.example.yaml)"
+                if len(err["loc"]) >= 2 and err["loc"][-2] == "overrides":
+                    message = f"unknown override (allowed: {', '.join(OVERRIDE_KEYS)})"
             found.append((_loc_path(tuple(err["loc"])), message))
         from proxy.config.unvalidated_refs import loose_reference_problems
 

@@ -10,20 +10,28 @@ parsed YAML, and asks its own class for its references, so the rules stay with t
 from __future__ import annotations
 
 import types
-from typing import Any, Union, get_args, get_origin
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
 from proxy.policies.registry import POLICY_TYPES
 
 
+def _bare(annotation: Any) -> Any:
+    # ``Annotated[X, ...]`` (a tagged union, a constrained type) is read as ``X``.
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation
+
+
 def _loose_value(annotation: Any, value: Any) -> Any:
+    annotation = _bare(annotation)
     candidates = (
         get_args(annotation)
         if get_origin(annotation) in (Union, types.UnionType)
         else (annotation,)
     )
-    for candidate in candidates:
+    for candidate in map(_bare, candidates):
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
             if isinstance(value, dict):
                 return loose(candidate, value)

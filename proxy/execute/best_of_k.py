@@ -14,12 +14,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import aiohttp
 
+from proxy.execute.assembled import assembled_stream, completion_chunks, message_content
+from proxy.execute.candidates import (
+    UNRANKABLE,
+    can_rank,
+    rerank_structured,
+    structured_candidates,
+    structured_kind,
+)
 from proxy.execute.rerank import (
     FirstReranker,
     JudgeReranker,
@@ -28,21 +36,48 @@ from proxy.execute.rerank import (
     RewardReranker,
     VoteReranker,
 )
-from proxy.execute.seam import EventStream, Execution, ExecutionRequest, JsonResult, Outcome
+from proxy.execute.seam import (
+    Execution,
+    ExecutionRequest,
+    Executor,
+    JsonResult,
+    Outcome,
+)
 from proxy.policies.base import BasePolicy, SamplingPlan
 from proxy.policies.decision import Decision
+from proxy.policies.overrides import apply_overrides
 from proxy.policies.spec import RerankerConfig
 from proxy.upstream.client import UpstreamClient
 from proxy.upstream.pricing import CostModel, usage_of
 from proxy.wire.errors import ProxyError, UpstreamError
-from proxy.wire.protocol import client_choices, sse_event
+from proxy.wire.protocol import client_choices
 
 log = logging.getLogger("adaptive_proxy.bestofk")
 
-_STREAM_PIECE_CHARS = 48
+# Re-exported: what the other executors assemble replies with.
+__all__ = [
+    "BestOfKExecutor",
+    "Samples",
+    "assembled_stream",
+    "check_enough",
+    "completion_body",
+    "completion_chunks",
+    "message_content",
+]
 
-# Records a call's tokens and cost; returns its cost in USD (``RouteExecutor.account``).
-Account = Callable[[str, int, int, int], float]
+
+class Account(Protocol):
+    """Records a call's tokens and cost; returns its cost in USD (``RouteExecutor.account``)."""
+
+    def __call__(
+        self,
+        upstream: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        n: int = 1,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> float: ...
 
 
 class SamplingMetrics(Protocol):
@@ -110,13 +145,6 @@ def check_enough(samples: Samples, requested: int, wanted: int, upstream: str) -
     )
 
 
-def message_content(choice: dict[str, Any]) -> str:
-    """The text of a completion choice (``""`` when it has none, e.g. only tool calls)."""
-    message = choice.get("message")
-    content = message.get("content") if isinstance(message, dict) else None
-    return content if isinstance(content, str) else ""
-
-
 class BestOfKExecutor:
     """Runs multi-sample decisions: sample, rerank, answer with the winner."""
 
@@ -128,21 +156,27 @@ class BestOfKExecutor:
         metrics: SamplingMetrics,
         account: Account,
         env: Mapping[str, str],
+        *,
+        route: Executor | None = None,
     ) -> None:
         self._upstreams = upstreams
+        # Where a request goes whose candidates the reranker cannot compare (one call).
+        self._route = route
         self._session = session
         self._costs = costs
         self._metrics = metrics
         self._account = account
         self._env = env
 
-    def build_reranker(self, spec: RerankerConfig) -> Reranker:
-        """A reranker for ``spec``, wired to the upstream client and the shared session."""
+    def build_reranker(self, spec: RerankerConfig, *, structured: bool = False) -> Reranker:
+        """A reranker for ``spec``, wired to the upstream client and the shared session;
+        ``structured``: the candidates are canonical tool calls or JSON (``vote`` compares them
+        whole)."""
         upstreams = self._upstreams
         if spec.type == "first":
             return FirstReranker()
         if spec.type == "vote":
-            return VoteReranker(spec.pattern)
+            return VoteReranker(spec.pattern, exact=structured)
         if spec.type == "judge":
             assert spec.upstream is not None
             judge = spec.upstream
@@ -191,7 +225,10 @@ class BestOfKExecutor:
         drew) and by each parallel call's index, so no two calls repeat one another's samples.
         """
         upstreams, account = self._upstreams, self._account
-        body = _sample_body(plan, data)
+        overrides = decision.overrides
+        body = apply_overrides(
+            _sample_body(plan, data), overrides, override_client=decision.override_client
+        )
         messages = data["messages"]
         samples = Samples()
 
@@ -216,6 +253,7 @@ class BestOfKExecutor:
                     prompt_tokens,
                     completion_tokens,
                     max(len(reply.get("choices") or []), 1),
+                    overrides=overrides,
                 )
                 samples.choices.extend(c for c in reply.get("choices") or [] if isinstance(c, dict))
 
@@ -246,21 +284,52 @@ class BestOfKExecutor:
         """Sample, rerank, and build the completion (choices ordered best first)."""
         samples = await self.draw_samples(decision, plan, data)
         check_enough(samples, decision.n, client_choices(data), decision.upstream)
-        reranker = self.build_reranker(plan.reranker)
-        candidates = [message_content(c) for c in samples.choices]
-        ranking = await reranker.rerank(data["messages"], candidates)
+        kind = structured_kind(data)
+        reranker = self.build_reranker(plan.reranker, structured=kind is not None)
+        unparseable = 0
+        if kind is None:
+            candidates = [message_content(c) for c in samples.choices]
+            ranking = await reranker.rerank(data["messages"], candidates)
+        else:
+            structured = structured_candidates(samples.choices, kind)
+            candidates, unparseable = structured.texts, structured.unparseable
+            ranking = await rerank_structured(reranker, data["messages"], structured)
         if ranking.failed:
             self._metrics.rerank_failure(ranking.reranker)
             log.warning(
                 "reranker %s failed (%s); the first sample wins", ranking.reranker, ranking.detail
             )
         self._metrics.observe_samples(decision.policy, len(candidates))
-        return completion_body(decision, data, samples, ranking, candidates), samples, ranking
+        body = completion_body(decision, data, samples, ranking, candidates)
+        if kind is not None:
+            body["adaptive"]["candidates_kind"] = kind
+            body["adaptive"]["candidates_unparseable"] = unparseable
+        return body, samples, ranking
+
+    def unrankable(self, job: ExecutionRequest[BasePolicy | None], spec: RerankerConfig) -> bool:
+        """Whether ``spec`` cannot compare this request's candidates (and a route can run it)."""
+        return self._route is not None and not can_rank(spec, structured_kind(job.body))
+
+    async def route_instead(self, job: ExecutionRequest[BasePolicy | None]) -> Execution:
+        """One call to the decided upstream, for candidates the reranker cannot compare."""
+        assert self._route is not None
+        decision = job.decision
+        cost = decision.expected_cost_usd
+        routed = replace(
+            decision,
+            n=1,
+            reranker=None,
+            fallback_reason=UNRANKABLE,
+            expected_cost_usd=None if cost is None else cost / max(decision.n, 1),
+        )
+        return await self._route.execute(replace(job, decision=routed))
 
     async def execute(self, job: ExecutionRequest[BasePolicy | None]) -> Execution:
         """Answer a best-of-k request: the completed JSON, or the winner as SSE chunks."""
         decision, data = job.decision, job.body
         plan = job.policy.sampling_plan(decision) if job.policy is not None else SamplingPlan()
+        if self.unrankable(job, plan.reranker):
+            return await self.route_instead(job)
         if not job.stream:
             body, samples, _ = await self.run(decision, plan, data)
             return JsonResult(
@@ -285,41 +354,6 @@ class BestOfKExecutor:
             headers={**decision.headers(), "x-adaptive-choices": str(client_choices(data))},
             source=f"best-of-{decision.n} from {decision.upstream}",
         )
-
-
-def assembled_stream(
-    job: ExecutionRequest[BasePolicy | None],
-    work: asyncio.Future[tuple[dict[str, Any], int]],
-    *,
-    headers: dict[str, str],
-    source: str,
-) -> EventStream:
-    """A completion the proxy assembles (``work`` gives it and the samples drawn) as SSE
-    chunks: the SSE writer sends keep-alives while ``work`` runs, then the chunks follow."""
-    outcome = Outcome()
-
-    async def events() -> AsyncGenerator[bytes, None]:
-        try:
-            body, n_samples = await work
-            outcome.take(Outcome.of_completion(body, n_samples))
-            for chunk in completion_chunks(body, job.include_usage):
-                yield sse_event(chunk)
-        finally:
-            work.cancel()  # a no-op once it finished
-
-    def adaptive() -> dict[str, Any]:
-        adaptive_object: dict[str, Any] = work.result()[0]["adaptive"]
-        return adaptive_object
-
-    return EventStream(
-        events=events(),
-        adaptive=adaptive,
-        headers=headers,
-        outcome=outcome,
-        warmup=work,
-        keepalive_interval_s=job.keepalive_interval_s,
-        source=source,
-    )
 
 
 def completion_body(
@@ -371,49 +405,3 @@ def completion_body(
     )
     body["adaptive"] = adaptive
     return body
-
-
-def completion_chunks(body: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
-    """A complete chat completion re-cut as ``chat.completion.chunk`` objects (usage last)."""
-    base = {
-        "id": body["id"],
-        "object": "chat.completion.chunk",
-        "created": body["created"],
-        "model": body["model"],
-    }
-    out: list[dict[str, Any]] = []
-    for choice in body["choices"]:
-        message = choice.get("message") or {}
-        index = choice["index"]
-        first: dict[str, Any] = {"role": "assistant", "content": ""}
-        if message.get("tool_calls"):
-            first["tool_calls"] = [
-                dict(call, index=i) for i, call in enumerate(message["tool_calls"])
-            ]
-        out.append({**base, "choices": [{"index": index, "delta": first, "finish_reason": None}]})
-        text = message_content(choice)
-        for start in range(0, len(text), _STREAM_PIECE_CHARS):
-            piece = text[start : start + _STREAM_PIECE_CHARS]
-            out.append(
-                {
-                    **base,
-                    "choices": [
-                        {"index": index, "delta": {"content": piece}, "finish_reason": None}
-                    ],
-                }
-            )
-        out.append(
-            {
-                **base,
-                "choices": [
-                    {
-                        "index": index,
-                        "delta": {},
-                        "finish_reason": choice.get("finish_reason", "stop"),
-                    }
-                ],
-            }
-        )
-    if include_usage:
-        out.append({**base, "choices": [], "usage": body["usage"]})
-    return out

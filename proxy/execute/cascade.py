@@ -30,6 +30,7 @@ from proxy.execute.seam import EventStream, Execution, ExecutionRequest, JsonRes
 from proxy.policies.cascade import CascadePolicy, CascadeStage
 from proxy.policies.decision import Decision
 from proxy.policies.escalation import assess
+from proxy.policies.overrides import apply_overrides
 from proxy.upstream.client import UpstreamClient
 from proxy.upstream.pricing import CostModel, usage_of
 from proxy.wire.errors import ProxyError
@@ -61,9 +62,13 @@ class CascadeExecutor:
         self._costs = costs
         self._metrics = metrics
 
-    async def _run_stage(self, policy: str, stage: CascadeStage, body: dict[str, Any]) -> StageRun:
+    async def _run_stage(
+        self, policy: str, stage: CascadeStage, body: dict[str, Any], *, override_client: bool
+    ) -> StageRun:
         run = StageRun(stage)
         request = {**body, "logprobs": True} if stage.logprobs else body
+        overrides = stage.body_overrides()
+        request = apply_overrides(request, overrides, override_client=override_client)
         results = await asyncio.gather(
             *(self._upstreams.chat(stage.upstream, request) for _ in range(stage.n)),
             return_exceptions=True,
@@ -81,7 +86,9 @@ class CascadeExecutor:
             prompt_tokens, completion_tokens = await usage_of(reply, body["messages"])
             run.prompt_tokens += prompt_tokens
             run.completion_tokens += completion_tokens
-            run.cost_usd += self._route.account(stage.upstream, prompt_tokens, completion_tokens)
+            run.cost_usd += self._route.account(
+                stage.upstream, prompt_tokens, completion_tokens, overrides=overrides
+            )
             run.replies.append(reply)
         return run
 
@@ -92,7 +99,12 @@ class CascadeExecutor:
         body = {k: v for k, v in data.items() if k not in ("stream", "stream_options")}
         runs = list(
             await asyncio.gather(
-                *(self._run_stage(decision.policy, s, body) for s in policy.cheap_stages)
+                *(
+                    self._run_stage(
+                        decision.policy, s, body, override_client=policy.override_client
+                    )
+                    for s in policy.cheap_stages
+                )
             )
         )
         samples: list[SampleEvidence] = []
@@ -108,7 +120,10 @@ class CascadeExecutor:
         # λ: the YAML's, or (with a budget) the controller's at decision time.
         lam = policy.escalate.lambda_ if policy.escalate.budget is None else decision.lambda_
         tokens = await count_message_tokens_async(data["messages"])
-        delta_cost = self._costs.expected_cost_usd(policy.stages[-1].upstream, tokens)
+        final = policy.stages[-1]
+        delta_cost = self._costs.expected_cost_usd(
+            final.upstream, tokens, overrides=final.body_overrides()
+        )
         assessment = assess(
             samples,
             decision.predictions,
@@ -194,6 +209,8 @@ class CascadeExecutor:
                 arm=final.label,
                 upstream=final.upstream,
                 predictions=decision.predictions,
+                overrides=final.body_overrides(),
+                override_client=policy.override_client,
             )
             try:
                 if job.stream:

@@ -52,7 +52,9 @@ class Executors:
     ) -> Executors:
         """The executors over ``upstreams`` (``session`` also carries reward-model calls)."""
         route = RouteExecutor(upstreams, costs, metrics)
-        sampler = BestOfKExecutor(upstreams, session, costs, metrics, route.account, env)
+        sampler = BestOfKExecutor(
+            upstreams, session, costs, metrics, route.account, env, route=route
+        )
         return cls(
             route=route,
             best_of_k=sampler,

@@ -132,13 +132,20 @@ class VoteReranker:
 
     name = "vote"
 
-    def __init__(self, pattern: str | None = None) -> None:
+    def __init__(self, pattern: str | None = None, *, exact: bool = False) -> None:
         self._pattern = re.compile(pattern) if pattern else None
+        # ``exact``: each candidate is its own answer (canonical tool calls or JSON).
+        self._exact = exact
+
+    def _answer(self, candidate: str) -> str | None:
+        if self._exact:
+            return candidate.strip() or None
+        return extract_answer(candidate, self._pattern)
 
     async def rerank(self, messages: Messages, candidates: Sequence[str]) -> RerankResult:
         """Rank candidates by the size of their answer's group."""
         start = time.perf_counter()
-        answers = [extract_answer(c, self._pattern) for c in candidates]
+        answers = [self._answer(c) for c in candidates]
         counts: dict[str, int] = {}
         first_seen: dict[str, int] = {}
         for i, answer in enumerate(answers):

@@ -19,8 +19,9 @@ import orjson
 from proxy.execute.seam import EventStream, Execution, ExecutionRequest, JsonResult, Outcome
 from proxy.policies.base import BasePolicy
 from proxy.policies.decision import Decision
+from proxy.policies.overrides import apply_overrides
 from proxy.upstream.client import UpstreamClient, UpstreamReply, UpstreamStream
-from proxy.upstream.pricing import CostModel, usage_of
+from proxy.upstream.pricing import CostModel, billed_tokens, reasoning_tokens_of, usage_of
 from proxy.wire.errors import ProxyError, UpstreamError
 from proxy.wire.protocol import client_choices
 from proxy.wire.tokens import count_message_tokens_async
@@ -51,19 +52,38 @@ class RouteExecutor:
         self._metrics = metrics
 
     def account(
-        self, upstream: str, prompt_tokens: int, completion_tokens: int, n: int = 1
+        self,
+        upstream: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        n: int = 1,
+        *,
+        overrides: Mapping[str, Any] | None = None,
     ) -> float:
-        """Record tokens and cost of a call; returns its cost in USD."""
-        cost = self._costs.observe(upstream, prompt_tokens, completion_tokens, n)
+        """Record tokens and cost of a call of the arm (upstream, overrides); returns USD."""
+        cost = self._costs.observe(
+            upstream, prompt_tokens, completion_tokens, n, overrides=overrides
+        )
         self._metrics.record_usage(upstream, prompt_tokens, completion_tokens, cost)
         return cost
 
     async def _with_fallback(
-        self, decision: Decision, fallback: str | None, call: Callable[[str], Awaitable[_T]]
+        self,
+        decision: Decision,
+        fallback: str | None,
+        call: Callable[[str, dict[str, Any]], Awaitable[_T]],
+        body: dict[str, Any],
     ) -> _T:
-        """``call`` the decided upstream, then the fallback upstream if that fails server-side."""
+        """``call`` the decided upstream, then the fallback upstream if that fails server-side.
+
+        The decided arm's overrides go to the decided upstream only: a fallback is another
+        model, which may not take them (a reasoning effort on a model without one is a 400).
+        """
         try:
-            return await call(decision.upstream)
+            return await call(
+                decision.upstream,
+                apply_overrides(body, decision.overrides, override_client=decision.override_client),
+            )
         except ProxyError as error:
             if not fallback or fallback == decision.upstream or not _should_fall_back(error):
                 raise
@@ -73,15 +93,13 @@ class RouteExecutor:
                 error.message,
                 fallback,
             )
-            return await call(fallback)
+            return await call(fallback, body)
 
     async def chat(
         self, decision: Decision, body: dict[str, Any], fallback: str | None
     ) -> UpstreamReply:
         """Non-streaming call to the decided upstream, then the fallback upstream if it fails."""
-        return await self._with_fallback(
-            decision, fallback, lambda name: self._upstreams.chat(name, body)
-        )
+        return await self._with_fallback(decision, fallback, self._upstreams.chat, body)
 
     async def execute(self, job: ExecutionRequest[BasePolicy | None]) -> Execution:
         """Run a routed decision: the completed JSON, or the upstream's events to pass through."""
@@ -105,8 +123,12 @@ class RouteExecutor:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         )
-        cost = self.account(reply.upstream, prompt_tokens, completion_tokens)
+        overrides = decision.overrides if reply.upstream == decision.upstream else None
+        cost = self.account(reply.upstream, prompt_tokens, completion_tokens, overrides=overrides)
         adaptive = decision.adaptive()
+        reasoning = reasoning_tokens_of(data.get("usage"))
+        if reasoning is not None:
+            adaptive["reasoning_tokens"] = reasoning
         # Samples drawn: the upstream drew one per choice the client asked for.
         drawn = len(data.get("choices") or ()) or 1
         adaptive["n"] = drawn
@@ -137,7 +159,8 @@ class RouteExecutor:
         upstream_stream = await self._with_fallback(
             decision,
             fallback,
-            lambda name: self._upstreams.open_stream(name, body, include_usage=include_usage),
+            lambda name, sent: self._upstreams.open_stream(name, sent, include_usage=include_usage),
+            body,
         )
         # Until the status line: the time to first byte, which is what a stream waits for.
         drawn = client_choices(body)
@@ -157,8 +180,11 @@ class RouteExecutor:
                 out["fallback_upstream"] = upstream_stream.upstream
             return out
 
+        overrides = decision.overrides if upstream_stream.upstream == decision.upstream else None
         return EventStream(
-            events=self._relay(upstream_stream, outcome, include_usage, body["messages"]),
+            events=self._relay(
+                upstream_stream, outcome, include_usage, body["messages"], overrides
+            ),
             adaptive=adaptive,
             headers=headers,
             outcome=outcome,
@@ -171,6 +197,7 @@ class RouteExecutor:
         outcome: Outcome,
         include_usage: bool,
         messages: list[dict[str, Any]],
+        overrides: Mapping[str, Any] | None = None,
     ) -> AsyncGenerator[bytes, None]:
         """The upstream's events up to ``[DONE]``, usage taken for accounting on the way."""
         prompt_tokens = completion_tokens = 0
@@ -183,10 +210,10 @@ class RouteExecutor:
                     break
                 if b'"usage"' in event:
                     usage, has_choices = _usage_of_event(event)
+                    billed = billed_tokens(usage)
                     if usage is not None:
                         usage_seen = True
-                        prompt_tokens = int(usage.get("prompt_tokens") or 0)
-                        completion_tokens = int(usage.get("completion_tokens") or 0)
+                        prompt_tokens, completion_tokens = billed or (0, 0)
                         if not include_usage and not has_choices:
                             continue  # the proxy asked for usage for its own accounting
                 yield event
@@ -194,7 +221,9 @@ class RouteExecutor:
             await stream.aclose()
             if not usage_seen:
                 prompt_tokens = await count_message_tokens_async(messages)
-            outcome.cost_usd = self.account(stream.upstream, prompt_tokens, completion_tokens)
+            outcome.cost_usd = self.account(
+                stream.upstream, prompt_tokens, completion_tokens, overrides=overrides
+            )
             outcome.prompt_tokens, outcome.completion_tokens = prompt_tokens, completion_tokens
 
 

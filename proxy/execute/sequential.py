@@ -27,6 +27,7 @@ from proxy.execute.best_of_k import (
     completion_body,
     message_content,
 )
+from proxy.execute.candidates import parseable_first, structured_candidates, structured_kind
 from proxy.execute.rerank import RerankResult
 from proxy.execute.rerank_text import extract_answer
 from proxy.execute.seam import Execution, ExecutionRequest, JsonResult, Outcome
@@ -98,6 +99,10 @@ class SequentialExecutor:
         messages = data["messages"]
         total = Samples()
         pattern = plan.reranker.pattern
+        kind = structured_kind(data)
+        # Structured answers: every drawn text's canonical answer (``None``: does not parse).
+        structured_answers: dict[str, str | None] = {}
+        parses: list[bool] = []
         verifier = None
         if isinstance(rounds_plan.stop, VerifierStop):
             verifier = self._sampler.build_reranker(plan.reranker)
@@ -111,8 +116,21 @@ class SequentialExecutor:
                 replace(decision, n=n), plan, data, seed_offset=offset
             )
             _merge(total, got)
-            texts: list[str | None] = [message_content(c) for c in got.choices]
+            texts: list[str | None]
+            if kind is None:
+                texts = [message_content(c) for c in got.choices]
+            else:
+                drawn = structured_candidates(got.choices, kind)
+                for text, ok in zip(drawn.texts, drawn.parses, strict=True):
+                    structured_answers[text] = text if ok else None
+                parses.extend(drawn.parses)
+                texts = list(drawn.texts)
             return texts + [None] * max(0, n - len(texts))
+
+        def extract(text: str) -> str | None:
+            if kind is None:
+                return extract_answer(text, pattern)
+            return structured_answers.get(text)
 
         async def score(texts: Sequence[str]) -> RerankResult:
             assert verifier is not None
@@ -125,14 +143,16 @@ class SequentialExecutor:
             n_max=rounds_plan.n_max,
             stop=rounds_plan.stop,
             draw=draw,
-            extract=lambda text: extract_answer(text, pattern),
+            extract=extract,
             score=score if verifier is not None else None,
         )
         check_enough(total, result.attempted, client_choices(data), decision.upstream)
         for _ in range(result.verifier_failures):
             self._metrics.rerank_failure("reward")
             self._metrics.verifier_failure(decision.policy)
-        ranking = await self._final_ranking(result, plan.reranker, messages)
+        ranking = await self._final_ranking(result, plan.reranker, messages, kind is not None)
+        if kind is not None:
+            ranking = parseable_first(ranking, parses)
         scoring_cost = sum(r.cost_usd for r in result.scoring)
         body = completion_body(decision, data, total, ranking, result.texts)
         adaptive = body["adaptive"]
@@ -151,12 +171,19 @@ class SequentialExecutor:
                 ],
             }
         )
+        if kind is not None:
+            adaptive["candidates_kind"] = kind
+            adaptive["candidates_unparseable"] = parses.count(False)
         self._metrics.observe_rounds(decision.policy, result.rounds, result.stopped_by)
         self._metrics.observe_samples(decision.policy, result.samples_drawn)
         return body, result
 
     async def _final_ranking(
-        self, result: RoundsResult, spec: RerankerConfig, messages: list[dict[str, Any]]
+        self,
+        result: RoundsResult,
+        spec: RerankerConfig,
+        messages: list[dict[str, Any]],
+        structured: bool,
     ) -> RerankResult:
         if result.accepted is not None:
             return _accepted_ranking(result)
@@ -167,7 +194,8 @@ class SequentialExecutor:
         if result.verifier_failures:
             spec = RerankerConfig(type="vote", pattern=spec.pattern)  # the reranker of last resort
         start = time.perf_counter()
-        ranking = await self._sampler.build_reranker(spec).rerank(messages, result.texts)
+        reranker = self._sampler.build_reranker(spec, structured=structured)
+        ranking = await reranker.rerank(messages, result.texts)
         if ranking.failed:
             self._metrics.rerank_failure(ranking.reranker)
         return replace(ranking, latency_ms=(time.perf_counter() - start) * 1000)
@@ -178,6 +206,8 @@ class SequentialExecutor:
         if policy.sequential is None:
             raise TypeError("the sequential executor runs best_of_k policies with `sequential:`")
         plan = policy.sampling_plan(decision)
+        if self._sampler.unrankable(job, plan.reranker):
+            return await self._sampler.route_instead(job)
         rounds_plan = policy.sequential_plan(decision)
         if not job.stream:
             body, result = await self.run(decision, plan, rounds_plan, data)

@@ -181,7 +181,7 @@ def _predictor_ctx(injected: Predictor | None):  # type: ignore[no-untyped-def]
 
 
 async def _budget_redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    """With ``cache.redis_url``, budget controllers share their state through Redis."""
+    """With ``cache.redis_url``, budget controllers and arm costs share state through Redis."""
     spec = app[CONFIG].snapshot.config.cache
     client = None
     if spec.redis_url:
@@ -192,11 +192,13 @@ async def _budget_redis_ctx(app: web.Application) -> AsyncIterator[None]:
             health_check_interval_s=spec.health_check_interval_s,
         )
         app[BUDGETS].set_redis(client)
+        await app[COSTS].share_through(client, timeout_s=max(spec.timeout_s, 0.2))
     try:
         yield
     finally:
         if client is not None:
             await app[BUDGETS].flush()  # observations still queued reach Redis first
+            await app[COSTS].flush()
             await client.aclose()
 
 

@@ -47,6 +47,7 @@ from proxy.http.responses_sse import chat_as_response_events, write_response_eve
 from proxy.http.state import BUDGETS, CONFIG, EXECUTORS, METRICS, RECORD
 from proxy.policies.base import BasePolicy
 from proxy.policies.decision import Decision
+from proxy.policies.overrides import apply_responses_overrides
 from proxy.wire.errors import InvalidRequestError
 from proxy.wire.protocol import parse_json_body
 from proxy.wire.responses_api import (
@@ -174,7 +175,11 @@ async def _native(
     fallback = policy.fallback_upstream() if decision.arm != PREVIOUS_RESPONSE_ARM else None
     if fallback is not None and not speaks_responses(config, fallback):
         fallback = None
-    reply = await open_native(request.app, decision.upstream, data, fallback)
+    # The arm's overrides go to its own upstream only, as on chat (proxy.execute.route).
+    armed = apply_responses_overrides(
+        data, decision.overrides, override_client=decision.override_client
+    )
+    reply = await open_native(request.app, decision.upstream, armed, fallback, plain=data)
     outcome.n_samples = 1
     outcome.upstream_latency_ms = round(reply.latency_s * 1000, 3)
     headers = decision.headers()

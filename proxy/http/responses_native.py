@@ -61,15 +61,21 @@ class NativeReply:
 
 
 async def open_native(
-    app: web.Application, upstream: str, data: dict[str, Any], fallback: str | None
+    app: web.Application,
+    upstream: str,
+    data: dict[str, Any],
+    fallback: str | None,
+    *,
+    plain: dict[str, Any] | None = None,
 ) -> NativeReply:
-    """POST ``data`` to ``upstream``'s ``/responses`` (then ``fallback``'s, on server trouble)."""
+    """POST ``data`` to ``upstream``'s ``/responses`` (then ``plain``, the request without the
+    arm's overrides, to ``fallback``'s, on server trouble)."""
     try:
         return await _open_one(app, upstream, data)
     except ProxyError as error:
         if not fallback or fallback == upstream or not _should_fall_back(error):
             raise
-        return await _open_one(app, fallback, data)
+        return await _open_one(app, fallback, data if plain is None else plain)
 
 
 async def _open_one(app: web.Application, name: str, data: dict[str, Any]) -> NativeReply:

@@ -29,7 +29,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import orjson
@@ -41,8 +41,9 @@ from proxy.learn.labels import agreement_label
 from proxy.learn.records import LabelRecord
 from proxy.policies.base import BasePolicy
 from proxy.policies.cascade import CascadePolicy
+from proxy.policies.overrides import apply_overrides
 from proxy.policies.route import RoutePolicy
-from proxy.upstream.pricing import CostModel
+from proxy.upstream.pricing import CostModel, billed_tokens
 
 log = logging.getLogger("proxy.learn")
 access_log = logging.getLogger("adaptive_proxy.access")
@@ -102,11 +103,20 @@ class ExplorePair:
     reference_upstream: str
     answered: Literal["cheap", "reference"]
     answer_pattern: str | None
+    # The arms' request overrides (reasoning effort, ...): an effort arm explored is its effort.
+    cheap_overrides: Mapping[str, Any] = field(default_factory=dict)
+    reference_overrides: Mapping[str, Any] = field(default_factory=dict)
+    override_client: bool = False
 
     @property
     def other_upstream(self) -> str:
         """The upstream the background run calls."""
         return self.reference_upstream if self.answered == "cheap" else self.cheap_upstream
+
+    @property
+    def other_overrides(self) -> Mapping[str, Any]:
+        """The request overrides of the arm the background run stands for."""
+        return self.reference_overrides if self.answered == "cheap" else self.cheap_overrides
 
     @property
     def other_arm(self) -> str:
@@ -120,19 +130,26 @@ def pair_of(policy: BasePolicy, answered_arm: str) -> ExplorePair | None:
         answered: Literal["cheap", "reference"] = (
             "reference" if answered_arm == "expensive" else "cheap"
         )
-        return ExplorePair("cheap", policy.cheap, "expensive", policy.expensive, answered, None)
+        cheap, expensive = policy.cheap_target, policy.expensive_target
+        return ExplorePair(
+            "cheap", cheap.upstream, "expensive", expensive.upstream, answered, None,
+            cheap.overrides.as_body(), expensive.overrides.as_body(), policy.override_client,
+        )  # fmt: skip
     if isinstance(policy, CascadePolicy):
         last = policy.stages[-1]
         if answered_arm == last.label:
             first = policy.stages[0]
             return ExplorePair(
                 first.label, first.upstream, last.label, last.upstream, "reference",
-                policy.answer_pattern,
+                policy.answer_pattern, first.body_overrides(), last.body_overrides(),
+                policy.override_client,
             )  # fmt: skip
         stage = next((s for s in policy.stages if s.label == answered_arm), policy.stages[0])
         return ExplorePair(
-            stage.label, stage.upstream, last.label, last.upstream, "cheap", policy.answer_pattern
-        )
+            stage.label, stage.upstream, last.label, last.upstream, "cheap",
+            policy.answer_pattern, stage.body_overrides(), last.body_overrides(),
+            policy.override_client,
+        )  # fmt: skip
     return None
 
 
@@ -256,14 +273,18 @@ class Explorer:
         usage: tuple[int, int] = (0, 0)
         label: LabelRecord | None = None
         try:
-            expected = self._costs.expected_cost_usd(pair.other_upstream, prompt_tokens)
+            overrides = pair.other_overrides
+            expected = self._costs.expected_cost_usd(
+                pair.other_upstream, prompt_tokens, overrides=overrides
+            )
             if not await self.budget.allows(expected):
                 outcome = "over_budget"
                 return outcome
             request = {k: v for k, v in body.items() if k not in _FORM_KEYS}
+            request = apply_overrides(request, overrides, override_client=pair.override_client)
             reply = await self._chat(pair.other_upstream, request)
             usage = _usage(reply)
-            cost = self._costs.observe(pair.other_upstream, *usage)
+            cost = self._costs.observe(pair.other_upstream, *usage, overrides=overrides)
             other_text = _content(reply)
             cheap_text: str | None
             reference_text: str | None
@@ -373,8 +394,8 @@ async def _until(sent: Callable[[], bool]) -> None:
 
 
 def _usage(reply: Mapping[str, Any]) -> tuple[int, int]:
-    usage = reply.get("usage") or {}
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    # Reasoning tokens are billed like any answer token (:func:`billed_tokens`).
+    return billed_tokens(reply.get("usage")) or (0, 0)
 
 
 def _content(reply: Mapping[str, Any]) -> str | None:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol
 from pydantic import Field, model_validator
 
 from proxy.policies.decision import Decision
+from proxy.policies.overrides import RequestOverrides
 from proxy.policies.spec import BudgetConfig, RerankerConfig, StrictModel, check_one_price
 
 
@@ -42,7 +43,14 @@ def is_multi_sample(decision: Decision) -> bool:
 class CostEstimator(Protocol):
     """Expected USD of a call (implemented by :class:`proxy.upstream.pricing.CostModel`)."""
 
-    def expected_cost_usd(self, upstream: str, prompt_tokens: int, n: int = 1) -> float: ...
+    def expected_cost_usd(
+        self,
+        upstream: str,
+        prompt_tokens: int,
+        n: int = 1,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> float: ...
 
 
 class LambdaSource(Protocol):
@@ -86,6 +94,10 @@ class BasePolicy(StrictModel):
     @abstractmethod
     def upstream_refs(self) -> list[tuple[str, str]]:
         """``(YAML path below the policy, upstream name)`` of every upstream it uses."""
+
+    def override_refs(self) -> list[tuple[str, str, RequestOverrides]]:
+        """``(YAML path, upstream, overrides)`` of every arm that sets request overrides."""
+        return []
 
     def references(self) -> list[tuple[str, str]]:
         """Every upstream reference, including the fallback."""

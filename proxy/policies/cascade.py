@@ -23,6 +23,7 @@ from pydantic import Field, model_validator
 from proxy.policies.base import BasePolicy, PolicyContext
 from proxy.policies.decision import Decision
 from proxy.policies.escalation import AgreementRule, EscalationModel, Escalator, resolve_model_path
+from proxy.policies.overrides import RequestOverrides, body_overrides
 from proxy.policies.spec import BudgetConfig, StrictModel, check_one_price
 from proxy.wire.tokens import count_message_tokens_async
 
@@ -34,6 +35,12 @@ class CascadeStage(StrictModel):
     n: int = Field(1, ge=1, le=16)
     name: str | None = None
     logprobs: bool = False
+    # Request parameters of this stage (reasoning effort, thinking budget, ...).
+    overrides: RequestOverrides | None = None
+
+    def body_overrides(self) -> dict[str, Any]:
+        """The stage's overrides as request-body keys."""
+        return body_overrides(self.overrides)
 
     @property
     def label(self) -> str:
@@ -72,6 +79,8 @@ class CascadePolicy(BasePolicy):
     stages: list[CascadeStage] = Field(min_length=2)
     escalate: EscalateConfig = Field(default_factory=EscalateConfig)
     answer_pattern: str | None = None
+    #: The stages' overrides replace a client's own values of the same parameters.
+    override_client: bool = False
 
     @model_validator(mode="after")
     def _last_stage(self) -> CascadePolicy:
@@ -82,11 +91,25 @@ class CascadePolicy(BasePolicy):
                 "a cascade falls back on its own (a failing last stage: the cheap answer); "
                 "remove 'fallback'"
             )
+        labels = [s.label for s in self.stages]
+        if any(s.overrides for s in self.stages) and len(set(labels)) != len(labels):
+            raise ValueError(
+                "stages on one upstream with different overrides need distinct names "
+                f"(x-adaptive-arm names the answering stage; got {labels})"
+            )
         return self
 
     def samples_in_one_draw(self, decision: Decision) -> bool:
         """Never: a cascade runs its stages (:mod:`proxy.execute.cascade`)."""
         return False
+
+    def override_refs(self) -> list[tuple[str, str, RequestOverrides]]:
+        """Every stage that sets overrides."""
+        return [
+            (f"stages.{i}.overrides", s.upstream, s.overrides)
+            for i, s in enumerate(self.stages)
+            if s.overrides is not None
+        ]
 
     def fallback_upstream(self) -> str | None:
         """None: a failing stage falls back within the cascade (see
@@ -124,7 +147,8 @@ class CascadePolicy(BasePolicy):
         """Run the cheap stages first (escalation is decided on their answers)."""
         tokens = await count_message_tokens_async(messages)
         cheap_cost = sum(
-            ctx.costs.expected_cost_usd(s.upstream, tokens, s.n) for s in self.cheap_stages
+            ctx.costs.expected_cost_usd(s.upstream, tokens, s.n, overrides=s.body_overrides())
+            for s in self.cheap_stages
         )
         decision = self._decision(name, version, dict(predictions), cheap_cost, None)
         if self.escalate.budget is not None:
@@ -162,7 +186,13 @@ class CascadePolicy(BasePolicy):
         """The pre-call plan: which stages run first; escalation depends on their answers."""
         return {
             "stages": [
-                {"stage": s.label, "upstream": s.upstream, "n": s.n, "runs": "always"}
+                {
+                    "stage": s.label,
+                    "upstream": s.upstream,
+                    "n": s.n,
+                    "runs": "always",
+                    **({"overrides": s.body_overrides()} if s.overrides else {}),
+                }
                 for s in self.cheap_stages
             ]
             + [
@@ -171,6 +201,11 @@ class CascadePolicy(BasePolicy):
                     "upstream": self.stages[-1].upstream,
                     "n": 1,
                     "runs": "if the cheap answers call for it",
+                    **(
+                        {"overrides": self.stages[-1].body_overrides()}
+                        if self.stages[-1].overrides
+                        else {}
+                    ),
                 }
             ],
             "escalation": "depends on the cheap stages' answers: decided after they return",

@@ -33,6 +33,10 @@ class Decision:
     # The choice the policy solved (budgeted policies only): what the budget controller replays.
     problem: Any = field(default=None, compare=False, repr=False)
     arm_index: int | None = None
+    # Request parameters the arm sets (reasoning effort, budgets: :mod:`proxy.policies.overrides`)
+    # and whether they displace the client's own values.
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    override_client: bool = False
 
     def to_cache(self) -> dict[str, Any]:
         """JSON-able form stored in the decision cache (without per-request facts)."""
@@ -73,6 +77,8 @@ class Decision:
             "cache": "hit" if self.cache_hit else "miss",
             "decision_ms": round(self.decision_ms, 3),
         }
+        if self.overrides:
+            out["overrides"] = dict(self.overrides)
         if self.reranker is not None:
             out["reranker"] = self.reranker
         if self.fallback_reason is not None:

@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 from proxy.policies.allocation import DecisionProblem
 from proxy.policies.base import AdaptivePolicy, PolicyContext, SamplingPlan, read_output
 from proxy.policies.decision import Decision
+from proxy.policies.overrides import RequestOverrides, body_overrides
 from proxy.policies.spec import RerankerConfig, StrictModel
 from proxy.wire.tokens import count_message_tokens_async
 
@@ -27,6 +28,8 @@ class LadderArm(StrictModel):
     predictor_output: str
     cost_usd: float | None = Field(None, ge=0)
     reranker: RerankerConfig | None = None
+    # Request parameters of this arm (reasoning effort, thinking budget, ...).
+    overrides: RequestOverrides | None = None
 
     def reranker_type(self) -> str | None:
         """The reranker a multi-sample arm uses (``vote`` unless set); ``None`` for one sample."""
@@ -42,6 +45,8 @@ class LadderPolicy(AdaptivePolicy):
     arms: list[LadderArm] = Field(min_length=2)
     default_arm: str | None = None
     expensive_arms: list[str] | None = None
+    #: The arms' overrides replace a client's own values of the same parameters.
+    override_client: bool = False
 
     @model_validator(mode="after")
     def _arms(self) -> LadderPolicy:
@@ -62,6 +67,14 @@ class LadderPolicy(AdaptivePolicy):
     def rerankers(self) -> list[RerankerConfig]:
         """The rerankers of the arms that have one."""
         return [arm.reranker for arm in self.arms if arm.reranker is not None]
+
+    def override_refs(self) -> list[tuple[str, str, RequestOverrides]]:
+        """Every arm that sets overrides."""
+        return [
+            (f"arms.{i}.overrides", a.upstream, a.overrides)
+            for i, a in enumerate(self.arms)
+            if a.overrides is not None
+        ]
 
     def upstream_refs(self) -> list[tuple[str, str]]:
         """Every arm's upstream and every arm's judge."""
@@ -88,7 +101,9 @@ class LadderPolicy(AdaptivePolicy):
         costs = [
             arm.cost_usd
             if arm.cost_usd is not None
-            else ctx.costs.expected_cost_usd(arm.upstream, prompt_tokens, arm.n)
+            else ctx.costs.expected_cost_usd(
+                arm.upstream, prompt_tokens, arm.n, overrides=body_overrides(arm.overrides)
+            )
             for arm in self.arms
         ]
         problem = DecisionProblem(
@@ -115,6 +130,8 @@ class LadderPolicy(AdaptivePolicy):
             reranker=arm.reranker_type(),
             problem=problem,
             arm_index=index,
+            overrides=body_overrides(arm.overrides),
+            override_client=self.override_client,
         )
 
     def default_decision(self, name: str, version: str, reason: str) -> Decision:
@@ -128,6 +145,8 @@ class LadderPolicy(AdaptivePolicy):
             n=arm.n,
             reranker=arm.reranker_type(),
             fallback_reason=reason,
+            overrides=body_overrides(arm.overrides),
+            override_client=self.override_client,
         )
 
     def sampling_plan(self, decision: Decision) -> SamplingPlan:

@@ -16,6 +16,7 @@ from pydantic import model_validator
 from proxy.policies.allocation import DecisionProblem, greedy_allocate, route_expensive
 from proxy.policies.base import AdaptivePolicy, PolicyContext, read_output
 from proxy.policies.decision import Decision
+from proxy.policies.overrides import ArmRef, ArmTarget, RequestOverrides, target_of
 from proxy.wire.tokens import count_message_tokens_async
 
 
@@ -23,10 +24,13 @@ class RoutePolicy(AdaptivePolicy):
     """Two arms: go ``expensive`` iff the predicted gain clears the threshold (or λ · Δcost)."""
 
     type: Literal["route"]
-    cheap: str
-    expensive: str
+    # An upstream name, or ``{upstream, overrides}``: one model at two efforts is a route.
+    cheap: ArmRef
+    expensive: ArmRef
     predictor_output: str = "gain"
     default_arm: Literal["cheap", "expensive"] = "cheap"
+    #: The arms' overrides replace a client's own values of the same parameters.
+    override_client: bool = False
 
     plans_allocation = True
 
@@ -38,9 +42,50 @@ class RoutePolicy(AdaptivePolicy):
             raise ValueError("budget kind 'mean_samples' applies to best_of_k and ladder policies")
         return self
 
+    @property
+    def cheap_target(self) -> ArmTarget:
+        """The cheap arm as an upstream and its overrides."""
+        return target_of(self.cheap)
+
+    @property
+    def expensive_target(self) -> ArmTarget:
+        """The expensive arm as an upstream and its overrides."""
+        return target_of(self.expensive)
+
     def upstream_refs(self) -> list[tuple[str, str]]:
         """The cheap and the expensive upstream."""
-        return [("cheap", self.cheap), ("expensive", self.expensive)]
+        return [
+            (_ref_path("cheap", self.cheap), self.cheap_target.upstream),
+            (_ref_path("expensive", self.expensive), self.expensive_target.upstream),
+        ]
+
+    def override_refs(self) -> list[tuple[str, str, RequestOverrides]]:
+        """The arms written as ``{upstream, overrides}``."""
+        return [
+            (f"{key}.overrides", arm.upstream, arm.overrides)
+            for key, arm in (("cheap", self.cheap), ("expensive", self.expensive))
+            if isinstance(arm, ArmTarget)
+        ]
+
+    def arm_cost_usd(self, ctx: PolicyContext, arm: str, prompt_tokens: int) -> float:
+        """Expected cost of arm ``cheap`` or ``expensive`` (learned per upstream and overrides)."""
+        target = self.expensive_target if arm == "expensive" else self.cheap_target
+        return ctx.costs.expected_cost_usd(
+            target.upstream, prompt_tokens, overrides=target.overrides.as_body()
+        )
+
+    def arm_decision(self, decision: Decision) -> Decision:
+        """``decision`` carrying its arm's upstream and overrides."""
+        target = self.expensive_target if decision.arm == "expensive" else self.cheap_target
+        overrides = target.overrides.as_body()
+        if not overrides and decision.upstream == target.upstream:
+            return decision
+        return replace(
+            decision,
+            upstream=target.upstream,
+            overrides=overrides,
+            override_client=self.override_client,
+        )
 
     async def decide(
         self,
@@ -55,8 +100,8 @@ class RoutePolicy(AdaptivePolicy):
             # A fixed threshold does not need the costs to decide, but the decision reports
             # its expected cost (paid on a cache miss only: the cached decision keeps it).
             prompt_tokens = await count_message_tokens_async(messages)
-            cost_cheap = ctx.costs.expected_cost_usd(self.cheap, prompt_tokens)
-            cost_expensive = ctx.costs.expected_cost_usd(self.expensive, prompt_tokens)
+            cost_cheap = self.arm_cost_usd(ctx, "cheap", prompt_tokens)
+            cost_expensive = self.arm_cost_usd(ctx, "expensive", prompt_tokens)
             return decide_route(
                 name,
                 version,
@@ -67,8 +112,8 @@ class RoutePolicy(AdaptivePolicy):
             )
         prompt_tokens = await count_message_tokens_async(messages)
         lam = await ctx.budgets.current_lambda(name, version, self)
-        cost_cheap = ctx.costs.expected_cost_usd(self.cheap, prompt_tokens)
-        cost_expensive = ctx.costs.expected_cost_usd(self.expensive, prompt_tokens)
+        cost_cheap = self.arm_cost_usd(ctx, "cheap", prompt_tokens)
+        cost_expensive = self.arm_cost_usd(ctx, "expensive", prompt_tokens)
         decision = decide_route(
             name,
             version,
@@ -86,13 +131,14 @@ class RoutePolicy(AdaptivePolicy):
 
     def default_decision(self, name: str, version: str, reason: str) -> Decision:
         """The ``default_arm``, used when prediction or the cache fails."""
-        upstream = self.expensive if self.default_arm == "expensive" else self.cheap
-        return Decision(
-            policy=name,
-            policy_version=version,
-            arm=self.default_arm,
-            upstream=upstream,
-            fallback_reason=reason,
+        return self.arm_decision(
+            Decision(
+                policy=name,
+                policy_version=version,
+                arm=self.default_arm,
+                upstream=self.cheap_target.upstream,
+                fallback_reason=reason,
+            )
         )
 
     def allocate(
@@ -110,8 +156,7 @@ class RoutePolicy(AdaptivePolicy):
             costs = [
                 [
                     max(
-                        ctx.costs.expected_cost_usd(self.expensive, t)
-                        - ctx.costs.expected_cost_usd(self.cheap, t),
+                        self.arm_cost_usd(ctx, "expensive", t) - self.arm_cost_usd(ctx, "cheap", t),
                         1e-12,
                     )
                 ]
@@ -153,14 +198,21 @@ def decide_route(
         cost_expensive_usd=cost_expensive_usd,
     )
     expensive = route_expensive(gain, threshold=threshold)
-    return Decision(
-        policy=name,
-        policy_version=version,
-        arm="expensive" if expensive else "cheap",
-        upstream=policy.expensive if expensive else policy.cheap,
-        predictions=dict(predictions),
-        gain=gain,
-        threshold=threshold,
-        lambda_=lambda_ if lambda_ is not None else policy.lambda_,
-        expected_cost_usd=cost_expensive_usd if expensive else cost_cheap_usd,
+    return policy.arm_decision(
+        Decision(
+            policy=name,
+            policy_version=version,
+            arm="expensive" if expensive else "cheap",
+            upstream=policy.cheap_target.upstream,
+            predictions=dict(predictions),
+            gain=gain,
+            threshold=threshold,
+            lambda_=lambda_ if lambda_ is not None else policy.lambda_,
+            expected_cost_usd=cost_expensive_usd if expensive else cost_cheap_usd,
+        )
     )
+
+
+def _ref_path(key: str, arm: str | ArmTarget) -> str:
+    """Where an arm's upstream is written: ``cheap`` or ``cheap.upstream``."""
+    return key if isinstance(arm, str) else f"{key}.upstream"

@@ -17,10 +17,23 @@ from proxy.config.schema import UpstreamConfig
 from proxy.wire.errors import UpstreamError, UpstreamTimeoutError, map_status_error
 
 
+def thinking_param(budget_tokens: int) -> dict[str, Any]:
+    """litellm's ``thinking`` for a thinking budget: Anthropic's ``thinking.budget_tokens``,
+    which litellm also maps to Gemini's ``thinking_budget``; 0 turns thinking off."""
+    if budget_tokens <= 0:
+        return {"type": "disabled"}
+    return {"type": "enabled", "budget_tokens": budget_tokens}
+
+
 def _call_kwargs(
     cfg: UpstreamConfig, payload: dict[str, Any], api_key: str | None
 ) -> dict[str, Any]:
     kwargs = {k: v for k, v in payload.items() if k not in ("model", "stream_options")}
+    # An arm's ``thinking_budget_tokens`` override (:mod:`proxy.policies.overrides`) becomes
+    # the provider's own parameter; it already displaced (or yielded to) a client ``thinking``.
+    budget = kwargs.pop("thinking_budget_tokens", None)
+    if isinstance(budget, int) and not isinstance(budget, bool):
+        kwargs["thinking"] = thinking_param(budget)
     kwargs["model"] = f"{cfg.provider}/{cfg.model}"
     kwargs["timeout"] = cfg.timeout_s
     kwargs["num_retries"] = cfg.retries

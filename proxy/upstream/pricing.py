@@ -19,6 +19,8 @@ from typing import Any
 import orjson
 
 from proxy.config.schema import UpstreamConfig
+from proxy.policies.overrides import arm_key
+from proxy.upstream.arm_usage import SharedArmUsage
 from proxy.wire.tokens import count_message_tokens_async, count_tokens_async
 
 
@@ -98,14 +100,45 @@ def prices_for(cfg: UpstreamConfig) -> Prices:
     )
 
 
+def reasoning_tokens_of(usage: Any) -> int | None:
+    """Reasoning tokens an upstream reports: chat completions'
+    ``completion_tokens_details.reasoning_tokens``, the Responses API's
+    ``output_tokens_details.reasoning_tokens`` (``None``: not reported)."""
+    if not isinstance(usage, Mapping):
+        return None
+    for key in ("completion_tokens_details", "output_tokens_details"):
+        details = usage.get(key)
+        value = details.get("reasoning_tokens") if isinstance(details, Mapping) else None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def billed_tokens(usage: Any) -> tuple[int, int] | None:
+    """(prompt, output) tokens of a ``usage`` object, reasoning tokens counted once.
+
+    OpenAI counts reasoning tokens inside ``completion_tokens`` (and ``output_tokens``); an
+    upstream that reports more reasoning tokens than completion tokens counts them apart, so
+    they are added. Both chat completions' and the Responses API's spellings are read.
+    """
+    if not isinstance(usage, Mapping):
+        return None
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+    output = usage.get("completion_tokens", usage.get("output_tokens"))
+    if not isinstance(prompt, int) or not isinstance(output, int):
+        return None
+    reasoning = reasoning_tokens_of(usage)
+    if reasoning is not None and reasoning > output:
+        output += reasoning
+    return prompt, output
+
+
 async def usage_of(response: Mapping[str, Any], messages: list[dict[str, Any]]) -> tuple[int, int]:
-    """(prompt_tokens, completion_tokens) from ``usage``, or counted with tiktoken if absent."""
-    usage = response.get("usage")
-    if isinstance(usage, dict):
-        prompt = usage.get("prompt_tokens")
-        completion = usage.get("completion_tokens")
-        if isinstance(prompt, int) and isinstance(completion, int):
-            return prompt, completion
+    """(prompt_tokens, completion_tokens) from ``usage`` (reasoning tokens included), or counted
+    with tiktoken if absent."""
+    billed = billed_tokens(response.get("usage"))
+    if billed is not None:
+        return billed
     completion_tokens = 0
     for choice in response.get("choices") or []:
         message = choice.get("message") if isinstance(choice, dict) else None
@@ -117,10 +150,13 @@ async def usage_of(response: Mapping[str, Any], messages: list[dict[str, Any]]) 
 class CostModel:
     """Expected USD cost of an arm before it runs: prompt tokens plus a running mean of answers.
 
-    The mean completion length per upstream starts at ``prior_completion_tokens`` and follows the
-    realised answers: a plain running mean while few answers are seen (so a wrong prior is
-    forgotten within the first answers, and budget controllers are not misled during warm-up),
-    then an exponential moving average that tracks drift.
+    The mean completion length (reasoning tokens included) is kept per arm: per upstream, and per
+    upstream and request overrides for an arm that sets them (one model at two reasoning efforts
+    is two means). It starts at ``prior_completion_tokens`` (an arm with overrides starts from its
+    upstream's mean) and follows the realised answers: a plain running mean while few answers are
+    seen (so a wrong prior is forgotten within the first answers, and budget controllers are not
+    misled during warm-up), then an exponential moving average that tracks drift. Shared through
+    Redis (:meth:`share_through`), the fleet's pooled running mean replaces the local one.
     """
 
     def __init__(
@@ -135,6 +171,42 @@ class CostModel:
         self._prior = prior_completion_tokens
         self._smoothing = smoothing
         self._seen: dict[str, int] = {}
+        self._shared: SharedArmUsage | None = None
+        self._pooled: dict[str, float] = {}
+
+    async def share_through(self, redis: Any | None, *, timeout_s: float = 0.2) -> None:
+        """Pool realised answer lengths with other replicas through ``redis`` (``None``: not).
+
+        Returns once the pooled means are read (or Redis failed to answer within
+        ``timeout_s``), so a replica prices its first request from the fleet's answers.
+        """
+        self._pooled = {}
+        self._shared = None
+        if redis is not None:
+            self._shared = SharedArmUsage(redis, self._take_pooled, timeout_s=timeout_s)
+            self._shared.load()
+            await self._shared.flush()
+
+    async def flush(self) -> None:
+        """Wait for answers queued for Redis to be written (before its client closes)."""
+        if self._shared is not None:
+            await self._shared.flush()
+
+    def _take_pooled(self, means: dict[str, float]) -> None:
+        self._pooled = means
+
+    def mean_completion_tokens(
+        self, upstream: str, overrides: Mapping[str, Any] | None = None
+    ) -> float:
+        """The expected completion length of one answer of the arm (upstream, overrides)."""
+        key = arm_key(upstream, overrides)
+        mean = self._pooled.get(key)
+        if mean is None:
+            mean = self._mean_completion.get(key)
+        if mean is None:
+            mean = self._pooled.get(upstream, self._mean_completion[upstream])
+        cap = overrides.get("max_completion_tokens") if overrides else None
+        return min(mean, float(cap)) if isinstance(cap, int) else mean
 
     def update_upstreams(self, upstreams: Mapping[str, UpstreamConfig]) -> None:
         """Re-read prices after a config reload, keeping the learnt answer lengths."""
@@ -146,19 +218,40 @@ class CostModel:
         """Prices of one upstream."""
         return self._prices[upstream]
 
-    def expected_cost_usd(self, upstream: str, prompt_tokens: int, n: int = 1) -> float:
-        """Expected cost of n samples from ``upstream`` for a prompt of ``prompt_tokens``."""
+    def expected_cost_usd(
+        self,
+        upstream: str,
+        prompt_tokens: int,
+        n: int = 1,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> float:
+        """Expected cost of n samples from ``upstream`` (called with ``overrides``) for a prompt
+        of ``prompt_tokens``."""
         prices = self._prices[upstream]
-        return n * prices.cost_usd(prompt_tokens, int(self._mean_completion[upstream]))
+        mean = self.mean_completion_tokens(upstream, overrides)
+        return n * prices.cost_usd(prompt_tokens, int(mean))
 
     def observe(
-        self, upstream: str, prompt_tokens: int, completion_tokens: int, n: int = 1
+        self,
+        upstream: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        n: int = 1,
+        *,
+        overrides: Mapping[str, Any] | None = None,
     ) -> float:
-        """Record a realised call; returns its cost in USD."""
+        """Record a realised call of the arm (upstream, overrides); returns its cost in USD.
+
+        ``completion_tokens`` include reasoning tokens (see :func:`billed_tokens`).
+        """
         if upstream in self._mean_completion and n > 0:
-            mean = self._mean_completion[upstream]
-            seen = self._seen.get(upstream, 0) + 1
-            self._seen[upstream] = seen
+            key = arm_key(upstream, overrides)
+            mean = self._mean_completion.get(key, self._mean_completion[upstream])
+            seen = self._seen.get(key, 0) + 1
+            self._seen[key] = seen
             weight = max(1.0 / seen, self._smoothing)
-            self._mean_completion[upstream] = mean + weight * (completion_tokens / n - mean)
+            self._mean_completion[key] = mean + weight * (completion_tokens / n - mean)
+            if self._shared is not None:
+                self._shared.add(key, float(completion_tokens), n)
         return self._prices[upstream].cost_usd(prompt_tokens, completion_tokens)

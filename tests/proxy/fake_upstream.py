@@ -6,6 +6,11 @@ answers like a healthy model (JSON, or SSE when ``stream`` is set, usage chunk i
 records every request body and headers, and sets :attr:`FakeUpstream.cancelled` when a request
 is cancelled by the peer (the proxy) closing its connection.
 
+A request with ``reasoning_effort`` is answered like a reasoning model: the content names the
+effort (``"thought at effort high"``) and ``usage`` reports
+``completion_tokens_details.reasoning_tokens`` (:data:`REASONING_TOKENS`, counted inside
+``completion_tokens`` as OpenAI does), streamed or not.
+
 Every other ``/v1`` path (embeddings, completions, audio, images, …) is answered by
 :meth:`FakeUpstream._other`: the next scripted action when there is one, else a plausible
 answer (embeddings in float or base64, SSE for ``stream``, audio bytes for speech, the size of
@@ -99,6 +104,30 @@ def completion(model: str, content: str | None = "hello", **message: Any) -> dic
         ],
         "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
     }
+
+
+#: Reasoning tokens the fake reports per ``reasoning_effort`` (the visible answer is 3 tokens).
+REASONING_TOKENS = {"none": 0, "minimal": 5, "low": 20, "medium": 100, "high": 400}
+VISIBLE_TOKENS = 3
+
+
+def effort_usage(effort: str) -> dict[str, Any]:
+    """``usage`` of an answer at ``effort``: reasoning tokens inside ``completion_tokens``."""
+    reasoning = REASONING_TOKENS[effort]
+    completion_tokens = VISIBLE_TOKENS + reasoning
+    return {
+        "prompt_tokens": 7,
+        "completion_tokens": completion_tokens,
+        "total_tokens": 7 + completion_tokens,
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
+    }
+
+
+def effort_completion(model: str, effort: str) -> dict[str, Any]:
+    """A reasoning model's answer at ``effort``."""
+    body = completion(model, f"thought at effort {effort}")
+    body["usage"] = effort_usage(effort)
+    return body
 
 
 def chunk(
@@ -218,12 +247,28 @@ class FakeUpstream:
 
     async def _healthy(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         model = str(body.get("model"))
+        effort = body.get("reasoning_effort")
+        if isinstance(effort, str):
+            return await self._reasoning(request, body, model, effort)
         if not body.get("stream"):
             return _reply(Reply(body=completion(model)))
         usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return await self._stream(
             request, Stream(text_chunks(model, ("Hel", "lo", "!"), usage=usage))
         )
+
+    async def _reasoning(
+        self, request: web.Request, body: dict[str, Any], model: str, effort: str
+    ) -> web.StreamResponse:
+        if effort not in REASONING_TOKENS:
+            error = {"error": {"message": f"unsupported reasoning_effort {effort!r}"}}
+            return _reply(Reply(status=400, body=error))
+        if not body.get("stream"):
+            return _reply(Reply(body=effort_completion(model, effort)))
+        chunks = list(text_chunks(model, ("thought at effort ", effort), usage=False))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            chunks.append({**usage_chunk(model), "usage": effort_usage(effort)})
+        return await self._stream(request, Stream(tuple(chunks)))
 
     async def _stream(self, request: web.Request, action: Stream) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": action.content_type})

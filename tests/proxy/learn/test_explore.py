@@ -58,6 +58,11 @@ policies:
     stages: [{{upstream: cheap}}, {{upstream: cheap-b}}, {{upstream: expensive}}]
     escalate: {{threshold: 0.5}}
     answer_pattern: "#### (\\\\d+)"
+  effort-router:
+    type: route
+    cheap: {{upstream: expensive, overrides: {{reasoning_effort: low}}}}
+    expensive: {{upstream: expensive, overrides: {{reasoning_effort: high}}}}
+    threshold: 0.5
 predictor: {{type: hash}}
 """
 ENV = {"MASTER_KEY": MASTER}
@@ -194,6 +199,17 @@ async def test_the_other_arm_runs_only_after_the_client_has_its_answer(tmp_path:
             await stack.metric(session, 'adaptive_explore_requests_total{outcome="labelled"') == 1
         )
         assert await stack.metric(session, "adaptive_explore_spend_usd_total") > 0
+
+
+async def test_the_other_effort_of_one_model_is_explored_at_its_effort(tmp_path: Path) -> None:
+    async with explore_stack(tmp_path) as stack, aiohttp.ClientSession() as session:
+        body = await stack.chat(session, "effort-router", "r-effort")
+        assert body["adaptive"]["arm"] == "cheap"
+        await stack.settle()
+    # The client's answer at low effort, then the background run at the expensive arm's.
+    efforts = [r.body.get("reasoning_effort") for r in stack.expensive.requests]
+    assert efforts == ["low", "high"]
+    assert stack.expensive.arrived_after_client == [False, True]
 
 
 async def test_a_judge_preferring_the_cheap_answer_labels_it_a_success(tmp_path: Path) -> None:
