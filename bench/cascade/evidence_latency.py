@@ -25,11 +25,11 @@ import numpy as np
 from openai import AsyncOpenAI, omit
 
 from bench.live import start_proxy, start_server
-from predictor_onnx.data import MODEL_STRONG, MODEL_WEAK
 from proxy.config.schema import load_config_text
 from proxy.decide.prediction import HashPredictor
 from proxy.http.app import create_app
 from recorded_data.multisample import load_multisample
+from recorded_data.records import MODEL_STRONG, MODEL_WEAK
 from replay.multisample import build_multisample_store
 from replay.server import LatencyModel, create_replay_app
 from replay.store import build_store

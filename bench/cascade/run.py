@@ -351,7 +351,7 @@ def run(
     data_dir: Path, results_dir: Path, *, n_boot: int, cases: Sequence[CascadeCase] = CASES
 ) -> list[dict[str, Any]]:
     """Analyse every case; the prior comes from ``results_dir/<suite>.records.jsonl``."""
-    from predictor_onnx.data import load_gsm8k
+    from recorded_data.records import load_gsm8k
 
     records = load_gsm8k(data_dir)
     out = []

@@ -50,8 +50,8 @@ def recorded_prompts(
     """
     import random
 
-    from predictor_onnx.data import load_records
     from recorded_data import RecordedDataError, resolve_data_dir
+    from recorded_data.records import load_records
 
     try:
         root = resolve_data_dir(data_dir, env=env)

@@ -90,7 +90,7 @@ def prepare_suite(
         rows = _ladder_rows(data_dir)
         data_key: Any = [[r["id"], _pair_wins(r)] for r in rows]
     else:
-        from predictor_onnx.data import load_records
+        from recorded_data.records import load_records
 
         records = load_records(data_dir)
         data_key = [[r.dataset, r.prompt_id, sorted(r.rewards.items())] for r in records]

@@ -22,8 +22,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from predictor_onnx.data import DATASETS, Record, load_records
 from recorded_data.multisample import load_multisample
+from recorded_data.records import DATASETS, Record, load_records
 
 #: Every dataset the predictor trains on: RouteLLM's, then this module's.
 ALL_DATASETS: tuple[str, ...] = (*DATASETS, "humaneval", "game24", "alpaca_eval")
@@ -113,7 +113,7 @@ def load_alpaca_eval(data_dir: Path, *, drop_contaminated: bool = True) -> list[
 def load_every_dataset(
     data_dir: Path, datasets: Sequence[str] = ALL_DATASETS, *, drop_contaminated: bool = True
 ) -> list[Record]:
-    """Records of ``datasets`` (RouteLLM's through :func:`~predictor_onnx.data.load_records`)."""
+    """Records of ``datasets`` (RouteLLM's through :func:`~recorded_data.records.load_records`)."""
     loaders = {"humaneval": load_humaneval, "game24": load_game24, "alpaca_eval": load_alpaca_eval}
     unknown = [n for n in datasets if n not in loaders and n not in DATASETS]
     if unknown:
