@@ -372,11 +372,11 @@ def run(
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m bench.cascade") -> int:
     """``python -m bench.cascade``: print the tables, write ``bench/results/cascade.json``."""
     from recorded_data import resolve_data_dir
 
-    parser = argparse.ArgumentParser(prog="python -m bench.cascade", description=__doc__)
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument(
         "--data-dir",
         default=None,
