@@ -81,12 +81,19 @@ def load_game24(data_dir: Path, *, drop_contaminated: bool = True) -> list[Recor
     return records
 
 
+def load_alpaca_ladder_rows(data_dir: Path) -> list[dict[str, Any]]:
+    """The AlpacaEval ladder's rows as recorded: ``id``, ``messages``, ``dataset`` and
+    ``models`` (model → ``win`` over text-davinci-003, -1 for no valid preference, and
+    ``output``, its answer); a model whose judgement was not recorded is absent from ``models``.
+    """
+    return list(_read_jsonl(data_dir / "alpaca_eval" / "ladder.jsonl"))
+
+
 def load_alpaca_eval(data_dir: Path, *, drop_contaminated: bool = True) -> list[Record]:
     """AlpacaEval instructions with each ladder model's judged win over text-davinci-003."""
     del drop_contaminated
-    path = data_dir / "alpaca_eval" / "ladder.jsonl"
     records: list[Record] = []
-    for row in _read_jsonl(path):
+    for row in load_alpaca_ladder_rows(data_dir):
         models = row["models"]
         records.append(
             Record(
