@@ -12,9 +12,15 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 from bench.extra import missing_extra_message
+
+
+class BenchmarkMain(Protocol):
+    """A benchmark module's ``main``: its flags, and the name ``--help`` shows it under."""
+
+    def __call__(self, argv: Sequence[str], *, prog: str) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +52,14 @@ BENCHMARKS: dict[str, Benchmark] = {
 }
 
 
-def run_benchmark(benchmark: Benchmark, argv: Sequence[str]) -> int:
-    """``benchmark``'s ``main(argv)``; 2 with one line when the bench extra is missing."""
+def run_benchmark(benchmark: Benchmark, argv: Sequence[str], prog: str) -> int:
+    """``benchmark``'s ``main(argv, prog=prog)``; 2 with one line when the bench extra is missing.
+
+    ``prog`` is the command the user typed (``adaptive-proxy bench latency``), for its usage line.
+    """
     try:
-        main = cast(Callable[[Sequence[str]], int], importlib.import_module(benchmark.module).main)
-        return main(list(argv))
+        main = cast(BenchmarkMain, importlib.import_module(benchmark.module).main)
+        return main(list(argv), prog=prog)
     except ModuleNotFoundError as exc:
         message = missing_extra_message(exc)
         if message is None:
@@ -101,6 +110,6 @@ def _handler(
                 file=sys.stderr,
             )
             return 2
-        return run_benchmark(benchmark, args.argv)
+        return run_benchmark(benchmark, args.argv, f"adaptive-proxy bench {args.benchmark}")
 
     return handle

@@ -13,9 +13,9 @@ from predictor_onnx.manifest import MANIFEST_NAME
 
 if TYPE_CHECKING:
     from predictor_onnx.build_result import BuildResult
-    from predictor_onnx.data import Record
     from predictor_onnx.export import EncoderExport
     from predictor_onnx.heads import HeadConfig
+    from recorded_data.records import Record
 
 #: Floor from the issue (frozen MiniLM + log-length, two logistic heads), APGR.
 FLOOR_APGR = {

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from predictor_onnx.escalation_cli import add_escalation_args
 
 if TYPE_CHECKING:
-    from predictor_onnx.data import Record
+    from recorded_data.records import Record
 
 WORK_DIR = Path(__file__).resolve().parent / "work"
 MODEL_DIR = Path(__file__).resolve().parent / "model"
@@ -37,8 +37,9 @@ DATA_NOTE = (
     "over 100 samples; and the AlpacaEval ladder (tatsu-lab/alpaca_eval @cd543a14: 805 "
     "instructions × 15 models, reward = GPT-4 judge's win over text-davinci-003, one arm per "
     "model; the 55 judgements recorded as -1 are left unobserved). Contaminated prompts listed "
-    "by RouteLLM are dropped. Loaded by `predictor_onnx/data.py` and `data_more.py` from "
-    "`--data-dir`, else the copy bundled in `recorded_data/`."
+    "by RouteLLM are dropped. Loaded by `recorded_data/records.py` and "
+    "`recorded_data/every_dataset.py` from `--data-dir`, else the copy bundled in "
+    "`recorded_data/`."
 )
 
 
@@ -49,8 +50,8 @@ def _records(args: argparse.Namespace) -> tuple[list[Record], tuple[str, ...], d
     if getattr(args, "jsonl", None):
         records, arms = load_jsonl_records(Path(args.jsonl))
         return records, arms, parse_gains(args.gain or [], arms)
-    from predictor_onnx.data_more import load_every_dataset
     from recorded_data import resolve_data_dir
+    from recorded_data.every_dataset import load_every_dataset
 
     records = load_every_dataset(resolve_data_dir(args.data_dir))
     return records, ALL_ARMS, dict(DEFAULT_GAINS)

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from predictor_onnx.data import Record
+from recorded_data.records import Record
 
 
 class CustomDataError(ValueError):

@@ -37,7 +37,7 @@ from predictor_onnx.evidence import (
 from predictor_onnx.metrics import auc
 
 if TYPE_CHECKING:
-    from predictor_onnx.data import Record
+    from recorded_data.records import Record
 
 Array = npt.NDArray[np.float64]
 

@@ -66,9 +66,9 @@ def escalation_out_dir(out: str | None, *, force: bool) -> Path:
 
 def cmd_train_escalation(args: argparse.Namespace) -> int:
     """Train, evaluate out of fold, export; print where each model went."""
-    from predictor_onnx.data import load_gsm8k
     from predictor_onnx.escalation import CASCADES, build_escalation, read_prior_jsonl
     from recorded_data import resolve_data_dir
+    from recorded_data.records import load_gsm8k
 
     names = args.cascade or sorted(CASCADES)
     unknown = [n for n in names if n not in CASCADES]

@@ -23,7 +23,7 @@ from predictor_onnx.metrics import auc, brier, ece, routing_scores
 from predictor_onnx.schema import named_outputs
 
 if TYPE_CHECKING:
-    from predictor_onnx.data import Record
+    from recorded_data.records import Record
 
 Scheme = Literal["cv", "lodo"]
 

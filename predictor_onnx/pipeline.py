@@ -33,8 +33,8 @@ from predictor_onnx.manifest import write_manifest
 from predictor_onnx.schema import output_names
 
 if TYPE_CHECKING:
-    from predictor_onnx.data import Record
     from predictor_onnx.export import EncoderExport
+    from recorded_data.records import Record
 
 VERSION = "2.0.0"
 HEAD_PARITY_TOLERANCE = 1e-5

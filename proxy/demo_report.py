@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from predictor_onnx.data import ARM_MODELS
+from recorded_data.records import ARM_MODELS
 
 _ARM_OF_MODEL = {model: arm for arm, model in ARM_MODELS.items()}
 _CHEAP, _EXPENSIVE = ARM_MODELS["weak"], ARM_MODELS["strong"]

@@ -29,10 +29,10 @@ from typing import Any
 
 from aiohttp import web
 
-from predictor_onnx.data import normalize_ws
 from proxy.wire.errors import InvalidRequestError, ModelNotFoundError
 from proxy.wire.protocol import message_text
 from recorded_data.multisample import MULTISAMPLE_SUITES, MultiSamplePrompt, load_multisample
+from recorded_data.records import normalize_ws
 from replay.game24 import ExpressionError, check_answer, puzzle_numbers
 from replay.store import PromptNotFoundError, ReplayAnswer
 

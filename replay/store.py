@@ -16,7 +16,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from predictor_onnx.data import (
+from proxy.wire.errors import ModelNotFoundError, ProxyError
+from proxy.wire.protocol import message_text
+from recorded_data.records import (
     GSM8K_PROCEDURES,
     MODEL_STRONG,
     MODEL_WEAK,
@@ -24,8 +26,6 @@ from predictor_onnx.data import (
     load_records,
     normalize_ws,
 )
-from proxy.wire.errors import ModelNotFoundError, ProxyError
-from proxy.wire.protocol import message_text
 
 POOL_MODEL = "gsm8k-pool"
 # Model id served -> the record arm it replays.

@@ -25,11 +25,11 @@ import numpy as np
 from openai import AsyncOpenAI, omit
 
 from bench.live import start_proxy, start_server
-from predictor_onnx.data import MODEL_STRONG, MODEL_WEAK
 from proxy.config.schema import load_config_text
 from proxy.decide.prediction import HashPredictor
 from proxy.http.app import create_app
 from recorded_data.multisample import load_multisample
+from recorded_data.records import MODEL_STRONG, MODEL_WEAK
 from replay.multisample import build_multisample_store
 from replay.server import LatencyModel, create_replay_app
 from replay.store import build_store
@@ -241,13 +241,13 @@ def format_table(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, prog: str = "python -m bench.cascade.evidence_latency"
+) -> int:
     """Print the table; ``--json FILE`` also writes the figures."""
     from recorded_data import resolve_data_dir
 
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.cascade.evidence_latency", description=__doc__
-    )
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--prompts", type=int, default=60)
     parser.add_argument("--ttft-ms", type=float, default=300.0)

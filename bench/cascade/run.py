@@ -351,7 +351,7 @@ def run(
     data_dir: Path, results_dir: Path, *, n_boot: int, cases: Sequence[CascadeCase] = CASES
 ) -> list[dict[str, Any]]:
     """Analyse every case; the prior comes from ``results_dir/<suite>.records.jsonl``."""
-    from predictor_onnx.data import load_gsm8k
+    from recorded_data.records import load_gsm8k
 
     records = load_gsm8k(data_dir)
     out = []
@@ -372,11 +372,11 @@ def run(
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m bench.cascade") -> int:
     """``python -m bench.cascade``: print the tables, write ``bench/results/cascade.json``."""
     from recorded_data import resolve_data_dir
 
-    parser = argparse.ArgumentParser(prog="python -m bench.cascade", description=__doc__)
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument(
         "--data-dir",
         default=None,

@@ -253,10 +253,10 @@ def regenerate(
     return texts, differences
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m bench.docs") -> int:
     """Rewrite the generated blocks and REPORT.md (0), or with ``--check`` report (1 if stale)."""
     parser = argparse.ArgumentParser(
-        prog="python -m bench.docs",
+        prog=prog,
         description="Render the benchmark figures in "
         f"{', '.join(map(str, DOC_FILES))} and {RESULTS / 'REPORT.md'} from {RESULTS}/*.json.",
     )

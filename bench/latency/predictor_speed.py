@@ -50,8 +50,8 @@ def recorded_prompts(
     """
     import random
 
-    from predictor_onnx.data import load_records
     from recorded_data import RecordedDataError, resolve_data_dir
+    from recorded_data.records import load_records
 
     try:
         root = resolve_data_dir(data_dir, env=env)
@@ -140,9 +140,11 @@ def measure(
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, prog: str = "python -m bench.latency.predictor_speed"
+) -> int:
     """Print the figures (``--json`` for machine-readable output)."""
-    parser = argparse.ArgumentParser(prog="python -m bench.latency.predictor_speed")
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--model", default=None, help="model folder (default: shipped)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument(

@@ -311,9 +311,9 @@ async def run_benchmark(opts: Options) -> dict[str, Any]:
     }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The benchmark's options."""
-    parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__)
+def build_parser(prog: str = "python -m bench.latency") -> argparse.ArgumentParser:
+    """The benchmark's options (``prog``: how the user invoked it, for ``--help``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short run (small counts)")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     parser.add_argument("--requests", type=int, help="requests per throughput run (default 3000)")
@@ -381,9 +381,9 @@ async def _run_until_signalled(opts: Options) -> dict[str, Any]:
     return await run_benchmark(opts)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bench.latency``."""
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m bench.latency") -> int:
+    """``python -m bench.latency`` (``adaptive-proxy bench latency`` passes its own ``prog``)."""
+    args = build_parser(prog).parse_args(argv)
     opts = options_from(args)
     try:
         import uvloop

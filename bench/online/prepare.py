@@ -90,7 +90,7 @@ def prepare_suite(
         rows = _ladder_rows(data_dir)
         data_key: Any = [[r["id"], _pair_wins(r)] for r in rows]
     else:
-        from predictor_onnx.data import load_records
+        from recorded_data.records import load_records
 
         records = load_records(data_dir)
         data_key = [[r.dataset, r.prompt_id, sorted(r.rewards.items())] for r in records]
@@ -149,13 +149,11 @@ def _routellm_suite(
 
 
 def _ladder_rows(data_dir: Path) -> list[dict[str, Any]]:
-    from bench.routing.alpaca_ladder import LADDER_MODELS
+    from bench.routing.alpaca_ladder import ladder_rows
 
-    with (data_dir / "alpaca_eval" / "ladder.jsonl").open(encoding="utf-8") as fh:
-        rows = [json.loads(line) for line in fh if line.strip()]
     # The ladder suite's prompts (every ladder model judged), less a −1 ("no valid preference")
     # on either arm of the pair.
-    rows = [r for r in rows if all(m in r["models"] for m in LADDER_MODELS)]
+    rows = ladder_rows(data_dir)
     return [r for r in rows if all(0.0 <= w <= 1.0 for w in _pair_wins(r))]
 
 
@@ -169,21 +167,12 @@ def _ladder_suite(
     rows: Sequence[dict[str, Any]], fingerprint: dict[str, Any], *, progress: bool
 ) -> OnlineSuite:
     from bench.multisample.predict import embed_prompts
-    from bench.routing.alpaca_ladder import PAIR, ladder_prices
+    from bench.routing.alpaca_ladder import PAIR, ladder_costs, ladder_prices
     from predictor_onnx.runtime import OnnxPredictor
-    from proxy.wire.tokens import count_message_tokens, count_tokens
 
     prices = ladder_prices()
     messages = [r["messages"] for r in rows]
-    cost = np.empty((len(rows), 2))
-    for i, row in enumerate(rows):
-        prompt_tokens = count_message_tokens(row["messages"])
-        for j, model in enumerate(PAIR):
-            price = prices[model]
-            out_tokens = count_tokens(row["models"][model]["output"])
-            cost[i, j] = (
-                prompt_tokens * price.in_per_mtok_usd + out_tokens * price.out_per_mtok_usd
-            ) / 1e6
+    cost = ladder_costs(rows, prices, PAIR)
     shipped = OnnxPredictor.load()
     try:
         served = shipped.predict_sync(messages)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +29,15 @@ import numpy as np
 from bench.multisample.predict import embed_prompts, oof_success_rate
 from bench.routing.metrics import apgr, cpt, threshold_sweep
 from bench.routing.random_baseline import expected_random_sweep, random_apgr_interval
+from recorded_data.every_dataset import load_alpaca_ladder_rows
 
 __all__ = [
     "LADDER_MODELS",
     "PRICE_KEYS",
     "evaluate_alpaca_ladder",
+    "ladder_costs",
     "ladder_prices",
+    "ladder_rows",
     "load_alpaca_result",
     "report_lines",
     "write_alpaca_ladder",
@@ -89,24 +92,36 @@ def ladder_prices() -> dict[str, Price]:
 PAIR = ("llama-2-7b-chat-hf", "gpt4_1106_preview")
 
 
+def ladder_rows(data_dir: Path) -> list[dict[str, Any]]:
+    """The recorded ladder rows on which every ladder model's judged answer was recorded.
+
+    All prompts but one; the online benchmark's ladder suite starts from the same rows.
+    """
+    rows = load_alpaca_ladder_rows(data_dir)
+    return [r for r in rows if all(m in r["models"] for m in LADDER_MODELS)]
+
+
 def _load(data_dir: Path, quick: bool, seed: int) -> list[dict[str, Any]]:
-    with (data_dir / "alpaca_eval" / "ladder.jsonl").open(encoding="utf-8") as fh:
-        rows = [json.loads(line) for line in fh if line.strip()]
-    # A prompt counts only if every ladder model's judged answer was recorded (all but one).
-    rows = [r for r in rows if all(m in r["models"] for m in LADDER_MODELS)]
+    rows = ladder_rows(data_dir)
     if quick:
         keep = np.sort(np.random.default_rng(seed).permutation(len(rows))[:200])
         rows = [rows[int(i)] for i in keep]
     return rows
 
 
-def _costs(rows: list[dict[str, Any]], prices: Mapping[str, Price]) -> np.ndarray:
+def ladder_costs(
+    rows: Sequence[dict[str, Any]],
+    prices: Mapping[str, Price],
+    models: Sequence[str] = LADDER_MODELS,
+) -> np.ndarray:
+    """USD of each row's answer by each of ``models``: its prompt's and recorded answer's tokens
+    at the model's list prices (rows × models)."""
     from proxy.wire.tokens import count_message_tokens, count_tokens
 
-    cost = np.empty((len(rows), len(LADDER_MODELS)))
+    cost = np.empty((len(rows), len(models)))
     for i, row in enumerate(rows):
         prompt_tokens = count_message_tokens(row["messages"])
-        for j, model in enumerate(LADDER_MODELS):
+        for j, model in enumerate(models):
             price = prices[model]
             out_tokens = count_tokens(row["models"][model]["output"])
             cost[i, j] = (
@@ -193,7 +208,7 @@ def evaluate_alpaca_ladder(
     log(f"  {SUITE}: {len(rows)} prompts; counting tokens …")
     prices = ladder_prices()
     read_on = datetime.datetime.now(datetime.UTC).date().isoformat()
-    cost = _costs(rows, prices)
+    cost = ladder_costs(rows, prices)
     messages = [r["messages"] for r in rows]
     embeddings = embed_prompts(messages, progress=progress)
     ids = [str(r["id"]) for r in rows]

@@ -241,7 +241,7 @@ def fill_lodo_transfer(preds: dict[str, dict[str, float]]) -> int:
 async def run_bench(opts: BenchOptions) -> dict[str, dict[str, Any]]:
     """The whole benchmark; writes the result files and returns each suite's result."""
     from bench import report
-    from predictor_onnx.data import load_records
+    from recorded_data.records import load_records
 
     loop = asyncio.get_running_loop()
     records = await loop.run_in_executor(None, load_records, opts.data_dir)

@@ -206,7 +206,7 @@ def suite_arm_keys(spec: SuiteSpec) -> tuple[str, ...]:
 
 
 def build_suite(spec: SuiteSpec, records: Sequence[Any]) -> SuiteData:
-    """Arrays of a suite from ``predictor_onnx.data.Record`` objects (its dataset's records that
+    """Arrays of a suite from ``recorded_data.records.Record`` objects (its dataset's records that
     carry every arm's reward)."""
     from proxy.wire.tokens import count_message_tokens, count_tokens
 

@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from predictor_onnx.data import load_records
 from predictor_onnx.evaluate import Scheme, _splits, build_design, format_table, metric_rows
 from predictor_onnx.schema import DEFAULT_ARMS, DEFAULT_GAINS, named_outputs
 from recorded_data import resolve_data_dir
+from recorded_data.records import load_records
 
 if TYPE_CHECKING:
-    from predictor_onnx.data import Record
     from predictor_onnx.evaluate import Design
+    from recorded_data.records import Record
 
 Log = Callable[[str], None]
 

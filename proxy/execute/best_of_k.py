@@ -28,14 +28,8 @@ from proxy.execute.candidates import (
     structured_candidates,
     structured_kind,
 )
-from proxy.execute.rerank import (
-    FirstReranker,
-    JudgeReranker,
-    Reranker,
-    RerankResult,
-    RewardReranker,
-    VoteReranker,
-)
+from proxy.execute.rerank import Reranker, RerankResult
+from proxy.execute.reranker_registry import RerankerWiring, build_reranker
 from proxy.execute.seam import (
     Execution,
     ExecutionRequest,
@@ -162,54 +156,14 @@ class BestOfKExecutor:
         self._upstreams = upstreams
         # Where a request goes whose candidates the reranker cannot compare (one call).
         self._route = route
-        self._session = session
-        self._costs = costs
         self._metrics = metrics
         self._account = account
-        self._env = env
+        self._reranker_wiring = RerankerWiring(upstreams, session, costs, env)
 
     def build_reranker(self, spec: RerankerConfig, *, structured: bool = False) -> Reranker:
         """A reranker for ``spec``, wired to the upstream client and the shared session;
-        ``structured``: the candidates are canonical tool calls or JSON (``vote`` compares them
-        whole)."""
-        upstreams = self._upstreams
-        if spec.type == "first":
-            return FirstReranker()
-        if spec.type == "vote":
-            return VoteReranker(spec.pattern, exact=structured)
-        if spec.type == "judge":
-            assert spec.upstream is not None
-            judge = spec.upstream
-            costs = self._costs
-
-            async def chat(name: str, body: dict[str, Any]) -> dict[str, Any]:
-                return (await upstreams.chat(name, body)).data
-
-            def cost(usage: dict[str, int]) -> float:
-                return costs.prices(judge).cost_usd(
-                    int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
-                )
-
-            return JudgeReranker(
-                chat,
-                judge,
-                template=spec.template,
-                cost_fn=cost,
-                structured_output=spec.structured_output,
-            )
-        assert spec.url is not None
-        headers = {}
-        if spec.api_key_env and self._env.get(spec.api_key_env):
-            headers["Authorization"] = f"Bearer {self._env[spec.api_key_env]}"
-        return RewardReranker(
-            self._session,
-            spec.url,
-            request_format=spec.request_format,
-            model=spec.model,
-            scores_path=spec.scores_path,
-            headers=headers,
-            timeout_s=spec.timeout_s,
-        )
+        ``structured``: the candidates are canonical tool calls or JSON."""
+        return build_reranker(spec, self._reranker_wiring, structured=structured)
 
     async def draw_samples(
         self,

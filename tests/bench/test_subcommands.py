@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import subprocess
 import sys
@@ -23,8 +24,18 @@ def test_help_is_the_modules_own(name: str, capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit) as exited:
         args.func(args)
     assert exited.value.code == 0
-    module = BENCHMARKS[name].module.removesuffix(".run")
-    assert capsys.readouterr().out.startswith(f"usage: python -m {module} ")
+    assert capsys.readouterr().out.startswith(f"usage: adaptive-proxy bench {name} ")
+
+
+@pytest.mark.parametrize("name", sorted(BENCHMARKS))
+def test_help_through_python_m_names_the_module(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = BENCHMARKS[name].module
+    with pytest.raises(SystemExit) as exited:
+        importlib.import_module(module).main(["--help"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: python -m {module.removesuffix('.run')} ")
 
 
 def test_without_a_name_bench_is_the_cost_quality_benchmark() -> None:

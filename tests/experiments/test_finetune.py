@@ -21,9 +21,9 @@ from experiments.finetune.run import (
     subsample,
     train_split,
 )
-from predictor_onnx.data import load_records
 from predictor_onnx.evaluate import build_design
 from predictor_onnx.schema import DEFAULT_ARMS
+from recorded_data.records import load_records
 
 pytestmark = pytest.mark.slow  # trains an encoder for a few steps; .ci/run still runs it
 

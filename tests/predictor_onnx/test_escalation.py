@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from predictor_onnx.cli import main as predictor_main
-from predictor_onnx.data import load_gsm8k
 from predictor_onnx.escalation import (
     CASCADES,
     cascade_examples,
@@ -22,6 +21,7 @@ from predictor_onnx.escalation import (
     train_escalation,
 )
 from predictor_onnx.escalation_cli import escalation_out_dir
+from recorded_data.records import load_gsm8k
 
 
 def test_fit_logistic_recovers_known_coefficients() -> None:

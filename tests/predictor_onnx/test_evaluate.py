@@ -6,7 +6,6 @@ from types import MappingProxyType
 
 import numpy as np
 
-from predictor_onnx.data import Record
 from predictor_onnx.evaluate import (
     build_design,
     fold_of,
@@ -15,6 +14,7 @@ from predictor_onnx.evaluate import (
     oof_from_design,
 )
 from predictor_onnx.heads import HeadConfig
+from recorded_data.records import Record
 
 
 def _record(dataset: str, i: int, group: str, weak: float, strong: float) -> Record:

@@ -12,12 +12,12 @@ import aiohttp
 import pytest
 from openai import APIStatusError, AsyncOpenAI
 
-from predictor_onnx.data import MODEL_STRONG, MODEL_WEAK, Record
 from proxy.config.schema import Config, load_config, load_config_text
 from proxy.decide.prediction import HashPredictor
 from proxy.execute.rerank_text import extract_answer
 from proxy.http.app import create_app
 from proxy.wire.errors import ConfigError
+from recorded_data.records import MODEL_STRONG, MODEL_WEAK, Record
 from replay.store import ReplayStore
 from tests.servers import running
 

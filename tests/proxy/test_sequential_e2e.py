@@ -18,12 +18,12 @@ import pytest
 from aiohttp import web
 from openai import AsyncOpenAI
 
-from predictor_onnx.data import Record
 from proxy.config.schema import Config, load_config_text
 from proxy.decide.prediction import HashPredictor
 from proxy.execute.rerank_text import extract_answer
 from proxy.http.app import create_app
 from proxy.wire.errors import ConfigError
+from recorded_data.records import Record
 from replay.server import LatencyModel, create_replay_app
 from replay.store import POOL_ARMS, ReplayStore
 from tests.servers import running

@@ -12,8 +12,8 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from predictor_onnx.data import MODEL_STRONG, MODEL_WEAK, Record
 from proxy.wire.tokens import count_message_tokens, count_tokens
+from recorded_data.records import MODEL_STRONG, MODEL_WEAK, Record
 from replay.server import register_cli
 from replay.store import POOL_ARMS, ReplayStore
 

@@ -14,7 +14,7 @@ from bench.routing.suites import subsample_records
 
 
 def _records(data_dir: Path) -> list:  # type: ignore[type-arg]
-    from predictor_onnx.data import load_records
+    from recorded_data.records import load_records
 
     recs = load_records(data_dir)
     by: dict[str, list] = {}  # type: ignore[type-arg]

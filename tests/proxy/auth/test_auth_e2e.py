@@ -18,11 +18,11 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from predictor_onnx.data import MODEL_STRONG, MODEL_WEAK
 from proxy.config.schema import Config, load_config, load_config_text
 from proxy.decide.prediction import HashPredictor
 from proxy.http.app import create_app
 from proxy.http.state import CONFIG
+from recorded_data.records import MODEL_STRONG, MODEL_WEAK
 from replay.store import ReplayStore
 from tests.redis_server import RedisServer
 from tests.servers import running

@@ -13,11 +13,11 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from predictor_onnx.data import Record
 from proxy.config.schema import Config, load_config_text
 from proxy.decide.prediction import HashPredictor
 from proxy.execute.rerank import extract_answer
 from proxy.http.app import create_app
+from recorded_data.records import Record
 from replay.store import ReplayStore
 from tests.servers import running
 

@@ -10,12 +10,12 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from predictor_onnx.data import MODEL_STRONG, MODEL_WEAK, Record
 from predictor_onnx.runtime import OnnxPredictor
 from proxy.config.schema import Config, load_config_text
 from proxy.decide.prediction import HashPredictor, Messages
 from proxy.http.app import create_app
 from proxy.http.state import PREDICTOR
+from recorded_data.records import MODEL_STRONG, MODEL_WEAK, Record
 from replay.store import ReplayStore
 from tests.redis_server import RedisServer
 from tests.servers import running

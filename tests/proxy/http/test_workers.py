@@ -18,9 +18,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 from openai import AsyncOpenAI
 
-from predictor_onnx.data import MODEL_STRONG, MODEL_WEAK
 from proxy.config.schema import load_config_text
 from proxy.http.workers import per_process_state
+from recorded_data.records import MODEL_STRONG, MODEL_WEAK
 from replay.server import LatencyModel, create_replay_app
 from replay.store import ReplayStore
 from tests.cli import cli_command, cli_env

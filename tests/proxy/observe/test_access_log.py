@@ -10,9 +10,9 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from predictor_onnx.data import MODEL_STRONG, MODEL_WEAK
 from proxy.config.schema import load_config_text
 from proxy.http.app import create_app
+from recorded_data.records import MODEL_STRONG, MODEL_WEAK
 from replay.store import ReplayStore
 from tests.proxy.http.test_app import make_config, steering
 from tests.servers import running

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from predictor_onnx.data import load_gsm8k
 from predictor_onnx.escalation import (
     CASCADES,
     build_escalation,
@@ -25,6 +24,7 @@ from proxy.policies.escalation import (
     assess,
     resolve_model_path,
 )
+from recorded_data.records import load_gsm8k
 
 RESULTS = Path(__file__).resolve().parents[3] / "bench" / "results"
 

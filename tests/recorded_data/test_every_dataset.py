@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from predictor_onnx.data_more import alpaca_arm, load_every_dataset
 from predictor_onnx.schema import ALPACA_ARMS
+from recorded_data.every_dataset import alpaca_arm, load_every_dataset
 
 
 def test_every_dataset_loads_with_its_arms(data_dir: Path) -> None:

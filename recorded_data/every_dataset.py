@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from predictor_onnx.data import DATASETS, Record, load_records
-from recorded_data.multisample import load_multisample
+from recorded_data.multisample import MultiSamplePrompt, load_multisample
+from recorded_data.records import DATASETS, Record, load_records
 
 #: Every dataset the predictor trains on: RouteLLM's, then this module's.
 ALL_DATASETS: tuple[str, ...] = (*DATASETS, "humaneval", "game24", "alpaca_eval")
@@ -45,17 +45,30 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
 
 
+def _success_rate_record(
+    prompt: MultiSamplePrompt,
+    dataset: str,
+    prompt_id: str,
+    group_id: str,
+    extra: Mapping[str, Any] | None = None,
+) -> Record:
+    """A multi-sample prompt as a record: its suite's arm rewarded with the success rate."""
+    return Record(
+        dataset=dataset,
+        prompt_id=prompt_id,
+        group_id=group_id,
+        messages=tuple(dict(m) for m in prompt.messages),
+        rewards=MappingProxyType({MULTISAMPLE_ARMS[dataset]: prompt.success_rate}),
+        extra=MappingProxyType({**(extra or {}), "n_samples": len(prompt.correct)}),
+    )
+
+
 def load_humaneval(data_dir: Path, *, drop_contaminated: bool = True) -> list[Record]:
     """HumanEval prompts with CodeGen-16B's empirical pass rate over 100 samples."""
     del drop_contaminated
     return [
-        Record(
-            dataset="humaneval",
-            prompt_id=f"humaneval/{prompt.prompt_id}",
-            group_id=f"humaneval/{prompt.prompt_id}",
-            messages=tuple(dict(m) for m in prompt.messages),
-            rewards=MappingProxyType({"codegen16b": prompt.success_rate}),
-            extra=MappingProxyType({"n_samples": len(prompt.correct)}),
+        _success_rate_record(
+            prompt, "humaneval", f"humaneval/{prompt.prompt_id}", f"humaneval/{prompt.prompt_id}"
         )
         for prompt in load_multisample(data_dir, "humaneval-codegen16b").prompts
     ]
@@ -68,25 +81,26 @@ def load_game24(data_dir: Path, *, drop_contaminated: bool = True) -> list[Recor
     for style in ("standard", "cot"):
         for prompt in load_multisample(data_dir, f"game24-gpt4-{style}").prompts:
             puzzle = " ".join(str(n) for n in prompt.numbers or ())
+            prompt_id, group_id = f"{prompt.prompt_id}/{style}", f"game24/{puzzle}"
             records.append(
-                Record(
-                    dataset="game24",
-                    prompt_id=f"{prompt.prompt_id}/{style}",
-                    group_id=f"game24/{puzzle}",
-                    messages=tuple(dict(m) for m in prompt.messages),
-                    rewards=MappingProxyType({"gpt4_game24": prompt.success_rate}),
-                    extra=MappingProxyType({"style": style, "n_samples": len(prompt.correct)}),
-                )
+                _success_rate_record(prompt, "game24", prompt_id, group_id, {"style": style})
             )
     return records
+
+
+def load_alpaca_ladder_rows(data_dir: Path) -> list[dict[str, Any]]:
+    """The AlpacaEval ladder's rows as recorded: ``id``, ``messages``, ``dataset`` and
+    ``models`` (model → ``win`` over text-davinci-003, -1 for no valid preference, and
+    ``output``, its answer); a model whose judgement was not recorded is absent from ``models``.
+    """
+    return list(_read_jsonl(data_dir / "alpaca_eval" / "ladder.jsonl"))
 
 
 def load_alpaca_eval(data_dir: Path, *, drop_contaminated: bool = True) -> list[Record]:
     """AlpacaEval instructions with each ladder model's judged win over text-davinci-003."""
     del drop_contaminated
-    path = data_dir / "alpaca_eval" / "ladder.jsonl"
     records: list[Record] = []
-    for row in _read_jsonl(path):
+    for row in load_alpaca_ladder_rows(data_dir):
         models = row["models"]
         records.append(
             Record(
@@ -113,7 +127,7 @@ def load_alpaca_eval(data_dir: Path, *, drop_contaminated: bool = True) -> list[
 def load_every_dataset(
     data_dir: Path, datasets: Sequence[str] = ALL_DATASETS, *, drop_contaminated: bool = True
 ) -> list[Record]:
-    """Records of ``datasets`` (RouteLLM's through :func:`~predictor_onnx.data.load_records`)."""
+    """Records of ``datasets`` (RouteLLM's through :func:`~recorded_data.records.load_records`)."""
     loaders = {"humaneval": load_humaneval, "game24": load_game24, "alpaca_eval": load_alpaca_eval}
     unknown = [n for n in datasets if n not in loaders and n not in DATASETS]
     if unknown:

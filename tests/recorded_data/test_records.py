@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from predictor_onnx.data import (
+from recorded_data.records import (
     GSM8K_PROCEDURES,
     Record,
     extract_mtbench_answers,
