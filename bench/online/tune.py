@@ -25,7 +25,7 @@ import numpy as np
 
 from bench.online.choice import CANDIDATES, TUNING_SUITES
 from bench.online.metrics import rounded
-from bench.online.prepare import prepare_suite
+from bench.online.prepare import ONLINE_SUITES, prepare_suite
 from bench.online.result import build_result
 from bench.online.simulate import OnlineSettings, simulate
 from bench.online.suite import OnlineSuite
@@ -67,10 +67,15 @@ async def score_candidate(
     return {"candidate": name, "mean_lift": float(np.mean(lifts)) if lifts else None, "runs": runs}
 
 
-def choose(scored: Sequence[dict[str, Any]], suites: Sequence[str]) -> dict[str, Any]:
-    """Per suite, the candidate with the best mean lift on the other suites' runs."""
+def choose(
+    scored: Sequence[dict[str, Any]],
+    suites: Sequence[str],
+    report_on: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Per suite tuned on (and per suite of ``report_on``), the candidate with the best mean lift
+    on the runs of the *other* tuned suites."""
     chosen: dict[str, Any] = {}
-    for held_out in suites:
+    for held_out in [*suites, *(s for s in report_on if s not in suites)]:
         means = []
         for cand in scored:
             lifts = [
@@ -108,7 +113,7 @@ def tune(
             {"feedback": r.feedback, "explore_fraction": r.explore_fraction} for r in TUNING_RUNS
         ],
         "candidates": scored,
-        "chosen": choose(scored, suites),
+        "chosen": choose(scored, suites, ONLINE_SUITES),
         "seconds": round(time.monotonic() - started, 1),
     }
 
@@ -128,6 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=list(CANDIDATES),
         help="candidate to try (repeatable; default all)",
     )
+    parser.add_argument(
+        "--suite",
+        action="append",
+        choices=list(ONLINE_SUITES),
+        help=f"suite to tune on (repeatable; default {', '.join(TUNING_SUITES)})",
+    )
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default=None, help="results folder (default: a temporary one)")
     parser.add_argument("--no-progress", action="store_true")
@@ -135,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     doc = tune(
         resolve_data_dir(args.data_dir),
         candidates=args.candidate or tuple(CANDIDATES),
+        suites=args.suite or TUNING_SUITES,
         progress=not args.no_progress,
     )
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="adaptive-online-tune-"))

@@ -7,11 +7,11 @@ from bench.online.prepare import ONLINE_SUITES
 
 
 def test_every_suite_is_served_by_a_choice_made_on_the_others() -> None:
-    assert set(CHOSEN) == set(ONLINE_SUITES) == set(TUNING_SUITES)
+    assert set(CHOSEN) == set(ONLINE_SUITES) >= set(TUNING_SUITES)
     for suite in ONLINE_SUITES:
         settings, how = learner_for(suite)
         assert suite not in how["chosen_on"]
-        assert sorted([*how["chosen_on"], suite]) == sorted(TUNING_SUITES)
+        assert set(how["chosen_on"]) == set(TUNING_SUITES) - {suite}
         assert settings == CANDIDATES[CHOSEN[suite]]
 
 

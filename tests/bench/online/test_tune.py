@@ -31,3 +31,10 @@ def test_ties_and_missing_lifts_go_to_the_earlier_candidate() -> None:
     assert chosen["b"]["winner"] == "default"  # tie on a
     assert chosen["a"]["winner"] == "early"  # default has no lift on b
     assert chosen["a"]["mean_lift_on_others"]["default"] is None
+
+
+def test_a_suite_not_tuned_on_is_chosen_on_all_that_were() -> None:
+    scored = [_cand("default", {"a": 0.0, "b": 0.1}), _cand("early", {"a": 0.2, "b": 0.0})]
+    chosen = choose(scored, ["a", "b"], ["a", "b", "big"])
+    assert chosen["big"]["chosen_on"] == ["a", "b"]
+    assert chosen["big"]["winner"] == "early"
