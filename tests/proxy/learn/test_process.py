@@ -79,7 +79,7 @@ class Learning:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         self.lines: list[str] = []
-        self._reader = asyncio.create_task(self._read())
+        self.reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
         assert self.process.stderr is not None
@@ -104,7 +104,7 @@ class Learning:
                 if match := regex.search(line):
                     return match
             seen = len(self.lines)
-            if self.process.returncode is not None and self._reader.done():
+            if self.process.returncode is not None and self.reader.done():
                 break
             await asyncio.sleep(0.02)
         raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(self.lines)}")
@@ -112,7 +112,7 @@ class Learning:
     async def stop(self, signum: int) -> int:
         self.process.send_signal(signum)
         code = await asyncio.wait_for(self.process.wait(), START_TIMEOUT_S)
-        await self._reader
+        await self.reader
         return code
 
     def text(self) -> str:
@@ -127,7 +127,9 @@ async def running() -> AsyncIterator[list[Learning]]:
     for learning in started:
         if learning.process.returncode is None:
             learning.process.kill()
-            await learning.process.wait()
+        await learning.process.wait()
+        # Until every writer of its stderr (a learner child too) has closed it.
+        await asyncio.wait_for(learning.reader, START_TIMEOUT_S)
 
 
 async def test_a_refit_promotes_and_a_rollback_says_which_version_serves(
@@ -255,3 +257,19 @@ async def test_serve_learn_runs_the_learner_beside_the_server_and_stops_it(
         os.kill(child, 0)
     model = await _with_store(db, lambda s: s.current_model(POLICY))
     assert model is not None
+
+
+async def test_a_learner_whose_server_was_killed_stops_itself(
+    tmp_path: Path, db: Path, running: list[Learning]
+) -> None:
+    config = _config(tmp_path, store=str(db))
+    serving = await Learning.start(
+        "serve", "--config", str(config), "--host", "127.0.0.1", "--port", "0", "--learn"
+    )
+    running.append(serving)
+    await serving.wait_for(r"learner started beside the server \(pid (\d+)\)")
+    await serving.wait_for(r"proxy\.learn\[\d+\]: learner \(pid \d+\): policies \[router\]")
+    serving.process.kill()  # no chance to stop its child
+    # The child shares the server's stderr: it says why it stops, then that it has.
+    await serving.wait_for(r"the server that started it is gone; stopping")
+    await serving.wait_for(r"learner: stopped")
