@@ -50,7 +50,7 @@ def table(results: Results) -> str:
             f"{num(a['final_half_apgr'])} ({a['promotions']} promotions) | {goal} | "
             f"{num(e['final_half_apgr'])} ({e['explored_labels']:,}, "
             f"{pct(e['explore_cost_share'])}) | {explore_goal} | "
-            f"`bench --suite {suite} --online`, `… --explore 0.05 --feedback none` |"
+            f"`adaptive-proxy bench --suite {suite} --online`, `… --explore 0.05 --feedback none` |"
         )
     return "\n".join(rows)
 

@@ -24,7 +24,7 @@ def test_the_table_has_one_row_per_suite_with_its_goal_and_commands() -> None:
     assert len(lines) == 2 + len(online.SUITES)
     for suite, line in zip(online.SUITES, lines[2:], strict=True):
         assert line.startswith(f"| {suite} |")
-        assert f"`bench --suite {suite} --online`" in line
+        assert f"`adaptive-proxy bench --suite {suite} --online`" in line
 
 
 def test_a_suite_that_misses_its_goal_is_named_with_the_shortfall() -> None:
