@@ -82,12 +82,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run no suite: render the documentation's benchmark figures and REPORT.md from the "
         f"committed {COMMITTED_OUT}/*.json (python -m bench.docs; --check there compares only)",
     )
+    online = parser.add_argument_group(
+        "online", "a deployment lived on the suite: the learner refits as labels arrive"
+    )
+    online.add_argument(
+        "--online",
+        action="store_true",
+        help="stream each --suite's prompts once as live traffic with the real outcome log and "
+        "learner (python -m bench.online); writes online-<suite>.json and .png",
+    )
+    online.add_argument(
+        "--suite-file",
+        action="append",
+        type=Path,
+        metavar="NPZ",
+        help="with --online: also stream a prepared suite (bench.online.suite.OnlineSuite.save), "
+        "e.g. one built from your own recorded traffic (repeatable)",
+    )
+    online.add_argument(
+        "--explore",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="with --online: share of requests that also run the other arm (default 0)",
+    )
+    online.add_argument(
+        "--feedback",
+        choices=("arm_rewards", "reward", "none"),
+        default="arm_rewards",
+        help="with --online: explicit labels: both arms' rewards (default), the answer's, none",
+    )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
     """Handler: run the benchmark; 0 on success, 2 when the data or the bench extra is missing."""
+    complaint = _online_flags_alone(args)
+    if complaint is not None:
+        print(f"error: {complaint}", file=sys.stderr)
+        return 2
     try:
         return _run(args, started_s=time.monotonic())
     except ModuleNotFoundError as exc:
@@ -99,6 +133,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, *, started_s: float) -> int:
+    if args.online:
+        from bench.online.cli import run_suites
+
+        return run_suites(
+            args.suite,
+            suite_files=args.suite_file or (),
+            feedback=args.feedback,
+            explore=args.explore,
+            data_dir=args.data_dir,
+            out=args.out,
+            progress=not args.no_progress,
+        )
     if args.docs:
         from bench.docs.run import main as docs_main
 
@@ -194,6 +240,15 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     parser.set_defaults(func=run)
     # ``bench latency …`` and the other named benchmarks (after every option of ``bench``).
     add_benchmarks(parser)
+
+
+def _online_flags_alone(args: argparse.Namespace) -> str | None:
+    """The complaint when an ``--online`` option is given without ``--online``."""
+    if args.online:
+        return None
+    if args.explore != 0.0 or args.feedback != "arm_rewards" or args.suite_file:
+        return "--explore, --feedback and --suite-file apply to --online runs only"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

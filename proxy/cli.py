@@ -1,6 +1,7 @@
 """The ``adaptive-proxy`` command line: the only place that reads argv and the environment.
 
-Commands: ``serve``, ``check``, ``demo``, ``replay-upstream``, ``predictor …``, ``bench``.
+Commands: ``serve``, ``check``, ``learn``, ``demo``, ``replay-upstream``, ``predictor …``,
+``bench``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import gc
 import logging
 import os
 import signal
+import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from proxy.config.defaults import default_config_text
@@ -127,6 +130,42 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     raise_open_file_limit(config.server.max_connections)
+    with _learner_child(args.config, enabled=args.learn and not worker):
+        return _serve(args, config, host=host, port=port, worker=worker)
+
+
+#: How long ``serve --learn`` waits for its learner to finish a refit after SIGTERM.
+LEARNER_STOP_TIMEOUT_S = 60.0
+
+
+@contextmanager
+def _learner_child(config_path: str | None, *, enabled: bool) -> Iterator[None]:
+    """``serve --learn``: the learner in a child process beside the server, stopped with it.
+
+    A process of its own, so that its fits never share the serving event loop (nor its GIL).
+    """
+    if not enabled:
+        yield
+        return
+    from proxy.learn.process import learn_command
+
+    child = subprocess.Popen([sys.executable, "-m", "proxy.cli", *learn_command(config_path)])
+    log.info("learner started beside the server (pid %d)", child.pid)
+    try:
+        yield
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=LEARNER_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            log.warning("learner pid %d did not stop in time; killed", child.pid)
+            child.kill()
+            child.wait()
+        log.info("learner pid %d stopped (status %s)", child.pid, child.returncode)
+
+
+def _serve(args: argparse.Namespace, config: Config, *, host: str, port: int, worker: bool) -> int:
     if args.workers > 1:
         from proxy.http.workers import run_workers
 
@@ -184,6 +223,48 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_learn(args: argparse.Namespace) -> int:
+    from proxy.learn.process import prior_version, rollback_policy
+
+    config = _load(args.config)
+    _setup_logging(config.server.log_level, with_pid=args.stop_with_parent)
+    if args.rollback is not None:
+        try:
+            before, now = asyncio.run(rollback_policy(config, args.rollback, env=os.environ))
+        except KeyError as exc:
+            print(f"adaptive-proxy: {exc.args[0]}", file=sys.stderr)
+            return 2
+        was = before or prior_version(config)
+        print(f"{args.rollback}: rolled back from {was} to {now}")
+        return 0
+    return asyncio.run(
+        _learn_until_stopped(config, once=args.once, with_parent=args.stop_with_parent)
+    )
+
+
+async def _learn_until_stopped(config: Config, *, once: bool, with_parent: bool) -> int:
+    """The learner loop until SIGINT/SIGTERM (a refit under way finishes first)."""
+    from proxy.learn.process import run_learner, stop_with_parent
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def request_stop() -> None:
+        if not stop.is_set():
+            log.info("learner: stopping (after the refit under way, if any)")
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGINT, request_stop)
+    loop.add_signal_handler(signal.SIGTERM, request_stop)
+    watcher = asyncio.create_task(stop_with_parent(stop)) if with_parent else None
+    try:
+        return await run_learner(config, stop=stop, once=once, env=os.environ)
+    finally:
+        stop.set()
+        if watcher is not None:
+            await watcher
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from proxy.demo import run_demo
 
@@ -218,7 +299,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # Set by ``--workers`` for each worker it starts: bind with SO_REUSEPORT.
     serve.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    serve.add_argument(
+        "--learn",
+        action="store_true",
+        help="also run the learner (adaptive-proxy learn) in a child process, stopped with "
+        "the server",
+    )
     serve.set_defaults(func=_cmd_serve)
+
+    learn = sub.add_parser(
+        "learn",
+        help="refit the learn: true policies' heads from the outcome log, promote, roll back",
+    )
+    learn.add_argument("--config", help="policy YAML (default: the embedded demo policy)")
+    learn.add_argument(
+        "--rollback",
+        metavar="POLICY",
+        default=None,
+        help="return POLICY to its previous version (or the shipped prior), print which, exit",
+    )
+    learn.add_argument(
+        "--once", action="store_true", help="one refit pass over the policies (when due), then exit"
+    )
+    # Set by ``serve --learn``: stop when the server that started this process is gone.
+    learn.add_argument("--stop-with-parent", action="store_true", help=argparse.SUPPRESS)
+    learn.set_defaults(func=_cmd_learn)
 
     check = sub.add_parser("check", help="validate a policy file and explain every problem")
     check.add_argument("--config", required=True, help="policy YAML")

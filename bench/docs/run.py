@@ -28,6 +28,7 @@ from typing import Any
 
 from bench.docs import cascade as docs_cascade
 from bench.docs import multisample as docs_multisample
+from bench.docs import online as docs_online
 from bench.docs import routing as docs_routing
 from bench.docs.format import StaleClaimError
 
@@ -75,6 +76,8 @@ BLOCKS: Mapping[str, Block] = {
     "cascade-notes": Block(("cascade.json",), docs_cascade.cascade_notes),
     "cascade-frontier": Block(("cascade.json",), docs_cascade.cascade_frontier),
     "evidence-latency": Block(("evidence_latency.json",), docs_cascade.evidence_latency),
+    "online-table": Block(docs_online.SOURCES, docs_online.table),
+    "online-findings": Block(docs_online.SOURCES, docs_online.findings),
 }
 
 

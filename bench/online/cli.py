@@ -129,6 +129,42 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_suites(
+    suites: Sequence[str] | None,
+    *,
+    suite_files: Sequence[Path] = (),
+    feedback: str,
+    explore: float,
+    data_dir: str | None,
+    out: str | None,
+    progress: bool,
+) -> int:
+    """``adaptive-proxy bench --online``: :func:`run` on each suite in turn, then each prepared
+    suite file (no suite and no file: every one of :data:`ONLINE_SUITES`), all results in one
+    folder; 2 on a suite it cannot stream."""
+    names = list(suites or ([] if suite_files else ONLINE_SUITES))
+    unknown = [n for n in names if n not in ONLINE_SUITES]
+    if unknown:
+        print(
+            f"error: --online streams routing suites only ({', '.join(ONLINE_SUITES)}), "
+            f"not {', '.join(unknown)}",
+            file=sys.stderr,
+        )
+        return 2
+    folder = out or tempfile.mkdtemp(prefix="adaptive-online-")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    common = ["--feedback", feedback, "--explore", str(explore), "--out", folder]
+    common += ["--data-dir", data_dir] if data_dir else []
+    common += [] if progress else ["--no-progress"]
+    sources = [["--suite", n] for n in names] + [["--suite-file", str(f)] for f in suite_files]
+    for source in sources:
+        code = run(parser.parse_args([*source, *common]))
+        if code:
+            return code
+    return 0
+
+
 def _with_dim(settings: Any, dim: int) -> Any:
     from dataclasses import replace
 

@@ -173,6 +173,12 @@ class Learner:
         if not force and total - state.labels_at_fit < s.refit_every:
             new = total - state.labels_at_fit
             return RefitReport(policy, "not_due", f"{new} new labels < refit_every", totals)
+        log.info(
+            "learner: refitting %s on %d labels (%d new)",
+            policy,
+            total,
+            total - state.labels_at_fit,
+        )
         items = [item async for item in iter_labelled(self.store, policy)]
         try:
             current = _compatible(await self.current_head(policy), spec)
@@ -318,12 +324,21 @@ class Learner:
 
     async def run(self, specs: Sequence[HeadSpec], *, poll_s: float, stop: asyncio.Event) -> None:
         """Refit each policy when due, every ``poll_s``, until ``stop`` is set."""
+        waiting: dict[str, RefitStatus] = {}
         while not stop.is_set():
             for spec in specs:
                 try:
-                    await self.refit(spec)
+                    report = await self.refit(spec)
                 except Exception:  # one policy's failure must not stop the others' learning
                     log.exception("learner: refit of %s failed; will retry", spec.policy)
+                    continue
+                # A wait is said once when it begins (not on every poll); a refit says itself.
+                if report.status in ("too_few", "not_due"):
+                    if waiting.get(spec.policy) != report.status:
+                        log.info("learner: %s %s (%s)", spec.policy, report.status, report.reason)
+                    waiting[spec.policy] = report.status
+                else:
+                    waiting.pop(spec.policy, None)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(poll_s):
                     await stop.wait()

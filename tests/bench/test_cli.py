@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -58,3 +59,67 @@ def test_without_the_bench_extra_it_says_what_to_install(data_dir: Path, tmp_pat
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("bench needs the bench extra (no module ")
     assert "pip install 'adaptive-proxy[bench]'" in lines[0]
+
+
+def _bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "bench", *args, "--no-progress"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_online_streams_a_suite_and_writes_its_learning_curve(tmp_path: Path) -> None:
+    from tests.bench.online.synthetic import synthetic_suite
+
+    suite_file = tmp_path / "mine.npz"
+    synthetic_suite(600, name="mine").save(suite_file)
+    out = tmp_path / "out"
+    result = _bench(
+        tmp_path,
+        "--online",
+        "--suite-file",
+        str(suite_file),
+        "--explore",
+        "0.05",
+        "--feedback",
+        "none",
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "online-mine-none-explore0.05.json",
+        "online-mine-none-explore0.05.png",
+    ]
+    doc = json.loads((out / "online-mine-none-explore0.05.json").read_text())
+    assert {"windows", "final_half_apgr", "static_apgr", "cv_apgr", "explore_cost_share"} <= set(
+        doc
+    )
+    assert [(w["start"], w["end"]) for w in doc["windows"]] == [(0, 200), (200, 400), (400, 600)]
+    assert all(set(w) == {"start", "end", "apgr", "static", "labels"} for w in doc["windows"])
+    # Exploration alone: only the explored requests are labelled.
+    assert doc["windows"][-1]["labels"] == doc["explored_labels"] > 0
+    assert 0 < doc["explore_cost_share"] < 0.2
+    assert "mine: last-half APGR" in result.stdout
+
+
+def test_online_refuses_a_suite_it_cannot_stream(tmp_path: Path) -> None:
+    result = _bench(tmp_path, "--online", "--suite", "game24-gpt4-standard")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: --online streams routing suites only (routellm-gsm8k, routellm-mmlu, "
+        "routellm-mtbench, alpaca-eval-ladder), not game24-gpt4-standard"
+    )
+
+
+def test_an_online_option_without_online_is_refused(tmp_path: Path) -> None:
+    result = _bench(tmp_path, "--suite", "routellm-gsm8k", "--explore", "0.05")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: --explore, --feedback and --suite-file apply to --online runs only"
+    )
