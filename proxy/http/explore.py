@@ -8,7 +8,7 @@ from aiohttp import web
 
 from proxy.execute.rerank import JudgeReranker
 from proxy.execute.seam import Execution, JsonResult
-from proxy.http.state import CONFIG, COSTS, EXPLORER, METRICS, RECORD, UPSTREAMS
+from proxy.http.state import CONFIG, COSTS, EXPLORER, LEARNING, METRICS, RECORD, UPSTREAMS
 from proxy.learn.explore import Explorer, ExploreSettings, LabelSink
 from proxy.learn.explore_budget import ExploreBudget
 from proxy.policies.base import BasePolicy
@@ -21,11 +21,14 @@ def maybe_explore(
     policy: BasePolicy | None,
     body: dict[str, Any],
     result: Execution,
-) -> None:
-    """Schedule a background run of the arm not chosen (after this response is written)."""
-    explorer = request.app.get(EXPLORER)
-    if explorer is None or policy is None or not isinstance(result, JsonResult):
-        return
+) -> bool:
+    """Schedule a background run of the arm not chosen (after this response is written) for a
+    ``learn: true`` policy; whether one was."""
+    if policy is None or not policy.learn or not isinstance(result, JsonResult):
+        return False
+    explorer = explorer_of(request.app)
+    if explorer is None:
+        return False
     record = request.get(RECORD)
     outcome = result.outcome
     answered = outcome.answered_by[0] if outcome.answered_by is not None else decision.arm
@@ -38,7 +41,7 @@ def maybe_explore(
         # the process once the connection's buffer is empty (or the connection is gone).
         return transport is None or transport.is_closing() or not transport.get_write_buffer_size()
 
-    explorer.maybe_explore(
+    return explorer.maybe_explore(
         sent=sent,
         request_id=record.request_id if record is not None else "",
         policy_name=decision.policy,
@@ -48,6 +51,12 @@ def maybe_explore(
         answer_text=content if isinstance(content, str) else None,
         prompt_tokens=outcome.prompt_tokens or 0,
     )
+
+
+def explorer_of(app: web.Application) -> Explorer | None:
+    """The explorer in force: one set before start as ``app[EXPLORER]``, else the config's."""
+    injected = app.get(EXPLORER)
+    return injected if injected is not None else app[LEARNING].explorer
 
 
 def make_explorer(

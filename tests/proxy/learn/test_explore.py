@@ -52,13 +52,15 @@ upstreams:
   judge: {{base_url: "{judge}", model: m-judge, price_in_per_mtok_usd: 5.0,
            price_out_per_mtok_usd: 5.0, retries: 0}}
 policies:
-  router: {{type: route, cheap: cheap, expensive: expensive, threshold: 0.5}}
+  router: {{type: route, cheap: cheap, expensive: expensive, threshold: 0.5, learn: true}}
   casc:
     type: cascade
     stages: [{{upstream: cheap}}, {{upstream: cheap-b}}, {{upstream: expensive}}]
     escalate: {{threshold: 0.5}}
     answer_pattern: "#### (\\\\d+)"
+    learn: true
 predictor: {{type: hash}}
+learning: {{store: "{proxy_store}"}}
 """
 ENV = {"MASTER_KEY": MASTER}
 
@@ -147,6 +149,8 @@ async def explore_stack(
             cheap=await cheap.start(),
             expensive=await expensive.start(),
             judge=await judge.start(),
+            # The proxy's own outcome log (the test's explorer writes to ``store`` below).
+            proxy_store=tmp_path / "proxy-outcomes.sqlite3",
         )
         config = load_config_text(text, env=ENV)
         predictor = HashPredictor(
