@@ -9,7 +9,7 @@ from aiohttp import web
 from proxy.execute.rerank import JudgeReranker
 from proxy.execute.seam import Execution, JsonResult
 from proxy.http.state import CONFIG, COSTS, EXPLORER, LEARNING, METRICS, RECORD, UPSTREAMS
-from proxy.learn.explore import Explorer, ExploreSettings, LabelSink
+from proxy.learn.explore import ExploreCounters, Explorer, ExploreSettings, LabelSink
 from proxy.learn.explore_budget import ExploreBudget
 from proxy.policies.base import BasePolicy
 from proxy.policies.decision import Decision
@@ -65,10 +65,12 @@ def make_explorer(
     *,
     labels: LabelSink | None,
     redis: Any = None,
+    counters: ExploreCounters | None = None,
 ) -> Explorer:
     """An :class:`Explorer` for ``app`` (set it as ``app[EXPLORER]`` before the app starts): it
     calls the app's upstreams, asks ``settings.judge`` in the judge reranker's protocol, counts
-    in the app's ``/metrics`` and its spend in Redis when ``redis`` is given (else in process)."""
+    in the app's ``/metrics`` (in ``counters`` when given: one set per app, whatever the number
+    of explorers built) and its spend in Redis when ``redis`` is given (else in process)."""
     costs = app[COSTS]
 
     async def chat(name: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -93,5 +95,6 @@ def make_explorer(
         labels=labels,
         judge=judge,
         registry=app[METRICS].registry,
+        counters=counters,
         access_log_enabled=app[CONFIG].snapshot.config.server.access_log.enabled,
     )

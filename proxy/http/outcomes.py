@@ -37,6 +37,7 @@ from proxy.http.state import (
     RECORD,
     LearningParts,
 )
+from proxy.learn.explore import ExploreCounters
 from proxy.learn.labels import cascade_label, sequential_label
 from proxy.learn.live import LiveHeads
 from proxy.learn.log import OutcomeLog
@@ -68,13 +69,21 @@ class LearningRuntime:
     """The loop's parts of one app: the outcome log, the heads, the poller."""
 
     def __init__(
-        self, log_: OutcomeLog, heads: LiveHeads, config: Config, *, budget_redis: Any = None
+        self,
+        log_: OutcomeLog,
+        heads: LiveHeads,
+        config: Config,
+        *,
+        explore_counters: ExploreCounters,
+        budget_redis: Any = None,
     ) -> None:
         self.log = log_
         self.heads = heads
         self.config = config
         #: The exploration budget's client (``cache.redis_url``: one budget for every replica).
         self.budget_redis = budget_redis
+        #: Exploration's series, registered once for every explorer a reload builds.
+        self.explore_counters = explore_counters
         self.policies = frozenset(learn_policies(config))
         self._stop = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
@@ -130,14 +139,23 @@ def _build(app: web.Application, config: Config, env: Mapping[str, str]) -> Lear
             max_connections=cache.max_connections,
             health_check_interval_s=cache.health_check_interval_s,
         )
-    return LearningRuntime(outcome_log, heads, config, budget_redis=budget_redis)
+    counters = ExploreCounters(app[METRICS].registry)
+    return LearningRuntime(
+        outcome_log, heads, config, explore_counters=counters, budget_redis=budget_redis
+    )
 
 
 def _explorer(app: web.Application, runtime: LearningParts | None, config: Config) -> Any:
     settings = explore_settings(config)
     if runtime is None or settings.explore_fraction <= 0:
         return None
-    return make_explorer(app, settings, labels=runtime.log, redis=runtime.budget_redis)
+    return make_explorer(
+        app,
+        settings,
+        labels=runtime.log,
+        redis=runtime.budget_redis,
+        counters=runtime.explore_counters,
+    )
 
 
 def _use_heads(app: web.Application, runtime: LearningParts | None) -> None:

@@ -21,7 +21,7 @@ from proxy.decide.cache import DecisionCache
 from proxy.decide.decider import Decider
 from proxy.decide.prediction import Predictor
 from proxy.execute.seam import Executor
-from proxy.learn.explore import Explorer
+from proxy.learn.explore import ExploreCounters, Explorer
 from proxy.learn.live import LiveHeads
 from proxy.learn.log import OutcomeLog
 from proxy.observe.access_log import RequestRecord
@@ -41,6 +41,8 @@ class LearningParts(Protocol):
     policies: frozenset[str]
     #: The exploration budget's Redis client (``None``: the budget is counted in process).
     budget_redis: Any
+    #: Exploration's Prometheus series (one set per app).
+    explore_counters: ExploreCounters
 
     def update(self, config: Config) -> None:
         """Follow a reloaded config."""
