@@ -23,8 +23,11 @@ from proxy.decide.prediction import HashPredictor, Predictor
 from proxy.execute.rerank_text import extract_answer
 from proxy.http.app import create_app
 from proxy.http.state import LEARNING
+from proxy.learn.learner import LearnerSettings
 from proxy.learn.records import CascadeEvidence, RouteEvidence, SequentialEvidence
+from proxy.learn.score import PromotionRule
 from proxy.learn.store import OutcomeStore
+from proxy.learn.wiring import build_learner
 from replay.store import ReplayStore
 from tests.proxy.learn.builders import redis_store, sqlite_store
 from tests.redis_server import RedisServer
@@ -276,3 +279,100 @@ async def test_an_unreachable_store_fails_no_request_and_is_counted(
         assert body["error"]["code"] == "outcome_store_unavailable"
     outages = [r for r in caplog.records if "store unavailable" in r.getMessage()]
     assert len(outages) == 1  # one warning per outage, not one per failed write
+
+
+SWAP_CONFIG = """
+server: {{reload: false}}
+upstreams:
+  mixtral: {{base_url: "{url}", model: "{weak}", price_in_per_mtok_usd: 0.6,
+            price_out_per_mtok_usd: 0.6}}
+  gpt-4: {{base_url: "{url}", model: "{strong}", price_in_per_mtok_usd: 10,
+          price_out_per_mtok_usd: 30}}
+policies:
+  router: {{type: route, cheap: mixtral, expensive: gpt-4, threshold: 0.5, learn: true}}
+cache: {{redis_url: "{redis}"}}
+learning: {{poll_s: 0.05, min_labels: 100, refit_every: 100}}
+"""
+
+
+async def test_two_proxies_on_one_redis_swap_to_the_head_learned_from_feedback(
+    tmp_path: Path, replay_base_url: str, replay_store: ReplayStore, onnx_predictor: Any
+) -> None:
+    # Two kinds of prompt the prior knows nothing special about; the cheap arm fails one kind.
+    records = replay_store.records()
+    gsm8k = [r for r in records if r.dataset == "gsm8k"][:60]
+    mtbench = [r for r in records if r.dataset == "mtbench"][:60]
+    prompts = [r for pair in zip(gsm8k, mtbench, strict=True) for r in pair]
+    server = RedisServer()
+    server.start()
+    try:
+        text = SWAP_CONFIG.format(
+            url=replay_base_url, weak=MODEL_WEAK, strong=MODEL_STRONG, redis=server.url
+        )
+        config = load_config_text(text, env={})
+        async with (
+            proxy(text, onnx_predictor) as a,
+            proxy(text, onnx_predictor) as b,
+            aiohttp.ClientSession() as session,
+        ):
+            for i, rec in enumerate(prompts):
+                await a.chat("router", [dict(m) for m in rec.messages], f"q{i}")
+            # The evaluator scores both arms of every request, through the other replica.
+            feedback = [
+                {
+                    "request_id": f"q{i}",
+                    "arm_rewards": {"cheap": float(rec.dataset == "mtbench"), "expensive": 1.0},
+                }
+                for i, rec in enumerate(prompts)
+            ]
+            for start in range(0, len(feedback), 50):
+                async with session.post(
+                    f"{b.url}/v1/adaptive/feedback", json={"feedback": feedback[start : start + 50]}
+                ) as response:
+                    assert response.status == 202, await response.text()
+            await a.flush()
+            await b.flush()
+            # The learner, as `adaptive-proxy learn` runs it, on the store both replicas share.
+            settings = LearnerSettings(
+                min_labels=100, refit_every=100, min_train=40, rule=PromotionRule(min_holdout=20)
+            )
+            setup = build_learner(config, models_dir=tmp_path / "models", settings=settings)
+            try:
+                (spec,) = setup.specs
+                report = await setup.learner.refit(spec)
+            finally:
+                await setup.store.aclose()
+            assert report.status == "promoted", report.reason
+            version = report.version
+            assert version is not None
+            for replica in (a, b):
+                for _ in range(600):  # each polls every 0.05 s; a guard against hanging
+                    heads = replica.app[LEARNING].runtime.heads  # type: ignore[union-attr]
+                    if heads.model_version("router") == version:
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    pytest.fail(f"{replica.url} never served {version}")
+            # Both replicas now decide with the learned head, and log that they did.
+            fresh = [r for r in records if r.dataset == "gsm8k"][100]
+            for replica, rid in ((a, "after-a"), (b, "after-b")):
+                raw = await replica.chat("router", [dict(m) for m in fresh.messages], rid)
+                adaptive = (raw.parse().model_extra or {})["adaptive"]
+                await replica.flush()
+                async with session.get(f"{replica.url}/v1/adaptive/learning") as response:
+                    learning = (await response.json())["policies"]["router"]
+                assert learning["model_version"] == version
+                assert learning["promoted_at"] is not None
+                assert learning["labels"]["feedback"] == len(prompts)
+                reader = redis_store(server.url)
+                try:
+                    record = (await reader.get(rid)).record
+                finally:
+                    await reader.aclose()
+                assert record is not None and record.model_version == version
+                # The record keeps the prior's outputs; the decision used the head's.
+                assert adaptive["predictions"]["p_weak"] != pytest.approx(
+                    record.predictions["p_weak"], abs=1e-6
+                )
+    finally:
+        server.close()
