@@ -353,10 +353,11 @@ async def test_two_proxies_on_one_redis_swap_to_the_head_learned_from_feedback(
                     await asyncio.sleep(0.05)
                 else:
                     pytest.fail(f"{replica.url} never served {version}")
-            # Both replicas now decide with the learned head, and log that they did.
-            fresh = [r for r in records if r.dataset == "gsm8k"][100]
+            # Both replicas now decide with the learned head, and log that they did: even for
+            # a prompt whose decision under the prior is in the shared decision cache.
+            again = [dict(m) for m in prompts[0].messages]
             for replica, rid in ((a, "after-a"), (b, "after-b")):
-                raw = await replica.chat("router", [dict(m) for m in fresh.messages], rid)
+                raw = await replica.chat("router", again, rid)
                 adaptive = (raw.parse().model_extra or {})["adaptive"]
                 await replica.flush()
                 async with session.get(f"{replica.url}/v1/adaptive/learning") as response:
@@ -370,6 +371,7 @@ async def test_two_proxies_on_one_redis_swap_to_the_head_learned_from_feedback(
                 finally:
                     await reader.aclose()
                 assert record is not None and record.model_version == version
+                assert adaptive["cache"] == ("miss" if replica is a else "hit")
                 # The record keeps the prior's outputs; the decision used the head's.
                 assert adaptive["predictions"]["p_weak"] != pytest.approx(
                     record.predictions["p_weak"], abs=1e-6
