@@ -242,12 +242,36 @@ def record_outcome(
     access = request.get(RECORD)
     if access is None:
         return
+    try:
+        record = _outcome_record(
+            request, runtime, access.request_id, decision, policy, data, outcome, explored
+        )
+    except Exception:  # a record that cannot be built must not fail the answered request
+        log.exception("outcome log: the record of %s could not be built", access.request_id)
+        runtime.log.metrics.outcome_dropped("invalid", 1)
+        return
+    if runtime.log.record(record):
+        for label in _free_labels(record):
+            runtime.log.label(label)
+
+
+def _outcome_record(
+    request: web.Request,
+    runtime: LearningParts,
+    request_id: str,
+    decision: Decision,
+    policy: BasePolicy,
+    data: Mapping[str, Any],
+    outcome: Outcome,
+    explored: bool,
+) -> OutcomeRecord:
+    """The request's record: what was decided, seen and spent."""
     client = client_of(request)
     arm = outcome.answered_by[0] if outcome.answered_by is not None else decision.arm
     upstream = outcome.answered_by[1] if outcome.answered_by is not None else decision.upstream
     include_messages = runtime.config.server.access_log.include_messages
-    record = OutcomeRecord(
-        request_id=access.request_id,
+    return OutcomeRecord(
+        request_id=request_id,
         unix_time_s=time.time(),
         policy=decision.policy,
         policy_version=decision.policy_version,
@@ -277,6 +301,3 @@ def record_outcome(
         explore=explored,
         messages=list(data.get("messages") or []) if include_messages else None,
     )
-    if runtime.log.record(record):
-        for label in _free_labels(record):
-            runtime.log.label(label)

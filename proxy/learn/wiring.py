@@ -22,14 +22,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter
 
 import predictor_onnx
 from proxy.config.schema import Config
 from proxy.learn.explore import ExploreSettings
-from proxy.learn.export import HeadExporter, default_models_dir
-from proxy.learn.learner import Learner, LearnerSettings
 from proxy.learn.store import OutcomeStore, default_sqlite_path
 from proxy.learn.store_redis import RedisOutcomeStore
 from proxy.learn.store_sqlite import SqliteOutcomeStore
@@ -40,6 +39,9 @@ from proxy.policies.cascade import CascadePolicy
 from proxy.policies.ladder import LadderPolicy
 from proxy.policies.route import RoutePolicy
 from proxy.wire.redis_client import make_redis
+
+if TYPE_CHECKING:
+    from proxy.learn.learner import Learner, LearnerSettings
 
 #: Without a manifest naming them, the one gain every predictor type gives: strong − weak.
 DEFAULT_GAINS: Mapping[str, tuple[str, str]] = {"gain": ("p_strong", "p_weak")}
@@ -187,6 +189,9 @@ def head_specs(config: Config) -> list[HeadSpec]:
 
 def learner_settings(config: Config) -> LearnerSettings:
     """The learner's settings from ``learning:`` (the rest are the learner's defaults)."""
+    # The learner needs scipy (40 MB, a second to import): only a learner imports it.
+    from proxy.learn.learner import LearnerSettings
+
     learning = config.learning
     return LearnerSettings(min_labels=learning.min_labels, refit_every=learning.refit_every)
 
@@ -213,6 +218,9 @@ def build_learner(
     outcome store the server writes (or ``store``), exporting to ``models_dir`` (default
     ``<user data dir>/models``); close ``setup.store`` when done. Run it with
     ``setup.learner.run(setup.specs, poll_s=setup.poll_s, stop=...)``."""
+    from proxy.learn.export import HeadExporter, default_models_dir
+    from proxy.learn.learner import Learner
+
     store = store if store is not None else build_store(config, env=env)
     learner = Learner(
         store,
@@ -245,7 +253,8 @@ class OutcomeLogSeries:
         )
         self.dropped = Counter(
             "adaptive_outcomes_dropped",
-            "Outcome records and labels lost, by reason (queue_full, store, orphan, shutdown).",
+            "Outcome records and labels lost, by reason (queue_full, store, orphan, shutdown, "
+            "invalid).",
             ["reason"],
             registry=registry,
         )
