@@ -224,7 +224,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_learn(args: argparse.Namespace) -> int:
-    from proxy.learn.process import prior_version, rollback_policy
+    from proxy.learn.process import rollback_policy
+    from proxy.learn.wiring import prior_version
 
     config = _load(args.config)
     _setup_logging(config.server.log_level, with_pid=args.stop_with_parent)

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 import orjson
@@ -21,7 +22,7 @@ import orjson
 from proxy.config.reload import Snapshot
 from proxy.decide.cache import DecisionCache
 from proxy.decide.prediction import Predictor
-from proxy.policies.base import PolicyContext
+from proxy.policies.base import BasePolicy, PolicyContext
 from proxy.policies.decision import Decision
 from proxy.wire.protocol import normalised_messages
 
@@ -56,6 +57,21 @@ class DecisionMetrics(Protocol):
     def observe_decision(self, policy: str, seconds: float, cache_hit: bool) -> None: ...
 
 
+class HeadSource(Protocol):
+    """The learned heads of ``learn: true`` policies (:class:`proxy.learn.live.LiveHeads`)."""
+
+    def model_version(self, policy: str) -> str:
+        """The head in force for ``policy``: a learned version or the shipped prior's."""
+        ...
+
+    async def predict(
+        self, policy: str, predictor: Predictor, messages: list[dict[str, Any]]
+    ) -> tuple[dict[str, float], dict[str, float], str | None]:
+        """The predictions corrected by the policy's head, the predictor's own, and the
+        prompt's packed embedding (``None`` without one), from one encoding of the prompt."""
+        ...
+
+
 def decision_key(
     policy: str, policy_version: str, predictor_version: str, body: Mapping[str, Any]
 ) -> str:
@@ -81,12 +97,23 @@ class Decider:
         metrics: DecisionMetrics,
         context: PolicyContext,
         predictor_timeout_s: float = 2.0,
+        heads: HeadSource | None = None,
     ) -> None:
         self._predictor = predictor
+        self._heads = heads
         self._cache = cache
         self._metrics = metrics
         self._context = context
         self._predictor_timeout_s = predictor_timeout_s
+
+    @property
+    def heads(self) -> HeadSource | None:
+        """The learned heads of ``learn: true`` policies (``None``: no policy learns)."""
+        return self._heads
+
+    @heads.setter
+    def heads(self, heads: HeadSource | None) -> None:
+        self._heads = heads
 
     @property
     def predictor(self) -> Predictor | None:
@@ -130,7 +157,12 @@ class Decider:
         if not policy.needs_prediction:
             decision = await policy.decide(self._context, name, version, {}, messages)
             return decision.with_timing(cache_hit=False, decision_ms=_ms(started))
-        key = decision_key(name, version, snapshot.predictor_version, body)
+        heads = self._heads if policy.learn else None
+        predictor_version = snapshot.predictor_version
+        if heads is not None:
+            # A promoted head changes the predictions: decisions of the old one are stale.
+            predictor_version += "+" + heads.model_version(name)
+        key = decision_key(name, version, predictor_version, body)
         cached = await self._cache.get(key)
         if cached is not None:
             try:
@@ -140,15 +172,19 @@ class Decider:
             if hit is not None:
                 decision = hit
                 if policy.is_budgeted():  # λ has moved since: re-decide from the predictions
-                    decision = await policy.decide(
+                    decided = await policy.decide(
                         self._context, name, version, decision.predictions, messages
                     )
+                    decision = _with_learning_inputs(decided, decision)
                 elapsed = time.perf_counter() - started
                 self._metrics.observe_decision(name, elapsed, True)
                 return decision.with_timing(cache_hit=True, decision_ms=elapsed * 1000)
         try:
-            predictions = await self.predict(messages)
-            decision = await policy.decide(self._context, name, version, predictions, messages)
+            if heads is None:
+                predictions = await self.predict(messages)
+                decision = await policy.decide(self._context, name, version, predictions, messages)
+            else:
+                decision = await self._decide_learned(heads, policy, name, version, messages)
         except Exception as exc:  # fail open: a prediction problem must never fail the request
             reason = "predictor_timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
             log.warning(
@@ -156,11 +192,49 @@ class Decider:
             )
             self._metrics.predictor_fallback(name, reason)
             decision = policy.default_decision(name, version, reason)
+            if heads is not None:
+                decision = replace(decision, model_version=heads.model_version(name))
         else:
             await self._cache.set(key, decision.to_cache())
         elapsed = time.perf_counter() - started
         self._metrics.observe_decision(name, elapsed, False)
         return decision.with_timing(cache_hit=False, decision_ms=elapsed * 1000)
+
+    async def _decide_learned(
+        self,
+        heads: HeadSource,
+        policy: BasePolicy,
+        name: str,
+        version: str,
+        messages: list[dict[str, Any]],
+    ) -> Decision:
+        """A ``learn: true`` policy's decision: the prompt encoded once, the predictions
+        corrected by the policy's learned head, the outcome log's inputs kept on the decision."""
+        # The version is read before the head is applied: a swap in between is seen next time.
+        model_version = heads.model_version(name)
+        async with asyncio.timeout(self._predictor_timeout_s):
+            predictions, prior, embedding = await heads.predict(
+                name, self._predictor_or_raise(), messages
+            )
+        decision = await policy.decide(self._context, name, version, predictions, messages)
+        return replace(
+            decision,
+            prior_predictions=prior,
+            embedding_f16=embedding,
+            model_version=model_version,
+        )
+
+
+def _with_learning_inputs(decision: Decision, source: Decision) -> Decision:
+    """``decision`` (re-decided from a cached one) with the cached one's outcome-log inputs."""
+    if source.model_version is None:
+        return decision
+    return replace(
+        decision,
+        prior_predictions=source.prior_predictions,
+        embedding_f16=source.embedding_f16,
+        model_version=source.model_version,
+    )
 
 
 def _ms(started: float) -> float:

@@ -15,6 +15,7 @@ request's. A client disconnect cancels the calls in flight.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ from proxy.execute.cascade_stages import CheapResult, StageRun, first_choice, me
 from proxy.execute.rerank_text import extract_answer
 from proxy.execute.route import RouteExecutor
 from proxy.execute.seam import EventStream, Execution, ExecutionRequest, JsonResult, Outcome
+from proxy.learn.records import CascadeEvidence, StageOutcome
 from proxy.policies.cascade import CascadePolicy, CascadeStage
 from proxy.policies.decision import Decision
 from proxy.policies.escalation import assess
@@ -262,6 +264,7 @@ class CascadeExecutor:
         self._metrics.observe_cascade(decision.policy, stage.label, False)
         headers = _headers(decision, stage.label, adaptive)
         outcome = Outcome(cheap.cost_usd, cheap.drawn, answered_by=(stage.label, stage.upstream))
+        outcome.evidence = cascade_evidence(policy, cheap, escalated=False, last_answer=None)
         if not job.stream:
             return JsonResult(body, headers, outcome)
 
@@ -305,6 +308,9 @@ class CascadeExecutor:
         headers = _headers(decision, final.label, adaptive)
         outcome = Outcome.of_completion(body, adaptive["n"])
         outcome.answered_by = (final.label, final.upstream)
+        text = message_content(first_choice(body) or {})
+        last_answer = extract_answer(text, policy.answer_pattern) if text else None
+        outcome.evidence = cascade_evidence(policy, cheap, escalated=True, last_answer=last_answer)
         return JsonResult(body, headers, outcome)
 
     def _escalated_stream(
@@ -317,6 +323,8 @@ class CascadeExecutor:
     ) -> EventStream:
         final = policy.stages[-1]
         outcome = Outcome(cheap.cost_usd, cheap.drawn, answered_by=(final.label, final.upstream))
+        # A passed-through stream's text is not kept: the last stage's answer is unknown.
+        outcome.evidence = cascade_evidence(policy, cheap, escalated=True, last_answer=None)
         # The last stage draws the client's n (counted when its stream opened).
         last_drawn = stream.outcome.n_samples
         cheap_prompt, cheap_completion = cheap.usage
@@ -348,6 +356,29 @@ class CascadeExecutor:
             outcome=outcome,
             source=stream.source,
         )
+
+
+def cascade_evidence(
+    policy: CascadePolicy, cheap: CheapResult, *, escalated: bool, last_answer: str | None
+) -> CascadeEvidence:
+    """What a cascade showed, for the outcome log: each cheap stage's answer (its samples'
+    majority, ties to the earliest), the last stage's when it ran, whether the cheap samples'
+    answers agreed (``None`` with fewer than two answers), escalated or not."""
+    samples = cheap.assessment.samples
+    stages = []
+    for index, run in enumerate(cheap.runs):
+        answers = [s.answer for s in samples if s.stage == index and s.answer is not None]
+        counts = collections.Counter(answers)
+        answer = max(answers, key=lambda a: counts[a]) if answers else None  # first of the ties
+        stages.append(
+            StageOutcome(name=run.stage.label, upstream=run.stage.upstream, answer=answer)
+        )
+    if escalated:
+        final = policy.stages[-1]
+        stages.append(StageOutcome(name=final.label, upstream=final.upstream, answer=last_answer))
+    cheap_answers = [s.answer for s in samples if s.answer is not None]
+    agreement = len(set(cheap_answers)) == 1 if len(cheap_answers) >= 2 else None
+    return CascadeEvidence(stages=stages, agreement=agreement, escalated=escalated)
 
 
 def _headers(decision: Decision, answered_by: str, adaptive: Mapping[str, Any]) -> dict[str, str]:

@@ -15,6 +15,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 
+from proxy.learn.records import CascadeEvidence, SequentialEvidence
 from proxy.policies.base import BasePolicy
 from proxy.policies.decision import Decision
 from proxy.wire.protocol import sse_event
@@ -37,6 +38,9 @@ class Outcome:
     fallback_upstream: str | None = None
     # The arm and upstream that answered when the executor chose them itself (a cascade's stage).
     answered_by: tuple[str, str] | None = None
+    # What the request showed, for the outcome log of ``learn: true`` policies: a sequential
+    # request's samples and rounds, a cascade's stages (a route's arm is the decision's).
+    evidence: SequentialEvidence | CascadeEvidence | None = None
 
     @classmethod
     def of_completion(cls, body: dict[str, Any], n_samples: int) -> Outcome:
@@ -53,6 +57,7 @@ class Outcome:
         """Copy what ``other`` measured into this (shared) outcome."""
         self.cost_usd, self.n_samples = other.cost_usd, other.n_samples
         self.prompt_tokens, self.completion_tokens = other.prompt_tokens, other.completion_tokens
+        self.evidence = other.evidence or self.evidence
 
 
 @dataclass(slots=True)

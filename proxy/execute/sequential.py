@@ -30,8 +30,9 @@ from proxy.execute.best_of_k import (
 from proxy.execute.candidates import parseable_first, structured_candidates, structured_kind
 from proxy.execute.rerank import RerankResult
 from proxy.execute.rerank_text import extract_answer
-from proxy.execute.seam import Execution, ExecutionRequest, JsonResult, Outcome
+from proxy.execute.seam import EventStream, Execution, ExecutionRequest, JsonResult, Outcome
 from proxy.execute.sequential_rounds import RoundsResult, run_rounds
+from proxy.learn.records import SampleOutcome, SequentialEvidence
 from proxy.policies.base import SamplingPlan
 from proxy.policies.best_of_k import BestOfKPolicy, SequentialPlan
 from proxy.policies.decision import Decision
@@ -72,6 +73,30 @@ def _accepted_ranking(result: RoundsResult) -> RerankResult:
     return RerankResult((result.accepted, *rest), scores, "verifier", 0.0)
 
 
+def sequential_evidence(
+    result: RoundsResult, ranking: RerankResult, stop: object
+) -> SequentialEvidence:
+    """What the rounds showed: every sample's answer and verdict, the rounds, why they stopped,
+    and the answer returned (the outcome log's evidence; free labels are read from it)."""
+    accept = stop.accept_score if isinstance(stop, VerifierStop) else None
+    samples = [
+        SampleOutcome(
+            index=i,
+            answer=answer,
+            verdict=score,
+            accepted=None if accept is None or score is None else score >= accept,
+        )
+        for i, (answer, score) in enumerate(zip(result.answers, result.scores, strict=True))
+    ]
+    winner = ranking.order[0] if ranking.order else None
+    settled = (
+        result.answers[winner] if winner is not None and winner < len(result.answers) else None
+    )
+    return SequentialEvidence(
+        samples=samples, rounds=result.rounds, stopped_by=result.stopped_by, settled_answer=settled
+    )
+
+
 def _scored_ranking(result: RoundsResult) -> RerankResult | None:
     """Every sample's verifier score, best first; ``None`` when some sample has none."""
     if not result.scores or any(s is None for s in result.scores):
@@ -94,8 +119,8 @@ class SequentialExecutor:
         plan: SamplingPlan,
         rounds_plan: SequentialPlan,
         data: dict[str, Any],
-    ) -> tuple[dict[str, Any], RoundsResult]:
-        """Draw rounds, pick the winner, build the completion."""
+    ) -> tuple[dict[str, Any], RoundsResult, SequentialEvidence]:
+        """Draw rounds, pick the winner, build the completion (and what the rounds showed)."""
         messages = data["messages"]
         total = Samples()
         pattern = plan.reranker.pattern
@@ -176,7 +201,7 @@ class SequentialExecutor:
             adaptive["candidates_unparseable"] = parses.count(False)
         self._metrics.observe_rounds(decision.policy, result.rounds, result.stopped_by)
         self._metrics.observe_samples(decision.policy, result.samples_drawn)
-        return body, result
+        return body, result, sequential_evidence(result, ranking, rounds_plan.stop)
 
     async def _final_ranking(
         self,
@@ -210,7 +235,9 @@ class SequentialExecutor:
             return await self._sampler.route_instead(job)
         rounds_plan = policy.sequential_plan(decision)
         if not job.stream:
-            body, result = await self.run(decision, plan, rounds_plan, data)
+            body, result, evidence = await self.run(decision, plan, rounds_plan, data)
+            outcome = Outcome.of_completion(body, result.samples_drawn)
+            outcome.evidence = evidence
             return JsonResult(
                 body,
                 {
@@ -218,17 +245,21 @@ class SequentialExecutor:
                     "x-adaptive-n": str(result.samples_drawn),
                     "x-adaptive-choices": str(len(body["choices"])),
                 },
-                Outcome.of_completion(body, result.samples_drawn),
+                outcome,
             )
+        streamed: list[EventStream] = []
 
         async def body_and_samples() -> tuple[dict[str, Any], int]:
-            body, result = await self.run(decision, plan, rounds_plan, data)
+            body, result, evidence = await self.run(decision, plan, rounds_plan, data)
+            streamed[0].outcome.evidence = evidence
             return body, result.samples_drawn
 
-        return assembled_stream(
+        stream = assembled_stream(
             job,
             asyncio.ensure_future(body_and_samples()),
             # Sent before round one: the body's adaptive object has the samples drawn.
             headers={**decision.headers(), "x-adaptive-choices": str(client_choices(data))},
             source=f"sequential best-of-k from {decision.upstream}",
         )
+        streamed.append(stream)
+        return stream

@@ -30,7 +30,9 @@ from proxy.http.access_middleware import access_middleware, add_response_headers
 from proxy.http.auth import auth_middleware, register_admin_routes
 from proxy.http.drain import DRAIN, Drain
 from proxy.http.handlers import register_routes
+from proxy.http.learning import register_learning_routes
 from proxy.http.middleware import error_middleware
+from proxy.http.outcomes import learning_ctx
 from proxy.http.passthrough import register_passthrough_routes
 from proxy.http.response_homes import response_homes_ctx
 from proxy.http.responses_api import register_responses_routes
@@ -42,10 +44,12 @@ from proxy.http.state import (
     COSTS,
     DECIDER,
     EXECUTORS,
+    LEARNING,
     METRICS,
     POLICY_CONTEXT,
     PREDICTOR,
     UPSTREAMS,
+    Learning,
 )
 from proxy.observe.metrics import Metrics
 from proxy.policies.base import PolicyContext
@@ -314,16 +318,19 @@ def create_app(
     app[BUDGETS] = budgets
     app[POLICY_CONTEXT] = PolicyContext(costs=costs, budgets=budgets)
     app[DRAIN] = Drain()
+    app[LEARNING] = Learning()
     holder.subscribe(_apply_snapshot(app, dict(env or {})))
     app.cleanup_ctx.append(_session_ctx(dict(env or {})))
     app.cleanup_ctx.append(_auth_ctx(dict(env or {}), warn_if_open=warn_if_open))
     app.cleanup_ctx.append(_cache_ctx(cache))
     app.cleanup_ctx.append(_budget_redis_ctx)
     app.cleanup_ctx.append(_predictor_ctx(predictor))
+    app.cleanup_ctx.append(learning_ctx(dict(env or {})))
     app.cleanup_ctx.append(_reload_ctx)
     app.cleanup_ctx.append(response_homes_ctx)
     register_routes(app)
     register_admin_routes(app)
     register_responses_routes(app)  # before the passthrough routes, which serve the rest
+    register_learning_routes(app)
     register_passthrough_routes(app)
     return app

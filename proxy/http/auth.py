@@ -35,7 +35,14 @@ _ADMIN_PREFIX = "/admin/"
 # Endpoints that reach no upstream (handlers.register_routes) spend nothing: the spend limit
 # does not gate them, the rate limit does. An endpoint missing here is gated: the safe side.
 _SPEND_FREE_PATHS = frozenset(
-    {"/v1/models", "/models", "/v1/adaptive/decide", "/v1/adaptive/allocate"}
+    {
+        "/v1/models",
+        "/models",
+        "/v1/adaptive/decide",
+        "/v1/adaptive/allocate",
+        "/v1/adaptive/feedback",
+        "/v1/adaptive/learning",
+    }
 )
 
 

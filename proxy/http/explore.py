@@ -8,8 +8,8 @@ from aiohttp import web
 
 from proxy.execute.rerank import JudgeReranker
 from proxy.execute.seam import Execution, JsonResult
-from proxy.http.state import CONFIG, COSTS, EXPLORER, METRICS, RECORD, UPSTREAMS
-from proxy.learn.explore import Explorer, ExploreSettings, LabelSink
+from proxy.http.state import CONFIG, COSTS, EXPLORER, LEARNING, METRICS, RECORD, UPSTREAMS
+from proxy.learn.explore import ExploreCounters, Explorer, ExploreSettings, LabelSink
 from proxy.learn.explore_budget import ExploreBudget
 from proxy.policies.base import BasePolicy
 from proxy.policies.decision import Decision
@@ -21,11 +21,14 @@ def maybe_explore(
     policy: BasePolicy | None,
     body: dict[str, Any],
     result: Execution,
-) -> None:
-    """Schedule a background run of the arm not chosen (after this response is written)."""
-    explorer = request.app.get(EXPLORER)
-    if explorer is None or policy is None or not isinstance(result, JsonResult):
-        return
+) -> bool:
+    """Schedule a background run of the arm not chosen (after this response is written) for a
+    ``learn: true`` policy; whether one was."""
+    if policy is None or not policy.learn or not isinstance(result, JsonResult):
+        return False
+    explorer = explorer_of(request.app)
+    if explorer is None:
+        return False
     record = request.get(RECORD)
     outcome = result.outcome
     answered = outcome.answered_by[0] if outcome.answered_by is not None else decision.arm
@@ -38,7 +41,7 @@ def maybe_explore(
         # the process once the connection's buffer is empty (or the connection is gone).
         return transport is None or transport.is_closing() or not transport.get_write_buffer_size()
 
-    explorer.maybe_explore(
+    return explorer.maybe_explore(
         sent=sent,
         request_id=record.request_id if record is not None else "",
         policy_name=decision.policy,
@@ -50,16 +53,24 @@ def maybe_explore(
     )
 
 
+def explorer_of(app: web.Application) -> Explorer | None:
+    """The explorer in force: one set before start as ``app[EXPLORER]``, else the config's."""
+    injected = app.get(EXPLORER)
+    return injected if injected is not None else app[LEARNING].explorer
+
+
 def make_explorer(
     app: web.Application,
     settings: ExploreSettings,
     *,
     labels: LabelSink | None,
     redis: Any = None,
+    counters: ExploreCounters | None = None,
 ) -> Explorer:
     """An :class:`Explorer` for ``app`` (set it as ``app[EXPLORER]`` before the app starts): it
     calls the app's upstreams, asks ``settings.judge`` in the judge reranker's protocol, counts
-    in the app's ``/metrics`` and its spend in Redis when ``redis`` is given (else in process)."""
+    in the app's ``/metrics`` (in ``counters`` when given: one set per app, whatever the number
+    of explorers built) and its spend in Redis when ``redis`` is given (else in process)."""
     costs = app[COSTS]
 
     async def chat(name: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -84,5 +95,6 @@ def make_explorer(
         labels=labels,
         judge=judge,
         registry=app[METRICS].registry,
+        counters=counters,
         access_log_enabled=app[CONFIG].snapshot.config.server.access_log.enabled,
     )

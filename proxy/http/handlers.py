@@ -23,6 +23,7 @@ from proxy.http.auth import authorize_model, client_of
 from proxy.http.body import read_body
 from proxy.http.drain import DRAIN
 from proxy.http.explore import maybe_explore
+from proxy.http.outcomes import record_outcome
 from proxy.http.sse import json_response, write_sse
 from proxy.http.state import (
     BUDGETS,
@@ -175,6 +176,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     status = 200
     outcome = Outcome()
     choices: int | None = None  # none were returned unless an execution answered
+    explored = False
     try:
         result = await _execute(request, snapshot, decision, policy, data, parsed)
         outcome = result.outcome
@@ -182,7 +184,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         choices = int(result.headers.get("x-adaptive-choices", client_choices(data)))
         if isinstance(result, EventStream):
             return await write_sse(request, result)
-        maybe_explore(request, decision, policy, data, result)  # runs once this answer is sent
+        explored = maybe_explore(request, decision, policy, data, result)  # once this is sent
         return json_response(result)
     except asyncio.CancelledError:
         status = 499  # the client went away; its upstream requests were cancelled with it
@@ -195,6 +197,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         arm = outcome.answered_by[0] if outcome.answered_by is not None else decision.arm
         request.app[METRICS].record_request(decision.policy, arm, status)
         _note_outcome(record, outcome, choices)
+        record_outcome(request, decision, policy, data, outcome, status=status, explored=explored)
         observed = decision
         if outcome.problem is not None:
             observed = replace(decision, problem=outcome.problem, arm_index=outcome.arm_index)

@@ -7,22 +7,50 @@ then). One set per application, never global.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Protocol
+
 from aiohttp import web
 
 from proxy.auth.guard import Authenticator
 from proxy.auth.keys import Client
 from proxy.config.reload import ConfigHolder
+from proxy.config.schema import Config
 from proxy.decide.cache import DecisionCache
 from proxy.decide.decider import Decider
 from proxy.decide.prediction import Predictor
 from proxy.execute.registry import Executors
-from proxy.learn.explore import Explorer
+from proxy.learn.explore import ExploreCounters, Explorer
+from proxy.learn.live import LiveHeads
+from proxy.learn.log import OutcomeLog
 from proxy.observe.access_log import RequestRecord
 from proxy.observe.metrics import Metrics
 from proxy.policies.base import PolicyContext
 from proxy.policies.budget.controllers import BudgetControllers
 from proxy.upstream.client import UpstreamClient
 from proxy.upstream.pricing import CostModel
+
+
+class LearningParts(Protocol):
+    """What handlers read of the learning loop (:class:`proxy.http.outcomes.LearningRuntime`)."""
+
+    log: OutcomeLog
+    heads: LiveHeads
+    config: Config
+    policies: frozenset[str]
+    #: The exploration budget's Redis client (``None``: the budget is counted in process).
+    budget_redis: Any
+    #: Exploration's Prometheus series (one set per app).
+    explore_counters: ExploreCounters
+
+    def update(self, config: Config) -> None:
+        """Follow a reloaded config."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop the loop and close the store."""
+        ...
+
 
 # Set by create_app.
 CONFIG = web.AppKey("adaptive_config", ConfigHolder)
@@ -46,3 +74,18 @@ CLIENT = web.RequestKey("adaptive_client", Client)
 RECORD = web.RequestKey("adaptive_record", RequestRecord)
 # Set when ``learning`` exploration is on (``None`` or absent: no request is explored).
 EXPLORER: web.AppKey[Explorer | None] = web.AppKey("adaptive_explorer")
+
+
+@dataclass
+class Learning:
+    """The learning loop of one app, its fields replaced on a reload (a started app's keys
+    cannot change): ``runtime`` is ``None`` while no policy has ``learn: true``; ``explorer`` is
+    the one built from ``learning:`` (``None``: no exploration). An explorer set as
+    ``app[EXPLORER]`` before the app starts takes its place (tests)."""
+
+    runtime: LearningParts | None = None
+    explorer: Explorer | None = None
+
+
+# Set by create_app; its fields by the learning loop's cleanup context and reloads.
+LEARNING = web.AppKey("adaptive_learning", Learning)

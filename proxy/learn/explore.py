@@ -184,13 +184,15 @@ class Explorer:
         labels: LabelSink | None,
         judge: PairJudge | None = None,
         registry: CollectorRegistry | None = None,
+        counters: ExploreCounters | None = None,
         access_log_enabled: bool = True,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.budget = budget
-        self.counters = ExploreCounters(registry)
+        # An explorer rebuilt on a reload keeps counting in the series of the one before.
+        self.counters = counters if counters is not None else ExploreCounters(registry)
         self._chat = chat
         self._costs = costs
         self._labels = labels

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from proxy.learn.head import HeadDocumentError, LearnedHead
+from proxy.learn.records import pack_embedding
 from proxy.learn.store import OutcomeStore
 
 log = logging.getLogger("proxy.learn")
@@ -52,6 +53,26 @@ class LiveHeads:
         self.prior_version = prior_version
         self._heads: dict[str, LearnedHead | None] = dict.fromkeys(self._policies)
         self._outage = False
+
+    @property
+    def policies(self) -> tuple[str, ...]:
+        """The policies followed."""
+        return self._policies
+
+    def set_policies(self, policies: Iterable[str]) -> None:
+        """Follow these policies from now on (a reload turned ``learn`` on or off); the heads of
+        policies still followed stay, a new one serves the prior until the next refresh."""
+        self._policies = tuple(policies)
+        self._heads = {p: self._heads.get(p) for p in self._policies}
+
+    async def predict(
+        self, policy: str, predictor: Any, messages: Messages
+    ) -> tuple[dict[str, float], dict[str, float], str | None]:
+        """The predictions of ``policy``'s head in force, the predictor's own, and the prompt's
+        embedding packed for the outcome log (:func:`pack_embedding`), from one encoding."""
+        ((prior, embedding),) = await predict_with_embeddings(predictor, [messages])
+        packed = None if embedding is None else pack_embedding(embedding)
+        return self.apply(policy, prior, embedding), prior, packed
 
     def head(self, policy: str) -> LearnedHead | None:
         """The head in force for ``policy``."""

@@ -37,6 +37,12 @@ class Decision:
     # and whether they displace the client's own values.
     overrides: Mapping[str, Any] = field(default_factory=dict)
     override_client: bool = False
+    # ``learn: true`` policies only (the outcome log's inputs, cached with the decision): the
+    # predictor's own outputs before a learned head corrected ``predictions``, the prompt's
+    # embedding as the predictor computed it (float16, base64) and the head's version.
+    prior_predictions: Mapping[str, float] | None = field(default=None, repr=False)
+    embedding_f16: str | None = field(default=None, repr=False)
+    model_version: str | None = None
 
     def to_cache(self) -> dict[str, Any]:
         """JSON-able form stored in the decision cache (without per-request facts)."""

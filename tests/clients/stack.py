@@ -16,12 +16,12 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from predictor_onnx.data import MODEL_STRONG, MODEL_WEAK, Record
 from proxy.config.schema import load_config_text
 from proxy.decide.prediction import HashPredictor
 from proxy.execute.rerank_text import extract_answer
 from proxy.http.app import create_app
 from proxy.wire.tokens import count_message_tokens, count_tokens
+from recorded_data.records import MODEL_STRONG, MODEL_WEAK, Record
 from replay.server import create_replay_app
 from replay.store import POOL_ARMS, ReplayStore
 from tests.servers import running

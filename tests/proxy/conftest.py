@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -18,3 +20,15 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def onnx_predictor() -> Iterator[Any]:
+    """The shipped ONNX predictor, loaded once (a proxy given it leaves it open)."""
+    from predictor_onnx.runtime import OnnxPredictor
+
+    predictor = OnnxPredictor.load()
+    try:
+        yield predictor
+    finally:
+        asyncio.run(predictor.aclose())

@@ -9,8 +9,8 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from predictor_onnx.data import MODEL_STRONG, MODEL_WEAK, Record
 from proxy.wire.tokens import count_tokens
+from recorded_data.records import MODEL_STRONG, MODEL_WEAK, Record
 from replay.store import ReplayStore
 
 

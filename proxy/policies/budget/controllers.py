@@ -62,6 +62,15 @@ class BudgetControllers:
             return None
         return await controller.current_lambda()
 
+    async def resolve(self, name: str) -> float | None:
+        """Re-solve λ of policy ``name`` now (its predictor changed: a learned head was swapped
+        in); ``None`` when it has no controller yet. The window keeps the problems decided so
+        far, so λ follows the new head as its decisions replace them."""
+        held = self._controllers.get(name)
+        if held is None:
+            return None
+        return await held[1].refresh()
+
     async def budget_snapshot(self, name: str) -> dict[str, Any] | None:
         """λ, target and realised rate of a budgeted policy (``None`` otherwise)."""
         held = self._controllers.get(name)

@@ -17,12 +17,12 @@ import pytest
 from aiohttp.test_utils import TestServer
 from openai import AsyncOpenAI
 
-from predictor_onnx.data import MODEL_STRONG, MODEL_WEAK, Record
 from proxy.config.schema import Config, load_config_text
 from proxy.decide.prediction import HashPredictor
 from proxy.execute.rerank_text import extract_answer
 from proxy.http.app import create_app
 from proxy.wire.tokens import count_tokens
+from recorded_data.records import MODEL_STRONG, MODEL_WEAK, Record
 from replay.server import LatencyModel, create_replay_app
 from replay.store import POOL_ARMS, ReplayStore
 from tests.redis_server import RedisServer

@@ -1,5 +1,6 @@
-"""Exploration end to end: a real proxy, fake upstreams for each arm and the judge, a real
-SQLite outcome store (and a real redis-server for the shared budget)."""
+"""Exploration end to end, configured by ``learning:`` as an operator would: a real proxy, fake
+upstreams for each arm and the judge, the proxy's own outcome log in a real SQLite file (a real
+redis-server for the shared budget, and then for the log too)."""
 
 from __future__ import annotations
 
@@ -20,15 +21,15 @@ from aiohttp import web
 from proxy.config.schema import load_config_text
 from proxy.decide.prediction import HashPredictor
 from proxy.http.app import create_app
-from proxy.http.explore import make_explorer
-from proxy.http.state import EXPLORER
-from proxy.learn.explore import ExploreSettings
+from proxy.http.explore import explorer_of
+from proxy.http.state import CONFIG as CONFIG_KEY
+from proxy.http.state import LEARNING
 from proxy.learn.explore_budget import ExploreBudget
-from proxy.learn.log import OutcomeLog
-from proxy.learn.store_sqlite import SqliteOutcomeStore
+from proxy.learn.records import LabelRecord
+from proxy.learn.store import OutcomeStore
 from proxy.wire.redis_client import make_redis
 from tests.proxy.fake_upstream import FakeUpstream, Received, Reply, completion
-from tests.proxy.learn.builders import make_record, sqlite_store
+from tests.proxy.learn.builders import redis_store, sqlite_store
 from tests.redis_server import RedisServer
 from tests.servers import running
 
@@ -52,18 +53,26 @@ upstreams:
   judge: {{base_url: "{judge}", model: m-judge, price_in_per_mtok_usd: 5.0,
            price_out_per_mtok_usd: 5.0, retries: 0}}
 policies:
-  router: {{type: route, cheap: cheap, expensive: expensive, threshold: 0.5}}
+  router: {{type: route, cheap: cheap, expensive: expensive, threshold: 0.5, learn: true}}
   casc:
     type: cascade
     stages: [{{upstream: cheap}}, {{upstream: cheap-b}}, {{upstream: expensive}}]
     escalate: {{threshold: 0.5}}
     answer_pattern: "#### (\\\\d+)"
+    learn: true
   effort-router:
     type: route
     cheap: {{upstream: expensive, overrides: {{reasoning_effort: low}}}}
     expensive: {{upstream: expensive, overrides: {{reasoning_effort: high}}}}
     threshold: 0.5
+    learn: true
 predictor: {{type: hash}}
+{cache}
+learning:
+  store: {store}
+  explore_fraction: {fraction}
+  explore_budget_usd_per_day: {budget}
+  judge: judge
 """
 ENV = {"MASTER_KEY": MASTER}
 
@@ -107,21 +116,27 @@ class Stack:
     cheap: FakeUpstream
     expensive: Witness
     judge: PreferringJudge
-    store: SqliteOutcomeStore
-    log: OutcomeLog
+    store: OutcomeStore
     app: web.Application
+    config_path: Path
 
     async def settle(self) -> None:
-        explorer = self.app[EXPLORER]
+        """Wait for the background runs and for the outcome log's writes."""
+        explorer = explorer_of(self.app)
         assert explorer is not None
         await explorer.drain()
-        await self.log.flush()
+        runtime = self.app[LEARNING].runtime
+        assert runtime is not None
+        await runtime.log.flush()
+
+    async def explored(self, request_id: str) -> list[LabelRecord]:
+        """The explored labels of a request (an escalated cascade has a free one too)."""
+        return [x for x in (await self.store.get(request_id)).labels if x.kind == "explored"]
 
     async def chat(
         self, session: aiohttp.ClientSession, model: str, request_id: str
     ) -> dict[str, Any]:
-        """One chat request; the record the outcome log would hold for it is written first."""
-        await self.store.write([make_record(request_id, policy=model)])
+        """One chat request (the proxy logs it: its policy has ``learn: true``)."""
         async with session.post(
             f"{self.url}/v1/chat/completions",
             json={"model": model, "messages": [{"role": "user", "content": "What is 6*7?"}]},
@@ -141,32 +156,53 @@ class Stack:
         return sum(values)
 
 
+def config_text(
+    urls: dict[str, str], *, store: str, cache: str, fraction: float, budget: float
+) -> str:
+    """The policy file of the exploration tests."""
+    return CONFIG.format(
+        sha=hashlib.sha256(KEY.encode()).hexdigest(),
+        store=store,
+        cache=cache,
+        fraction=fraction,
+        budget=budget,
+        **urls,
+    )
+
+
 @asynccontextmanager
 async def explore_stack(
-    tmp_path: Path, *, gain: float = 0.0, budget_usd: float = 1.0, redis: Any = None
+    tmp_path: Path, *, gain: float = 0.0, budget_usd: float = 1.0, redis_url: str | None = None
 ) -> AsyncIterator[Stack]:
     cheap, expensive, judge = FakeUpstream(), Witness(), PreferringJudge()
+    store: OutcomeStore
     try:
-        text = CONFIG.format(
-            sha=hashlib.sha256(KEY.encode()).hexdigest(),
-            cheap=await cheap.start(),
-            expensive=await expensive.start(),
-            judge=await judge.start(),
-        )
+        urls = {
+            "cheap": await cheap.start(),
+            "expensive": await expensive.start(),
+            "judge": await judge.start(),
+        }
+        path = tmp_path / "outcomes.sqlite3"
+        if redis_url is None:
+            # No Redis: the budget is counted in process, the log is an SQLite file.
+            settings = {"store": f'"{path}"', "cache": ""}
+            store = sqlite_store(path)
+        else:
+            settings = {"store": "null", "cache": f'cache: {{redis_url: "{redis_url}"}}'}
+            store = redis_store(redis_url)
+        text = config_text(urls, fraction=1.0, budget=budget_usd, **settings)
+        config_path = tmp_path / "policies.yaml"
+        config_path.write_text(text)
         config = load_config_text(text, env=ENV)
         predictor = HashPredictor(
             overrides={"": {"p_weak": 0.5 - gain / 2, "p_strong": 0.5 + gain / 2}}
         )
-        app = create_app(config, predictor=predictor, env=ENV)
-        store = sqlite_store(tmp_path / "outcomes.sqlite3")
-        log = OutcomeLog(store)
-        settings = ExploreSettings(
-            explore_fraction=1.0, explore_budget_usd_per_day=budget_usd, judge="judge"
-        )
-        app[EXPLORER] = make_explorer(app, settings, labels=log, redis=redis)
-        async with running(app) as url:
-            yield Stack(url, cheap, expensive, judge, store, log, app)
-        await log.aclose()
+        app = create_app(config, predictor=predictor, env=ENV, config_path=config_path)
+        try:
+            async with running(app) as url:
+                yield Stack(url, cheap, expensive, judge, store, app, config_path)
+        finally:
+            await store.aclose()
     finally:
         for fake in (cheap, expensive, judge):
             await fake.close()
@@ -192,7 +228,9 @@ async def test_the_other_arm_runs_only_after_the_client_has_its_answer(tmp_path:
         # The judge saw both answers; it prefers the expensive one: the cheap arm failed.
         prompt = stack.judge.requests[0].body["messages"][0]["content"]
         assert "It is 42." in prompt and "The answer is 42." in prompt
-        (label,) = (await stack.store.get("r-order")).labels
+        found = await stack.store.get("r-order")
+        assert found.record is not None and found.record.explore  # the record says so
+        (label,) = found.labels
         assert (label.kind, label.source) == ("explored", "explore:judge")
         assert label.arm_rewards == {"cheap": 0.0}
         assert (
@@ -222,7 +260,7 @@ async def test_a_judge_preferring_the_cheap_answer_labels_it_a_success(tmp_path:
         assert body["adaptive"]["arm"] == "expensive"
         await stack.settle()
         assert len(stack.cheap.requests) == 1
-        (label,) = (await stack.store.get("r-cheap-wins")).labels
+        (label,) = await stack.explored("r-cheap-wins")
         assert label.arm_rewards == {"cheap": 1.0}
 
 
@@ -245,8 +283,8 @@ async def test_a_cascade_pair_is_labelled_by_agreement_of_its_answers(tmp_path: 
         await stack.settle()
         assert first["adaptive"]["arm"] == second["adaptive"]["arm"] == "cheap"
         assert not stack.judge.requests  # an answer pattern needs no judge
-        (agree,) = (await stack.store.get("c-agree")).labels
-        (disagree,) = (await stack.store.get("c-disagree")).labels
+        (agree,) = await stack.explored("c-agree")
+        (disagree,) = await stack.explored("c-disagree")
         assert agree.source == disagree.source == "explore:agreement"
         assert (agree.arm_rewards, disagree.arm_rewards) == ({"cheap": 1.0}, {"cheap": 0.0})
 
@@ -263,7 +301,7 @@ async def test_an_escalated_cascade_runs_its_first_stage_again(tmp_path: Path) -
         assert body["adaptive"]["arm"] == "expensive"
         await stack.settle()
         assert [r.body["model"] for r in stack.cheap.requests][-1] == "m-cheap"
-        (label,) = (await stack.store.get("c-escalated")).labels
+        (label,) = await stack.explored("c-escalated")
         assert label.arm_rewards == {"cheap": 1.0}
 
 
@@ -272,7 +310,7 @@ async def test_the_daily_budget_stops_exploration_across_replicas(tmp_path: Path
     server.start()
     redis = make_redis(server.url, timeout_s=1.0, max_connections=4, health_check_interval_s=5.0)
     try:
-        async with explore_stack(tmp_path, budget_usd=0.01, redis=redis) as stack:
+        async with explore_stack(tmp_path, budget_usd=0.01, redis_url=server.url) as stack:
             async with aiohttp.ClientSession() as session:
                 await stack.chat(session, "router", "b-1")
                 await stack.settle()
@@ -284,7 +322,7 @@ async def test_the_daily_budget_stops_exploration_across_replicas(tmp_path: Path
                 assert len(stack.expensive.requests) == 1  # not explored
                 over = 'adaptive_explore_requests_total{outcome="over_budget"'
                 assert await stack.metric(session, over) == 1
-                assert (await stack.store.get("b-2")).labels == ()
+                assert await stack.explored("b-2") == []
     finally:
         await redis.aclose()
         server.close()
@@ -322,3 +360,23 @@ async def test_exploration_is_not_charged_to_the_client_key(
         "labelled",
     )
     assert explored["cost_usd"] > 0 and "explore" not in served
+
+
+async def test_a_reload_turns_exploration_off_and_on(tmp_path: Path) -> None:
+    async with explore_stack(tmp_path) as stack, aiohttp.ClientSession() as session:
+        stack.expensive.script(*[Reply(body=completion("m-exp", "The answer is 42."))] * 2)
+        await stack.chat(session, "router", "o-1")
+        await stack.settle()
+        assert len(stack.expensive.requests) == 1
+        text = stack.config_path.read_text()
+        stack.config_path.write_text(text.replace("explore_fraction: 1.0", "explore_fraction: 0.0"))
+        assert await stack.app[CONFIG_KEY].reload()
+        assert explorer_of(stack.app) is None
+        await stack.chat(session, "router", "o-2")
+        assert len(stack.expensive.requests) == 1  # not explored
+        stack.config_path.write_text(text)
+        assert await stack.app[CONFIG_KEY].reload()
+        await stack.chat(session, "router", "o-3")
+        await stack.settle()
+        assert len(stack.expensive.requests) == 2
+        assert [len(await stack.explored(r)) for r in ("o-1", "o-2", "o-3")] == [1, 0, 1]

@@ -16,15 +16,16 @@ from typing import Any, TypeVar
 
 import pytest
 
+from proxy.config.schema import load_config
 from proxy.learn.export import HeadExporter
 from proxy.learn.store import OutcomeStore
+from proxy.learn.wiring import prior_version
 from tests.cli import cli_command, cli_env, run_cli
 from tests.proxy.learn.builders import redis_store, sqlite_store
 from tests.proxy.learn.traffic import traffic
 from tests.redis_server import RedisServer
 
 POLICY = "router"
-PRIOR = "hash-predictor"
 START_TIMEOUT_S = 120.0
 _T = TypeVar("_T")
 
@@ -148,7 +149,8 @@ async def test_a_refit_promotes_and_a_rollback_says_which_version_serves(
 
     rollback = await _run("learn", "--config", str(config), "--rollback", POLICY)
     assert rollback.returncode == 0, rollback.stderr
-    assert rollback.stdout.strip() == f"{POLICY}: rolled back from {version} to {PRIOR}"
+    prior = prior_version(load_config(config))  # the name the server reports too
+    assert rollback.stdout.strip() == f"{POLICY}: rolled back from {version} to {prior}"
     assert await _with_store(db, lambda s: s.current_model(POLICY)) is None
     assert HeadExporter(db.parent / "models").manifest(POLICY)["current"] is None
 
