@@ -32,6 +32,7 @@ from proxy.execute.seam import Executor
 from proxy.execute.sequential import SequentialExecutor
 from proxy.http.access_middleware import access_middleware, add_response_headers
 from proxy.http.auth import auth_middleware, register_admin_routes
+from proxy.http.dashboard import register_dashboard_routes
 from proxy.http.drain import DRAIN, Drain
 from proxy.http.handlers import register_routes
 from proxy.http.middleware import error_middleware
@@ -49,6 +50,7 @@ from proxy.http.state import (
     PREDICTOR,
     UPSTREAMS,
 )
+from proxy.http.stats_ctx import stats_ctx
 from proxy.observe.metrics import Metrics
 from proxy.policies.base import PolicyContext
 from proxy.policies.budget.controllers import BudgetControllers
@@ -329,7 +331,9 @@ def create_app(
     app.cleanup_ctx.append(_budget_redis_ctx)
     app.cleanup_ctx.append(_predictor_ctx(predictor))
     app.cleanup_ctx.append(_reload_ctx)
+    app.cleanup_ctx.append(stats_ctx)
     register_routes(app)
     register_admin_routes(app)
     register_passthrough_routes(app)
+    register_dashboard_routes(app)
     return app
