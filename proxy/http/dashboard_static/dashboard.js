@@ -43,7 +43,8 @@ function niceMax(values) {
 
 // A line chart: lines = [{name, values: [number|null]}], one value per time point.
 function lineChart(times, lines, opts) {
-  const width = 360, height = 150, left = 44, bottom = 18, top = 8;
+  const width = opts.width || 360, height = opts.height || 150;
+  const left = 44, bottom = opts.height ? 4 : 18, top = 8;
   const svg = svgEl("svg", { class: "chart", width, height, role: "img",
     "data-chart": opts.id });
   const all = lines.flatMap((l) => l.values).concat(opts.extra || []);
@@ -63,9 +64,18 @@ function lineChart(times, lines, opts) {
       if (v === null || v === undefined) return;
       d += (d === "" ? "M" : "L") + x(i).toFixed(1) + "," + y(v).toFixed(1);
     });
+    const colour = line.colour || COLOURS[k % 8];
     if (d !== "") {
-      svg.appendChild(svgEl("path", { d, fill: "none", stroke: line.colour || COLOURS[k % 8],
+      svg.appendChild(svgEl("path", { d, fill: "none", stroke: colour,
         "stroke-width": 1.8, "stroke-dasharray": line.dash || "" }));
+    }
+    if (!line.dash) {
+      // A point per value, so that a window with one busy step still shows it.
+      line.values.forEach((v, i) => {
+        if (v === null || v === undefined) return;
+        svg.appendChild(svgEl("circle", { cx: x(i).toFixed(1), cy: y(v).toFixed(1), r: 2.2,
+          fill: colour }));
+      });
     }
   });
   return figure(opts.caption, svg, lines.map((l, k) => [l.name, l.colour || COLOURS[k % 8]]));
@@ -184,8 +194,9 @@ function policyCard(name, p, stepS) {
     charts.appendChild(lineChart(times, [
       { name: "target", values: b("target"), dash: "4 3" },
       { name: "realised", values: b("realised") },
-      { name: "λ", values: b("lambda") },
-    ], { id: "budget", caption: "budget: target, realised, λ", format: (v) => v.toPrecision(2) }));
+    ], { id: "budget", caption: "budget: target and realised", format: (v) => v.toPrecision(2) }));
+    charts.appendChild(lineChart(times, [{ name: "λ", values: b("lambda"), colour: COLOURS[4] }],
+      { id: "lambda", caption: "λ, the price of compute", format: (v) => v.toPrecision(2) }));
   }
   card.appendChild(charts);
   return card;
@@ -213,8 +224,9 @@ function render(stats) {
   }
   fillTable("upstreams", Object.entries(stats.upstreams).map(([name, u]) => {
     const spark = lineChart(u.series.map((s) => s.t), [{ name: "p99", values:
-      u.series.map((s) => s.p99_s) }], { id: "upstream-p99", caption: "",
-      format: (v) => v.toFixed(2) + "s" });
+      u.series.map((s) => s.p99_s) }], { id: "upstream-p99", caption: "", width: 240,
+      height: 44, format: (v) => v.toFixed(2) + "s" });
+    spark.querySelector(".legend").remove();
     return [name, String(u.calls), String(u.errors), num(u.p50_s, 3), num(u.p99_s, 3), spark];
   }));
   const clients = stats.clients;
@@ -298,6 +310,10 @@ function start() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  // ?window_s=300 in the page's address preselects a window.
+  const asked = new URLSearchParams(location.search).get("window_s");
+  const select = document.getElementById("window");
+  if (asked && [...select.options].some((o) => o.value === asked)) select.value = asked;
   document.getElementById("login").addEventListener("submit", (event) => {
     event.preventDefault();
     const input = document.getElementById("key");

@@ -31,8 +31,17 @@ upstreams:
          price_in_per_mtok_usd: 0.6, price_out_per_mtok_usd: 0.6}}
 policies:
   auto: {{type: route, cheap: mixtral, expensive: gpt-4, threshold: 0.1}}
+  budgeted: {{type: route, cheap: mixtral, expensive: gpt-4,
+              budget: {{kind: fraction_expensive, target: 0.3}}}}
   vote: {{type: best_of_k, upstream: pool, n_max: 6, predictor_output: p_weak,
           reranker: {{type: vote}}}}
+  seq:
+    type: best_of_k
+    upstream: pool
+    n_max: 6
+    predictor_output: p_weak
+    reranker: {{type: vote}}
+    sequential: {{first_n: 2, step_n: 1, stop: {{kind: vote, confidence: 0.9}}}}
   casc:
     type: cascade
     stages: [{{upstream: mixtral}}, {{upstream: checker}}, {{upstream: gpt-4}}]
@@ -91,7 +100,8 @@ def gsm8k_messages(store: ReplayStore, count: int) -> list[list[Any]]:
 
 
 async def send_workload(client: AsyncOpenAI, store: ReplayStore) -> Sent:
-    """5 route requests (one hard, one streamed), 3 best-of-k and 4 cascade requests."""
+    """5 route requests (one hard, one streamed), 4 budgeted route, 3 best-of-k (one hard), 3
+    sequential best-of-k and 4 cascade requests."""
     sent = Sent()
     conversations = gsm8k_messages(store, 5)
     for i, messages in enumerate(conversations):
@@ -113,7 +123,12 @@ async def send_workload(client: AsyncOpenAI, store: ReplayStore) -> Sent:
         )
         body = raw.parse()
         sent.add("auto", raw.headers["x-adaptive-arm"], body.model_extra["adaptive"]["cost_usd"])  # type: ignore[index]
-    for policy, conversations_of in (("vote", conversations[1:4]), ("casc", conversations[1:5])):
+    for policy, conversations_of in (
+        ("budgeted", conversations[1:5]),
+        ("vote", conversations[0:3]),
+        ("seq", conversations[0:3]),
+        ("casc", conversations[1:5]),
+    ):
         for messages in conversations_of:
             raw = await client.chat.completions.with_raw_response.create(
                 model=policy,

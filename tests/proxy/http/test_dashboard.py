@@ -24,6 +24,8 @@ from tests.proxy.http.dashboard_workload import (
 from tests.redis_server import RedisServer
 from tests.servers import running
 
+POLICIES = ("auto", "budgeted", "vote", "seq", "casc")
+
 
 async def get_stats(url: str, *, key: str | None = None, window_s: int = 3600) -> Any:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -52,12 +54,12 @@ async def test_stats_count_every_request_sent_by_policy_and_arm(
     assert stats["backend"] == "memory"
     assert stats["clients"] is None
     policies = stats["policies"]
-    for name in ("auto", "vote", "casc"):
+    for name in POLICIES:
         assert policies[name]["requests"] == sent.requests[name]
         assert policies[name]["arms"] == dict(sent.arms[name])
         assert sum(p["requests"] for p in policies[name]["series"]) == sent.requests[name]
     assert policies["auto"]["arms"] == {"cheap": 4, "expensive": 1}
-    for name in ("vote", "casc"):
+    for name in ("budgeted", "vote", "seq", "casc"):
         assert policies[name]["cost_usd"] == pytest.approx(sent.cost_usd[name], rel=1e-6)
     assert policies["auto"]["cost_usd"] > sent.cost_usd["auto"] > 0  # + the stream's cost
 
@@ -78,6 +80,13 @@ async def test_alternatives_bracket_what_was_paid(
     assert vote["alternatives"]["most_expensive_cost_usd"] == pytest.approx(per_sample * 6 * 3)
     assert vote["samples"]["n_max"] == 6
     assert sum(vote["samples"]["by_n"].values()) == 3
+    seq = policies["seq"]["sequential"]
+    assert seq["requests"] == 3 and sum(seq["stop_reasons"].values()) == 3
+    assert seq["rounds_mean"] >= 1
+    budget = policies["budgeted"]["budget"]
+    assert budget["target"] == pytest.approx(0.3)
+    assert budget["lambda"] is not None and budget["realised"] is not None
+    assert any(p["budget"] for p in policies["budgeted"]["series"])
     casc = policies["casc"]
     assert casc["alternatives"]["requests"] == 4  # cheap answers carry their tokens too
     assert casc["cascade"]["requests"] == 4
@@ -159,6 +168,6 @@ async def test_replicas_sharing_redis_show_each_others_requests(
                 await asyncio.sleep(0.1)
         assert stats["backend"] == "redis"
         assert len(stats["replicas"]) == 2
-        for name in ("auto", "vote", "casc"):
+        for name in POLICIES:
             assert stats["policies"][name]["requests"] == sent.requests[name]
         assert stats["upstreams"]["mixtral"]["calls"] > 0
