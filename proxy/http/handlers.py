@@ -204,6 +204,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 outcome.cost_usd,
                 outcome.prompt_tokens,
                 outcome.completion_tokens,
+                decision.cache_hit,
+                decision.fallback_reason,
             )
         _note_outcome(record, outcome, choices)
         observed = decision

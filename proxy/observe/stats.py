@@ -12,8 +12,9 @@ budget gauges, exploration and learner series) and hands the slot to a :class:`S
 A slot is a JSON-able dict::
 
     {"p": {policy: {"requests", "errors", "cost_usd", "cheapest_usd", "expensive_usd",
-                    "compared", "compared_cost_usd", "samples", "arms": {arm: n},
-                    "n": {"<n drawn>": requests}}},
+                    "compared", "compared_cost_usd", "samples", "cache_hits",
+                    "arms": {arm: n}, "n": {"<n drawn>": requests},
+                    "fallbacks": {reason: requests}}},
      "c": {series name: {labels json: delta}},   # counters and histogram buckets
      "g": {series name: {labels json: value}}}   # gauges: the last value seen
 """
@@ -26,9 +27,11 @@ from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry
+from prometheus_client.registry import RestrictedRegistry
 
-# (policy, arm, n drawn, HTTP status, cost, prompt tokens, completion tokens)
-RequestFacts = tuple[str, str, int, int, float, int | None, int | None]
+# (policy, arm, n drawn, HTTP status, cost, prompt tokens, completion tokens, decision cache
+# hit, the predictor fallback's reason)
+RequestFacts = tuple[str, str, int, int, float, int | None, int | None, bool, str | None]
 # What the cheapest and the most expensive arm would have cost for the same request, from its
 # policy, arm, samples drawn, cost paid and tokens; ``None``: the request cannot be compared.
 Alternatives = Callable[[str, str, int, float, int | None, int | None], tuple[float, float] | None]
@@ -37,10 +40,8 @@ Slot = dict[str, Any]
 # Registry series the dashboard reads; everything else in /metrics is left out of the slots.
 COUNTER_SERIES = frozenset(
     {
-        "adaptive_decision_seconds_count",
         "adaptive_upstream_seconds_bucket",
         "adaptive_upstream_seconds_count",
-        "adaptive_predictor_fallbacks_total",
         "adaptive_sequential_rounds_sum",
         "adaptive_sequential_rounds_count",
         "adaptive_sequential_stops_total",
@@ -53,6 +54,8 @@ GAUGE_SERIES = frozenset(
 )
 # Learning and exploration series are shown as they come, whatever their names.
 LEARNER_PREFIXES = ("adaptive_explore_", "adaptive_learn")
+# How often the full registry is read to find learner series registered since (flushes).
+RESCAN_EVERY = 30
 
 
 def labels_key(labels: dict[str, str]) -> str:
@@ -64,7 +67,9 @@ def _tracked(name: str) -> bool:
     return name in COUNTER_SERIES or name.startswith(LEARNER_PREFIXES)
 
 
-def read_registry(registry: CollectorRegistry) -> tuple[dict[tuple[str, str], float], Slot]:
+def read_registry(
+    registry: CollectorRegistry | RestrictedRegistry,
+) -> tuple[dict[tuple[str, str], float], Slot]:
     """The registry's cumulative counters (by name and labels) and its gauges, as a slot part."""
     counters: dict[tuple[str, str], float] = {}
     gauges: Slot = {}
@@ -91,15 +96,17 @@ def _policy_entry() -> dict[str, Any]:
         "compared": 0,
         "compared_cost_usd": 0.0,
         "samples": 0,
+        "cache_hits": 0,
         "arms": {},
         "n": {},
+        "fallbacks": {},
     }
 
 
 def fold_requests(slot: Slot, facts: Iterable[RequestFacts], alternatives: Alternatives) -> None:
     """Add finished requests to a slot's per-policy aggregates."""
     policies = slot.setdefault("p", {})
-    for policy, arm, n, status, cost_usd, prompt, completion in facts:
+    for policy, arm, n, status, cost_usd, prompt, completion, cache_hit, fallback in facts:
         entry = policies.get(policy)
         if entry is None:
             entry = policies[policy] = _policy_entry()
@@ -111,6 +118,10 @@ def fold_requests(slot: Slot, facts: Iterable[RequestFacts], alternatives: Alter
         entry["arms"][arm] = entry["arms"].get(arm, 0) + 1
         drawn = str(n)
         entry["n"][drawn] = entry["n"].get(drawn, 0) + 1
+        if cache_hit:
+            entry["cache_hits"] += 1
+        if fallback is not None:
+            entry["fallbacks"][fallback] = entry["fallbacks"].get(fallback, 0) + 1
         if status >= 400:
             continue
         alt = alternatives(policy, arm, n, cost_usd, prompt, completion)
@@ -168,7 +179,18 @@ class StatsRecorder:
         self._clock = clock
         self._pending: list[RequestFacts] = []
         self._slots: dict[int, Slot] = {}
-        self._counters_before, _ = read_registry(registry)
+        self._flushes = 0
+        self._tracked = self._scan()
+        self._counters_before, _ = read_registry(self._tracked)
+
+    def _scan(self) -> RestrictedRegistry:
+        """The part of the registry the slots read (collecting all of it costs more)."""
+        names = set(COUNTER_SERIES | GAUGE_SERIES)
+        for metric in self._registry.collect():
+            for sample in metric.samples:
+                if sample.name.startswith(LEARNER_PREFIXES):
+                    names.add(sample.name)
+        return self._registry.restricted_registry(names)
 
     def record(
         self,
@@ -179,9 +201,23 @@ class StatsRecorder:
         cost_usd: float,
         prompt_tokens: int | None,
         completion_tokens: int | None,
+        cache_hit: bool,
+        fallback_reason: str | None,
     ) -> None:
         """Note one finished chat request (the request path's only call: an append)."""
-        self._pending.append((policy, arm, n, status, cost_usd, prompt_tokens, completion_tokens))
+        self._pending.append(
+            (
+                policy,
+                arm,
+                n,
+                status,
+                cost_usd,
+                prompt_tokens,
+                completion_tokens,
+                cache_hit,
+                fallback_reason,
+            )
+        )
 
     def collect(self) -> dict[int, Slot]:
         """Fold what happened since the last call into the current slot; the slots to write.
@@ -193,7 +229,10 @@ class StatsRecorder:
         slot = self._slots.setdefault(start, {})
         facts, self._pending = self._pending, []
         fold_requests(slot, facts, self._alternatives)
-        counters, gauges = read_registry(self._registry)
+        self._flushes += 1
+        if self._flushes % RESCAN_EVERY == 0:
+            self._tracked = self._scan()
+        counters, gauges = read_registry(self._tracked)
         add_counter_deltas(slot, counters, self._counters_before)
         self._counters_before = counters
         slot["g"] = gauges

@@ -43,9 +43,10 @@ def _merge_policy(into: dict[str, Any], part: Mapping[str, Any]) -> None:
         "compared",
         "compared_cost_usd",
         "samples",
+        "cache_hits",
     ):
         _add(into, key, part.get(key, 0))
-    for group in ("arms", "n"):
+    for group in ("arms", "n", "fallbacks"):
         target = into.setdefault(group, {})
         for name, count in (part.get(group) or {}).items():
             _add(target, name, count)
@@ -130,17 +131,9 @@ def _policy_summary(
     p = bucket.policies.get(name, {})
     requests = int(p.get("requests", 0))
     cost = float(p.get("cost_usd", 0.0))
-    hits = misses = 0.0
-    for labels, value in bucket.counter("adaptive_decision_seconds_count"):
-        if labels.get("policy") == name:
-            if labels.get("cache") == "hit":
-                hits += value
-            else:
-                misses += value
-    fallbacks: dict[str, int] = {}
-    for labels, value in bucket.counter("adaptive_predictor_fallbacks_total"):
-        if labels.get("policy") == name:
-            _add(fallbacks, labels.get("reason", ""), int(value))
+    hits = int(p.get("cache_hits", 0))
+    misses = requests - hits
+    fallbacks = {k: int(v) for k, v in sorted((p.get("fallbacks") or {}).items())}
     compared = int(p.get("compared", 0))
     out: dict[str, Any] = {
         "type": info.get("type"),
@@ -166,7 +159,7 @@ def _policy_summary(
             "most_expensive_arm": info.get("most_expensive_arm"),
             "most_expensive_cost_usd": float(p.get("expensive_usd", 0.0)),
         },
-        "cache": {"hits": int(hits), "misses": int(misses), "hit_rate": _rate(hits, hits + misses)},
+        "cache": {"hits": hits, "misses": misses, "hit_rate": _rate(hits, requests)},
         "fallbacks": fallbacks,
         "budget": _budget(bucket, name),
         "sequential": _sequential(bucket, name),
