@@ -98,22 +98,46 @@ def alternatives_of(holder: ConfigHolder, costs: CostModel) -> Alternatives:
     request without token counts is not compared.
     """
 
-    def alternatives(
-        name: str, arm: str, n: int, cost_usd: float, prompt: int | None, completion: int | None
-    ) -> tuple[float, float] | None:
+    # Per policy, what its extremes cost per call, worked out once per config generation.
+    plans: dict[str, tuple[Any, ...] | None] = {}
+    generation = [-1]
+
+    def plan(name: str) -> tuple[Any, ...] | None:
         policy = holder.snapshot.config.policies.get(name)
         if policy is None:
             return None
         if isinstance(policy, BestOfKPolicy):
-            per_sample = cost_usd / max(n, 1)
-            return per_sample * policy.n_min, per_sample * policy.n_max
+            return ("per_sample", policy.n_min, policy.n_max)
         extremes = _extremes(costs, policy)
-        if extremes is None or prompt is None or completion is None:
+        if extremes is None:
+            return None
+        (_, low_upstream, low_n), (_, high_upstream, high_n) = extremes
+        return ("tokens", low_n, costs.prices(low_upstream), high_n, costs.prices(high_upstream))
+
+    def alternatives(
+        name: str, arm: str, n: int, cost_usd: float, prompt: int | None, completion: int | None
+    ) -> tuple[float, float] | None:
+        snapshot = holder.snapshot
+        if snapshot.generation != generation[0]:
+            plans.clear()
+            generation[0] = snapshot.generation
+        if name not in plans:
+            plans[name] = plan(name)
+        found = plans[name]
+        if found is None:
+            return None
+        if found[0] == "per_sample":
+            per_sample = cost_usd / max(n, 1)
+            return per_sample * found[1], per_sample * found[2]
+        if prompt is None or completion is None:
             return None
         calls = max(n, 1)
-        per_call = (round(prompt / calls), round(completion / calls))
-        low, high = (k * costs.prices(u).cost_usd(*per_call) for _, u, k in extremes)
-        return low, high
+        per_prompt, per_completion = round(prompt / calls), round(completion / calls)
+        _, low_n, low, high_n, high = found
+        return (
+            low_n * low.cost_usd(per_prompt, per_completion),
+            high_n * high.cost_usd(per_prompt, per_completion),
+        )
 
     return alternatives
 
