@@ -54,6 +54,8 @@ GAUGE_SERIES = frozenset(
 )
 # Learning and exploration series are shown as they come, whatever their names.
 LEARNER_PREFIXES = ("adaptive_explore_", "adaptive_learn")
+# Slots kept while the store is down (an hour of 5-second slots).
+MAX_UNWRITTEN_SLOTS = 720
 # How often the full registry is read to find learner series registered since (flushes).
 RESCAN_EVERY = 30
 
@@ -222,8 +224,8 @@ class StatsRecorder:
     def collect(self) -> dict[int, Slot]:
         """Fold what happened since the last call into the current slot; the slots to write.
 
-        Returns the current slot and any slot that ended since the last call (each written in
-        full: a store replaces its copy).
+        Returns the current slot and every slot not yet written in full (each written whole: a
+        store replaces its copy).
         """
         start = int(self._clock()) // self.slot_s * self.slot_s
         slot = self._slots.setdefault(start, {})
@@ -236,11 +238,17 @@ class StatsRecorder:
         add_counter_deltas(slot, counters, self._counters_before)
         self._counters_before = counters
         slot["g"] = gauges
-        out = dict(self._slots)
-        # Older slots are final once written; only the current one keeps growing.
-        self._slots = {start: slot}
-        return out
+        # A store that stays down must not grow this without bound: the oldest go first.
+        for old in sorted(self._slots)[:-MAX_UNWRITTEN_SLOTS]:
+            del self._slots[old]
+        return dict(self._slots)
+
+    def written(self) -> None:
+        """The slots of the last :meth:`collect` are stored: keep only the current one."""
+        current = max(self._slots)
+        self._slots = {current: self._slots[current]}
 
     async def flush(self, store: StatsStore) -> None:
-        """Collect and write this replica's slots."""
+        """Collect and write this replica's slots (kept for the next flush if the write fails)."""
         await store.write(self.collect())
+        self.written()

@@ -32,12 +32,26 @@ def test_requests_land_in_the_slot_of_their_flush() -> None:
     assert p["fallbacks"] == {"predictor_timeout": 1}
     # Errors are not compared: what they would have cost is not known.
     assert (p["compared"], p["cheapest_usd"], p["expensive_usd"]) == (2, 1.0, 8.0)
+    rec.written()
     clock.now_s = 1006.0
     rec.record("auto", "cheap", 2, 200, 1.0, 10, 5, False, None)
     second = rec.collect()
     assert sorted(second) == [1000, 1005]  # the ended slot once more, then only the new one
     assert second[1005]["p"]["auto"]["n"] == {"2": 1}
+    rec.written()
     assert list(rec.collect()) == [1005]
+
+
+def test_slots_stay_until_they_are_written() -> None:
+    metrics, clock = Metrics(), Clock(1000.0)
+    rec = recorder(metrics, clock)
+    rec.record("auto", "cheap", 1, 200, 1.0, 10, 5, False, None)
+    rec.collect()  # a write that failed: written() not called
+    clock.now_s = 1012.0
+    rec.record("auto", "cheap", 1, 200, 1.0, 10, 5, False, None)
+    slots = rec.collect()
+    assert sorted(slots) == [1000, 1010]
+    assert slots[1000]["p"]["auto"]["requests"] == 1
 
 
 def test_registry_deltas_not_totals() -> None:
