@@ -21,6 +21,7 @@ A slot is a JSON-able dict::
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -182,6 +183,7 @@ class StatsRecorder:
         self._pending: list[RequestFacts] = []
         self._slots: dict[int, Slot] = {}
         self._flushes = 0
+        self._flushing = asyncio.Lock()
         self._tracked = self._scan()
         self._counters_before, _ = read_registry(self._tracked)
 
@@ -227,9 +229,12 @@ class StatsRecorder:
         Returns the current slot and every slot not yet written in full (each written whole: a
         store replaces its copy).
         """
+        facts, self._pending = self._pending, []
+        return self._fold(facts)
+
+    def _fold(self, facts: list[RequestFacts]) -> dict[int, Slot]:
         start = int(self._clock()) // self.slot_s * self.slot_s
         slot = self._slots.setdefault(start, {})
-        facts, self._pending = self._pending, []
         fold_requests(slot, facts, self._alternatives)
         self._flushes += 1
         if self._flushes % RESCAN_EVERY == 0:
@@ -241,7 +246,7 @@ class StatsRecorder:
         # A store that stays down must not grow this without bound: the oldest go first.
         for old in sorted(self._slots)[:-MAX_UNWRITTEN_SLOTS]:
             del self._slots[old]
-        return dict(self._slots)
+        return {start: dict(slot) for start, slot in self._slots.items()}
 
     def written(self) -> None:
         """The slots of the last :meth:`collect` are stored: keep only the current one."""
@@ -249,6 +254,14 @@ class StatsRecorder:
         self._slots = {current: self._slots[current]}
 
     async def flush(self, store: StatsStore) -> None:
-        """Collect and write this replica's slots (kept for the next flush if the write fails)."""
-        await store.write(self.collect())
-        self.written()
+        """Collect and write this replica's slots (kept for the next flush if the write fails).
+
+        The folding runs in a thread: it is pure Python, so it still takes the GIL, but the
+        event loop gets it back every switch interval instead of waiting for a whole batch.
+        One flush at a time (the background task and a stats request may overlap).
+        """
+        async with self._flushing:
+            facts, self._pending = self._pending, []
+            slots = await asyncio.to_thread(self._fold, facts)
+            await store.write(slots)
+            self.written()

@@ -11,12 +11,12 @@ from bench.latency.stats_cost import main, measure
 def test_measures_record_and_flush() -> None:
     figures = measure(requests=30, repeats=2)
     assert figures["record_ns_per_request"] > 0
-    assert figures["flush_ms_idle"] > 0
-    assert figures["flush_ms_30_requests"] > 0
+    assert figures["fold_ms_idle"] > 0
+    assert figures["fold_ms_30_requests"] > 0
     assert figures["slot_s"] == 5
 
 
 def test_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "stats.json"
     main(["--requests", "10", "--repeats", "1", "--json", str(out)])
-    assert set(json.loads(out.read_text())) >= {"record_ns_per_request", "flush_ms_10_requests"}
+    assert set(json.loads(out.read_text())) >= {"record_ns_per_request", "fold_ms_10_requests"}
