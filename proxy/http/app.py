@@ -51,7 +51,9 @@ from proxy.http.state import (
     UPSTREAMS,
 )
 from proxy.http.stats_ctx import stats_ctx
+from proxy.http.tracing import TRACING, tracing_parts
 from proxy.observe.metrics import Metrics
+from proxy.observe.tracing import UpstreamObserver
 from proxy.policies.base import PolicyContext
 from proxy.policies.budget.controllers import BudgetControllers
 from proxy.upstream.client import UpstreamClient
@@ -80,11 +82,15 @@ def _session_ctx(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
         session = aiohttp.ClientSession(
             connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
         )
+        tracing = app.get(TRACING)
+        observe: UpstreamObserver = metrics.observe_upstream
+        if tracing is not None:
+            observe = tracing.upstream_observer(observe)
         upstreams = UpstreamClient(
             upstream_cfgs,
             session,
             env=env,
-            observe=metrics.observe_upstream,
+            observe=observe,
             redactor=Redactor.from_config(app[CONFIG].snapshot.config, env),
             count_bad_response=metrics.upstream_bad_response,
         )
@@ -309,8 +315,9 @@ def create_app(
         raise ConfigError(problems)
     # Outermost first: the access log sees the final status of every response, errors
     # included; auth errors are rendered by the error middleware like any other.
+    tracing_middlewares, tracing_ctxs = tracing_parts(config)
     app = web.Application(
-        middlewares=[access_middleware, error_middleware, auth_middleware],
+        middlewares=[*tracing_middlewares, access_middleware, error_middleware, auth_middleware],
         client_max_size=config.server.max_body_bytes,
     )
     app.on_response_prepare.append(add_response_headers)
@@ -325,6 +332,7 @@ def create_app(
     app[POLICY_CONTEXT] = PolicyContext(costs=costs, budgets=budgets)
     app[DRAIN] = Drain()
     holder.subscribe(_apply_snapshot(app, dict(env or {})))
+    app.cleanup_ctx.extend(tracing_ctxs)  # before the session: upstream calls are traced
     app.cleanup_ctx.append(_session_ctx(dict(env or {})))
     app.cleanup_ctx.append(_auth_ctx(dict(env or {}), warn_if_open=warn_if_open))
     app.cleanup_ctx.append(_cache_ctx(cache))
