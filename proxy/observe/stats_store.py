@@ -10,6 +10,7 @@ replica goes away).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
@@ -97,15 +98,21 @@ class RedisStatsStore(StatsStore):
     async def read(self, since_s: int) -> list[tuple[str, int, Slot]]:
         """Every replica's slots from ``since_s`` on (a replica silent since then is left out)."""
         replicas = await self._client.zrangebyscore(REPLICAS_KEY, since_s, "+inf")
-        out: list[tuple[str, int, Slot]] = []
+        raw_slots: list[tuple[str, dict[Any, Any]]] = []
         for raw in replicas:
             name = raw.decode() if isinstance(raw, bytes) else str(raw)
-            slots = await self._client.hgetall(SLOTS_PREFIX + name)
-            for field, value in slots.items():
-                start = int(field)
-                if start >= since_s:
-                    out.append((name, start, orjson.loads(value)))
-        return out
+            raw_slots.append((name, await self._client.hgetall(SLOTS_PREFIX + name)))
+
+        def decode() -> list[tuple[str, int, Slot]]:
+            return [
+                (name, int(field), orjson.loads(value))
+                for name, slots in raw_slots
+                for field, value in slots.items()
+                if int(field) >= since_s
+            ]
+
+        # Hours of slots from several replicas: decoded off the event loop.
+        return await asyncio.to_thread(decode)
 
     async def aclose(self) -> None:
         """Close the Redis connection pool."""

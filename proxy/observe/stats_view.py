@@ -76,6 +76,16 @@ class _Bucket:
         if slot.get("g") and (seen is None or seen[0] < start):
             self.gauges[replica] = (start, slot["g"])
 
+    def merge(self, other: _Bucket) -> None:
+        """Add another bucket (of later or other slots) to this one."""
+        for name, part in other.policies.items():
+            _merge_policy(self.policies.setdefault(name, {}), part)
+        _merge_counters(self.counters, other.counters)
+        for replica, (start, gauges) in other.gauges.items():
+            seen = self.gauges.get(replica)
+            if seen is None or seen[0] < start:
+                self.gauges[replica] = (start, gauges)
+
     def counter(self, name: str) -> Iterable[tuple[dict[str, str], float]]:
         for labels, value in self.counters.get(name, {}).items():
             yield _labels(labels), value
@@ -268,8 +278,9 @@ def build_stats(
         if start < since:
             continue
         replicas.add(replica)
-        total.add(replica, start, slot)
         points.setdefault(start // step_s * step_s, _Bucket()).add(replica, start, slot)
+    for part in points.values():  # the window's total from its ~60 points, not every slot
+        total.merge(part)
     names = sorted(set(policies) | set(total.policies))
     body_policies = {}
     starts = range(first, now_s + 1, step_s)
