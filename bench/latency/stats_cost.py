@@ -5,6 +5,9 @@
   tracked Prometheus series), in ms, with 0 and with ``--requests`` requests appended since the
   last flush; the flush runs it in a thread every ``FLUSH_INTERVAL_S`` seconds.
 
+* building the ``GET /v1/adaptive/stats`` body (in a thread) over one and over six hours of
+  busy slots (5 policies, 3 upstreams, every slot filled).
+
 The registry and the alternatives are the proxy's own, for a route, a best-of-k and a cascade
 policy with the decision, upstream, budget, sequential and cascade series filled in.
 """
@@ -21,9 +24,10 @@ from typing import Any
 from proxy.config.reload import ConfigHolder
 from proxy.config.schema import load_config_text
 from proxy.http.stats_ctx import FLUSH_INTERVAL_S, SLOT_S, alternatives_of
-from proxy.observe.metrics import Metrics
-from proxy.observe.stats import StatsRecorder
+from proxy.observe.metrics import UPSTREAM_BUCKETS_S, Metrics
+from proxy.observe.stats import Slot, StatsRecorder, labels_key
 from proxy.observe.stats_store import MemoryStatsStore
+from proxy.observe.stats_view import build_stats
 from proxy.upstream.pricing import CostModel
 
 POLICY = """
@@ -55,6 +59,49 @@ def _filled_metrics() -> Metrics:
             metrics.observe_upstream(upstream, 0.1, status)
         metrics.record_usage(upstream, 10, 10, 0.01)
     return metrics
+
+
+def _busy_slot(policies: int, upstreams: int) -> Slot:
+    """A slot in which every policy and upstream saw traffic."""
+    bounds = [*(str(b) for b in UPSTREAM_BUCKETS_S), "+Inf"]
+    names = [f"u{u}" for u in range(upstreams)]
+    return {
+        "p": {
+            f"p{k}": {
+                "requests": 3,
+                "cost_usd": 0.1,
+                "samples": 3,
+                "cache_hits": 1,
+                "arms": {"cheap": 2, "expensive": 1},
+                "n": {"1": 3},
+            }
+            for k in range(policies)
+        },
+        "c": {
+            "adaptive_upstream_seconds_bucket": {
+                labels_key({"upstream": u, "status": "200", "le": le}): 3
+                for u in names
+                for le in bounds
+            },
+            "adaptive_upstream_seconds_count": {
+                labels_key({"upstream": u, "status": "200"}): 3 for u in names
+            },
+        },
+        "g": {"adaptive_budget_lambda": {labels_key({"policy": "p0"}): 0.1}},
+    }
+
+
+def view_ms(window_s: int, repeats: int) -> float:
+    """Building the stats body over ``window_s`` of busy slots (5 policies, 3 upstreams)."""
+    now = 10_000_000
+    slot = _busy_slot(5, 3)
+    rows = [("r1", now - window_s + SLOT_S * i, slot) for i in range(window_s // SLOT_S)]
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter_ns()
+        build_stats(rows, window_s=window_s, now_s=now, slot_s=SLOT_S, policies={})
+        times.append((time.perf_counter_ns() - started) / 1e6)
+    return statistics.median(times)
 
 
 def measure(requests: int, repeats: int) -> dict[str, Any]:
@@ -91,6 +138,8 @@ def measure(requests: int, repeats: int) -> dict[str, Any]:
         "record_ns_per_request": statistics.median(record_ns),
         "fold_ms_idle": statistics.median(fold_ms[0]),
         f"fold_ms_{requests}_requests": statistics.median(fold_ms[requests]),
+        "view_ms_1h_busy": view_ms(3600, max(1, repeats // 5)),
+        "view_ms_6h_busy": view_ms(6 * 3600, max(1, repeats // 5)),
         "flush_interval_s": FLUSH_INTERVAL_S,
         "slot_s": SLOT_S,
     }

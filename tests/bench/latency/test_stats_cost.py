@@ -14,6 +14,7 @@ def test_measures_record_and_flush() -> None:
     assert figures["fold_ms_idle"] > 0
     assert figures["fold_ms_30_requests"] > 0
     assert figures["slot_s"] == 5
+    assert 0 < figures["view_ms_1h_busy"] < figures["view_ms_6h_busy"]
 
 
 def test_writes_json(tmp_path: Path) -> None:
