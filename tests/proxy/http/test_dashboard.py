@@ -18,6 +18,7 @@ from tests.proxy.http.dashboard_workload import (
     ENV,
     MASTER,
     dashboard_config,
+    gsm8k_messages,
     send_workload,
     steering,
 )
@@ -171,3 +172,28 @@ async def test_replicas_sharing_redis_show_each_others_requests(
         for name in POLICIES:
             assert stats["policies"][name]["requests"] == sent.requests[name]
         assert stats["upstreams"]["mixtral"]["calls"] > 0
+
+
+async def test_with_redis_stalled_requests_succeed_and_the_stats_catch_up(
+    replay_base_url: str, replay_store: ReplayStore, redis_server: RedisServer
+) -> None:
+    config = dashboard_config(replay_base_url, redis_url=redis_server.url)
+    async with running(create_app(config, predictor=steering())) as url:
+        async with AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
+            sent = await send_workload(client, replay_store)
+            messages = gsm8k_messages(replay_store, 2)[1]
+            redis_server.pause()  # SIGSTOP: every Redis call now times out
+            try:
+                completion = await client.chat.completions.create(model="auto", messages=messages)
+                assert completion.choices[0].message.content
+                async with aiohttp.ClientSession() as http:
+                    async with http.get(f"{url}/v1/adaptive/stats") as resp:
+                        assert resp.status == 503
+                        error = (await resp.json())["error"]
+                        assert "stats store is unreachable" in error["message"]
+            finally:
+                redis_server.resume()
+        # Nothing was lost: the slots not written during the stall are written now.
+        stats = await get_stats(url)
+        assert stats["policies"]["auto"]["requests"] == sent.requests["auto"] + 1
+        assert stats["policies"]["casc"]["requests"] == sent.requests["casc"]
