@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from proxy.auth.spec import AuthConfig
 from proxy.config.learning import LearningConfig
+from proxy.config.otel import OtelConfig
 from proxy.policies.overrides import ARM_REF_TAGS, OVERRIDE_KEYS
 from proxy.policies.registry import POLICY_TYPES, AnyPolicy
 from proxy.policies.spec import StrictModel
@@ -65,6 +66,7 @@ class ServerConfig(StrictModel):
     allocate_slice: int = Field(16, ge=1)
     auth: AuthConfig | None = None
     access_log: AccessLogConfig = Field(default_factory=AccessLogConfig)
+    otel: OtelConfig | None = None
     # Where non-chat endpoints (embeddings, audio, ...) go when ``model`` names no upstream.
     default_upstream: str | None = None
 

@@ -263,7 +263,13 @@ class CascadeExecutor:
         body["adaptive"] = adaptive
         self._metrics.observe_cascade(decision.policy, stage.label, False)
         headers = _headers(decision, stage.label, adaptive)
-        outcome = Outcome(cheap.cost_usd, cheap.drawn, answered_by=(stage.label, stage.upstream))
+        outcome = Outcome(
+            cheap.cost_usd,
+            cheap.drawn,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            answered_by=(stage.label, stage.upstream),
+        )
         outcome.evidence = cascade_evidence(policy, cheap, escalated=False, last_answer=None)
         if not job.stream:
             return JsonResult(body, headers, outcome)

@@ -28,6 +28,7 @@ from proxy.decide.predictors import load_predictor
 from proxy.execute.registry import Executors
 from proxy.http.access_middleware import access_middleware, add_response_headers
 from proxy.http.auth import auth_middleware, register_admin_routes
+from proxy.http.dashboard import register_dashboard_routes
 from proxy.http.drain import DRAIN, Drain
 from proxy.http.handlers import register_routes
 from proxy.http.learning import register_learning_routes
@@ -51,7 +52,10 @@ from proxy.http.state import (
     UPSTREAMS,
     Learning,
 )
+from proxy.http.stats_ctx import stats_ctx
+from proxy.http.tracing import TRACING, tracing_parts
 from proxy.observe.metrics import Metrics
+from proxy.observe.tracing import UpstreamObserver
 from proxy.policies.base import PolicyContext
 from proxy.policies.budget.controllers import BudgetControllers
 from proxy.upstream.client import UpstreamClient
@@ -80,11 +84,15 @@ def _session_ctx(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
         session = aiohttp.ClientSession(
             connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
         )
+        tracing = app.get(TRACING)
+        observe: UpstreamObserver = metrics.observe_upstream
+        if tracing is not None:
+            observe = tracing.upstream_observer(observe)
         upstreams = UpstreamClient(
             upstream_cfgs,
             session,
             env=env,
-            observe=metrics.observe_upstream,
+            observe=observe,
             redactor=Redactor.from_config(app[CONFIG].snapshot.config, env),
             count_bad_response=metrics.upstream_bad_response,
         )
@@ -303,8 +311,9 @@ def create_app(
         raise ConfigError(problems)
     # Outermost first: the access log sees the final status of every response, errors
     # included; auth errors are rendered by the error middleware like any other.
+    tracing_middlewares, tracing_ctxs = tracing_parts(config)
     app = web.Application(
-        middlewares=[access_middleware, error_middleware, auth_middleware],
+        middlewares=[*tracing_middlewares, access_middleware, error_middleware, auth_middleware],
         client_max_size=config.server.max_body_bytes,
     )
     app.on_response_prepare.append(add_response_headers)
@@ -320,6 +329,7 @@ def create_app(
     app[DRAIN] = Drain()
     app[LEARNING] = Learning()
     holder.subscribe(_apply_snapshot(app, dict(env or {})))
+    app.cleanup_ctx.extend(tracing_ctxs)  # before the session: upstream calls are traced
     app.cleanup_ctx.append(_session_ctx(dict(env or {})))
     app.cleanup_ctx.append(_auth_ctx(dict(env or {}), warn_if_open=warn_if_open))
     app.cleanup_ctx.append(_cache_ctx(cache))
@@ -328,9 +338,11 @@ def create_app(
     app.cleanup_ctx.append(learning_ctx(dict(env or {})))
     app.cleanup_ctx.append(_reload_ctx)
     app.cleanup_ctx.append(response_homes_ctx)
+    app.cleanup_ctx.append(stats_ctx)
     register_routes(app)
     register_admin_routes(app)
     register_responses_routes(app)  # before the passthrough routes, which serve the rest
     register_learning_routes(app)
     register_passthrough_routes(app)
+    register_dashboard_routes(app)
     return app

@@ -29,8 +29,9 @@ from proxy.wire.errors import (
 )
 from proxy.wire.protocol import invalid_from_validation, parse_json_body
 
-# Open without a key: probes and the scraper. Everything else (``/v1/*``) needs one.
-_OPEN_PREFIXES = ("/health/", "/metrics")
+# Open without a key: probes, the scraper and the dashboard's page (it holds no data; its data
+# endpoint, /v1/adaptive/stats, needs the master key). Everything else (``/v1/*``) needs one.
+_OPEN_PREFIXES = ("/health/", "/metrics", "/dashboard")
 _ADMIN_PREFIX = "/admin/"
 # Endpoints that reach no upstream (handlers.register_routes) spend nothing: the spend limit
 # does not gate them, the rate limit does. An endpoint missing here is gated: the safe side.
@@ -42,6 +43,7 @@ _SPEND_FREE_PATHS = frozenset(
         "/v1/adaptive/allocate",
         "/v1/adaptive/feedback",
         "/v1/adaptive/learning",
+        "/v1/adaptive/stats",
     }
 )
 

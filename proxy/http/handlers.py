@@ -36,6 +36,7 @@ from proxy.http.state import (
     PREDICTOR,
     RECORD,
 )
+from proxy.http.stats_ctx import STATS
 from proxy.observe.access_log import RequestRecord
 from proxy.policies.base import BasePolicy
 from proxy.policies.decision import Decision
@@ -196,6 +197,20 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         # A cascade learns which stage answers only while executing; count that stage.
         arm = outcome.answered_by[0] if outcome.answered_by is not None else decision.arm
         request.app[METRICS].record_request(decision.policy, arm, status)
+        stats = request.app.get(STATS)
+        if stats is not None:  # an append; the dashboard's aggregation runs in the background
+            drawn = outcome.n_samples or decision.n
+            stats.record(
+                decision.policy,
+                arm,
+                drawn,
+                status,
+                outcome.cost_usd,
+                outcome.prompt_tokens,
+                outcome.completion_tokens,
+                decision.cache_hit,
+                decision.fallback_reason,
+            )
         _note_outcome(record, outcome, choices)
         record_outcome(request, decision, policy, data, outcome, status=status, explored=explored)
         observed = decision
