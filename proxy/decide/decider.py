@@ -47,6 +47,8 @@ ANSWER_FIELDS = (
     "reasoning_effort",
 )
 _ANSWER_FIELD_SET = frozenset(ANSWER_FIELDS)
+# Decisions rebuilt from in-process cache entries, kept to skip the rebuild on the next hit.
+_PARSED_MAX_ENTRIES = 4096
 
 
 class DecisionMetrics(Protocol):
@@ -87,6 +89,10 @@ class Decider:
         self._metrics = metrics
         self._context = context
         self._predictor_timeout_s = predictor_timeout_s
+        # key -> (the cache's entry, the Decision built from it). The in-process cache returns
+        # the same entry object on every hit (Redis a new one), so an entry that is still the
+        # one stored needs no rebuild; a replaced or foreign entry is rebuilt as before.
+        self._parsed: dict[str, tuple[Mapping[str, Any], Decision]] = {}
 
     @property
     def predictor(self) -> Predictor | None:
@@ -133,10 +139,7 @@ class Decider:
         key = decision_key(name, version, snapshot.predictor_version, body)
         cached = await self._cache.get(key)
         if cached is not None:
-            try:
-                hit: Decision | None = Decision.from_cache(cached)
-            except (TypeError, KeyError):
-                hit = None
+            hit = self._from_cache(key, cached)
             if hit is not None:
                 decision = hit
                 if policy.is_budgeted():  # λ has moved since: re-decide from the predictions
@@ -161,6 +164,21 @@ class Decider:
         elapsed = time.perf_counter() - started
         self._metrics.observe_decision(name, elapsed, False)
         return decision.with_timing(cache_hit=False, decision_ms=elapsed * 1000)
+
+    def _from_cache(self, key: str, cached: Mapping[str, Any]) -> Decision | None:
+        """The Decision of a cache entry (``None`` for a foreign one), rebuilt only when the
+        entry is not the one it was last built from."""
+        parsed = self._parsed.get(key)
+        if parsed is not None and parsed[0] is cached:
+            return parsed[1]
+        try:
+            decision = Decision.from_cache(cached)
+        except (TypeError, KeyError):
+            return None
+        if len(self._parsed) >= _PARSED_MAX_ENTRIES:
+            self._parsed.clear()
+        self._parsed[key] = (cached, decision)
+        return decision
 
 
 def _ms(started: float) -> float:

@@ -30,11 +30,10 @@ from proxy.execute.cascade import CascadeExecutor
 from proxy.execute.route import RouteExecutor
 from proxy.execute.seam import Executor
 from proxy.execute.sequential import SequentialExecutor
-from proxy.http.access_middleware import access_middleware, add_response_headers
-from proxy.http.auth import auth_middleware, register_admin_routes
+from proxy.http.access_middleware import access_log_ctx, add_response_headers, proxy_middleware
+from proxy.http.auth import register_admin_routes
 from proxy.http.drain import DRAIN, Drain
 from proxy.http.handlers import register_routes
-from proxy.http.middleware import error_middleware
 from proxy.http.passthrough import register_passthrough_routes
 from proxy.http.state import (
     AUTH,
@@ -305,10 +304,10 @@ def create_app(
     problems = reference_problems(config)
     if problems:
         raise ConfigError(problems)
-    # Outermost first: the access log sees the final status of every response, errors
-    # included; auth errors are rendered by the error middleware like any other.
+    # One middleware (access log outermost, then errors, then auth): the access log sees the
+    # final status of every response, errors included; auth errors are rendered like any other.
     app = web.Application(
-        middlewares=[access_middleware, error_middleware, auth_middleware],
+        middlewares=[proxy_middleware],
         client_max_size=config.server.max_body_bytes,
     )
     app.on_response_prepare.append(add_response_headers)
@@ -323,6 +322,7 @@ def create_app(
     app[POLICY_CONTEXT] = PolicyContext(costs=costs, budgets=budgets)
     app[DRAIN] = Drain()
     holder.subscribe(_apply_snapshot(app, dict(env or {})))
+    app.cleanup_ctx.append(access_log_ctx)
     app.cleanup_ctx.append(_session_ctx(dict(env or {})))
     app.cleanup_ctx.append(_auth_ctx(dict(env or {}), warn_if_open=warn_if_open))
     app.cleanup_ctx.append(_cache_ctx(cache))
