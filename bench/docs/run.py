@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.docs import cascade as docs_cascade
+from bench.docs import latency as docs_latency
 from bench.docs import multisample as docs_multisample
 from bench.docs import online as docs_online
 from bench.docs import routing as docs_routing
@@ -36,7 +37,12 @@ Results = Mapping[str, Mapping[str, Any]]
 
 #: The files with generated blocks, relative to the checkout's root. A block may appear in more
 #: than one of them (the README's headline figures are blocks of docs/benchmark.md too).
-DOC_FILES = (Path("README.md"), Path("docs") / "benchmark.md", Path("docs") / "policies.md")
+DOC_FILES = (
+    Path("README.md"),
+    Path("docs") / "benchmark.md",
+    Path("docs") / "policies.md",
+    Path("docs") / "overhead.md",
+)
 RESULTS = Path("bench") / "results"
 #: Headings of the sections whose hand-written text may quote no figure (per file).
 FIGURE_SECTIONS: Mapping[Path, tuple[str, ...]] = {
@@ -78,6 +84,7 @@ BLOCKS: Mapping[str, Block] = {
     "evidence-latency": Block(("evidence_latency.json",), docs_cascade.evidence_latency),
     "online-table": Block(docs_online.SOURCES, docs_online.table),
     "online-findings": Block(docs_online.SOURCES, docs_online.findings),
+    "latency-overhead": Block(docs_latency.SOURCES, docs_latency.overhead_table),
 }
 
 

@@ -14,6 +14,8 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POLICY = "auto"
+# The upstream model a passthrough request names (no policy, no decision).
+PASSTHROUGH_MODEL = "bench-cheap"
 BENCH_MASTER_ENV = "ADAPTIVE_BENCH_MASTER_KEY"
 
 
@@ -49,7 +51,8 @@ def proxy_config(
         "max_connections": 256,
     }
     return {
-        "server": {"host": "127.0.0.1", "reload": False, "log_level": "warning"},
+        # ``info``: the access log is on, as it is by default (its lines go to the child's log).
+        "server": {"host": "127.0.0.1", "reload": False, "log_level": "info"},
         "upstreams": {
             "cheap": {**upstream, "model": "bench-cheap"},
             "expensive": {**upstream, "model": "bench-expensive", "price_out_per_mtok_usd": 15.0},

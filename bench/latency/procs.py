@@ -178,3 +178,29 @@ class Children:
         """Stop every remaining child (newest first)."""
         while self._children:
             self._children.pop().stop()
+
+
+def machine_description() -> dict[str, object]:
+    """What the figures were measured on: CPU model, cores, load, and the software stack."""
+    import platform
+    from importlib import metadata
+
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    versions: dict[str, str] = {"python": platform.python_version()}
+    for package in ("aiohttp", "uvloop", "orjson", "pydantic", "onnxruntime"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[package] = metadata.version(package)
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "cores_allowed": len(os.sched_getaffinity(0)),
+        "platform": platform.platform(),
+        "load_average_start": list(os.getloadavg()),
+        "software": versions,
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+    }

@@ -35,6 +35,7 @@ import orjson
 from bench.latency import load as load
 from bench.latency.config import (
     BENCH_MASTER_ENV,
+    PASSTHROUGH_MODEL,
     POLICY,
     REPO_ROOT,
     default_onnx_model,
@@ -47,10 +48,11 @@ from bench.latency.procs import (
     cores,
     cpu_seconds,
     free_port,
+    machine_description,
     peak_rss_mb,
     read_port_line,
 )
-from bench.latency.report import evaluate_targets, format_report
+from bench.latency.report import evaluate_targets, floor_relative, format_report
 from bench.latency.stall import run_stalls
 from bench.redis_server import RedisServer
 
@@ -164,8 +166,10 @@ async def _mode(
     core: int,
     port: int,
     client_key: str | None = None,
+    model: str = POLICY,
 ) -> dict[str, Any]:
-    """Spawn one proxy-like server (``python args…`` listening on ``port``) and measure it."""
+    """Spawn one proxy-like server (``python args…`` listening on ``port``) and measure it,
+    sending ``model`` (a policy, or an upstream model for the passthrough path)."""
     child = children.spawn(
         f"proxy ({mode})",
         args,
@@ -178,7 +182,7 @@ async def _mode(
     try:
         ready_s = await _wait_ready(f"{base}/health/readiness", child, opts.ready_timeout_s)
         figures = await _measure(
-            f"{base}/v1/chat/completions", prompts(opts.prompts), POLICY, opts, child.pid, headers
+            f"{base}/v1/chat/completions", prompts(opts.prompts), model, opts, child.pid, headers
         )
         child.check_alive()
     finally:
@@ -187,13 +191,13 @@ async def _mode(
     figures["added_p50_ms"] = _diff(figures["p50_ms"], direct["p50_ms"])
     figures["added_p99_ms"] = _diff(figures["p99_ms"], direct["p99_ms"])
     figures["ttfb_overhead_ms"] = _diff(figures["ttfb_p50_ms"], direct["ttfb_p50_ms"])
-    figures["targets"] = evaluate_targets(mode, figures)
     return figures
 
 
 async def run_benchmark(opts: Options) -> dict[str, Any]:
     """Run every measurement; returns the report (``direct``, ``modes``, run facts)."""
     proxy_core, load_core = cores()
+    machine = machine_description()
     # This process is the load generator: keep it off the proxy's core.
     os.sched_setaffinity(0, {load_core})
     children = Children()
@@ -241,6 +245,15 @@ async def run_benchmark(opts: Options) -> dict[str, Any]:
                 "hash", {"type": "hash"}, upstream_url, Path(tmp), port, redis_url=redis_url
             )
             modes["hash"] = await _mode("hash", args, direct, children, opts, proxy_core, port)
+            # The same proxy, the client naming an upstream model: no policy, no decision.
+            port = free_port()
+            args = proxy_args(
+                "passthrough", {"type": "hash"}, upstream_url, Path(tmp), port, redis_url=redis_url
+            )
+            modes["passthrough"] = await _mode(
+                "passthrough", args, direct, children, opts, proxy_core, port,
+                model=PASSTHROUGH_MODEL,
+            )  # fmt: skip
             if opts.with_budget:
                 port = free_port()
                 args = proxy_args(
@@ -294,7 +307,16 @@ async def run_benchmark(opts: Options) -> dict[str, Any]:
                 )  # fmt: skip
     finally:
         children.close()
+    floor = modes.get("floor")
+    for mode, figures in modes.items():
+        if "skipped" in figures:
+            continue
+        if floor is not None and mode != "floor":
+            figures["vs_floor"] = floor_relative(figures, floor)
+        figures["targets"] = evaluate_targets(mode, figures)
+    machine["load_average_end"] = list(os.getloadavg())
     return {
+        "machine": machine,
         "quick": opts.quick,
         "redis": opts.redis,
         "cores": {"proxy": proxy_core, "load": load_core},

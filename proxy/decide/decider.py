@@ -48,6 +48,8 @@ ANSWER_FIELDS = (
     "reasoning_effort",
 )
 _ANSWER_FIELD_SET = frozenset(ANSWER_FIELDS)
+# Decisions rebuilt from in-process cache entries, kept to skip the rebuild on the next hit.
+_PARSED_MAX_ENTRIES = 4096
 
 
 class DecisionMetrics(Protocol):
@@ -105,6 +107,10 @@ class Decider:
         self._metrics = metrics
         self._context = context
         self._predictor_timeout_s = predictor_timeout_s
+        # key -> (the cache's entry, the Decision built from it). The in-process cache returns
+        # the same entry object on every hit (Redis a new one), so an entry that is still the
+        # one stored needs no rebuild; a replaced or foreign entry is rebuilt as before.
+        self._parsed: dict[str, tuple[Mapping[str, Any], Decision]] = {}
 
     @property
     def heads(self) -> HeadSource | None:
@@ -165,10 +171,7 @@ class Decider:
         key = decision_key(name, version, predictor_version, body)
         cached = await self._cache.get(key)
         if cached is not None:
-            try:
-                hit: Decision | None = Decision.from_cache(cached)
-            except (TypeError, KeyError):
-                hit = None
+            hit = self._from_cache(key, cached)
             if hit is not None:
                 decision = hit
                 if policy.is_budgeted():  # λ has moved since: re-decide from the predictions
@@ -223,6 +226,21 @@ class Decider:
             embedding_f16=embedding,
             model_version=model_version,
         )
+
+    def _from_cache(self, key: str, cached: Mapping[str, Any]) -> Decision | None:
+        """The Decision of a cache entry (``None`` for a foreign one), rebuilt only when the
+        entry is not the one it was last built from."""
+        parsed = self._parsed.get(key)
+        if parsed is not None and parsed[0] is cached:
+            return parsed[1]
+        try:
+            decision = Decision.from_cache(cached)
+        except (TypeError, KeyError):
+            return None
+        if len(self._parsed) >= _PARSED_MAX_ENTRIES:
+            self._parsed.clear()
+        self._parsed[key] = (cached, decision)
+        return decision
 
 
 def _with_learning_inputs(decision: Decision, source: Decision) -> Decision:

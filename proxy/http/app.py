@@ -26,13 +26,12 @@ from proxy.decide.output_checks import output_problems
 from proxy.decide.prediction import Predictor, UnknownPromptError
 from proxy.decide.predictors import load_predictor
 from proxy.execute.registry import Executors
-from proxy.http.access_middleware import access_middleware, add_response_headers
-from proxy.http.auth import auth_middleware, register_admin_routes
+from proxy.http.access_middleware import access_log_ctx, add_response_headers, proxy_middleware
+from proxy.http.auth import register_admin_routes
 from proxy.http.dashboard import register_dashboard_routes
 from proxy.http.drain import DRAIN, Drain
 from proxy.http.handlers import register_routes
 from proxy.http.learning import register_learning_routes
-from proxy.http.middleware import error_middleware
 from proxy.http.outcomes import learning_ctx
 from proxy.http.passthrough import register_passthrough_routes
 from proxy.http.response_homes import response_homes_ctx
@@ -309,11 +308,12 @@ def create_app(
     problems = reference_problems(config)
     if problems:
         raise ConfigError(problems)
-    # Outermost first: the access log sees the final status of every response, errors
-    # included; auth errors are rendered by the error middleware like any other.
+    # Tracing (with server.otel only) outermost, then one middleware: the access log, then
+    # errors, then auth; the access log sees the final status of every response, errors
+    # included; auth errors are rendered like any other.
     tracing_middlewares, tracing_ctxs = tracing_parts(config)
     app = web.Application(
-        middlewares=[*tracing_middlewares, access_middleware, error_middleware, auth_middleware],
+        middlewares=[*tracing_middlewares, proxy_middleware],
         client_max_size=config.server.max_body_bytes,
     )
     app.on_response_prepare.append(add_response_headers)
@@ -330,6 +330,7 @@ def create_app(
     app[LEARNING] = Learning()
     holder.subscribe(_apply_snapshot(app, dict(env or {})))
     app.cleanup_ctx.extend(tracing_ctxs)  # before the session: upstream calls are traced
+    app.cleanup_ctx.append(access_log_ctx)
     app.cleanup_ctx.append(_session_ctx(dict(env or {})))
     app.cleanup_ctx.append(_auth_ctx(dict(env or {}), warn_if_open=warn_if_open))
     app.cleanup_ctx.append(_cache_ctx(cache))

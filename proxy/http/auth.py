@@ -1,4 +1,5 @@
-"""The auth middleware, the model check handlers call, and the key-management endpoints.
+"""Authentication of each request (run by the app's middleware), the model check handlers
+call, and the key-management endpoints.
 
 Admin endpoints (master key only): ``POST /admin/keys`` creates a key and returns it once,
 ``GET /admin/keys`` lists every key (YAML and run-time) with its limits and spend, and
@@ -12,7 +13,6 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from pydantic import Field, ValidationError
 
 from proxy.auth.guard import Authenticator
@@ -67,12 +67,12 @@ def authorize_model(request: web.Request, model: str) -> None:
         auth.authorize(client, model)
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Authenticate every API request and count it against its key's limits."""
+async def authenticate_request(request: web.Request) -> None:
+    """Authenticate an API request and admit it under its key's limits (raises if refused);
+    a no-op when auth is off and for the probes and the scraper."""
     auth = request.app.get(AUTH)
     if auth is None or request.path.startswith(_OPEN_PREFIXES):
-        return await handler(request)
+        return
     client = await auth.authenticate(request.headers.get("Authorization"))
     request[CLIENT] = client
     if request.path.startswith(_ADMIN_PREFIX):
@@ -80,7 +80,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             raise PermissionDeniedError("the admin endpoints need a master key")
     else:
         await auth.admit(client, spends=request.path not in _SPEND_FREE_PATHS)
-    return await handler(request)
 
 
 def _auth(request: web.Request) -> Authenticator:

@@ -129,8 +129,13 @@ async def read_body(request: web.Request) -> bytes:
     try:
         # Before reading: an encoding the proxy cannot decode needs none of the body.
         codings = content_codings(request.headers.getall("Content-Encoding", []))
-        async with asyncio.timeout(server.body_timeout_s):
+        if request.content.is_eof():
+            # The whole body came in with the headers (the usual small request): nothing to
+            # wait for, so no deadline to arm and cancel.
             body = await request.read()
+        else:
+            async with asyncio.timeout(server.body_timeout_s):
+                body = await request.read()
         if isinstance(request.protocol, ProxyRequestHandler):
             body = decode_body(body, codings, limit_bytes=server.max_body_bytes)
         # else: a plain aiohttp server has decoded the body in its parser.

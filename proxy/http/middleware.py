@@ -1,9 +1,14 @@
-"""The error middleware: every failure leaves the proxy in the one OpenAI error shape."""
+"""The error middleware: every failure leaves the proxy in the one OpenAI error shape.
+
+:func:`guarded` is its body; the app runs it inside its one middleware
+(:func:`proxy.http.access_middleware.proxy_middleware`), with authentication inside it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
@@ -33,9 +38,20 @@ def error_response(error: ProxyError) -> web.Response:
     )
 
 
+Authenticate = Callable[[web.Request], Awaitable[None]]
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Render :class:`ProxyError` and aiohttp's HTTP errors as OpenAI errors; hide crashes."""
+    return await guarded(request, handler)
+
+
+async def guarded(
+    request: web.Request, handler: Handler, authenticate: Authenticate | None = None
+) -> web.StreamResponse:
+    """``handler``'s answer, or the error it raised (or ``authenticate`` raised before it) as
+    an OpenAI error; refuses requests while the proxy drains and tracks those in flight."""
     # An app built without create_app (a test of one component) has no drain state.
     state = request.app.get(DRAIN) or Drain()
     if state.draining and not request.path.startswith("/health/"):
@@ -51,6 +67,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     if task is not None:
         state.in_flight.add(task)
     try:
+        if authenticate is not None:
+            await authenticate(request)
         return await handler(request)
     except asyncio.CancelledError:
         if task is None or not state.grace_expired:

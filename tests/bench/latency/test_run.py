@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from bench.latency.load import percentile
-from bench.latency.report import DIRECT_FIGURES, MODE_FIGURES
+from bench.latency.report import DIRECT_FIGURES, FLOOR_RELATIVE_FIGURES, MODE_FIGURES
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -48,19 +48,28 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
     assert direct["errors"] == 0
     assert report["modes"]["onnx"] == {"skipped": "disabled with --no-onnx"}
     # hash+auth: every request carried a metered client key, and none was refused.
-    for mode in ("floor", "hash", "hash+auth"):
+    floor_targets = {"peak_rss_mb", "ready_s"}
+    relative_targets = {
+        "p50_over_floor_ms",
+        "p99_over_floor_ms",
+        "ttfb_over_floor_ms",
+        "rps_c32_vs_floor",
+    }
+    expected_targets = {
+        "floor": floor_targets,
+        "passthrough": floor_targets | relative_targets,
+        "hash": floor_targets | relative_targets | {"cpu_us_per_request"},
+        "hash+auth": floor_targets | relative_targets,
+    }
+    for mode, targets in expected_targets.items():
         figures = report["modes"][mode]
         assert set(MODE_FIGURES) <= set(figures), mode
         assert figures["errors"] == 0, mode
         assert all(figures[name] is not None for name in MODE_FIGURES), mode
         assert set(figures["rps"]) == {"1", "32", "128"}
-        assert set(figures["targets"]) == {
-            "added_p50_ms",
-            "rps_c32",
-            "ttfb_overhead_ms",
-            "peak_rss_mb",
-            "ready_s",
-        }
+        assert set(figures["targets"]) == targets, mode
+        if mode != "floor":
+            assert set(figures["vs_floor"]) == set(FLOOR_RELATIVE_FIGURES), mode
         assert all(isinstance(t["pass"], bool) for t in figures["targets"].values())
 
     # The stall run: a fresh proxy (hash predictor here), every scenario answered and measured.
@@ -81,9 +90,13 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
             assert row["status"] == 200, name
             assert (row["decision_ms"] is None) == (name == "allocate 10k"), name
 
+    assert report["machine"]["cpu_count"] >= 1 and report["machine"]["software"]["aiohttp"]
     printed = result.stdout
     for label in (
         "added p50 ms",
+        "p50 over the floor ms",
+        "c=32 req/s x the floor",
+        "== mode: passthrough ==",
         "stream TTFB overhead ms",
         "throughput req/s c=128",
         "CPU us/request",

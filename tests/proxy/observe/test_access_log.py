@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -88,3 +89,33 @@ upstreams:
             await client.chat.completions.create(model=MODEL_WEAK, messages=messages)
     (line,) = access_lines(caplog)
     assert line["messages"] == messages and line["arm"] == "passthrough"
+
+
+async def test_concurrent_requests_each_get_their_line_once_they_are_answered(
+    replay_base_url: str, replay_store: ReplayStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Lines are logged together, a loop turn after their requests end: none may be lost or
+    # doubled, and each is in the log by the time its client holds the answer.
+    caplog.set_level(logging.INFO, logger="adaptive_proxy.access")
+    messages = question(replay_store, "gsm8k/2")
+    text = f"""
+upstreams:
+  mixtral: {{base_url: "{replay_base_url}", model: "{MODEL_WEAK}"}}
+"""
+    ids = [f"batch-{i}" for i in range(24)]
+    async with running(create_app(load_config_text(text, env={}), predictor=None)) as url:
+        async with AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
+
+            async def one(request_id: str) -> None:
+                await client.chat.completions.create(
+                    model=MODEL_WEAK, messages=messages, extra_headers={"x-request-id": request_id}
+                )
+
+            await asyncio.gather(*(one(i) for i in ids))
+            answered = sorted(line["request_id"] for line in access_lines(caplog))
+            await client.chat.completions.create(
+                model=MODEL_WEAK, messages=messages, extra_headers={"x-request-id": "last"}
+            )
+            assert access_lines(caplog)[-1]["request_id"] == "last"
+    assert answered == sorted(ids)
+    assert [line["request_id"] for line in access_lines(caplog)].count("last") == 1
