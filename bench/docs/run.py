@@ -29,6 +29,7 @@ from typing import Any
 from bench.docs import cascade as docs_cascade
 from bench.docs import multisample as docs_multisample
 from bench.docs import online as docs_online
+from bench.docs import online_multisample as docs_online_multisample
 from bench.docs import routing as docs_routing
 from bench.docs.format import StaleClaimError
 
@@ -78,6 +79,12 @@ BLOCKS: Mapping[str, Block] = {
     "evidence-latency": Block(("evidence_latency.json",), docs_cascade.evidence_latency),
     "online-table": Block(docs_online.SOURCES, docs_online.table),
     "online-findings": Block(docs_online.SOURCES, docs_online.findings),
+    "online-multisample-table": Block(
+        docs_online_multisample.SOURCES, docs_online_multisample.table
+    ),
+    "online-multisample-findings": Block(
+        docs_online_multisample.SOURCES, docs_online_multisample.findings
+    ),
 }
 
 
