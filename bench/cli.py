@@ -89,7 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--online",
         action="store_true",
         help="stream each --suite's prompts once as live traffic with the real outcome log and "
-        "learner (python -m bench.online); writes online-<suite>.json and .png",
+        "learner (python -m bench.online); writes online-<suite>.json and .png; multi-sample "
+        "suites: a prior learned from sequential rounds' free labels, 5-fold by prompt "
+        "(python -m bench.multisample.free_prior), online-multisample.json",
     )
     online.add_argument(
         "--suite-file",

@@ -111,9 +111,4 @@ def findings(results: Results) -> str:
                 f"{pct(max(c['explore_cost_share'] for c in costs))} of cost).",
             )
         )
-    lines.append(
-        "Not measured: the multi-sample suites online (sequential best-of-k learning its prior "
-        "from its own free labels); `--online` streams routing suites only, and those suites "
-        "have 100–164 prompts, below one refit's `min_labels`."
-    )
     return "\n".join(lines)

@@ -30,6 +30,7 @@ from bench.docs import cascade as docs_cascade
 from bench.docs import latency as docs_latency
 from bench.docs import multisample as docs_multisample
 from bench.docs import online as docs_online
+from bench.docs import online_multisample as docs_online_multisample
 from bench.docs import routing as docs_routing
 from bench.docs.format import StaleClaimError
 
@@ -85,6 +86,12 @@ BLOCKS: Mapping[str, Block] = {
     "online-table": Block(docs_online.SOURCES, docs_online.table),
     "online-findings": Block(docs_online.SOURCES, docs_online.findings),
     "latency-overhead": Block(docs_latency.SOURCES, docs_latency.overhead_table),
+    "online-multisample-table": Block(
+        docs_online_multisample.SOURCES, docs_online_multisample.table
+    ),
+    "online-multisample-findings": Block(
+        docs_online_multisample.SOURCES, docs_online_multisample.findings
+    ),
 }
 
 

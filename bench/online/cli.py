@@ -142,16 +142,30 @@ def run_suites(
     """``adaptive-proxy bench --online``: :func:`run` on each suite in turn, then each prepared
     suite file (no suite and no file: every one of :data:`ONLINE_SUITES`), all results in one
     folder; 2 on a suite it cannot stream."""
+    from bench.multisample.free_prior import SUITES as MULTISAMPLE_SUITES
+
     names = list(suites or ([] if suite_files else ONLINE_SUITES))
+    multi = [n for n in names if n in MULTISAMPLE_SUITES]
+    names = [n for n in names if n not in MULTISAMPLE_SUITES]
     unknown = [n for n in names if n not in ONLINE_SUITES]
     if unknown:
         print(
-            f"error: --online streams routing suites only ({', '.join(ONLINE_SUITES)}), "
-            f"not {', '.join(unknown)}",
+            f"error: --online streams routing suites ({', '.join(ONLINE_SUITES)}) and "
+            f"multi-sample suites ({', '.join(MULTISAMPLE_SUITES)}), not {', '.join(unknown)}",
             file=sys.stderr,
         )
         return 2
     folder = out or tempfile.mkdtemp(prefix="adaptive-online-")
+    if multi:
+        # Multi-sample suites learn from sequential rounds' free labels only: K-fold by prompt
+        # (bench.multisample.free_prior); --feedback and --explore do not apply to them.
+        from bench.multisample.free_prior import main as free_prior_main
+
+        args = [a for n in multi for a in ("--suite", n)] + ["--out", folder]
+        args += ["--data-dir", data_dir] if data_dir else []
+        code = free_prior_main([*args, *([] if progress else ["--no-progress"])])
+        if code:
+            return code
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     common = ["--feedback", feedback, "--explore", str(explore), "--out", folder]

@@ -109,11 +109,12 @@ def test_online_streams_a_suite_and_writes_its_learning_curve(tmp_path: Path) ->
 
 
 def test_online_refuses_a_suite_it_cannot_stream(tmp_path: Path) -> None:
-    result = _bench(tmp_path, "--online", "--suite", "game24-gpt4-standard")
+    result = _bench(tmp_path, "--online", "--suite", "gsm8k-ladder")
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "error: --online streams routing suites only (routellm-gsm8k, routellm-mmlu, "
-        "routellm-mtbench, alpaca-eval-ladder), not game24-gpt4-standard"
+        "error: --online streams routing suites (routellm-gsm8k, routellm-mmlu, "
+        "routellm-mtbench, alpaca-eval-ladder) and multi-sample suites (humaneval-codegen16b, "
+        "game24-gpt4-standard, game24-gpt4-cot), not gsm8k-ladder"
     )
 
 
