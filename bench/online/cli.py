@@ -77,6 +77,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="results folder (default: a new temporary folder; --out bench/results writes "
         "the committed copy)",
     )
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="stream through a real proxy (replay upstream, OpenAI SDK client, the "
+        "adaptive-proxy learn process beside it) instead of the in-process simulation; writes "
+        "online-<suite>[-…]-live.json (bench.online.live)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --live: stream only the first N prompts of the shuffled order",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -112,6 +126,11 @@ def run(args: argparse.Namespace) -> int:
     learner_settings, choice = learner_for(suite.name, args.learner)
     learner_settings = _with_dim(learner_settings, suite.embedding_dim)
     out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="adaptive-online-"))
+    if args.live:
+        return _run_live(args, suite, settings, learner_settings, choice, out_dir)
+    if args.limit is not None:
+        print("error: --limit applies to --live runs only", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="adaptive-online-store-") as work:
         trace = asyncio.run(
             simulate(
@@ -129,6 +148,49 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_live(
+    args: argparse.Namespace,
+    suite: OnlineSuite,
+    settings: OnlineSettings,
+    learner_settings: Any,
+    choice: dict[str, Any],
+    out_dir: Path,
+) -> int:
+    from bench.online.live import LiveOnlineOptions, live_result, run_live_online
+    from recorded_data import DataNotFoundError, resolve_data_dir
+
+    try:
+        data_dir = resolve_data_dir(args.data_dir)
+    except DataNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.limit is not None and args.limit < 1:
+        print("error: --limit must be positive", file=sys.stderr)
+        return 2
+    options = LiveOnlineOptions(limit=args.limit)
+    with tempfile.TemporaryDirectory(prefix="adaptive-online-live-") as work:
+        try:
+            live = asyncio.run(
+                run_live_online(
+                    suite,
+                    settings,
+                    learner_settings,
+                    data_dir=data_dir,
+                    workdir=Path(work),
+                    options=options,
+                    progress=not args.no_progress,
+                )
+            )
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    doc = live_result(live, settings, learner_settings, choice, options)
+    path, png = write_result(out_dir, f"{result_name(suite.name, settings)}-live", doc)
+    print(_summary(doc))
+    print(f"results written to {out_dir.resolve()} ({path.name}, {png.name})")
+    return 0
+
+
 def run_suites(
     suites: Sequence[str] | None,
     *,
@@ -138,6 +200,8 @@ def run_suites(
     data_dir: str | None,
     out: str | None,
     progress: bool,
+    live: bool = False,
+    limit: int | None = None,
 ) -> int:
     """``adaptive-proxy bench --online``: :func:`run` on each suite in turn, then each prepared
     suite file (no suite and no file: every one of :data:`ONLINE_SUITES`), all results in one
@@ -157,6 +221,8 @@ def run_suites(
     common = ["--feedback", feedback, "--explore", str(explore), "--out", folder]
     common += ["--data-dir", data_dir] if data_dir else []
     common += [] if progress else ["--no-progress"]
+    common += ["--live"] if live else []
+    common += ["--limit", str(limit)] if limit is not None else []
     sources = [["--suite", n] for n in names] + [["--suite-file", str(f)] for f in suite_files]
     for source in sources:
         code = run(parser.parse_args([*source, *common]))
