@@ -78,6 +78,7 @@ BLOCKS: Mapping[str, Block] = {
     "evidence-latency": Block(("evidence_latency.json",), docs_cascade.evidence_latency),
     "online-table": Block(docs_online.SOURCES, docs_online.table),
     "online-findings": Block(docs_online.SOURCES, docs_online.findings),
+    "online-live": Block(docs_online.LIVE_SOURCES, docs_online.live),
 }
 
 

@@ -156,7 +156,13 @@ def _run_live(
     choice: dict[str, Any],
     out_dir: Path,
 ) -> int:
-    from bench.online.live import LiveOnlineOptions, live_result, run_live_online
+    from bench.online.live import (
+        LiveOnlineOptions,
+        live_result,
+        process_learner_settings,
+        run_live_online,
+        simulate_beside,
+    )
     from recorded_data import DataNotFoundError, resolve_data_dir
 
     try:
@@ -185,8 +191,20 @@ def _run_live(
             print(f"error: {exc}", file=sys.stderr)
             return 2
     doc = live_result(live, settings, learner_settings, choice, options)
+    # The simulator on the same stream with the learner process's settings (its promotion rule
+    # is production's, not the tuned candidate's): the rest of the gap is the live loop's own.
+    process = process_learner_settings(live.info["config_yaml"], suite.embedding_dim)
+    with tempfile.TemporaryDirectory(prefix="adaptive-online-store-") as work:
+        doc["live"]["simulator_same_learner"] = asyncio.run(
+            simulate_beside(live, settings, process, workdir=Path(work))
+        )
     path, png = write_result(out_dir, f"{result_name(suite.name, settings)}-live", doc)
     print(_summary(doc))
+    beside = doc["live"]["simulator_same_learner"]
+    print(
+        f"  simulator on the same stream with the learner process's settings: last-half APGR "
+        f"{_fmt(beside['final_half_apgr'])}, {beside['promotions']} promotions"
+    )
     print(f"results written to {out_dir.resolve()} ({path.name}, {png.name})")
     return 0
 

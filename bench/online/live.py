@@ -418,6 +418,7 @@ async def run_live_online(
             await asyncio.to_thread(learner_log.read_text, errors="replace")
         ).splitlines()[-8:],
     }
+    info["config_yaml"] = yaml_text
     return LiveRun(streamed, trace, info)
 
 
@@ -453,5 +454,49 @@ def live_result(
         "learning.store: an SQLite file in a temporary folder, written by the proxy's outcome "
         "log, read by the learner process"
     )
-    doc["live"] = rounded(dict(info) | {"poll_s": options.poll_s})
+    doc["live"] = rounded(
+        {k: v for k, v in info.items() if k != "config_yaml"} | {"poll_s": options.poll_s}
+    )
     return doc
+
+
+def simulation_order_suite(streamed: OnlineSuite, seed: int) -> OnlineSuite:
+    """The suite whose simulated stream (:func:`bench.online.simulate.simulate`, which permutes
+    with ``seed``) is exactly ``streamed``'s order."""
+    inverse = np.argsort(np.random.default_rng(seed).permutation(streamed.n))
+    return streamed_suite(streamed, inverse)
+
+
+def process_learner_settings(config_yaml: str, embedding_dim: int) -> LearnerSettings:
+    """The settings the learner process runs with (``learning:`` and the defaults)."""
+    from proxy.config.schema import load_config_text
+    from proxy.learn.wiring import learner_settings
+
+    return replace(learner_settings(load_config_text(config_yaml)), embedding_dim=embedding_dim)
+
+
+async def simulate_beside(
+    run: LiveRun, settings: OnlineSettings, learner: LearnerSettings, *, workdir: Path
+) -> dict[str, Any]:
+    """The simulator on the live run's very stream with the learner process's own settings:
+    what is left between the two is the decision rule and the asynchronous promotions."""
+    from bench.online.metrics import rounded
+    from bench.online.result import build_result
+    from bench.online.simulate import simulate
+
+    suite = simulation_order_suite(run.suite, settings.seed)
+    trace = await simulate(suite, settings, learner, workdir=workdir, progress=False)
+    doc = build_result(suite, trace, settings, learner, learner_choice={})
+    return dict(
+        rounded(
+            {
+                "final_half_apgr": doc["final_half_apgr"],
+                "static_apgr": doc["static_apgr"],
+                "promotions": doc["promotions"],
+                "promoted_at_requests": [
+                    r["request"] for r in doc["refits"] if r["status"] == "promoted"
+                ],
+                "learner": doc["learner"]["settings"],
+            }
+        )
+    )

@@ -94,3 +94,7 @@ def test_the_live_stream_promotes_a_head_the_proxy_reports(tmp_path: Path, data_
     # The proxy chose the arms itself and the replay answered each from the chosen arm.
     assert doc["live"]["replay_arm_mismatches"] == 0
     assert 0.0 < doc["live"]["frac_expensive"] < 1.0
+    # The simulator beside it streamed the very same requests (same static prior figure).
+    beside = doc["live"]["simulator_same_learner"]
+    assert beside["static_apgr"] == doc["static_apgr"]
+    assert beside["learner"]["rule"]["min_z"] == 2.0  # the learner process's (production) rule
