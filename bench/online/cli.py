@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.online.choice import CANDIDATES, learner_for
-from bench.online.prepare import ONLINE_SUITES, prepare_suite
+from bench.online.prepare import ONLINE_SUITES, ROUTELLM_SUITES, prepare_suite
 from bench.online.result import build_result, result_name, write_result
 from bench.online.simulate import FEEDBACK_MODES, OnlineSettings, simulate
 from bench.online.suite import OnlineSuite
@@ -120,6 +120,14 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.live and args.suite is not None and args.suite not in ROUTELLM_SUITES:
+        # Said before the suite is prepared (its embeddings can take minutes).
+        print(
+            f"error: --live streams the RouteLLM suites' prompts through the replay upstream "
+            f"({', '.join(ROUTELLM_SUITES)}); {args.suite!r} is not one of them",
+            file=sys.stderr,
+        )
+        return 2
     suite = _load_suite(args)
     if suite is None:
         return 2
@@ -157,6 +165,7 @@ def _run_live(
     out_dir: Path,
 ) -> int:
     from bench.online.live import (
+        EXPLORE_NOTE,
         LiveOnlineOptions,
         live_result,
         process_learner_settings,
@@ -174,6 +183,8 @@ def _run_live(
         print("error: --limit must be positive", file=sys.stderr)
         return 2
     options = LiveOnlineOptions(limit=args.limit)
+    if settings.explore_fraction > 0:
+        print(f"warning: --live --explore: {EXPLORE_NOTE}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="adaptive-online-live-") as work:
         try:
             live = asyncio.run(

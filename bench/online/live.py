@@ -26,9 +26,10 @@ What differs from the simulator, by construction (measured in the result's ``liv
   own process while requests keep flowing (the simulator fits between two requests);
 * the learner process reads only ``refit_every`` and ``min_labels`` from ``learning:``; its
   promotion rule and ``l2`` grid are the production defaults, not a tuned candidate's;
-* exploration labels explored pairs as the proxy does (answer agreement or ``learning.judge``):
-  a route policy has no answer pattern and no judge is configured here, so explored runs are
-  paid for (``explore_spend_usd``) but not labelled.
+* exploration is the proxy's: it labels a route's explored pair only by a judge upstream
+  (``learning.judge``; a route has no answer pattern) and runs none it cannot label; the replay
+  upstream is no judge, so ``--explore`` sets ``learning.explore_fraction`` but nothing is
+  explored (:data:`EXPLORE_NOTE`, in the result).
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ from proxy.learn.learner import LearnerSettings
 
 POLICY = "router"
 ARMS = ("cheap", "expensive")
+#: What ``--explore`` does live: the proxy explores a route only where it can label the pair.
+EXPLORE_NOTE = (
+    "learning.explore_fraction is set, but the proxy labels a route's explored pair only by a "
+    "judge upstream (learning.judge; a route policy has no answer pattern) and runs no "
+    "exploration it cannot label; the replay upstream is no judge, so no request is explored"
+)
 #: How often (requests) the learning report is read during the stream.
 REPORT_EVERY = 10
 #: The checkout the learner process imports (the same code as this process).
@@ -454,6 +461,8 @@ def live_result(
         "learning.store: an SQLite file in a temporary folder, written by the proxy's outcome "
         "log, read by the learner process"
     )
+    if settings.explore_fraction > 0:
+        info = dict(info) | {"explore": EXPLORE_NOTE}
     doc["live"] = rounded(
         {k: v for k, v in info.items() if k != "config_yaml"} | {"poll_s": options.poll_s}
     )
