@@ -159,7 +159,9 @@ def live(results: Results) -> str:
         "stream with the learner process's own settings (`learning:` sets only `refit_every` / "
         f"`min_labels`, so it promotes at z ≥ {rule['min_z']:g} on ≥ {rule['min_holdout']} "
         f"held-out rows, not the tuned z ≥ {tuned['min_z']:g} on ≥ {tuned['min_holdout']}) "
-        f"gives {num(beside['final_half_apgr'])} with {_promotions(beside['promotions'])}: the gap "
-        "is the promotion rule more than HTTP or asynchronous promotion. Which labels a live "
-        "fit sees depends on when the learner polls, so the live figure varies between runs.",
+        f"gives {num(beside['final_half_apgr'])} with {_promotions(beside['promotions'])}: on "
+        "this run the gap to the simulator is the promotion rule's more than HTTP's or "
+        "asynchronous promotion's. Which labels a live fit sees depends on when the learner "
+        "polls (the stream does not wait for it), so the live figure and its promotions vary "
+        "from run to run.",
     )
