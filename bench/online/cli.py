@@ -164,14 +164,8 @@ def _run_live(
     choice: dict[str, Any],
     out_dir: Path,
 ) -> int:
-    from bench.online.live import (
-        EXPLORE_NOTE,
-        LiveOnlineOptions,
-        live_result,
-        process_learner_settings,
-        run_live_online,
-        simulate_beside,
-    )
+    from bench.online.live import EXPLORE_NOTE, LiveOnlineOptions, run_live_online
+    from bench.online.live_result import live_result, process_learner_settings, simulate_beside
     from recorded_data import DataNotFoundError, resolve_data_dir
 
     try:
