@@ -114,6 +114,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="arm_rewards",
         help="with --online: explicit labels: both arms' rewards (default), the answer's, none",
     )
+    online.add_argument(
+        "--live",
+        action="store_true",
+        help="with --online: stream through a real proxy and the adaptive-proxy learn process "
+        "(replay upstream, OpenAI SDK client); writes online-<suite>-live.json",
+    )
+    online.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --online --live: stream only the first N prompts of the shuffled order",
+    )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--no-progress", action="store_true")
 
@@ -146,6 +159,8 @@ def _run(args: argparse.Namespace, *, started_s: float) -> int:
             data_dir=args.data_dir,
             out=args.out,
             progress=not args.no_progress,
+            live=args.live,
+            limit=args.limit,
         )
     if args.docs:
         from bench.docs.run import main as docs_main
@@ -250,6 +265,8 @@ def _online_flags_alone(args: argparse.Namespace) -> str | None:
         return None
     if args.explore != 0.0 or args.feedback != "arm_rewards" or args.suite_file:
         return "--explore, --feedback and --suite-file apply to --online runs only"
+    if args.live or args.limit is not None:
+        return "--live and --limit apply to --online runs only"
     return None
 
 

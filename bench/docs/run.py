@@ -92,6 +92,7 @@ BLOCKS: Mapping[str, Block] = {
     "online-multisample-findings": Block(
         docs_online_multisample.SOURCES, docs_online_multisample.findings
     ),
+    "online-live": Block(docs_online.LIVE_SOURCES, docs_online.live),
 }
 
 

@@ -7,5 +7,7 @@
 * :mod:`bench.online.result`: per-window figures, the goals, the JSON and the learning curve;
 * :mod:`bench.online.choice`: which learner settings serve which suite, and where they were
   chosen;
+* :mod:`bench.online.live` / :mod:`bench.online.live_result`: ``--live``, the same stream
+  through a real proxy and the ``adaptive-proxy learn`` process, and its result;
 * :mod:`bench.online.cli`: ``python -m bench.online``.
 """

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.online.choice import CANDIDATES, learner_for
-from bench.online.prepare import ONLINE_SUITES, prepare_suite
+from bench.online.prepare import ONLINE_SUITES, ROUTELLM_SUITES, prepare_suite
 from bench.online.result import build_result, result_name, write_result
 from bench.online.simulate import FEEDBACK_MODES, OnlineSettings, simulate
 from bench.online.suite import OnlineSuite
@@ -77,6 +77,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="results folder (default: a new temporary folder; --out bench/results writes "
         "the committed copy)",
     )
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="stream through a real proxy (replay upstream, OpenAI SDK client, the "
+        "adaptive-proxy learn process beside it) instead of the in-process simulation; writes "
+        "online-<suite>[-…]-live.json (bench.online.live)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --live: stream only the first N prompts of the shuffled order",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -106,12 +120,25 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.live and args.suite is not None and args.suite not in ROUTELLM_SUITES:
+        # Said before the suite is prepared (its embeddings can take minutes).
+        print(
+            f"error: --live streams the RouteLLM suites' prompts through the replay upstream "
+            f"({', '.join(ROUTELLM_SUITES)}); {args.suite!r} is not one of them",
+            file=sys.stderr,
+        )
+        return 2
     suite = _load_suite(args)
     if suite is None:
         return 2
     learner_settings, choice = learner_for(suite.name, args.learner)
     learner_settings = _with_dim(learner_settings, suite.embedding_dim)
     out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="adaptive-online-"))
+    if args.live:
+        return _run_live(args, suite, settings, learner_settings, choice, out_dir)
+    if args.limit is not None:
+        print("error: --limit applies to --live runs only", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="adaptive-online-store-") as work:
         trace = asyncio.run(
             simulate(
@@ -129,6 +156,64 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_live(
+    args: argparse.Namespace,
+    suite: OnlineSuite,
+    settings: OnlineSettings,
+    learner_settings: Any,
+    choice: dict[str, Any],
+    out_dir: Path,
+) -> int:
+    from bench.online.live import EXPLORE_NOTE, LiveOnlineOptions, run_live_online
+    from bench.online.live_result import live_result, process_learner_settings, simulate_beside
+    from recorded_data import DataNotFoundError, resolve_data_dir
+
+    try:
+        data_dir = resolve_data_dir(args.data_dir)
+    except DataNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.limit is not None and args.limit < 1:
+        print("error: --limit must be positive", file=sys.stderr)
+        return 2
+    options = LiveOnlineOptions(limit=args.limit)
+    if settings.explore_fraction > 0:
+        print(f"warning: --live --explore: {EXPLORE_NOTE}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="adaptive-online-live-") as work:
+        try:
+            live = asyncio.run(
+                run_live_online(
+                    suite,
+                    settings,
+                    learner_settings,
+                    data_dir=data_dir,
+                    workdir=Path(work),
+                    options=options,
+                    progress=not args.no_progress,
+                )
+            )
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    doc = live_result(live, settings, learner_settings, choice, options)
+    # The simulator on the same stream with the learner process's settings (its promotion rule
+    # is production's, not the tuned candidate's): the rest of the gap is the live loop's own.
+    process = process_learner_settings(live.info["config_yaml"], suite.embedding_dim)
+    with tempfile.TemporaryDirectory(prefix="adaptive-online-store-") as work:
+        doc["live"]["simulator_same_learner"] = asyncio.run(
+            simulate_beside(live, settings, process, workdir=Path(work))
+        )
+    path, png = write_result(out_dir, f"{result_name(suite.name, settings)}-live", doc)
+    print(_summary(doc))
+    beside = doc["live"]["simulator_same_learner"]
+    print(
+        f"  simulator on the same stream with the learner process's settings: last-half APGR "
+        f"{_fmt(beside['final_half_apgr'])}, {beside['promotions']} promotions"
+    )
+    print(f"results written to {out_dir.resolve()} ({path.name}, {png.name})")
+    return 0
+
+
 def run_suites(
     suites: Sequence[str] | None,
     *,
@@ -138,6 +223,8 @@ def run_suites(
     data_dir: str | None,
     out: str | None,
     progress: bool,
+    live: bool = False,
+    limit: int | None = None,
 ) -> int:
     """``adaptive-proxy bench --online``: :func:`run` on each suite in turn, then each prepared
     suite file (no suite and no file: every one of :data:`ONLINE_SUITES`), all results in one
@@ -171,6 +258,8 @@ def run_suites(
     common = ["--feedback", feedback, "--explore", str(explore), "--out", folder]
     common += ["--data-dir", data_dir] if data_dir else []
     common += [] if progress else ["--no-progress"]
+    common += ["--live"] if live else []
+    common += ["--limit", str(limit)] if limit is not None else []
     sources = [["--suite", n] for n in names] + [["--suite-file", str(f)] for f in suite_files]
     for source in sources:
         code = run(parser.parse_args([*source, *common]))

@@ -107,10 +107,19 @@ class TablePredictor:
     The benchmark uses it to serve out-of-fold predictions (made by heads that never saw the
     prompt) through the live proxy; operators can use it to pin predictions for known prompts. A
     conversation missing from the table raises, so the proxy falls back to the default arm.
+
+    A row may also carry ``"embedding": [float, ...]``, the prompt's encoder embedding: the
+    learning loop logs it and a learned head corrects the row's predictions from it, as it does
+    the ONNX predictor's (``bench --online --live`` serves a suite's prior so).
     """
 
-    def __init__(self, rows: Mapping[str, Mapping[str, float]]) -> None:
+    def __init__(
+        self,
+        rows: Mapping[str, Mapping[str, float]],
+        embeddings: Mapping[str, Sequence[float]] | None = None,
+    ) -> None:
         self._rows = {k: dict(v) for k, v in rows.items()}
+        self._embeddings = {k: tuple(float(x) for x in v) for k, v in (embeddings or {}).items()}
         names: set[str] = set()
         for values in self._rows.values():
             names.update(values)
@@ -124,6 +133,7 @@ class TablePredictor:
         from proxy.wire.errors import PredictorLoadError
 
         rows: dict[str, dict[str, float]] = {}
+        embeddings: dict[str, list[float]] = {}
         try:
             with open(path, "rb") as handle:
                 for number, line in enumerate(handle, 1):
@@ -131,9 +141,10 @@ class TablePredictor:
                         continue
                     try:
                         item = orjson.loads(line)
-                        rows[conversation_key(item["messages"])] = {
-                            str(k): float(v) for k, v in item["predictions"].items()
-                        }
+                        key = conversation_key(item["messages"])
+                        rows[key] = {str(k): float(v) for k, v in item["predictions"].items()}
+                        if item.get("embedding") is not None:
+                            embeddings[key] = [float(x) for x in item["embedding"]]
                     except (
                         orjson.JSONDecodeError,
                         KeyError,
@@ -149,7 +160,7 @@ class TablePredictor:
             raise PredictorLoadError(
                 f"cannot read prediction table {path}: {exc.strerror}"
             ) from None
-        return cls(rows)
+        return cls(rows, embeddings)
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -166,6 +177,14 @@ class TablePredictor:
                 raise UnknownPromptError("conversation not in the prediction table")
             out.append(dict(row))
         return out
+
+    async def predict_embedded(
+        self, batch: Sequence[Messages]
+    ) -> list[tuple[dict[str, float], tuple[float, ...] | None]]:
+        """Each row's predictions with its embedding (``None`` for a row without one)."""
+        predictions = await self.predict(batch)
+        keys = [conversation_key(messages) for messages in batch]
+        return [(p, self._embeddings.get(k)) for p, k in zip(predictions, keys, strict=True)]
 
     async def aclose(self) -> None:
         return None

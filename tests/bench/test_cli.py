@@ -124,3 +124,15 @@ def test_an_online_option_without_online_is_refused(tmp_path: Path) -> None:
     assert result.stderr.strip() == (
         "error: --explore, --feedback and --suite-file apply to --online runs only"
     )
+
+
+def test_live_and_limit_without_online_are_refused(tmp_path: Path) -> None:
+    result = _bench(tmp_path, "--suite", "routellm-gsm8k", "--live", "--limit", "300")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --live and --limit apply to --online runs only"
+
+
+def test_live_refuses_a_suite_the_replay_upstream_cannot_answer(tmp_path: Path) -> None:
+    result = _bench(tmp_path, "--online", "--live", "--suite", "alpaca-eval-ladder")
+    assert result.returncode == 2
+    assert "--live streams the RouteLLM suites' prompts" in result.stderr

@@ -7,7 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bench.docs import online
+from bench.docs.format import StaleClaimError
 
 RESULTS = Path(__file__).resolve().parents[3] / "bench" / "results"
 
@@ -36,3 +39,29 @@ def test_a_suite_that_misses_its_goal_is_named_with_the_shortfall() -> None:
     assert "0.031 against static + 0.05" in text
     assert "| routellm-gsm8k |" in online.table(results)
     assert "missed by 0.031" in online.table(results).splitlines()[2]
+
+
+def _live_results() -> dict[str, Any]:
+    return {
+        name.removesuffix(".json"): json.loads((RESULTS / name).read_text(encoding="utf-8"))
+        for name in online.LIVE_SOURCES
+    }
+
+
+def test_the_live_line_quotes_the_live_run_beside_the_simulator() -> None:
+    results = _live_results()
+    run, sim = results["online-routellm-gsm8k-live"], results["online-routellm-gsm8k"]
+    text = online.live(results)
+    assert (
+        "`adaptive-proxy bench --suite routellm-gsm8k --online --live --out bench/results`" in text
+    )
+    assert f"reaches {run['final_half_apgr']:.3f}" in text
+    assert f"against the simulator's {sim['final_half_apgr']:.3f}" in text
+
+
+def test_the_live_line_refuses_a_gap_the_promotion_rule_does_not_explain() -> None:
+    results = copy.deepcopy(_live_results())
+    run = results["online-routellm-gsm8k-live"]
+    run["live"]["simulator_same_learner"]["final_half_apgr"] = run["final_half_apgr"] + 0.5
+    with pytest.raises(StaleClaimError):
+        online.live(results)
