@@ -53,6 +53,7 @@ class CascadeMetrics(Protocol):
 
     def observe_cascade(self, policy: str, answered_by: str, escalated: bool) -> None: ...
     def cascade_stage_failure(self, policy: str, stage: str) -> None: ...
+    def observe_cascade_agreement(self, policy: str, agreed: bool) -> None: ...
 
 
 class CascadeExecutor:
@@ -226,6 +227,8 @@ class CascadeExecutor:
         policy, decision, data = job.policy, job.decision, job.body
         with self._steps.step("cascade", {"adaptive.policy": decision.policy}) as span:
             cheap = await self.run_cheap(decision, policy, data)
+            if cheap.agreement is not None:
+                self._metrics.observe_cascade_agreement(decision.policy, cheap.agreement)
             a = cheap.assessment
             span.set_attribute("adaptive.escalated", a.escalate)
             span.set_attribute("adaptive.escalation_reason", a.reason)

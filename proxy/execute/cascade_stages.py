@@ -60,6 +60,13 @@ class CheapResult:
         return sum(len(r.replies) - len(r.errors) for r in self.runs)
 
     @property
+    def agreement(self) -> bool | None:
+        """Whether every cheap sample's extracted answer is the same one (``None`` with fewer
+        than two answers: nothing to compare)."""
+        answers = [s.answer for s in self.assessment.samples if s.answer is not None]
+        return len(set(answers)) == 1 if len(answers) >= 2 else None
+
+    @property
     def usage(self) -> tuple[int, int]:
         """Prompt and completion tokens of the cheap stages."""
         return sum(r.prompt_tokens for r in self.runs), sum(r.completion_tokens for r in self.runs)
@@ -100,6 +107,4 @@ def cascade_evidence(
     if escalated:
         final = policy.stages[-1]
         stages.append(StageOutcome(name=final.label, upstream=final.upstream, answer=last_answer))
-    cheap_answers = [s.answer for s in samples if s.answer is not None]
-    agreement = len(set(cheap_answers)) == 1 if len(cheap_answers) >= 2 else None
-    return CascadeEvidence(stages=stages, agreement=agreement, escalated=escalated)
+    return CascadeEvidence(stages=stages, agreement=cheap.agreement, escalated=escalated)
