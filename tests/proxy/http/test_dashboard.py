@@ -208,7 +208,8 @@ async def test_cascade_agreement_rate_counts_requests_whose_cheap_answers_agree(
             raw = await client.chat.completions.with_raw_response.create(
                 model="casc", messages=messages
             )
-            stages = raw.parse().model_extra["adaptive"]["stages"][:-1]  # the cheap ones
+            extra = raw.parse().model_extra or {}
+            stages = extra["adaptive"]["stages"][:-1]  # the cheap ones
             answers = [a for s in stages for a in s["answers"] if a is not None]
             if len(answers) >= 2:
                 compared += 1
