@@ -20,10 +20,9 @@ from collections.abc import AsyncGenerator, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-import orjson
-
 from predictor_onnx.evidence import SampleEvidence
 from proxy.execute.best_of_k import completion_chunks, message_content
+from proxy.execute.cascade_events import first_choice_delta, with_cheap_usage
 from proxy.execute.cascade_stages import (
     CheapResult,
     StageRun,
@@ -383,23 +382,32 @@ class CascadeExecutor:
     ) -> EventStream:
         final = policy.stages[-1]
         outcome = Outcome(cheap.cost_usd, cheap.drawn, answered_by=(final.label, final.upstream))
-        # A passed-through stream's text is not kept: the last stage's answer is unknown.
         outcome.evidence = cascade_evidence(policy, cheap, escalated=True, last_answer=None)
         # The last stage draws the client's n (counted when its stream opened).
         last_drawn = stream.outcome.n_samples
         cheap_prompt, cheap_completion = cheap.usage
         inner = stream.events
+        # A learning policy's free label needs the last stage's answer: its first choice's text
+        # is gathered as it passes, and only the answer extracted from it is kept.
+        text: list[str] | None = [] if policy.learn else None
 
         async def events() -> AsyncGenerator[bytes, None]:
             try:
                 async for event in inner:
                     if job.include_usage and b'"usage"' in event:
                         event = with_cheap_usage(event, cheap_prompt, cheap_completion)
+                    if text is not None and b'"content"' in event:
+                        text.extend(first_choice_delta(event))
                     yield event
             finally:
                 await inner.aclose()
                 outcome.cost_usd = cheap.cost_usd + stream.outcome.cost_usd
                 outcome.n_samples += stream.outcome.n_samples
+                if text:
+                    answer = extract_answer("".join(text), policy.answer_pattern)
+                    outcome.evidence = cascade_evidence(
+                        policy, cheap, escalated=True, last_answer=answer
+                    )
 
         def adaptive() -> dict[str, Any]:
             out = self._adaptive(
@@ -429,23 +437,3 @@ def _headers(decision: Decision, answered_by: str, adaptive: Mapping[str, Any]) 
     if adaptive.get("gain") is not None:
         headers["x-adaptive-gain"] = f"{adaptive['gain']:.4f}"
     return headers
-
-
-def with_cheap_usage(event: bytes, prompt_tokens: int, completion_tokens: int) -> bytes:
-    """The upstream's usage event with the cheap stages' tokens added (usage sums every stage)."""
-    try:
-        payload = orjson.loads(event[6:]) if event.startswith(b"data: ") else None
-    except orjson.JSONDecodeError:
-        return event
-    usage = payload.get("usage") if isinstance(payload, dict) else None
-    if not isinstance(payload, dict) or not isinstance(usage, dict):
-        return event
-    prompt = int(usage.get("prompt_tokens") or 0) + prompt_tokens
-    completion = int(usage.get("completion_tokens") or 0) + completion_tokens
-    payload["usage"] = {
-        **usage,
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-    return sse_event(payload)
