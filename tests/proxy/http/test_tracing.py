@@ -146,6 +146,8 @@ policies:
     type: cascade
     stages: [{{upstream: mixtral}}, {{upstream: gpt-4}}]
     escalate: {{threshold: 0.0}}
+  judged: {{type: best_of_k, upstream: pool, n_min: 2, n_max: 2,
+            reranker: {{type: judge, upstream: mixtral}}}}
 """
 
 
@@ -192,6 +194,7 @@ async def test_rounds_stages_and_reward_calls_are_child_spans(
             climb = await client.chat.completions.with_raw_response.create(
                 model="climb", messages=conversations[1]
             )
+            await client.chat.completions.create(model="judged", messages=conversations[1])
     assert seq.headers["x-adaptive-n"] == "3"  # never accepted: three rounds of one, the cap
     assert climb.headers["x-adaptive-arm"] == "gpt-4"
     spans = received.spans
@@ -223,3 +226,10 @@ async def test_rounds_stages_and_reward_calls_are_child_spans(
     assert "adaptive.escalated" not in stages[0]["attributes"]
     assert [c["name"] for c in _children(spans, stages[0])] == ["upstream mixtral"]
     assert [c["name"] for c in _children(spans, stages[1])] == ["upstream gpt-4"]
+
+    judged_request = next(s for s in requests if s["attributes"]["adaptive.policy"] == "judged")
+    judged = {s["name"]: s for s in _children(spans, judged_request)}
+    assert set(judged) == {"upstream pool", "rerank judge"}
+    assert judged["rerank judge"]["attributes"]["adaptive.candidates"] == 2
+    # The judge's own call is the reranker span's child.
+    assert [c["name"] for c in _children(spans, judged["rerank judge"])] == ["upstream mixtral"]
