@@ -73,6 +73,12 @@ class HeadSource(Protocol):
         prompt's packed embedding (``None`` without one), from one encoding of the prompt."""
         ...
 
+    async def predict_many(
+        self, policy: str, predictor: Predictor, batch: list[list[dict[str, Any]]]
+    ) -> list[dict[str, float]]:
+        """The predictions of many prompts, corrected by the policy's head in force."""
+        ...
+
 
 def decision_key(
     policy: str, policy_version: str, predictor_version: str, body: Mapping[str, Any]
@@ -138,9 +144,10 @@ class Decider:
         return predictions
 
     async def predict_batch(
-        self, batch: list[list[dict[str, Any]]], *, slice_size: int
+        self, batch: list[list[dict[str, Any]]], *, slice_size: int, learned: str | None = None
     ) -> list[dict[str, float]]:
-        """Predictions for many conversations, ``slice_size`` at a time.
+        """Predictions for many conversations, ``slice_size`` at a time; ``learned``: a
+        ``learn: true`` policy whose learned head corrects them (as its decisions are).
 
         The predictor serves callers in arrival order, so handing it a whole batch would queue
         every live decision behind it (10,000 prompts: over a minute, and every live request
@@ -148,9 +155,14 @@ class Decider:
         one slice.
         """
         predictor = self._predictor_or_raise()
+        heads = self._heads if learned is not None else None
         out: list[dict[str, float]] = []
         for start in range(0, len(batch), slice_size):
-            out += await predictor.predict(batch[start : start + slice_size])
+            part = batch[start : start + slice_size]
+            if heads is not None and learned is not None:
+                out += await heads.predict_many(learned, predictor, part)
+            else:
+                out += await predictor.predict(part)
             await asyncio.sleep(0)  # let requests that arrived during the slice queue first
         return out
 

@@ -37,6 +37,7 @@ from proxy.execute.seam import (
     JsonResult,
     Outcome,
 )
+from proxy.observe.tracing import Steps
 from proxy.policies.base import BasePolicy, SamplingPlan
 from proxy.policies.decision import Decision
 from proxy.policies.overrides import apply_overrides
@@ -152,13 +153,14 @@ class BestOfKExecutor:
         env: Mapping[str, str],
         *,
         route: Executor | None = None,
+        steps: Steps | None = None,
     ) -> None:
         self._upstreams = upstreams
         # Where a request goes whose candidates the reranker cannot compare (one call).
         self._route = route
         self._metrics = metrics
         self._account = account
-        self._reranker_wiring = RerankerWiring(upstreams, session, costs, env)
+        self._reranker_wiring = RerankerWiring(upstreams, session, costs, env, steps)
 
     def build_reranker(self, spec: RerankerConfig, *, structured: bool = False) -> Reranker:
         """A reranker for ``spec``, wired to the upstream client and the shared session;

@@ -15,20 +15,25 @@ request's. A client disconnect cancels the calls in flight.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 from collections.abc import AsyncGenerator, Mapping
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
-
-import orjson
 
 from predictor_onnx.evidence import SampleEvidence
 from proxy.execute.best_of_k import completion_chunks, message_content
-from proxy.execute.cascade_stages import CheapResult, StageRun, first_choice, mean_logprob
+from proxy.execute.cascade_events import first_choice_delta, with_cheap_usage
+from proxy.execute.cascade_stages import (
+    CheapResult,
+    StageRun,
+    cascade_evidence,
+    first_choice,
+    mean_logprob,
+)
 from proxy.execute.rerank_text import extract_answer
 from proxy.execute.route import RouteExecutor
 from proxy.execute.seam import EventStream, Execution, ExecutionRequest, JsonResult, Outcome
-from proxy.learn.records import CascadeEvidence, StageOutcome
+from proxy.observe.tracing import NO_STEPS, Steps, StepSpan
 from proxy.policies.cascade import CascadePolicy, CascadeStage
 from proxy.policies.decision import Decision
 from proxy.policies.escalation import assess
@@ -47,6 +52,7 @@ class CascadeMetrics(Protocol):
 
     def observe_cascade(self, policy: str, answered_by: str, escalated: bool) -> None: ...
     def cascade_stage_failure(self, policy: str, stage: str) -> None: ...
+    def observe_cascade_agreement(self, policy: str, agreed: bool) -> None: ...
 
 
 class CascadeExecutor:
@@ -58,13 +64,44 @@ class CascadeExecutor:
         route: RouteExecutor,
         costs: CostModel,
         metrics: CascadeMetrics,
+        *,
+        steps: Steps = NO_STEPS,
     ) -> None:
         self._upstreams = upstreams
         self._route = route
         self._costs = costs
         self._metrics = metrics
+        self._steps = steps
+
+    def _stage_span(
+        self, policy: str, stage: CascadeStage, index: int
+    ) -> AbstractContextManager[StepSpan]:
+        attributes = {
+            "adaptive.policy": policy,
+            "adaptive.arm": stage.label,
+            "adaptive.stage": stage.label,
+            "adaptive.stage_index": index,
+            "adaptive.upstream": stage.upstream,
+            "adaptive.n": stage.n,
+        }
+        return self._steps.step(f"cascade stage {stage.label}", attributes)
 
     async def _run_stage(
+        self,
+        policy: str,
+        stage: CascadeStage,
+        index: int,
+        body: dict[str, Any],
+        *,
+        override_client: bool,
+    ) -> StageRun:
+        with self._stage_span(policy, stage, index) as span:
+            run = await self._call_stage(policy, stage, body, override_client=override_client)
+            span.set_attribute("adaptive.failed", len(run.errors))
+            span.set_attribute("adaptive.cost_usd", run.cost_usd)
+            return run
+
+    async def _call_stage(
         self, policy: str, stage: CascadeStage, body: dict[str, Any], *, override_client: bool
     ) -> StageRun:
         run = StageRun(stage)
@@ -103,9 +140,9 @@ class CascadeExecutor:
             await asyncio.gather(
                 *(
                     self._run_stage(
-                        decision.policy, s, body, override_client=policy.override_client
+                        decision.policy, s, i, body, override_client=policy.override_client
                     )
-                    for s in policy.cheap_stages
+                    for i, s in enumerate(policy.cheap_stages)
                 )
             )
         )
@@ -187,8 +224,18 @@ class CascadeExecutor:
     async def execute(self, job: ExecutionRequest[CascadePolicy]) -> Execution:
         """Cheap stages, then the cheap answer or the last stage (streamed when asked)."""
         policy, decision, data = job.policy, job.decision, job.body
-        cheap = await self.run_cheap(decision, policy, data)
-        result = await self._answer(decision, policy, cheap, job)
+        with self._steps.step("cascade", {"adaptive.policy": decision.policy}) as span:
+            cheap = await self.run_cheap(decision, policy, data)
+            if cheap.agreement is not None:
+                self._metrics.observe_cascade_agreement(decision.policy, cheap.agreement)
+            a = cheap.assessment
+            span.set_attribute("adaptive.escalated", a.escalate)
+            span.set_attribute("adaptive.escalation_reason", a.reason)
+            if a.gain is not None:
+                span.set_attribute("adaptive.gain", a.gain)
+            result = await self._answer(decision, policy, cheap, job)
+            if result.outcome.answered_by is not None:
+                span.set_attribute("adaptive.arm", result.outcome.answered_by[0])
         if policy.escalate.budget is not None:
             result.outcome.problem = cheap.problem()
             result.outcome.arm_index = int(cheap.assessment.escalate)
@@ -214,13 +261,17 @@ class CascadeExecutor:
                 overrides=final.body_overrides(),
                 override_client=policy.override_client,
             )
+            last_index = len(policy.stages) - 1
             try:
-                if job.stream:
-                    stream = await self._route.open_events(
-                        escalated, {**body, "stream": True}, None, job.include_usage
-                    )
-                    return self._escalated_stream(decision, policy, cheap, stream, job)
-                result = await self._route.respond_json(escalated, body, None)
+                # A streamed last stage's span covers opening its stream (then it passes through).
+                with self._stage_span(decision.policy, final, last_index) as span:
+                    span.set_attribute("adaptive.escalated", True)
+                    if job.stream:
+                        stream = await self._route.open_events(
+                            escalated, {**body, "stream": True}, None, job.include_usage
+                        )
+                    else:
+                        result = await self._route.respond_json(escalated, body, None)
             except ProxyError as error:
                 if cheap.assessment.answered_by is None:
                     raise
@@ -231,6 +282,8 @@ class CascadeExecutor:
                     error.message,
                 )
                 return self._cheap_answer(decision, policy, cheap, job, failed=error.message)
+            if job.stream:
+                return self._escalated_stream(decision, policy, cheap, stream, job)
             return self._escalated_json(decision, policy, cheap, result.body)
         return self._cheap_answer(decision, policy, cheap, job, failed=None)
 
@@ -329,23 +382,32 @@ class CascadeExecutor:
     ) -> EventStream:
         final = policy.stages[-1]
         outcome = Outcome(cheap.cost_usd, cheap.drawn, answered_by=(final.label, final.upstream))
-        # A passed-through stream's text is not kept: the last stage's answer is unknown.
         outcome.evidence = cascade_evidence(policy, cheap, escalated=True, last_answer=None)
         # The last stage draws the client's n (counted when its stream opened).
         last_drawn = stream.outcome.n_samples
         cheap_prompt, cheap_completion = cheap.usage
         inner = stream.events
+        # A learning policy's free label needs the last stage's answer: its first choice's text
+        # is gathered as it passes, and only the answer extracted from it is kept.
+        text: list[str] | None = [] if policy.learn else None
 
         async def events() -> AsyncGenerator[bytes, None]:
             try:
                 async for event in inner:
                     if job.include_usage and b'"usage"' in event:
                         event = with_cheap_usage(event, cheap_prompt, cheap_completion)
+                    if text is not None and b'"content"' in event:
+                        text.extend(first_choice_delta(event))
                     yield event
             finally:
                 await inner.aclose()
                 outcome.cost_usd = cheap.cost_usd + stream.outcome.cost_usd
                 outcome.n_samples += stream.outcome.n_samples
+                if text:
+                    answer = extract_answer("".join(text), policy.answer_pattern)
+                    outcome.evidence = cascade_evidence(
+                        policy, cheap, escalated=True, last_answer=answer
+                    )
 
         def adaptive() -> dict[str, Any]:
             out = self._adaptive(
@@ -364,29 +426,6 @@ class CascadeExecutor:
         )
 
 
-def cascade_evidence(
-    policy: CascadePolicy, cheap: CheapResult, *, escalated: bool, last_answer: str | None
-) -> CascadeEvidence:
-    """What a cascade showed, for the outcome log: each cheap stage's answer (its samples'
-    majority, ties to the earliest), the last stage's when it ran, whether the cheap samples'
-    answers agreed (``None`` with fewer than two answers), escalated or not."""
-    samples = cheap.assessment.samples
-    stages = []
-    for index, run in enumerate(cheap.runs):
-        answers = [s.answer for s in samples if s.stage == index and s.answer is not None]
-        counts = collections.Counter(answers)
-        answer = max(answers, key=lambda a: counts[a]) if answers else None  # first of the ties
-        stages.append(
-            StageOutcome(name=run.stage.label, upstream=run.stage.upstream, answer=answer)
-        )
-    if escalated:
-        final = policy.stages[-1]
-        stages.append(StageOutcome(name=final.label, upstream=final.upstream, answer=last_answer))
-    cheap_answers = [s.answer for s in samples if s.answer is not None]
-    agreement = len(set(cheap_answers)) == 1 if len(cheap_answers) >= 2 else None
-    return CascadeEvidence(stages=stages, agreement=agreement, escalated=escalated)
-
-
 def _headers(decision: Decision, answered_by: str, adaptive: Mapping[str, Any]) -> dict[str, str]:
     """The response headers: the answering stage, samples drawn by every stage, the gain."""
     headers = {
@@ -398,23 +437,3 @@ def _headers(decision: Decision, answered_by: str, adaptive: Mapping[str, Any]) 
     if adaptive.get("gain") is not None:
         headers["x-adaptive-gain"] = f"{adaptive['gain']:.4f}"
     return headers
-
-
-def with_cheap_usage(event: bytes, prompt_tokens: int, completion_tokens: int) -> bytes:
-    """The upstream's usage event with the cheap stages' tokens added (usage sums every stage)."""
-    try:
-        payload = orjson.loads(event[6:]) if event.startswith(b"data: ") else None
-    except orjson.JSONDecodeError:
-        return event
-    usage = payload.get("usage") if isinstance(payload, dict) else None
-    if not isinstance(payload, dict) or not isinstance(usage, dict):
-        return event
-    prompt = int(usage.get("prompt_tokens") or 0) + prompt_tokens
-    completion = int(usage.get("completion_tokens") or 0) + completion_tokens
-    payload["usage"] = {
-        **usage,
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-    return sse_event(payload)

@@ -6,12 +6,14 @@ budget controller replays of that choice.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy.learn.records import CascadeEvidence, StageOutcome
 from proxy.policies.allocation import DecisionProblem
-from proxy.policies.cascade import CascadeStage
+from proxy.policies.cascade import CascadePolicy, CascadeStage
 from proxy.policies.escalation import Assessment
 
 
@@ -58,6 +60,13 @@ class CheapResult:
         return sum(len(r.replies) - len(r.errors) for r in self.runs)
 
     @property
+    def agreement(self) -> bool | None:
+        """Whether every cheap sample's extracted answer is the same one (``None`` with fewer
+        than two answers: nothing to compare)."""
+        answers = [s.answer for s in self.assessment.samples if s.answer is not None]
+        return len(set(answers)) == 1 if len(answers) >= 2 else None
+
+    @property
     def usage(self) -> tuple[int, int]:
         """Prompt and completion tokens of the cheap stages."""
         return sum(r.prompt_tokens for r in self.runs), sum(r.completion_tokens for r in self.runs)
@@ -78,3 +87,24 @@ def first_choice(reply: Mapping[str, Any] | None) -> dict[str, Any] | None:
     choices = reply.get("choices") if reply is not None else None
     first = choices[0] if isinstance(choices, list) and choices else None
     return first if isinstance(first, dict) else None
+
+
+def cascade_evidence(
+    policy: CascadePolicy, cheap: CheapResult, *, escalated: bool, last_answer: str | None
+) -> CascadeEvidence:
+    """What a cascade showed, for the outcome log: each cheap stage's answer (its samples'
+    majority, ties to the earliest), the last stage's when it ran, whether the cheap samples'
+    answers agreed (``None`` with fewer than two answers), escalated or not."""
+    samples = cheap.assessment.samples
+    stages = []
+    for index, run in enumerate(cheap.runs):
+        answers = [s.answer for s in samples if s.stage == index and s.answer is not None]
+        counts = collections.Counter(answers)
+        answer = max(answers, key=lambda a: counts[a]) if answers else None  # first of the ties
+        stages.append(
+            StageOutcome(name=run.stage.label, upstream=run.stage.upstream, answer=answer)
+        )
+    if escalated:
+        final = policy.stages[-1]
+        stages.append(StageOutcome(name=final.label, upstream=final.upstream, answer=last_answer))
+    return CascadeEvidence(stages=stages, agreement=cheap.agreement, escalated=escalated)

@@ -21,6 +21,7 @@ from proxy.execute.route import RouteExecutor
 from proxy.execute.seam import Executor
 from proxy.execute.sequential import SequentialExecutor
 from proxy.observe.metrics import Metrics
+from proxy.observe.tracing import NO_STEPS, Steps
 from proxy.policies.base import BasePolicy, is_multi_sample
 from proxy.policies.best_of_k import BestOfKPolicy
 from proxy.policies.cascade import CascadePolicy
@@ -49,17 +50,20 @@ class Executors:
         costs: CostModel,
         metrics: Metrics,
         env: Mapping[str, str],
+        *,
+        steps: Steps | None = None,
     ) -> Executors:
-        """The executors over ``upstreams`` (``session`` also carries reward-model calls)."""
+        """The executors over ``upstreams`` (``session`` also carries reward-model calls);
+        ``steps``: tracing's child spans (``None``: tracing off, no span is made)."""
         route = RouteExecutor(upstreams, costs, metrics)
         sampler = BestOfKExecutor(
-            upstreams, session, costs, metrics, route.account, env, route=route
+            upstreams, session, costs, metrics, route.account, env, route=route, steps=steps
         )
         return cls(
             route=route,
             best_of_k=sampler,
-            sequential=SequentialExecutor(sampler, metrics),
-            cascade=CascadeExecutor(upstreams, route, costs, metrics),
+            sequential=SequentialExecutor(sampler, metrics, steps=steps or NO_STEPS),
+            cascade=CascadeExecutor(upstreams, route, costs, metrics, steps=steps or NO_STEPS),
         )
 
     def by_decision(self, decision: Decision) -> Executor:

@@ -8,7 +8,7 @@ YAML ``type`` to its class).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +17,13 @@ import aiohttp
 from proxy.execute.rerank import (
     FirstReranker,
     JudgeReranker,
+    Messages,
     Reranker,
+    RerankResult,
     RewardReranker,
     VoteReranker,
 )
+from proxy.observe.tracing import Steps
 from proxy.policies.spec import RerankerConfig
 from proxy.upstream.client import UpstreamClient
 from proxy.upstream.pricing import CostModel
@@ -34,6 +37,8 @@ class RerankerWiring:
     session: aiohttp.ClientSession
     costs: CostModel
     env: Mapping[str, str]
+    # Tracing on: reranker types that call out are wrapped in a span (off: not wrapped at all).
+    steps: Steps | None = None
 
 
 def _first(spec: RerankerConfig, wiring: RerankerWiring, structured: bool) -> Reranker:
@@ -99,4 +104,29 @@ def build_reranker(
     """The reranker of ``spec`` (its ``type`` picks the builder), wired to ``wiring``;
     ``structured``: the candidates are canonical tool calls or JSON (``vote`` compares them
     whole)."""
-    return RERANKER_TYPES[spec.type](spec, wiring, structured)
+    reranker = RERANKER_TYPES[spec.type](spec, wiring, structured)
+    if wiring.steps is not None and spec.type in _CALLS_OUT:
+        return TracedReranker(reranker, wiring.steps)
+    return reranker
+
+
+# The reranker types whose ``rerank`` is a network call (the others are arithmetic).
+_CALLS_OUT = frozenset({"judge", "reward"})
+
+
+class TracedReranker:
+    """A reranker whose every call is a child span ``rerank <type>`` (candidates, outcome)."""
+
+    def __init__(self, inner: Reranker, steps: Steps) -> None:
+        self._inner = inner
+        self._steps = steps
+        self.name = inner.name
+
+    async def rerank(self, messages: Messages, candidates: Sequence[str]) -> RerankResult:
+        """The inner reranker's verdict, inside its span."""
+        attributes = {"adaptive.reranker": self.name, "adaptive.candidates": len(candidates)}
+        with self._steps.step(f"rerank {self.name}", attributes) as span:
+            result = await self._inner.rerank(messages, candidates)
+            span.set_attribute("adaptive.rerank_failed", result.failed)
+            span.set_attribute("adaptive.cost_usd", result.cost_usd)
+            return result

@@ -33,6 +33,7 @@ from proxy.execute.rerank_text import extract_answer
 from proxy.execute.seam import EventStream, Execution, ExecutionRequest, JsonResult, Outcome
 from proxy.execute.sequential_rounds import RoundsResult, run_rounds
 from proxy.learn.records import SampleOutcome, SequentialEvidence
+from proxy.observe.tracing import NO_STEPS, Steps
 from proxy.policies.base import SamplingPlan
 from proxy.policies.best_of_k import BestOfKPolicy, SequentialPlan
 from proxy.policies.decision import Decision
@@ -109,9 +110,12 @@ def _scored_ranking(result: RoundsResult) -> RerankResult | None:
 class SequentialExecutor:
     """Runs decisions of ``best_of_k`` policies with a ``sequential:`` section."""
 
-    def __init__(self, sampler: BestOfKExecutor, metrics: SequentialMetrics) -> None:
+    def __init__(
+        self, sampler: BestOfKExecutor, metrics: SequentialMetrics, *, steps: Steps = NO_STEPS
+    ) -> None:
         self._sampler = sampler
         self._metrics = metrics
+        self._steps = steps
 
     async def run(
         self,
@@ -170,6 +174,8 @@ class SequentialExecutor:
             draw=draw,
             extract=extract,
             score=score if verifier is not None else None,
+            steps=self._steps,
+            span_attributes={"adaptive.policy": decision.policy, "adaptive.arm": decision.arm},
         )
         check_enough(total, result.attempted, client_choices(data), decision.upstream)
         for _ in range(result.verifier_failures):

@@ -21,11 +21,12 @@ A cancelled request (client disconnect) cancels the round in flight: nothing her
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from proxy.execute.rerank import RerankResult
+from proxy.observe.tracing import NO_STEPS, Steps
 from proxy.policies.stopping import StopRule, VerifierStop, VoteStop, next_round_n
 
 # ``draw(n)`` returns the texts of n new samples, ``None`` for each that failed.
@@ -79,13 +80,17 @@ async def run_rounds(
     extract: Extract,
     score: Score | None = None,
     on_round: Callable[[RoundsResult], None] | None = None,
+    steps: Steps = NO_STEPS,
+    span_attributes: Mapping[str, Any] | None = None,
 ) -> RoundsResult:
     """Draw rounds until ``stop`` says the answer is settled or ``cap`` samples were requested.
 
     ``cap ≤ n_max``; when a cap below ``n_max`` ends the rounds, ``stopped_by`` is ``budget``.
     ``score`` is required for a :class:`VerifierStop`. ``on_round`` sees the state after every
-    round (metrics, keep-alives).
+    round (metrics, keep-alives). Each round is a ``steps`` span (``span_attributes`` plus its
+    index and n; the last one says what stopped the rounds).
     """
+    span_attributes = span_attributes or {}
     if isinstance(stop, VerifierStop) and score is None:
         raise ValueError("a verifier stop rule needs a score function")
     cap = max(1, min(cap, n_max))
@@ -93,29 +98,34 @@ async def run_rounds(
     rule: StopRule = stop
     n = max(1, min(first_n, cap))
     while n > 0:
-        new = await draw(n)
-        result.attempted += n
-        result.rounds += 1
-        arrived = [t for t in new if t is not None]
-        result.texts.extend(arrived)
-        result.answers.extend(extract(t) for t in arrived)
-        new_scores: list[float | None] = [None] * len(arrived)
-        if isinstance(rule, VerifierStop) and arrived and score is not None:
-            ranking = await score(arrived)
-            result.scoring.append(ranking)
-            if ranking.failed or len(ranking.scores) != len(arrived):
-                result.verifier_failures += 1
-                rule = FALLBACK_VOTE
-            else:
-                new_scores = list(ranking.scores)
-        result.scores.extend(new_scores)
-        if on_round is not None:
-            on_round(result)
-        if rule.should_stop(result.answers, result.scores):
-            result.stopped_by = "verifier" if isinstance(rule, VerifierStop) else "vote"
-            if isinstance(rule, VerifierStop):
-                result.accepted = rule.accepted_index(result.scores)
-            return result
-        n = next_round_n(result.attempted, step_n, cap)
+        attributes = {**span_attributes, "adaptive.round": result.rounds + 1, "adaptive.n": n}
+        with steps.step("sequential round", attributes) as span:
+            new = await draw(n)
+            result.attempted += n
+            result.rounds += 1
+            arrived = [t for t in new if t is not None]
+            result.texts.extend(arrived)
+            result.answers.extend(extract(t) for t in arrived)
+            new_scores: list[float | None] = [None] * len(arrived)
+            if isinstance(rule, VerifierStop) and arrived and score is not None:
+                ranking = await score(arrived)
+                result.scoring.append(ranking)
+                if ranking.failed or len(ranking.scores) != len(arrived):
+                    result.verifier_failures += 1
+                    rule = FALLBACK_VOTE
+                else:
+                    new_scores = list(ranking.scores)
+            result.scores.extend(new_scores)
+            if on_round is not None:
+                on_round(result)
+            if rule.should_stop(result.answers, result.scores):
+                result.stopped_by = "verifier" if isinstance(rule, VerifierStop) else "vote"
+                if isinstance(rule, VerifierStop):
+                    result.accepted = rule.accepted_index(result.scores)
+                span.set_attribute("adaptive.stopped_by", result.stopped_by)
+                return result
+            n = next_round_n(result.attempted, step_n, cap)
+            if n <= 0:
+                span.set_attribute("adaptive.stopped_by", "budget" if cap < n_max else "cap")
     result.stopped_by = "budget" if cap < n_max else "cap"
     return result

@@ -97,7 +97,7 @@ def _session_ctx(env: Mapping[str, str]):  # type: ignore[no-untyped-def]
         )
         app[UPSTREAMS] = upstreams
         # Each policy class picks its executor in proxy.execute.registry.
-        app[EXECUTORS] = Executors.build(upstreams, session, costs, metrics, env)
+        app[EXECUTORS] = Executors.build(upstreams, session, costs, metrics, env, steps=tracing)
         try:
             yield
         finally:

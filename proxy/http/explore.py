@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from proxy.execute.rerank import JudgeReranker
-from proxy.execute.seam import Execution, JsonResult
+from proxy.execute.seam import Execution, JsonResult, Outcome
 from proxy.http.state import CONFIG, COSTS, EXPLORER, LEARNING, METRICS, RECORD, UPSTREAMS
 from proxy.learn.explore import ExploreCounters, Explorer, ExploreSettings, LabelSink
 from proxy.learn.explore_budget import ExploreBudget
@@ -24,16 +24,37 @@ def maybe_explore(
 ) -> bool:
     """Schedule a background run of the arm not chosen (after this response is written) for a
     ``learn: true`` policy; whether one was."""
-    if policy is None or not policy.learn or not isinstance(result, JsonResult):
+    if not isinstance(result, JsonResult):
+        return False
+    choices = result.body.get("choices") or [{}]
+    content = (choices[0].get("message") or {}).get("content")
+    return explore_answer(
+        request,
+        decision,
+        policy,
+        body,
+        result.outcome,
+        content if isinstance(content, str) else None,
+    )
+
+
+def explore_answer(
+    request: web.Request,
+    decision: Decision,
+    policy: BasePolicy | None,
+    body: dict[str, Any],
+    outcome: Outcome,
+    answer_text: str | None,
+) -> bool:
+    """:func:`maybe_explore` for an answer already read (``body``: the chat request; a
+    Responses request as :func:`proxy.wire.responses_api.to_chat_body` converts it)."""
+    if policy is None or not policy.learn:
         return False
     explorer = explorer_of(request.app)
     if explorer is None:
         return False
     record = request.get(RECORD)
-    outcome = result.outcome
     answered = outcome.answered_by[0] if outcome.answered_by is not None else decision.arm
-    choices = result.body.get("choices") or [{}]
-    content = (choices[0].get("message") or {}).get("content")
     transport = request.transport
 
     def sent() -> bool:
@@ -48,7 +69,7 @@ def maybe_explore(
         policy=policy,
         answered_arm=answered,
         body=body,
-        answer_text=content if isinstance(content, str) else None,
+        answer_text=answer_text,
         prompt_tokens=outcome.prompt_tokens or 0,
     )
 

@@ -267,8 +267,11 @@ async def allocate(request: web.Request) -> web.Response:
         )
     try:
         async with asyncio.timeout(server.allocate_timeout_s):
+            # A learn: true policy plans on its learned head's predictions, as it decides.
             predictions = await decider.predict_batch(
-                conversations, slice_size=server.allocate_slice
+                conversations,
+                slice_size=server.allocate_slice,
+                learned=plan.model if policy.learn else None,
             )
     except (ValueError, KeyError) as exc:
         raise InvalidRequestError(str(exc).strip("'\""), param="requests") from None

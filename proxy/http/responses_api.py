@@ -34,7 +34,9 @@ from proxy.config.schema import Config
 from proxy.execute.seam import EventStream, ExecutionRequest, Outcome
 from proxy.http.auth import authorize_model
 from proxy.http.body import read_body
+from proxy.http.explore import explore_answer, maybe_explore
 from proxy.http.handlers import _decide, _note_decision, _note_outcome
+from proxy.http.outcomes import record_outcome
 from proxy.http.passthrough import FORWARD_TO, forward
 from proxy.http.response_homes import RESPONSE_HOMES, ResponseHome
 from proxy.http.responses_native import (
@@ -117,6 +119,9 @@ async def _run_policy(
     if home is not None and home.upstream is not None and home.upstream not in config.upstreams:
         home = None  # its upstream left the config: as unknown as an id never seen
     prior = list(home.messages) if home is not None and home.messages is not None else None
+    # The request as chat sees it: what it was decided on, and what a ``learn: true`` policy's
+    # outcome log and exploration read (``None``: a follow-up that goes where it lives).
+    chat_view: dict[str, Any] | None = None
     if home is not None and home.upstream is not None:
         decision = Decision(
             policy=model,
@@ -126,9 +131,8 @@ async def _run_policy(
         )
         native = True
     else:
-        decision, _ = await _decide(
-            request, snapshot, to_chat_body(data, prior=prior, strict=False), model
-        )
+        chat_view = to_chat_body(data, prior=prior, strict=False)
+        decision, _ = await _decide(request, snapshot, chat_view, model)
         executor = request.app[EXECUTORS].for_request(policy, decision)
         routed = executor is request.app[EXECUTORS].route and decision.n == 1
         # An unknown id goes natively to the decided upstream, whose error it is to give.
@@ -139,10 +143,15 @@ async def _run_policy(
     _note_decision(record, decision)
     status = 200
     outcome = Outcome()
+    explored = [False]
     try:
         if native:
-            return await _native(request, config, decision, policy, data, parsed, outcome)
-        return await _via_chat(request, snapshot, decision, policy, data, parsed, prior, outcome)
+            return await _native(
+                request, config, decision, policy, data, parsed, outcome, chat_view, explored
+            )
+        return await _via_chat(
+            request, snapshot, decision, policy, data, parsed, prior, outcome, explored
+        )
     except asyncio.CancelledError:
         status = 499
         raise
@@ -153,6 +162,10 @@ async def _run_policy(
         arm = outcome.answered_by[0] if outcome.answered_by is not None else decision.arm
         request.app[METRICS].record_request(decision.policy, arm, status)
         _note_outcome(record, outcome, 1 if status == 200 else None)
+        if chat_view is not None:
+            record_outcome(
+                request, decision, policy, chat_view, outcome, status=status, explored=explored[0]
+            )
         observed = decision
         if outcome.problem is not None:
             observed = replace(decision, problem=outcome.problem, arm_index=outcome.arm_index)
@@ -170,6 +183,8 @@ async def _native(
     data: dict[str, Any],
     parsed: ResponsesRequest,
     outcome: Outcome,
+    chat_view: dict[str, Any] | None,
+    explored: list[bool],
 ) -> web.StreamResponse:
     """One call to an upstream that serves the Responses API, passed through."""
     fallback = policy.fallback_upstream() if decision.arm != PREVIOUS_RESPONSE_ARM else None
@@ -192,7 +207,11 @@ async def _native(
         outcome.fallback_upstream = reply.upstream
     decorate = _Decorator(adaptive, outcome)
     if not parsed.stream:
-        return _json(await native_json(request.app, reply, outcome, decorate), headers)
+        response = await native_json(request.app, reply, outcome, decorate)
+        if chat_view is not None:  # once this is sent, the arm not chosen may be explored
+            text = response_text(response)
+            explored[0] = explore_answer(request, decision, policy, chat_view, outcome, text)
+        return _json(response, headers)
 
     def error_event(error: dict[str, Any]) -> bytes:
         number = reply.last_sequence + 1
@@ -205,6 +224,19 @@ async def _native(
         error_event=error_event,
         source=reply.upstream,
     )
+
+
+def response_text(response: dict[str, Any]) -> str | None:
+    """The text of a Responses object's output messages (``None`` when it has none)."""
+    parts = [
+        part.get("text")
+        for item in response.get("output") or []
+        if isinstance(item, dict) and item.get("type") == "message"
+        for part in item.get("content") or []
+        if isinstance(part, dict) and part.get("type") == "output_text"
+    ]
+    texts = [p for p in parts if isinstance(p, str)]
+    return "".join(texts) if texts else None
 
 
 def _assistant_message(chat: dict[str, Any]) -> dict[str, Any]:
@@ -225,6 +257,7 @@ async def _via_chat(
     parsed: ResponsesRequest,
     prior: list[dict[str, Any]] | None,
     outcome: Outcome,
+    explored: list[bool],
 ) -> web.StreamResponse:
     """The policy's chat execution, answered as a Responses object or event stream."""
     chat = to_chat_body(data, prior=prior, strict=True)
@@ -252,6 +285,7 @@ async def _via_chat(
         response["adaptive"] = adaptive
         response["metadata"] = with_decision_metadata(response.get("metadata"), adaptive)
         await remember(_assistant_message(result.body))
+        explored[0] = maybe_explore(request, decision, policy, chat, result)  # once this is sent
         return _json(response, result.headers)
     stream = result
     builder = ResponseEventBuilder({})

@@ -74,6 +74,16 @@ class LiveHeads:
         packed = None if embedding is None else pack_embedding(embedding)
         return self.apply(policy, prior, embedding), prior, packed
 
+    async def predict_many(
+        self, policy: str, predictor: Any, batch: Sequence[Messages]
+    ) -> list[dict[str, float]]:
+        """The predictions of ``batch`` corrected by ``policy``'s head in force (the predictor's
+        own, with no embedding computed, while the prior serves)."""
+        if self._heads.get(policy) is None:
+            return list(await predictor.predict(batch))
+        pairs = await predict_with_embeddings(predictor, batch)
+        return [self.apply(policy, values, embedding) for values, embedding in pairs]
+
     def head(self, policy: str) -> LearnedHead | None:
         """The head in force for ``policy``."""
         return self._heads.get(policy)

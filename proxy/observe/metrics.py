@@ -181,6 +181,13 @@ class Metrics:
             ["policy", "answered_by", "escalated"],
             registry=reg,
         )
+        self._cascade_agreement = Counter(
+            "adaptive_cascade_agreement",
+            "Cascade requests whose cheap stages gave two or more answers, by whether those "
+            "answers all agreed.",
+            ["policy", "agreed"],
+            registry=reg,
+        )
         self._cascade_failures = Counter(
             "adaptive_cascade_stage_failures",
             "Failed calls of a cascade stage.",
@@ -309,6 +316,10 @@ class Metrics:
     def observe_cascade(self, policy: str, answered_by: str, escalated: bool) -> None:
         """Count one cascade request by its answering stage."""
         self._cascade.labels(policy, answered_by, "true" if escalated else "false").inc()
+
+    def observe_cascade_agreement(self, policy: str, agreed: bool) -> None:
+        """Count one cascade whose cheap stages' answers could be compared (two or more)."""
+        self._cascade_agreement.labels(policy, "true" if agreed else "false").inc()
 
     def cascade_stage_failure(self, policy: str, stage: str) -> None:
         """Count a failed call of a cascade stage."""

@@ -4,7 +4,8 @@ The request path calls :meth:`StatsRecorder.record` once per finished chat reque
 appended to a list: no lock, no dict walk). A background task (:meth:`StatsRecorder.flush`,
 every ``flush_interval_s``) folds the appended requests into the current time slot of
 ``slot_s`` seconds, adds what changed in the Prometheus registry since the last flush (decision
-cache, fallbacks, upstream latency buckets, sequential stops, cascade escalations, client spend,
+cache, fallbacks, upstream latency buckets, sequential stops, cascade escalations and agreement,
+client spend,
 budget gauges, exploration and learner series) and hands the slot to a :class:`StatsStore`
 (Redis per replica, or in process). :mod:`proxy.observe.stats_view` reads slots back into the
 ``GET /v1/adaptive/stats`` body.
@@ -47,6 +48,7 @@ COUNTER_SERIES = frozenset(
         "adaptive_sequential_rounds_count",
         "adaptive_sequential_stops_total",
         "adaptive_cascade_requests_total",
+        "adaptive_cascade_agreement_total",
         "adaptive_client_spend_usd_total",
     }
 )

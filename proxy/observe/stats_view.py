@@ -208,6 +208,12 @@ def _cascade(bucket: _Bucket, name: str) -> dict[str, Any] | None:
         _add(answered, labels.get("answered_by", ""), int(value))
     if not total:
         return None
+    agreed = compared = 0.0
+    for labels, value in bucket.counter("adaptive_cascade_agreement_total"):
+        if labels.get("policy") == name:
+            compared += value
+            if labels.get("agreed") == "true":
+                agreed += value
     return {
         "requests": int(total),
         "escalated": int(escalated),
@@ -215,6 +221,10 @@ def _cascade(bucket: _Bucket, name: str) -> dict[str, Any] | None:
         # A cheap answer is returned when the cheap stages agree (or the gain model says the
         # last stage does not pay): the share answered without escalating.
         "cheap_answer_rate": 1 - escalated / total,
+        # Of the requests whose cheap stages gave two or more answers, the share where they all
+        # agreed (``None``: no such request in the window).
+        "agreement_requests": int(compared),
+        "agreement_rate": agreed / compared if compared else None,
         "answered_by": answered,
     }
 

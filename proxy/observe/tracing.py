@@ -1,18 +1,64 @@
-"""OpenTelemetry traces (the ``otel`` extra): a span per request, a child span per upstream call.
+"""OpenTelemetry traces (the ``otel`` extra): a span per request, child spans per upstream call,
+sequential round, cascade stage and reranker call.
 
-Only built when the policy file has ``server.otel``; otherwise nothing here is imported and no
-middleware is installed, so tracing off costs nothing. Spans are batched in memory and sent by
-the SDK's own thread (OTLP over HTTP, protobuf), so neither the event loop nor a request waits
-on the collector; a full queue drops spans rather than block.
+Only built when the policy file has ``server.otel``; otherwise the SDK is never imported, no
+middleware is installed and executors get :data:`NO_STEPS`, whose ``step`` hands back one shared
+inert object (no span is made), and rerankers are not wrapped: tracing off costs nothing. Spans
+are batched in memory and sent by the SDK's own thread (OTLP over HTTP, protobuf), so neither
+the event loop nor a request waits on the collector; a full queue drops spans rather than block.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
 
 UpstreamObserver = Callable[[str, float, int | str], None]
+
+
+class StepSpan(Protocol):
+    """An open child span: what a step learns while it runs is set on it."""
+
+    def set_attribute(self, key: str, value: Any) -> None: ...
+
+
+class Steps(Protocol):
+    """Child spans for the steps of a request (sequential rounds, cascade stages, reranker calls).
+
+    :data:`NO_STEPS` when tracing is off: its spans are one shared object that records nothing.
+    """
+
+    def step(self, name: str, attributes: Mapping[str, Any]) -> AbstractContextManager[StepSpan]:
+        """A child span of the current one, current while the ``with`` block runs."""
+        ...
+
+
+class _NoSpan:
+    """The span of :data:`NO_STEPS`: its own context manager, one instance for every step."""
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        """Records nothing."""
+
+    def __enter__(self) -> _NoSpan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class _NoSteps:
+    """Tracing off: every step is the same inert object (no span is created)."""
+
+    _span = _NoSpan()
+
+    def step(self, name: str, attributes: Mapping[str, Any]) -> AbstractContextManager[StepSpan]:
+        """The shared inert span."""
+        return self._span
+
+
+NO_STEPS: Steps = _NoSteps()
 
 
 class TracingUnavailableError(RuntimeError):
@@ -97,6 +143,18 @@ class Tracing:
             span.end(end_time=end_ns)
 
         return observe
+
+    def step(self, name: str, attributes: Mapping[str, Any]) -> AbstractContextManager[StepSpan]:
+        """A child span of the current span (the request's, a round's), made current so the
+        upstream calls inside it are its children; ``None`` attributes are left out. An exception
+        leaving the block marks the span an error."""
+        return self._step(name, attributes)
+
+    @contextmanager
+    def _step(self, name: str, attributes: Mapping[str, Any]) -> Iterator[StepSpan]:
+        present = {k: v for k, v in attributes.items() if v is not None}
+        with self._tracer.start_as_current_span(name, attributes=present) as span:
+            yield span
 
     def shutdown(self) -> None:
         """Send the spans still queued and stop the exporter thread (blocks: run in a thread)."""

@@ -161,6 +161,7 @@ function policyCard(name, p, stepS) {
   if (p.cascade) {
     kpi(kpis, "escalation_rate", "escalated", pct(p.cascade.escalation_rate));
     kpi(kpis, "cheap_answer_rate", "cheap stages answered", pct(p.cascade.cheap_answer_rate));
+    kpi(kpis, "agreement_rate", "cheap stages agreed", pct(p.cascade.agreement_rate));
   }
   if (p.budget) {
     kpi(kpis, "budget_target", "budget target", num(p.budget.target, 4));

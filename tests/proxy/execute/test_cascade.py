@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from proxy.execute.cascade import with_cheap_usage
+from proxy.execute.cascade_events import with_cheap_usage
 from proxy.execute.cascade_stages import mean_logprob
 
 

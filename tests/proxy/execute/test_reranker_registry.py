@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import get_args
 
 import aiohttp
@@ -10,7 +11,13 @@ import pytest
 
 from proxy.config.schema import load_config_text
 from proxy.execute.rerank import FirstReranker, JudgeReranker, RewardReranker, VoteReranker
-from proxy.execute.reranker_registry import RERANKER_TYPES, RerankerWiring, build_reranker
+from proxy.execute.reranker_registry import (
+    RERANKER_TYPES,
+    RerankerWiring,
+    TracedReranker,
+    build_reranker,
+)
+from proxy.observe.tracing import NO_STEPS
 from proxy.policies.spec import RerankerConfig
 from proxy.upstream.client import UpstreamClient
 from proxy.upstream.pricing import CostModel
@@ -46,3 +53,17 @@ async def test_each_type_builds_its_reranker(wiring: RerankerWiring) -> None:
     assert set(specs) == set(RERANKER_TYPES)
     for spec, expected in specs.values():
         assert type(build_reranker(spec, wiring)) is expected
+
+
+async def test_with_tracing_only_rerankers_that_call_out_are_wrapped(
+    wiring: RerankerWiring,
+) -> None:
+    traced = replace(wiring, steps=NO_STEPS)
+    judge = build_reranker(RerankerConfig(type="judge", upstream="small"), traced)
+    reward = build_reranker(RerankerConfig(type="reward", url="http://127.0.0.1:1/s"), traced)
+    assert type(judge) is type(reward) is TracedReranker
+    assert (judge.name, reward.name) == ("judge", "reward")  # metrics still name the type
+    assert type(build_reranker(RerankerConfig(type="vote"), traced)) is VoteReranker
+    # The wrapper answers as the reranker does: here the endpoint is down, the order is kept.
+    result = await reward.rerank([{"role": "user", "content": "q"}], ["a", "b"])
+    assert result.failed and result.order == (0, 1) and result.reranker == "reward"

@@ -197,3 +197,29 @@ async def test_with_redis_stalled_requests_succeed_and_the_stats_catch_up(
         stats = await get_stats(url)
         assert stats["policies"]["auto"]["requests"] == sent.requests["auto"] + 1
         assert stats["policies"]["casc"]["requests"] == sent.requests["casc"]
+
+
+async def test_cascade_agreement_rate_counts_requests_whose_cheap_answers_agree(
+    proxy_url: str, replay_store: ReplayStore
+) -> None:
+    agreed = compared = 0
+    async with AsyncOpenAI(base_url=f"{proxy_url}/v1", api_key="x", max_retries=0) as client:
+        for messages in gsm8k_messages(replay_store, 8):
+            raw = await client.chat.completions.with_raw_response.create(
+                model="casc", messages=messages
+            )
+            extra = raw.parse().model_extra or {}
+            stages = extra["adaptive"]["stages"][:-1]  # the cheap ones
+            answers = [a for s in stages for a in s["answers"] if a is not None]
+            if len(answers) >= 2:
+                compared += 1
+                agreed += len(set(answers)) == 1
+    assert 0 < agreed < compared  # the recorded answers give both kinds
+    cascade = (await get_stats(proxy_url))["policies"]["casc"]["cascade"]
+    assert cascade["agreement_requests"] == compared
+    assert cascade["agreement_rate"] == pytest.approx(agreed / compared)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{proxy_url}/metrics") as resp:
+            metrics = await resp.text()
+    line = f'adaptive_cascade_agreement_total{{agreed="true",policy="casc"}} {float(agreed)}'
+    assert line in metrics.splitlines()

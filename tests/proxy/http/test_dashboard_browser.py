@@ -93,6 +93,10 @@ async def assert_page_matches(browser: Browser, url: str, sent: Sent, key: str |
         )
         for arm, count in p["arms"].items():
             assert await browser.call(browser.field, policy, f"arm:{arm}") == str(count)
+        if p["cascade"]:
+            rate = p["cascade"]["agreement_rate"]
+            shown = "–" if rate is None else f"{100 * rate:.1f}%"
+            assert await browser.call(browser.field, policy, "agreement_rate") == shown
     bars = await browser.call(
         browser.driver.execute_script,
         'return document.querySelectorAll(\'[data-policy="auto"] [data-chart="arms"] rect\')'

@@ -224,6 +224,34 @@ async def test_an_escalated_cascade_and_sequential_rounds_give_free_labels(
         assert totals == {"free": 1, "explored": 0, "feedback": 0}
 
 
+async def test_an_escalated_cascade_that_streams_its_answer_still_gives_a_free_label(
+    tmp_path: Path, replay_base_url: str, disagreeing: Record
+) -> None:
+    messages = [dict(m) for m in disagreeing.messages]
+    async with store_of("sqlite", tmp_path) as (yaml, reader):
+        async with proxy(config_text(replay_base_url, yaml)) as p:
+            stream = await p.client.chat.completions.create(
+                model="casc",
+                messages=list[Any](messages),
+                stream=True,
+                extra_headers={"x-request-id": "r-casc-stream"},
+            )
+            text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+            await p.flush()
+        found = await reader.get("r-casc-stream")
+    assert found.record is not None and found.record.decision.arm == "gpt-4"
+    evidence = found.record.evidence
+    assert isinstance(evidence, CascadeEvidence) and evidence.escalated
+    # The streamed answer's extracted answer is kept (the text itself is not logged).
+    assert evidence.stages[-1].answer == extract_answer(text)
+    assert evidence.stages[-1].answer == extract_answer(disagreeing.responses["strong"])
+    assert found.record.messages is None
+    (label,) = found.labels
+    cheap_right = evidence.stages[0].answer == evidence.stages[-1].answer
+    assert (label.kind, label.source) == ("free", "cascade:agreement")
+    assert label.arm_rewards == {"mixtral": 1.0 if cheap_right else 0.0}
+
+
 async def test_the_conversation_is_logged_only_with_include_messages(
     tmp_path: Path, replay_base_url: str, disagreeing: Record
 ) -> None:

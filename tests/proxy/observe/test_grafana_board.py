@@ -73,6 +73,7 @@ async def test_every_metric_the_board_queries_is_in_metrics(
         "adaptive_samples_per_request_bucket",
         "adaptive_sequential_stops_total",
         "adaptive_cascade_requests_total",
+        "adaptive_cascade_agreement_total",
         "adaptive_budget_lambda",
         "adaptive_upstream_seconds_bucket",
         "adaptive_client_spend_usd_total",
