@@ -24,9 +24,10 @@ from proxy.http.state import LEARNING
 from proxy.learn.store import Labelled
 from proxy.learn.targets import build_examples, route_spec
 from proxy.learn.wiring import prior_version
-from recorded_data.records import MODEL_STRONG, MODEL_WEAK, Record
+from recorded_data.records import Record
 from replay.store import ReplayStore
 from tests.proxy.learn.builders import DIM, make_record, sqlite_store
+from tests.replay_helpers import replay_upstreams
 from tests.servers import running
 
 KEYS = {"team-a": "sk-team-a-0001", "team-b": "sk-team-b-0002"}
@@ -42,10 +43,7 @@ server:
       team-a: {{key_sha256: "{sha_a}"}}
       team-b: {{key_sha256: "{sha_b}"}}
 upstreams:
-  mixtral: {{base_url: "{url}", model: "{weak}", price_in_per_mtok_usd: 0.6,
-            price_out_per_mtok_usd: 0.6}}
-  gpt-4: {{base_url: "{url}", model: "{strong}", price_in_per_mtok_usd: 10,
-          price_out_per_mtok_usd: 30}}
+{upstreams}
 policies:
   router: {{type: route, cheap: mixtral, expensive: gpt-4, threshold: 0.5, learn: true}}
   casc:
@@ -112,9 +110,7 @@ async def stack(tmp_path: Path, url: str, question: Record) -> AsyncIterator[Sta
     text = CONFIG.format(
         sha_a=hashlib.sha256(KEYS["team-a"].encode()).hexdigest(),
         sha_b=hashlib.sha256(KEYS["team-b"].encode()).hexdigest(),
-        url=url,
-        weak=MODEL_WEAK,
-        strong=MODEL_STRONG,
+        upstreams=replay_upstreams(url, checker=False),
         store=path,
     )
     config = load_config_text(text, env=ENV)
