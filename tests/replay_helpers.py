@@ -1,17 +1,34 @@
-"""What tests on the replay upstream share: its models as proxy upstreams, and its records.
+"""What tests on the replay upstream share: the server, its models as upstreams, its records.
 
-:func:`replay_upstreams` is the ``upstreams:`` entries for the recorded models at their
-recorded prices, to be put into a test's policy file; the record helpers pick questions by
-what their recorded answers say.
+:func:`replay_upstream` serves it; :func:`replay_upstreams` is the ``upstreams:`` entries for
+the recorded models at their recorded prices, to be put into a test's policy file; the record
+helpers pick questions by what their recorded answers say.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+from aiohttp.test_utils import TestServer
 
 from proxy.execute.rerank_text import extract_answer
 from recorded_data.records import MODEL_STRONG, MODEL_WEAK, Record
+from replay.server import LatencyModel, create_replay_app
 from replay.store import ReplayStore
+
+
+@asynccontextmanager
+async def replay_upstream(
+    store: ReplayStore, *, latency: LatencyModel | None = None
+) -> AsyncIterator[str]:
+    """A replay upstream on an ephemeral port, answering after ``latency``; yields ``…/v1``."""
+    server = TestServer(create_replay_app(store, latency=latency), port=0)
+    await server.start_server()
+    try:
+        yield str(server.make_url("/v1"))
+    finally:
+        await server.close()
 
 
 def replay_upstreams(

@@ -59,6 +59,18 @@ class NodeRuns:
             out["text"], usage["prompt_tokens"], usage["completion_tokens"], out["headers"]
         )
 
+    def check_policy(self, script: str, kind: str, policy: str, stream: bool) -> None:
+        """``policy``'s answer from the script is its known answer, with its decision headers."""
+        result = self.result(script, kind, policy, stream)
+        result.check(self.stack.expect(policy))
+        check_decision_headers(result.headers, policy, self.stack)
+
+    def check_passthrough(self, script: str, kind: str, stream: bool) -> None:
+        """An upstream's own name (``mixtral``) is answered as the passthrough policy answers."""
+        result = self.result(script, kind, "mixtral", stream)
+        result.check(self.stack.expect("passthrough"))
+        assert result.headers["x-request-id"]
+
     def _run(self, script: str, kind: str, stream: bool) -> dict[str, dict[str, Any]]:
         argv = [
             "node",
