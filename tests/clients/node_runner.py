@@ -63,7 +63,7 @@ class NodeRuns:
         """``policy``'s answer from the script is its known answer, with its decision headers."""
         result = self.result(script, kind, policy, stream)
         result.check(self.stack.expect(policy))
-        check_decision_headers(result.headers, policy, self.stack)
+        self.stack.check_headers(result.headers, policy)
 
     def check_passthrough(self, script: str, kind: str, stream: bool) -> None:
         """An upstream's own name (``mixtral``) is answered as the passthrough policy answers."""
@@ -86,10 +86,3 @@ class NodeRuns:
         assert done.returncode == 0, done.stderr
         lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
         return {line["model"]: line for line in lines}
-
-
-def check_decision_headers(headers: dict[str, str], policy: str, stack: ClientStack) -> None:
-    """The decision headers a policy's answer carries, as the client exposes them."""
-    assert headers["x-adaptive-policy"] == policy
-    assert headers["x-adaptive-arm"] == stack.expect(policy).arm
-    assert int(headers["x-adaptive-n"]) >= 1 and headers["x-request-id"]

@@ -160,6 +160,12 @@ class ClientStack:
         assert len(users) == 1 and isinstance(users[0]["content"], str)
         return users[0]["content"]
 
+    def check_headers(self, headers: Mapping[str, str], policy: str) -> None:
+        """The decision headers ``policy``'s answer carries, as a client exposes them."""
+        assert headers["x-adaptive-policy"] == policy
+        assert headers["x-adaptive-arm"] == self.expect(policy).arm
+        assert int(headers["x-adaptive-n"]) >= 1 and headers["x-request-id"]
+
     def expect(self, policy: str) -> Expected:
         """What ``policy`` answers on :attr:`messages` (the passthrough upstream too)."""
         weak = self.record.responses["weak"]

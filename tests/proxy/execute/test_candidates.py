@@ -7,7 +7,7 @@ request's k parallel samples consumes one scripted reply.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -86,10 +86,16 @@ def bok_config(url: str) -> Config:
 
 
 @asynccontextmanager
-async def proxy() -> AsyncIterator[tuple[FakeUpstream, AsyncOpenAI]]:
+async def proxy(
+    configure: Callable[[Config], Config] | None = None,
+) -> AsyncIterator[tuple[FakeUpstream, AsyncOpenAI]]:
+    """The proxy on a scripted upstream, with :func:`bok_config` as ``configure`` changes it."""
     upstream = FakeUpstream()
     try:
-        app = create_app(bok_config(await upstream.start()), predictor=HashPredictor())
+        config = bok_config(await upstream.start())
+        if configure is not None:
+            config = configure(config)
+        app = create_app(config, predictor=HashPredictor())
         async with (
             running(app) as url,
             AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client,
@@ -237,29 +243,22 @@ async def test_a_reward_model_scores_the_canonical_tool_calls_that_parse() -> No
 
     reward = web.Application()
     reward.router.add_post("/score", score)
-    upstream = FakeUpstream()
-    try:
-        config = bok_config(await upstream.start())
-        async with running(reward) as reward_url:
+    async with running(reward) as reward_url:
+
+        def with_reward(config: Config) -> Config:
             reranker = RerankerConfig(type="reward", url=f"{reward_url}/score")
             policies = {"reward": config.policies["vote"].model_copy(update={"reranker": reranker})}
-            app = create_app(
-                config.model_copy(update={"policies": policies}), predictor=HashPredictor()
+            return config.model_copy(update={"policies": policies})
+
+        async with proxy(with_reward) as (upstream, client):
+            upstream.script(
+                tool_reply('{"city": "Rome"}'),
+                tool_reply('{"city": "Paris", "unit": "C"}'),
+                tool_reply('{"city": "Paris", "unit": "C", "days": 3'),
             )
-            async with (
-                running(app) as url,
-                AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client,
-            ):
-                upstream.script(
-                    tool_reply('{"city": "Rome"}'),
-                    tool_reply('{"city": "Paris", "unit": "C"}'),
-                    tool_reply('{"city": "Paris", "unit": "C", "days": 3'),
-                )
-                response = await client.chat.completions.create(
-                    model="reward", messages=MESSAGES, tools=TOOLS
-                )
-    finally:
-        await upstream.close()
+            response = await client.chat.completions.create(
+                model="reward", messages=MESSAGES, tools=TOOLS
+            )
     assert seen == [
         [
             '[{"arguments":{"city":"Rome"},"name":"get_weather"}]',
@@ -308,25 +307,24 @@ class RomeJudge(FakeUpstream):
 
 
 async def test_a_judge_sees_the_canonical_tool_calls_that_parse() -> None:
-    upstream, judge = FakeUpstream(), RomeJudge()
+    judge = RomeJudge()
     try:
-        config = bok_config(await upstream.start())
-        judge_cfg = config.upstreams["pool"].model_copy(
-            update={"base_url": await judge.start(), "model": "judge-model"}
-        )
-        reranker = RerankerConfig(type="judge", upstream="judge")
-        config = config.model_copy(
-            update={
-                "upstreams": {**config.upstreams, "judge": judge_cfg},
-                "policies": {
-                    "judged": config.policies["vote"].model_copy(update={"reranker": reranker})
-                },
-            }
-        )
-        async with (
-            running(create_app(config, predictor=HashPredictor())) as url,
-            AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client,
-        ):
+        judge_url = await judge.start()
+
+        def with_judge(config: Config) -> Config:
+            judge_cfg = config.upstreams["pool"].model_copy(
+                update={"base_url": judge_url, "model": "judge-model"}
+            )
+            reranker = RerankerConfig(type="judge", upstream="judge")
+            vote = config.policies["vote"]
+            return config.model_copy(
+                update={
+                    "upstreams": {**config.upstreams, "judge": judge_cfg},
+                    "policies": {"judged": vote.model_copy(update={"reranker": reranker})},
+                }
+            )
+
+        async with proxy(with_judge) as (upstream, client):
             upstream.script(
                 tool_reply('{"city": "Paris"}'),
                 tool_reply('{"city": "Rome", "unit": "C"'),
@@ -336,7 +334,6 @@ async def test_a_judge_sees_the_canonical_tool_calls_that_parse() -> None:
                 model="judged", messages=MESSAGES, tools=TOOLS
             )
     finally:
-        await upstream.close()
         await judge.close()
     prompt = judge.requests[0].body["messages"][0]["content"]
     assert "[Candidate 3]" not in prompt  # the broken call is not shown
