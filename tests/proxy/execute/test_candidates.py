@@ -105,6 +105,14 @@ async def proxy(
         await upstream.close()
 
 
+async def answer(model: str, *replies: Reply, **request: Any) -> tuple[FakeUpstream, Any]:
+    """The scripted upstream, and ``model``'s response to ``MESSAGES`` on those ``replies``."""
+    async with proxy() as (upstream, client):
+        upstream.script(*replies)
+        response = await client.chat.completions.create(model=model, messages=MESSAGES, **request)
+    return upstream, response
+
+
 def first_call(response: Any) -> Any:
     """The winning choice's first tool call (a function call)."""
     calls = response.choices[0].message.tool_calls
@@ -139,15 +147,13 @@ def test_tool_calls_are_canonical_whatever_the_key_order() -> None:
 
 
 async def test_vote_over_tool_calls_picks_the_majority_call() -> None:
-    async with proxy() as (upstream, client):
-        upstream.script(
-            tool_reply('{"city": "Lyon"}'),
-            tool_reply('{"unit": "C", "city": "Paris"}'),
-            tool_reply('{"city":"Paris","unit":"C"}'),
-        )
-        response = await client.chat.completions.create(
-            model="vote", messages=MESSAGES, tools=TOOLS
-        )
+    upstream, response = await answer(
+        "vote",
+        tool_reply('{"city": "Lyon"}'),
+        tool_reply('{"unit": "C", "city": "Paris"}'),
+        tool_reply('{"city":"Paris","unit":"C"}'),
+        tools=TOOLS,
+    )
     assert len(response.choices[0].message.tool_calls or ()) == 1
     assert json.loads(first_call(response).arguments) == {"city": "Paris", "unit": "C"}
     adaptive = adaptive_of(response)
@@ -158,31 +164,27 @@ async def test_vote_over_tool_calls_picks_the_majority_call() -> None:
 
 
 async def test_vote_over_json_compares_objects_not_their_spelling() -> None:
-    async with proxy() as (upstream, client):
-        upstream.script(
-            text_reply('{"answer": 5}'),
-            text_reply('{"answer": 6, "unit": "apples"}'),
-            text_reply('{"unit":"apples",\n "answer":6}'),
-        )
-        response = await client.chat.completions.create(
-            model="vote", messages=MESSAGES, response_format=JSON_FORMAT
-        )
+    _, response = await answer(
+        "vote",
+        text_reply('{"answer": 5}'),
+        text_reply('{"answer": 6, "unit": "apples"}'),
+        text_reply('{"unit":"apples",\n "answer":6}'),
+        response_format=JSON_FORMAT,
+    )
     assert json.loads(response.choices[0].message.content or "") == {"answer": 6, "unit": "apples"}
     assert adaptive_of(response)["candidates_kind"] == "json"
 
 
 @pytest.mark.parametrize("model", ["vote", "first"])
 async def test_a_candidate_whose_json_does_not_parse_is_never_returned(model: str) -> None:
-    async with proxy() as (upstream, client):
-        # The broken ones come first and agree with each other: still not the answer.
-        upstream.script(
-            text_reply('{"answer": 6'),
-            text_reply('{"answer": 6'),
-            text_reply('{"answer": 7}'),
-        )
-        response = await client.chat.completions.create(
-            model=model, messages=MESSAGES, response_format=JSON_FORMAT
-        )
+    # The broken ones come first and agree with each other: still not the answer.
+    _, response = await answer(
+        model,
+        text_reply('{"answer": 6'),
+        text_reply('{"answer": 6'),
+        text_reply('{"answer": 7}'),
+        response_format=JSON_FORMAT,
+    )
     assert json.loads(response.choices[0].message.content or "") == {"answer": 7}
     adaptive = adaptive_of(response)
     assert adaptive["winner"] == 2
@@ -190,15 +192,13 @@ async def test_a_candidate_whose_json_does_not_parse_is_never_returned(model: st
 
 
 async def test_a_tool_call_with_broken_arguments_loses_to_a_parseable_one() -> None:
-    async with proxy() as (upstream, client):
-        upstream.script(
-            tool_reply('{"city": "Paris"'),
-            tool_reply('{"city": "Paris"'),
-            tool_reply('{"city": "Rome"}'),
-        )
-        response = await client.chat.completions.create(
-            model="vote", messages=MESSAGES, tools=TOOLS
-        )
+    _, response = await answer(
+        "vote",
+        tool_reply('{"city": "Paris"'),
+        tool_reply('{"city": "Paris"'),
+        tool_reply('{"city": "Rome"}'),
+        tools=TOOLS,
+    )
     assert json.loads(first_call(response).arguments) == {"city": "Rome"}
 
 
@@ -270,18 +270,16 @@ async def test_a_reward_model_scores_the_canonical_tool_calls_that_parse() -> No
 
 
 async def test_sequential_rounds_vote_over_canonical_tool_calls() -> None:
-    async with proxy() as (upstream, client):
-        # Round one: a broken call and a call to Rome, no majority; round two: two calls to
-        # Paris in other spellings. The broken one never counts as a vote or wins.
-        upstream.script(
-            tool_reply('{"city": "Paris"'),
-            tool_reply('{"city": "Rome"}'),
-            tool_reply('{"unit": "C", "city": "Paris"}'),
-            tool_reply('{"city":"Paris","unit":"C"}'),
-        )
-        response = await client.chat.completions.create(
-            model="sequential", messages=MESSAGES, tools=TOOLS
-        )
+    # Round one: a broken call and a call to Rome, no majority; round two: two calls to
+    # Paris in other spellings. The broken one never counts as a vote or wins.
+    _, response = await answer(
+        "sequential",
+        tool_reply('{"city": "Paris"'),
+        tool_reply('{"city": "Rome"}'),
+        tool_reply('{"unit": "C", "city": "Paris"}'),
+        tool_reply('{"city":"Paris","unit":"C"}'),
+        tools=TOOLS,
+    )
     assert json.loads(first_call(response).arguments) == {"city": "Paris", "unit": "C"}
     adaptive = adaptive_of(response)
     assert adaptive["rounds"] == 2
