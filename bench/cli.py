@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.extra import missing_extra_message
+from bench.extra import or_missing_extra
 from bench.routing.suites import SUITES
 from bench.subcommands import add_benchmarks
 from recorded_data.multisample import MULTISAMPLE_SUITES
@@ -137,14 +137,7 @@ def run(args: argparse.Namespace) -> int:
     if complaint is not None:
         print(f"error: {complaint}", file=sys.stderr)
         return 2
-    try:
-        return _run(args, started_s=time.monotonic())
-    except ModuleNotFoundError as exc:
-        message = missing_extra_message(exc)
-        if message is None:
-            raise
-        print(message, file=sys.stderr)
-        return 2
+    return or_missing_extra(lambda: _run(args, started_s=time.monotonic()))
 
 
 def _run(args: argparse.Namespace, *, started_s: float) -> int:

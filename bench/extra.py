@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 #: Top-level modules of the ``bench`` extra the benchmarks import (threadpoolctl comes with
 #: scikit-learn).
 BENCH_EXTRA_MODULES = frozenset({"matplotlib", "sklearn", "threadpoolctl"})
@@ -14,3 +17,15 @@ def missing_extra_message(exc: ModuleNotFoundError) -> str | None:
     if top not in BENCH_EXTRA_MODULES:
         return None
     return f"bench needs the bench extra (no module {top!r}): {INSTALL_HINT}"
+
+
+def or_missing_extra(run: Callable[[], int]) -> int:
+    """``run()``'s exit status; 2, with that line on stderr, when the bench extra is missing."""
+    try:
+        return run()
+    except ModuleNotFoundError as exc:
+        message = missing_extra_message(exc)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 2

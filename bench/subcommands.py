@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
 
-from bench.extra import missing_extra_message
+from bench.extra import or_missing_extra
 
 
 class BenchmarkMain(Protocol):
@@ -57,15 +57,12 @@ def run_benchmark(benchmark: Benchmark, argv: Sequence[str], prog: str) -> int:
 
     ``prog`` is the command the user typed (``adaptive-proxy bench latency``), for its usage line.
     """
-    try:
+
+    def run() -> int:
         main = cast(BenchmarkMain, importlib.import_module(benchmark.module).main)
         return main(list(argv), prog=prog)
-    except ModuleNotFoundError as exc:
-        message = missing_extra_message(exc)
-        if message is None:
-            raise
-        print(message, file=sys.stderr)
-        return 2
+
+    return or_missing_extra(run)
 
 
 def add_benchmarks(bench: argparse.ArgumentParser) -> None:

@@ -6,11 +6,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from recorded_data import resolve_data_dir
-from replay.server import create_replay_app
 from replay.store import ReplayStore, build_store
+from tests.replay_helpers import replay_upstream
 
 
 @pytest.fixture(scope="session")
@@ -28,9 +27,5 @@ def replay_store(data_dir: Path) -> ReplayStore:
 @pytest.fixture
 async def replay_base_url(replay_store: ReplayStore) -> AsyncIterator[str]:
     """A running replay upstream on an ephemeral port; yields its ``…/v1`` base URL."""
-    server = TestServer(create_replay_app(replay_store), port=0)
-    await server.start_server()
-    try:
-        yield str(server.make_url("/v1"))
-    finally:
-        await server.close()
+    async with replay_upstream(replay_store) as url:
+        yield url

@@ -16,9 +16,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench.latency.config import BENCH_MASTER_ENV, REPO_ROOT
 
 _PR_SET_PDEATHSIG = 1
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -168,6 +171,11 @@ class Children:
         child = spawn(name, args, core=core, env=env, cwd=cwd)
         self._children.append(child)
         return child
+
+    def spawn_proxy(self, mode: str, args: Sequence[str], *, core: int | None) -> Child:
+        """Spawn ``proxy (mode)`` from the repository root, unbuffered, with a fresh master key."""
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", BENCH_MASTER_ENV: uuid.uuid4().hex}
+        return self.spawn(f"proxy ({mode})", args, core=core, cwd=REPO_ROOT, env=env)
 
     def stop(self, child: Child) -> None:
         """Stop one child now."""

@@ -26,7 +26,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +33,6 @@ from pathlib import Path
 
 from bench.latency import load
 from bench.latency.config import (
-    BENCH_MASTER_ENV,
     POLICY,
     REPO_ROOT,
     default_onnx_model,
@@ -137,13 +135,7 @@ def profile_path(path: str, py_spy: str, requests: int, rate_hz: int, workdir: P
         args = proxy_args(path, predictor, upstream_url, workdir, port)
         if path == "floor":
             args = ["-m", "bench.latency.upstream", "--port", str(port), "--forward", upstream_url]
-        proxy = children.spawn(
-            f"proxy ({path})",
-            args,
-            core=proxy_core,
-            cwd=REPO_ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", BENCH_MASTER_ENV: uuid.uuid4().hex},
-        )
+        proxy = children.spawn_proxy(path, args, core=proxy_core)
         base = f"http://127.0.0.1:{port}"
         asyncio.run(_wait(base, proxy))
         model = POLICY if path in ("hash", "onnx") else "bench-cheap"

@@ -34,7 +34,6 @@ import orjson
 
 from bench.latency import load as load
 from bench.latency.config import (
-    BENCH_MASTER_ENV,
     PASSTHROUGH_MODEL,
     POLICY,
     REPO_ROOT,
@@ -170,13 +169,7 @@ async def _mode(
 ) -> dict[str, Any]:
     """Spawn one proxy-like server (``python args…`` listening on ``port``) and measure it,
     sending ``model`` (a policy, or an upstream model for the passthrough path)."""
-    child = children.spawn(
-        f"proxy ({mode})",
-        args,
-        core=core,
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", BENCH_MASTER_ENV: uuid.uuid4().hex},
-    )
+    child = children.spawn_proxy(mode, args, core=core)
     headers = {"Authorization": f"Bearer {client_key}"} if client_key else None
     base = f"http://127.0.0.1:{port}"
     try:

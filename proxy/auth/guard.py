@@ -13,10 +13,11 @@ import hmac
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from proxy.auth.keys import MASTER_NAME, UNLIMITED, Client, hash_key
-from proxy.auth.spec import AuthConfig
+from proxy.auth.spec import AuthConfig, ClientLimits
 from proxy.auth.store import AuthStore, AuthStoreError, StoredKey
 from proxy.wire.errors import (
     AuthenticationError,
@@ -44,6 +45,17 @@ def bearer_token(authorization: str | None) -> str | None:
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
+
+
+@dataclass(frozen=True)
+class KeySpend:
+    """One key's limits and spend, as the admin API and the dashboard list them."""
+
+    name: str
+    source: str  # "runtime" (the auth store) or "yaml" (the config file)
+    limits: ClientLimits
+    spend_today_usd: float
+    spend_this_month_usd: float
 
 
 class Authenticator:
@@ -240,6 +252,21 @@ class Authenticator:
         if stored.name in self.yaml_names or stored.name == MASTER_NAME:
             return False
         return await self.store.create_key(stored)
+
+    async def key_spends(self, now_s: float) -> list[KeySpend]:
+        """Every key (run-time and YAML), sorted by name, with its spend at ``now_s``.
+
+        Raises :class:`AuthStoreError` when the store cannot be read.
+        """
+        rows: list[tuple[str, str, ClientLimits]] = [
+            (k.name, "runtime", k.limits) for k in await self.store.list_keys()
+        ]
+        rows += [(c.name, "yaml", c.limits) for c in self.yaml_clients()]
+        spends = []
+        for name, source, limits in sorted(rows):
+            today, month = await self.store.spend(name, now_s)
+            spends.append(KeySpend(name, source, limits, today, month))
+        return spends
 
     async def revoke_key(self, name: str) -> bool:
         """Delete a run-time key; this replica forgets it at once, others within the TTL."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
@@ -21,21 +21,20 @@ from proxy.policies.base import BasePolicy
 from proxy.policies.decision import Decision
 from proxy.policies.overrides import apply_overrides
 from proxy.upstream.client import UpstreamClient, UpstreamReply, UpstreamStream
-from proxy.upstream.pricing import CostModel, billed_tokens, reasoning_tokens_of, usage_of
+from proxy.upstream.pricing import (
+    CostModel,
+    UsageMetrics,
+    account_usage,
+    billed_tokens,
+    reasoning_tokens_of,
+    usage_of,
+)
 from proxy.wire.errors import ProxyError, UpstreamError
 from proxy.wire.protocol import client_choices
 from proxy.wire.tokens import count_message_tokens_async
 
 log = logging.getLogger("adaptive_proxy.executor")
 _T = TypeVar("_T")
-
-
-class UsageMetrics(Protocol):
-    """Usage and cost accounting (implemented by :class:`proxy.observe.metrics.Metrics`)."""
-
-    def record_usage(
-        self, upstream: str, prompt_tokens: int, completion_tokens: int, cost_usd: float
-    ) -> None: ...
 
 
 def _should_fall_back(error: ProxyError) -> bool:
@@ -61,11 +60,15 @@ class RouteExecutor:
         overrides: Mapping[str, Any] | None = None,
     ) -> float:
         """Record tokens and cost of a call of the arm (upstream, overrides); returns USD."""
-        cost = self._costs.observe(
-            upstream, prompt_tokens, completion_tokens, n, overrides=overrides
+        return account_usage(
+            self._costs,
+            self._metrics,
+            upstream,
+            prompt_tokens,
+            completion_tokens,
+            n,
+            overrides=overrides,
         )
-        self._metrics.record_usage(upstream, prompt_tokens, completion_tokens, cost)
-        return cost
 
     async def _with_fallback(
         self,

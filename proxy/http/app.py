@@ -28,6 +28,7 @@ from proxy.decide.predictors import load_predictor
 from proxy.execute.registry import Executors
 from proxy.http.access_middleware import access_log_ctx, add_response_headers, proxy_middleware
 from proxy.http.auth import register_admin_routes
+from proxy.http.cache_redis import cache_redis
 from proxy.http.dashboard import register_dashboard_routes
 from proxy.http.drain import DRAIN, Drain
 from proxy.http.handlers import register_routes
@@ -61,7 +62,6 @@ from proxy.upstream.client import UpstreamClient
 from proxy.upstream.pricing import CostModel
 from proxy.upstream.redact import Redactor
 from proxy.wire.errors import ConfigError, PredictorLoadError
-from proxy.wire.redis_client import make_redis
 from proxy.wire.tokens import warm as warm_token_counter
 
 log = logging.getLogger("adaptive_proxy")
@@ -194,14 +194,8 @@ def _predictor_ctx(injected: Predictor | None):  # type: ignore[no-untyped-def]
 async def _budget_redis_ctx(app: web.Application) -> AsyncIterator[None]:
     """With ``cache.redis_url``, budget controllers and arm costs share state through Redis."""
     spec = app[CONFIG].snapshot.config.cache
-    client = None
-    if spec.redis_url:
-        client = make_redis(
-            spec.redis_url,
-            timeout_s=max(spec.timeout_s, 0.2),
-            max_connections=spec.max_connections,
-            health_check_interval_s=spec.health_check_interval_s,
-        )
+    client = cache_redis(spec)
+    if client is not None:
         app[BUDGETS].set_redis(client)
         await app[COSTS].share_through(client, timeout_s=max(spec.timeout_s, 0.2))
     try:

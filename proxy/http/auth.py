@@ -136,26 +136,20 @@ async def create_key(request: web.Request) -> web.Response:
 async def list_keys(request: web.Request) -> web.Response:
     """``GET /admin/keys``: every key's name, source, limits and spend (never the key)."""
     auth = _auth(request)
-    now = time.time()
     try:
-        rows: list[tuple[str, str, ClientLimits]] = [
-            (k.name, "runtime", k.limits) for k in await auth.store.list_keys()
-        ]
-        rows += [(c.name, "yaml", c.limits) for c in auth.yaml_clients()]
-        items = []
-        for name, source, limits in sorted(rows):
-            today, month = await auth.store.spend(name, now)
-            items.append(
-                {
-                    "name": name,
-                    "source": source,
-                    "limits": limits.model_dump(mode="json"),
-                    "spend_today_usd": today,
-                    "spend_this_month_usd": month,
-                }
-            )
+        spends = await auth.key_spends(time.time())
     except AuthStoreError as exc:
         raise _unavailable(exc) from None
+    items = [
+        {
+            "name": spend.name,
+            "source": spend.source,
+            "limits": spend.limits.model_dump(mode="json"),
+            "spend_today_usd": spend.spend_today_usd,
+            "spend_this_month_usd": spend.spend_this_month_usd,
+        }
+        for spend in spends
+    ]
     return _json({"object": "list", "data": items})
 
 

@@ -78,23 +78,17 @@ async def _clients(request: web.Request) -> list[dict[str, Any]] | None:
     auth = request.app.get(AUTH)
     if auth is None:
         return None
-    now = time.time()
-    rows = [(k.name, "runtime", k.limits) for k in await auth.store.list_keys()]
-    rows += [(c.name, "yaml", c.limits) for c in auth.yaml_clients()]
-    out = []
-    for name, source, limits in sorted(rows):
-        today, month = await auth.store.spend(name, now)
-        out.append(
-            {
-                "name": name,
-                "source": source,
-                "spend_today_usd": today,
-                "spend_this_month_usd": month,
-                "limit_usd_per_day": limits.spend_limit_usd_per_day,
-                "limit_usd_per_month": limits.spend_limit_usd_per_month,
-            }
-        )
-    return out
+    return [
+        {
+            "name": spend.name,
+            "source": spend.source,
+            "spend_today_usd": spend.spend_today_usd,
+            "spend_this_month_usd": spend.spend_this_month_usd,
+            "limit_usd_per_day": spend.limits.spend_limit_usd_per_day,
+            "limit_usd_per_month": spend.limits.spend_limit_usd_per_month,
+        }
+        for spend in await auth.key_spends(time.time())
+    ]
 
 
 async def stats(request: web.Request) -> web.Response:

@@ -94,6 +94,18 @@ def _note_decision(record: RequestRecord | None, decision: Decision) -> None:
         record.upstream = decision.upstream
 
 
+async def observe_budget(app: web.Application, decision: Decision, outcome: Outcome) -> None:
+    """Feed a finished request's cost to its policy's budget controller (when it has one).
+
+    A cascade learns the problem it answered while executing; that one is observed.
+    """
+    observed = decision
+    if outcome.problem is not None:
+        observed = replace(decision, problem=outcome.problem, arm_index=outcome.arm_index)
+    if observed.problem is not None:
+        await app[BUDGETS].observe(observed, cost_usd=outcome.cost_usd, n_samples=outcome.n_samples)
+
+
 def _note_outcome(record: RequestRecord | None, outcome: Outcome, choices: int | None) -> None:
     if record is None:
         return
@@ -213,13 +225,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             )
         _note_outcome(record, outcome, choices)
         record_outcome(request, decision, policy, data, outcome, status=status, explored=explored)
-        observed = decision
-        if outcome.problem is not None:
-            observed = replace(decision, problem=outcome.problem, arm_index=outcome.arm_index)
-        if observed.problem is not None:
-            await request.app[BUDGETS].observe(
-                observed, cost_usd=outcome.cost_usd, n_samples=outcome.n_samples
-            )
+        await observe_budget(request.app, decision, outcome)
 
 
 async def decide(request: web.Request) -> web.Response:

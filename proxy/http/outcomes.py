@@ -27,6 +27,7 @@ from proxy.config.reload import Snapshot
 from proxy.config.schema import Config
 from proxy.execute.seam import Outcome
 from proxy.http.auth import client_of
+from proxy.http.cache_redis import cache_redis
 from proxy.http.explore import make_explorer
 from proxy.http.state import (
     BUDGETS,
@@ -60,7 +61,6 @@ from proxy.learn.wiring import (
 from proxy.policies.base import BasePolicy
 from proxy.policies.cascade import CascadePolicy
 from proxy.policies.decision import Decision
-from proxy.wire.redis_client import make_redis
 
 log = logging.getLogger("proxy.learn")
 
@@ -131,14 +131,7 @@ def _build(app: web.Application, config: Config, env: Mapping[str, str]) -> Lear
     outcome_log = OutcomeLog(store, metrics=OutcomeLogSeries(app[METRICS].registry))
     heads = LiveHeads(store, learn_policies(config), prior_version=prior_version(config))
     cache = config.cache
-    budget_redis = None
-    if cache.redis_url:
-        budget_redis = make_redis(
-            cache.redis_url,
-            timeout_s=max(cache.timeout_s, 0.2),
-            max_connections=cache.max_connections,
-            health_check_interval_s=cache.health_check_interval_s,
-        )
+    budget_redis = cache_redis(cache)
     counters = ExploreCounters(app[METRICS].registry)
     return LearningRuntime(
         outcome_log, heads, config, explore_counters=counters, budget_redis=budget_redis

@@ -25,7 +25,7 @@ from proxy.http.body import read_body
 from proxy.http.middleware import STREAM_STARTED
 from proxy.http.state import CONFIG, COSTS, METRICS, RECORD, UPSTREAMS
 from proxy.observe.metrics import Metrics
-from proxy.upstream.pricing import CostModel
+from proxy.upstream.pricing import CostModel, account_usage
 from proxy.wire.errors import (
     InvalidRequestError,
     ModelNotFoundError,
@@ -123,9 +123,7 @@ def _usage(body: bytes) -> tuple[int, int] | None:
 
 def _account(costs: CostModel, metrics: Metrics, name: str, usage: tuple[int, int]) -> float:
     # n=0: these calls must not move the completion-length estimate chat routing relies on.
-    cost = costs.observe(name, usage[0], usage[1], n=0)
-    metrics.record_usage(name, usage[0], usage[1], cost)
-    return cost
+    return account_usage(costs, metrics, name, usage[0], usage[1], n=0)
 
 
 async def forward(request: web.Request) -> web.StreamResponse:

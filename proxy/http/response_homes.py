@@ -25,8 +25,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from proxy.http.cache_redis import cache_redis
 from proxy.http.state import CONFIG
-from proxy.wire.redis_client import make_redis
 
 log = logging.getLogger("adaptive_proxy.responses")
 
@@ -112,14 +112,7 @@ RESPONSE_HOMES = web.AppKey("adaptive_response_homes", ResponseHomes)
 async def response_homes_ctx(app: web.Application) -> AsyncIterator[None]:
     """The app's :class:`ResponseHomes`: Redis with ``cache.redis_url``, else in process."""
     spec = app[CONFIG].snapshot.config.cache
-    redis = None
-    if spec.redis_url:
-        redis = make_redis(
-            spec.redis_url,
-            timeout_s=max(spec.timeout_s, 0.2),
-            max_connections=spec.max_connections,
-            health_check_interval_s=spec.health_check_interval_s,
-        )
+    redis = cache_redis(spec)
     homes = ResponseHomes(redis=redis, timeout_s=max(spec.timeout_s, 0.2))
     app[RESPONSE_HOMES] = homes
     try:

@@ -23,7 +23,6 @@ and cache (≤ 512 characters, one of the 16 keys the Responses API allows).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -35,7 +34,7 @@ from proxy.execute.seam import EventStream, ExecutionRequest, Outcome
 from proxy.http.auth import authorize_model
 from proxy.http.body import read_body
 from proxy.http.explore import explore_answer, maybe_explore
-from proxy.http.handlers import _decide, _note_decision, _note_outcome
+from proxy.http.handlers import _decide, _note_decision, _note_outcome, observe_budget
 from proxy.http.outcomes import record_outcome
 from proxy.http.passthrough import FORWARD_TO, forward
 from proxy.http.response_homes import RESPONSE_HOMES, ResponseHome
@@ -46,7 +45,7 @@ from proxy.http.responses_native import (
     speaks_responses,
 )
 from proxy.http.responses_sse import chat_as_response_events, write_response_events
-from proxy.http.state import BUDGETS, CONFIG, EXECUTORS, METRICS, RECORD
+from proxy.http.state import CONFIG, EXECUTORS, METRICS, RECORD
 from proxy.policies.base import BasePolicy
 from proxy.policies.decision import Decision
 from proxy.policies.overrides import apply_responses_overrides
@@ -166,13 +165,7 @@ async def _run_policy(
             record_outcome(
                 request, decision, policy, chat_view, outcome, status=status, explored=explored[0]
             )
-        observed = decision
-        if outcome.problem is not None:
-            observed = replace(decision, problem=outcome.problem, arm_index=outcome.arm_index)
-        if observed.problem is not None:
-            await request.app[BUDGETS].observe(
-                observed, cost_usd=outcome.cost_usd, n_samples=outcome.n_samples
-            )
+        await observe_budget(request.app, decision, outcome)
 
 
 async def _native(

@@ -22,6 +22,7 @@ from proxy.config.schema import Config
 from proxy.execute.seam import Outcome
 from proxy.http.response_homes import RESPONSE_HOMES, ResponseHome
 from proxy.http.state import COSTS, METRICS, UPSTREAMS
+from proxy.upstream.pricing import account_usage
 from proxy.upstream.sse_reader import sse_events
 from proxy.wire.errors import InvalidRequestError, ProxyError, UpstreamError
 from proxy.wire.responses_events import event_payload, named_event
@@ -99,9 +100,7 @@ def _account(app: web.Application, name: str, usage: Any, outcome: Outcome) -> N
     usage = usage if isinstance(usage, dict) else {}
     prompt = int(usage.get("input_tokens") or 0)
     completion = int(usage.get("output_tokens") or 0)
-    cost = app[COSTS].observe(name, prompt, completion, 1)
-    app[METRICS].record_usage(name, prompt, completion, cost)
-    outcome.cost_usd += cost
+    outcome.cost_usd += account_usage(app[COSTS], app[METRICS], name, prompt, completion, 1)
     outcome.prompt_tokens, outcome.completion_tokens = prompt, completion
 
 

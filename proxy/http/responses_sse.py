@@ -10,28 +10,15 @@ API has none).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from proxy.execute.seam import EventStream
-from proxy.http.middleware import STREAM_STARTED
-from proxy.wire.errors import ProxyError
-from proxy.wire.protocol import SSE_KEEPALIVE
+from proxy.http.sse import write_events
 from proxy.wire.responses_api import response_skeleton, response_usage
 from proxy.wire.responses_events import ResponseEventBuilder, event_payload
-
-log = logging.getLogger("adaptive_proxy.responses")
-
-_SSE_HEADERS = {
-    "Content-Type": "text/event-stream",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
 
 # Given the final response and the assistant message it stands for, once the stream is done.
 Finished = Callable[[dict[str, Any], dict[str, Any]], Awaitable[None]]
@@ -133,24 +120,6 @@ async def _converted(
     await finished({**final, "output": builder.output}, message)
 
 
-async def _await_with_keepalives(
-    response: web.StreamResponse, warmup: Awaitable[Any], interval_s: float
-) -> None:
-    work = asyncio.ensure_future(warmup)
-    try:
-        while True:
-            done, _ = await asyncio.wait({work}, timeout=interval_s)
-            if done:
-                break
-            await response.write(SSE_KEEPALIVE)
-        work.result()
-    finally:
-        if not work.done():
-            work.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await work
-
-
 async def write_response_events(
     request: web.Request,
     events: AsyncIterator[bytes],
@@ -162,36 +131,13 @@ async def write_response_events(
     keepalive_interval_s: float = 5.0,
 ) -> web.StreamResponse:
     """Send ``events`` as the SSE response; failures after the status line end it honestly."""
-    response = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
-    try:
-        await response.prepare(request)
-        request[STREAM_STARTED] = response
-    except BaseException:
-        if isinstance(warmup, asyncio.Future):
-            warmup.cancel()
-        await _close(events)
-        raise
-    try:
-        if warmup is not None:
-            await _await_with_keepalives(response, warmup, keepalive_interval_s)
-        async for event in events:
-            await response.write(event)
-    except ProxyError as error:
-        log.warning("responses stream from %s failed mid-way: %s", source, error.message)
-        await response.write(error_event(error.to_dict()["error"]))
-    except ConnectionError:
-        raise  # the client is gone; there is no one left to tell
-    except Exception:
-        log.exception("responses stream from %s broke", source)
-        internal = ProxyError("internal error in the proxy; see its log")
-        await response.write(error_event(internal.to_dict()["error"]))
-    finally:
-        await _close(events)
-    await response.write_eof()
-    return response
-
-
-async def _close(events: AsyncIterator[bytes]) -> None:
-    close = getattr(events, "aclose", None)
-    if close is not None:
-        await close()
+    return await write_events(
+        request,
+        events,
+        headers=headers,
+        source=source,
+        error_event=lambda body: error_event(body["error"]),
+        warmup=warmup,
+        keepalive_interval_s=keepalive_interval_s,
+        what="responses stream",
+    )

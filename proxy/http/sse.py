@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -57,38 +57,76 @@ async def _await_with_keepalives(
 
 async def write_sse(request: web.Request, stream: EventStream) -> web.StreamResponse:
     """Send ``stream`` as the SSE response; failures after the status line end it honestly."""
-    response = web.StreamResponse(headers={**_SSE_HEADERS, **stream.headers})
-    events = stream.events
+    return await write_events(
+        request,
+        stream.events,
+        headers=stream.headers,
+        source=stream.source,
+        error_event=sse_event,
+        warmup=stream.warmup,
+        keepalive_interval_s=stream.keepalive_interval_s,
+        first_data=lambda event: with_adaptive(event, stream.adaptive()),
+        end=SSE_DONE,
+    )
+
+
+async def write_events(
+    request: web.Request,
+    events: AsyncIterator[bytes],
+    *,
+    headers: dict[str, str],
+    source: str,
+    error_event: Callable[[dict[str, Any]], bytes],
+    warmup: Awaitable[Any] | None = None,
+    keepalive_interval_s: float = 5.0,
+    first_data: Callable[[bytes], bytes] | None = None,
+    end: bytes | None = None,
+    what: str = "stream",
+) -> web.StreamResponse:
+    """Send any SSE ``events`` as the response: the one writer of chat and Responses streams.
+
+    ``error_event`` renders an OpenAI error body (``{"error": …}``) as the event that reports a
+    failure after the status line; ``first_data`` rewrites the first ``data:`` event; ``end``,
+    when given, is written after the last event (chat's ``[DONE]``; Responses has none).
+    ``what`` names the stream in log lines.
+    """
+    response = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
     try:
         await response.prepare(request)
         request[STREAM_STARTED] = response
     except BaseException:
-        if isinstance(stream.warmup, asyncio.Future):
-            stream.warmup.cancel()
-        await events.aclose()
+        if isinstance(warmup, asyncio.Future):
+            warmup.cancel()
+        await _close(events)
         raise
     try:
-        if stream.warmup is not None:
-            await _await_with_keepalives(response, stream.warmup, stream.keepalive_interval_s)
-        first = True
+        if warmup is not None:
+            await _await_with_keepalives(response, warmup, keepalive_interval_s)
         async for event in events:
-            if first and event.startswith(b"data: "):
-                event = with_adaptive(event, stream.adaptive())
-                first = False
+            if first_data is not None and event.startswith(b"data: "):
+                event = first_data(event)
+                first_data = None
             await response.write(event)
     except ProxyError as error:
-        log.warning("stream from %s failed mid-way: %s", stream.source, error.message)
-        await response.write(sse_event(error.to_dict()))
+        log.warning("%s from %s failed mid-way: %s", what, source, error.message)
+        await response.write(error_event(error.to_dict()))
     except ConnectionError:
         raise  # the client is gone; there is no one left to tell
     except Exception:
         # The status line is out, so the error middleware can no longer answer; without this
         # the client would wait on a stream that never ends.
-        log.exception("stream from %s broke", stream.source)
+        log.exception("%s from %s broke", what, source)
         internal = ProxyError("internal error in the proxy; see its log")
-        await response.write(sse_event(internal.to_dict()))
+        await response.write(error_event(internal.to_dict()))
     finally:
-        await events.aclose()
-    await response.write(SSE_DONE)
+        await _close(events)
+    if end is not None:
+        await response.write(end)
     await response.write_eof()
     return response
+
+
+async def _close(events: AsyncIterator[bytes]) -> None:
+    close = getattr(events, "aclose", None)
+    if close is not None:
+        await close()

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from proxy.config.reload import ConfigHolder
+from proxy.http.cache_redis import cache_redis
 from proxy.http.state import CONFIG, COSTS, METRICS
 from proxy.observe.stats import Alternatives, StatsRecorder, StatsStore
 from proxy.observe.stats_store import MemoryStatsStore, RedisStatsStore
@@ -25,7 +26,6 @@ from proxy.policies.cascade import CascadePolicy
 from proxy.policies.ladder import LadderPolicy
 from proxy.policies.route import RoutePolicy
 from proxy.upstream.pricing import CostModel
-from proxy.wire.redis_client import make_redis
 
 log = logging.getLogger("adaptive_proxy.stats")
 
@@ -167,13 +167,8 @@ async def stats_ctx(app: web.Application) -> AsyncIterator[None]:
     recorder = StatsRecorder(app[METRICS].registry, alternatives_of(holder, costs), slot_s=SLOT_S)
     spec = holder.snapshot.config.cache
     store: StatsStore
-    if spec.redis_url:
-        client = make_redis(
-            spec.redis_url,
-            timeout_s=max(spec.timeout_s, 0.5),
-            max_connections=spec.max_connections,
-            health_check_interval_s=spec.health_check_interval_s,
-        )
+    client = cache_redis(spec, min_timeout_s=0.5)
+    if client is not None:
         store = RedisStatsStore(client, MAX_WINDOW_S)
     else:
         store = MemoryStatsStore(MAX_WINDOW_S)

@@ -10,19 +10,18 @@ a request; Redis trouble is logged once and the local means keep serving.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from proxy.wire.redis_client import call_with_fresh_retry
+from proxy.wire.write_behind import WriteBehind
 
 log = logging.getLogger("adaptive_proxy.costs")
 
 #: The Redis hash holding ``<arm>|sum`` (completion tokens) and ``<arm>|count`` (answers).
 ARM_USAGE_KEY = "adaptive:arm_usage"
-_MAX_PENDING = 10_000
 
 
 def pooled_means(raw: dict[Any, Any]) -> dict[str, float]:
@@ -48,33 +47,24 @@ class SharedArmUsage:
         self._redis = redis
         self._on_means = on_means
         self._timeout_s = timeout_s
-        self._pending: list[tuple[str, float, int]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._writes: WriteBehind[tuple[str, float, int]] = WriteBehind(self._write_pending)
         self._outage = False
 
     def add(self, arm: str, completion_tokens: float, answers: int) -> None:
         """Queue ``answers`` answers of ``arm`` totalling ``completion_tokens``."""
-        self._pending.append((arm, completion_tokens, answers))
-        if len(self._pending) > _MAX_PENDING:
-            del self._pending[: len(self._pending) - _MAX_PENDING]
-        self._start()
+        self._writes.add((arm, completion_tokens, answers))
 
     def load(self) -> None:
         """Read the pooled means now (in the background), e.g. when a replica starts."""
-        self._start()
-
-    def _start(self) -> None:
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_pending())
+        self._writes.start()
 
     async def flush(self) -> None:
         """Wait until every queued answer is written and the means read back."""
-        while self._writer is not None and not self._writer.done():
-            await asyncio.shield(self._writer)
+        await self._writes.flush()
 
     async def _write_pending(self) -> None:
         while True:
-            batch, self._pending = self._pending, []
+            batch = self._writes.take()
             try:
                 raw = await call_with_fresh_retry(
                     self._redis,
@@ -91,7 +81,7 @@ class SharedArmUsage:
                     self._outage = False
                     log.info("arm costs: Redis reachable again; sharing means")
                 self._on_means(pooled_means(raw))
-            if not self._pending:
+            if not self._writes.pending:
                 return
 
     async def _exchange(self, batch: list[tuple[str, float, int]]) -> dict[Any, Any]:

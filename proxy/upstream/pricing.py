@@ -14,7 +14,7 @@ import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -255,3 +255,27 @@ class CostModel:
             if self._shared is not None:
                 self._shared.add(key, float(completion_tokens), n)
         return self._prices[upstream].cost_usd(prompt_tokens, completion_tokens)
+
+
+class UsageMetrics(Protocol):
+    """Usage and cost accounting (implemented by :class:`proxy.observe.metrics.Metrics`)."""
+
+    def record_usage(
+        self, upstream: str, prompt_tokens: int, completion_tokens: int, cost_usd: float
+    ) -> None: ...
+
+
+def account_usage(
+    costs: CostModel,
+    metrics: UsageMetrics,
+    upstream: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    n: int = 1,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+) -> float:
+    """Record a call's tokens and cost in ``costs`` and ``metrics``; returns its cost in USD."""
+    cost = costs.observe(upstream, prompt_tokens, completion_tokens, n, overrides=overrides)
+    metrics.record_usage(upstream, prompt_tokens, completion_tokens, cost)
+    return cost

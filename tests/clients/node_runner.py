@@ -59,6 +59,18 @@ class NodeRuns:
             out["text"], usage["prompt_tokens"], usage["completion_tokens"], out["headers"]
         )
 
+    def check_policy(self, script: str, kind: str, policy: str, stream: bool) -> None:
+        """``policy``'s answer from the script is its known answer, with its decision headers."""
+        result = self.result(script, kind, policy, stream)
+        result.check(self.stack.expect(policy))
+        self.stack.check_headers(result.headers, policy)
+
+    def check_passthrough(self, script: str, kind: str, stream: bool) -> None:
+        """An upstream's own name (``mixtral``) is answered as the passthrough policy answers."""
+        result = self.result(script, kind, "mixtral", stream)
+        result.check(self.stack.expect("passthrough"))
+        assert result.headers["x-request-id"]
+
     def _run(self, script: str, kind: str, stream: bool) -> dict[str, dict[str, Any]]:
         argv = [
             "node",
@@ -74,10 +86,3 @@ class NodeRuns:
         assert done.returncode == 0, done.stderr
         lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
         return {line["model"]: line for line in lines}
-
-
-def check_decision_headers(headers: dict[str, str], policy: str, stack: ClientStack) -> None:
-    """The decision headers a policy's answer carries, as the client exposes them."""
-    assert headers["x-adaptive-policy"] == policy
-    assert headers["x-adaptive-arm"] == stack.expect(policy).arm
-    assert int(headers["x-adaptive-n"]) >= 1 and headers["x-request-id"]

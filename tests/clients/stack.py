@@ -18,25 +18,18 @@ from typing import Any
 
 from proxy.config.schema import load_config_text
 from proxy.decide.prediction import HashPredictor
-from proxy.execute.rerank_text import extract_answer
 from proxy.http.app import create_app
 from proxy.wire.tokens import count_message_tokens, count_tokens
-from recorded_data.records import MODEL_STRONG, MODEL_WEAK, Record
+from recorded_data.records import Record
 from replay.server import create_replay_app
 from replay.store import POOL_ARMS, ReplayStore
+from tests.replay_helpers import cheap_answers, replay_upstreams
 from tests.servers import running
 
 POLICIES_YAML = """
 server: {{reload: false, default_upstream: mixtral}}
 upstreams:
-  mixtral: {{base_url: "{url}", model: "{weak}", price_in_per_mtok_usd: 0.6,
-            price_out_per_mtok_usd: 0.6}}
-  checker: {{base_url: "{url}", model: gsm8k-6b-finetuning, price_in_per_mtok_usd: 0.28,
-            price_out_per_mtok_usd: 0.28}}
-  gpt-4: {{base_url: "{url}", model: "{strong}", price_in_per_mtok_usd: 10,
-          price_out_per_mtok_usd: 30}}
-  pool: {{base_url: "{url}", model: gsm8k-pool, price_in_per_mtok_usd: 0.6,
-         price_out_per_mtok_usd: 0.6}}
+{upstreams}
 policies:
   route: {{type: route, cheap: mixtral, expensive: gpt-4, threshold: 0.5}}
   ladder:
@@ -114,8 +107,8 @@ def pick_record(store: ReplayStore) -> Record:
     for record in store.records():
         if record.dataset != "gsm8k" or not all(a in record.responses for a in POOL_ARMS):
             continue
-        weak = extract_answer(record.responses["weak"])
-        if weak is not None and weak == extract_answer(record.responses["6b_finetuning"]):
+        weak, checker = cheap_answers(record)
+        if weak is not None and weak == checker:
             return record
     raise AssertionError("the recorded data has no GSM8K question the cheap stages agree on")
 
@@ -144,7 +137,8 @@ class ClientStack:
 
     async def _start(self) -> str:
         replay_url = await self._exit.enter_async_context(running(create_replay_app(self._store)))
-        text = POLICIES_YAML.format(url=f"{replay_url}/v1", weak=MODEL_WEAK, strong=MODEL_STRONG)
+        upstreams = replay_upstreams(f"{replay_url}/v1", pool=True, pool_supports_n=True)
+        text = POLICIES_YAML.format(upstreams=upstreams)
         predictor = HashPredictor(overrides={"": {"p_weak": 0.5, "p_strong": 0.5}})
         config = load_config_text(text, env={})
         app = create_app(config, predictor=predictor, warn_if_open=False)
@@ -165,6 +159,12 @@ class ClientStack:
         users = [m for m in self.messages if m.get("role") == "user"]
         assert len(users) == 1 and isinstance(users[0]["content"], str)
         return users[0]["content"]
+
+    def check_headers(self, headers: Mapping[str, str], policy: str) -> None:
+        """The decision headers ``policy``'s answer carries, as a client exposes them."""
+        assert headers["x-adaptive-policy"] == policy
+        assert headers["x-adaptive-arm"] == self.expect(policy).arm
+        assert int(headers["x-adaptive-n"]) >= 1 and headers["x-request-id"]
 
     def expect(self, policy: str) -> Expected:
         """What ``policy`` answers on :attr:`messages` (the passthrough upstream too)."""

@@ -63,10 +63,7 @@ def test_chat_openai(
 ) -> None:
     message = ask(chat_openai, client_stack, policy, responses_api, stream)
     check_answer(message, client_stack, policy)
-    headers = message.response_metadata["headers"]
-    assert headers["x-adaptive-policy"] == policy
-    assert headers["x-adaptive-arm"] == client_stack.expect(policy).arm
-    assert int(headers["x-adaptive-n"]) >= 1 and headers["x-request-id"]
+    client_stack.check_headers(message.response_metadata["headers"], policy)
 
 
 @CALL

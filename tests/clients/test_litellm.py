@@ -40,38 +40,32 @@ def adaptive_headers(hidden: dict[str, Any]) -> dict[str, str]:
     return {k.removeprefix(_PREFIX): str(v) for k, v in headers.items() if k.startswith(_PREFIX)}
 
 
-def check_headers(headers: dict[str, str], policy: str, stack: ClientStack) -> None:
-    assert headers["x-adaptive-policy"] == policy
-    assert headers["x-adaptive-arm"] == stack.expect(policy).arm
-    assert int(headers["x-adaptive-n"]) >= 1 and headers["x-request-id"]
+def complete(litellm: Any, stack: ClientStack, policy: str, **options: Any) -> Any:
+    """``litellm.completion`` of the stack's prompt by ``policy`` (``openai/<policy>``)."""
+    return litellm.completion(
+        model=f"openai/{policy}",
+        messages=stack.messages,
+        api_base=stack.base_url,
+        api_key="x",
+        max_retries=0,
+        **options,
+    )
 
 
 @pytest.mark.parametrize("policy", POLICIES)
 def test_completion(litellm: Any, client_stack: ClientStack, policy: str) -> None:
     expected = client_stack.expect(policy)
-    response: Any = litellm.completion(
-        model=f"openai/{policy}",
-        messages=client_stack.messages,
-        api_base=client_stack.base_url,
-        api_key="x",
-        max_retries=0,
-    )
+    response = complete(litellm, client_stack, policy)
     assert response.choices[0].message.content in expected.texts
     expected.check_usage(response.usage.prompt_tokens, response.usage.completion_tokens)
-    check_headers(adaptive_headers(response._hidden_params), policy, client_stack)
+    client_stack.check_headers(adaptive_headers(response._hidden_params), policy)
 
 
 @pytest.mark.parametrize("policy", POLICIES)
 def test_completion_stream(litellm: Any, client_stack: ClientStack, policy: str) -> None:
     expected = client_stack.expect(policy)
-    stream: Any = litellm.completion(
-        model=f"openai/{policy}",
-        messages=client_stack.messages,
-        api_base=client_stack.base_url,
-        api_key="x",
-        max_retries=0,
-        stream=True,
-        stream_options={"include_usage": True},
+    stream = complete(
+        litellm, client_stack, policy, stream=True, stream_options={"include_usage": True}
     )
     pieces, usage = [], None
     for chunk in stream:
@@ -80,4 +74,4 @@ def test_completion_stream(litellm: Any, client_stack: ClientStack, policy: str)
     assert "".join(pieces) in expected.texts
     assert usage is not None
     expected.check_usage(usage.prompt_tokens, usage.completion_tokens)
-    check_headers(adaptive_headers(stream._hidden_params), policy, client_stack)
+    client_stack.check_headers(adaptive_headers(stream._hidden_params), policy)

@@ -23,10 +23,9 @@ def client(client_stack: ClientStack) -> Iterator[openai.OpenAI]:
 
 def check_headers(headers: Any, policy: str, stack: ClientStack) -> None:
     """The decision headers every policy answer carries."""
-    assert headers["x-adaptive-policy"] == policy
-    assert headers["x-adaptive-arm"] == stack.expect(policy).arm
-    assert int(headers["x-adaptive-n"]) >= 1 and headers["x-adaptive-cache"] in ("hit", "miss")
-    assert float(headers["x-adaptive-decision-ms"]) >= 0 and headers["x-request-id"]
+    stack.check_headers(headers, policy)
+    assert headers["x-adaptive-cache"] in ("hit", "miss")
+    assert float(headers["x-adaptive-decision-ms"]) >= 0
 
 
 @pytest.mark.parametrize("policy", POLICIES)

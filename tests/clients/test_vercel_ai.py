@@ -9,37 +9,25 @@ from __future__ import annotations
 
 import pytest
 
-from tests.clients.node_runner import NodeRuns, check_decision_headers
-from tests.clients.stack import POLICIES, ClientStack
+from tests.clients.node_runner import NodeRuns
+from tests.clients.stack import POLICIES
 
 MODES = pytest.mark.parametrize("stream", [False, True], ids=["generate", "stream"])
 
 
 @MODES
 @pytest.mark.parametrize("policy", POLICIES)
-def test_chat_provider(
-    node_runs: NodeRuns, client_stack: ClientStack, policy: str, stream: bool
-) -> None:
-    result = node_runs.result("vercel_ai.mjs", "chat", policy, stream)
-    result.check(client_stack.expect(policy))
-    check_decision_headers(result.headers, policy, client_stack)
+def test_chat_provider(node_runs: NodeRuns, policy: str, stream: bool) -> None:
+    node_runs.check_policy("vercel_ai.mjs", "chat", policy, stream)
 
 
 @MODES
-def test_default_provider_on_a_passthrough_model(
-    node_runs: NodeRuns, client_stack: ClientStack, stream: bool
-) -> None:
-    result = node_runs.result("vercel_ai.mjs", "auto", "mixtral", stream)
-    result.check(client_stack.expect("passthrough"))
-    assert result.headers["x-request-id"]
+def test_default_provider_on_a_passthrough_model(node_runs: NodeRuns, stream: bool) -> None:
+    node_runs.check_passthrough("vercel_ai.mjs", "auto", stream)
 
 
 @MODES
 @pytest.mark.parametrize("policy", POLICIES)
-def test_default_provider_on_a_policy(
-    node_runs: NodeRuns, client_stack: ClientStack, policy: str, stream: bool
-) -> None:
+def test_default_provider_on_a_policy(node_runs: NodeRuns, policy: str, stream: bool) -> None:
     """``openai("auto")`` and the other policies, through ``POST /v1/responses``."""
-    result = node_runs.result("vercel_ai.mjs", "auto", policy, stream)
-    result.check(client_stack.expect(policy))
-    check_decision_headers(result.headers, policy, client_stack)
+    node_runs.check_policy("vercel_ai.mjs", "auto", policy, stream)

@@ -14,22 +14,17 @@ from openai import APIStatusError, AsyncOpenAI
 
 from proxy.config.schema import Config, load_config, load_config_text
 from proxy.decide.prediction import HashPredictor
-from proxy.execute.rerank_text import extract_answer
 from proxy.http.app import create_app
 from proxy.wire.errors import ConfigError
 from recorded_data.records import MODEL_STRONG, MODEL_WEAK, Record
 from replay.store import ReplayStore
+from tests.replay_helpers import cheap_answers, checked_gsm8k, replay_upstreams
 from tests.servers import running
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
 POLICY = """
 upstreams:
-  mixtral: {{base_url: "{url}", model: "{weak}", price_in_per_mtok_usd: 0.6,
-            price_out_per_mtok_usd: 0.6}}
-  checker: {{base_url: "{url}", model: gsm8k-6b-finetuning, price_in_per_mtok_usd: 0.28,
-            price_out_per_mtok_usd: 0.28}}
-  gpt-4: {{base_url: "{url}", model: "{strong}", price_in_per_mtok_usd: 10,
-          price_out_per_mtok_usd: 30}}
+{upstreams}
   down: {{base_url: "http://127.0.0.1:9/v1", model: nothing, retries: 0, connect_timeout_s: 1}}
 policies:
   casc:
@@ -60,11 +55,7 @@ policies:
 
 
 def make_config(url: str) -> Config:
-    return load_config_text(POLICY.format(url=url, weak=MODEL_WEAK, strong=MODEL_STRONG), env={})
-
-
-def _answers(rec: Record) -> tuple[str | None, str | None]:
-    return extract_answer(rec.responses["weak"]), extract_answer(rec.responses["6b_finetuning"])
+    return load_config_text(POLICY.format(upstreams=replay_upstreams(url)), env={})
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +63,8 @@ def agreeing(replay_store: ReplayStore) -> Record:
     """A GSM8K question on which Mixtral and the 6B sample give the same answer."""
     return next(
         r
-        for r in replay_store.records()
-        if r.dataset == "gsm8k"
-        and "6b_finetuning" in r.responses
-        and _answers(r)[0] is not None
-        and _answers(r)[0] == _answers(r)[1]
+        for r in checked_gsm8k(replay_store)
+        if cheap_answers(r)[0] is not None and cheap_answers(r)[0] == cheap_answers(r)[1]
     )
 
 
@@ -85,10 +73,8 @@ def disagreeing(replay_store: ReplayStore) -> Record:
     """A GSM8K question on which they differ (and GPT-4's answer differs from Mixtral's)."""
     return next(
         r
-        for r in replay_store.records()
-        if r.dataset == "gsm8k"
-        and "6b_finetuning" in r.responses
-        and _answers(r)[0] != _answers(r)[1]
+        for r in checked_gsm8k(replay_store)
+        if cheap_answers(r)[0] != cheap_answers(r)[1]
         and r.responses["strong"] != r.responses["weak"]
     )
 

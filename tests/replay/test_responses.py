@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
@@ -10,24 +9,15 @@ import pytest
 from openai import AsyncOpenAI
 
 from proxy.wire.tokens import count_tokens
-from recorded_data.records import MODEL_STRONG, MODEL_WEAK, Record
+from recorded_data.records import MODEL_STRONG, MODEL_WEAK
 from replay.store import ReplayStore
-
-
-@pytest.fixture
-async def client(replay_base_url: str) -> AsyncIterator[AsyncOpenAI]:
-    async with AsyncOpenAI(base_url=replay_base_url, api_key="x", max_retries=0) as c:
-        yield c
-
-
-def _pick(store: ReplayStore, prompt_id: str) -> Record:
-    return next(r for r in store.records() if r.prompt_id == prompt_id)
+from tests.replay_helpers import record_by_id
 
 
 async def test_a_response_is_the_recorded_answer(
     client: AsyncOpenAI, replay_store: ReplayStore
 ) -> None:
-    record = _pick(replay_store, "gsm8k/5")
+    record = record_by_id(replay_store, "gsm8k/5")
     for model, arm in [(MODEL_WEAK, "weak"), (MODEL_STRONG, "strong")]:
         out = await client.responses.create(
             model=model, instructions="Be brief.", input=record.prompt
@@ -42,7 +32,7 @@ async def test_a_response_is_the_recorded_answer(
 async def test_a_streamed_response_carries_the_same_text(
     client: AsyncOpenAI, replay_store: ReplayStore
 ) -> None:
-    record = _pick(replay_store, "gsm8k/5")
+    record = record_by_id(replay_store, "gsm8k/5")
     events: list[Any] = []
     stream = await client.responses.create(model=MODEL_WEAK, input=record.prompt, stream=True)
     async for event in stream:
@@ -57,7 +47,10 @@ async def test_a_streamed_response_carries_the_same_text(
 async def test_previous_response_id_continues_a_stored_conversation(
     client: AsyncOpenAI, replay_store: ReplayStore
 ) -> None:
-    t1, t2 = _pick(replay_store, "mtbench/85/t1"), _pick(replay_store, "mtbench/85/t2")
+    t1, t2 = (
+        record_by_id(replay_store, "mtbench/85/t1"),
+        record_by_id(replay_store, "mtbench/85/t2"),
+    )
     first = await client.responses.create(model=MODEL_STRONG, input=t1.prompt)
     assert first.output_text == t1.responses["strong"]
     second = await client.responses.create(
@@ -76,7 +69,7 @@ async def test_previous_response_id_continues_a_stored_conversation(
 async def test_an_effort_level_without_a_recording_is_404_never_an_answer(
     client: AsyncOpenAI, replay_store: ReplayStore
 ) -> None:
-    record = _pick(replay_store, "gsm8k/5")
+    record = record_by_id(replay_store, "gsm8k/5")
     with pytest.raises(openai.NotFoundError) as responses:
         await client.responses.create(
             model=MODEL_WEAK, input=record.prompt, reasoning={"effort": "high"}

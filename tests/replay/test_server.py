@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +15,7 @@ from proxy.wire.tokens import count_message_tokens, count_tokens
 from recorded_data.records import MODEL_STRONG, MODEL_WEAK, Record
 from replay.server import register_cli
 from replay.store import POOL_ARMS, ReplayStore
-
-
-@pytest.fixture
-async def client(replay_base_url: str) -> AsyncIterator[AsyncOpenAI]:
-    async with AsyncOpenAI(base_url=replay_base_url, api_key="x", max_retries=0) as c:
-        yield c
-
-
-def _pick(store: ReplayStore, prompt_id: str) -> Record:
-    return next(r for r in store.records() if r.prompt_id == prompt_id)
+from tests.replay_helpers import record_by_id
 
 
 def _msgs(record: Record) -> Any:
@@ -35,7 +25,7 @@ def _msgs(record: Record) -> Any:
 async def test_gsm8k_answer_is_the_recorded_text(
     client: AsyncOpenAI, replay_store: ReplayStore
 ) -> None:
-    record = _pick(replay_store, "gsm8k/5")
+    record = record_by_id(replay_store, "gsm8k/5")
     for model, arm in [
         (MODEL_WEAK, "weak"),
         (MODEL_STRONG, "strong"),
@@ -56,7 +46,7 @@ async def test_gsm8k_answer_is_the_recorded_text(
 async def test_lookup_normalises_whitespace_and_text_parts(
     client: AsyncOpenAI, replay_store: ReplayStore
 ) -> None:
-    record = _pick(replay_store, "gsm8k/7")
+    record = record_by_id(replay_store, "gsm8k/7")
     words = record.prompt.split()
     parts = [
         {"type": "text", "text": "  " + " ".join(words[:3]) + "\n"},
@@ -73,8 +63,8 @@ async def test_lookup_normalises_whitespace_and_text_parts(
 async def test_mtbench_turn_two_keyed_on_user_turns(
     client: AsyncOpenAI, replay_store: ReplayStore
 ) -> None:
-    t1 = _pick(replay_store, "mtbench/85/t1")
-    t2 = _pick(replay_store, "mtbench/85/t2")
+    t1 = record_by_id(replay_store, "mtbench/85/t1")
+    t2 = record_by_id(replay_store, "mtbench/85/t2")
     first = await client.chat.completions.create(model=MODEL_WEAK, messages=_msgs(t1))
     assert first.choices[0].message.content == t1.responses["weak"]
     # Any history works: here Mixtral's own turn-1 answer instead of the recorded GPT-4 one.
@@ -106,7 +96,7 @@ async def test_mmlu_replays_the_recorded_outcome(
 async def test_pool_draws_distinct_recorded_solutions(
     client: AsyncOpenAI, replay_store: ReplayStore
 ) -> None:
-    record = _pick(replay_store, "gsm8k/11")
+    record = record_by_id(replay_store, "gsm8k/11")
     out = await client.chat.completions.create(
         model="gsm8k-pool", messages=_msgs(record), n=3, seed=7
     )
@@ -129,7 +119,7 @@ async def test_pool_draws_distinct_recorded_solutions(
 async def test_streaming_reassembles_with_usage(
     client: AsyncOpenAI, replay_store: ReplayStore
 ) -> None:
-    record = _pick(replay_store, "gsm8k/20")
+    record = record_by_id(replay_store, "gsm8k/20")
     stream = await client.chat.completions.create(
         model=MODEL_STRONG,
         messages=_msgs(record),
@@ -154,7 +144,7 @@ async def test_streaming_reassembles_with_usage(
 async def test_streaming_n_and_without_usage(
     client: AsyncOpenAI, replay_store: ReplayStore
 ) -> None:
-    record = _pick(replay_store, "mtbench/90/t1")
+    record = record_by_id(replay_store, "mtbench/90/t1")
     stream = await client.chat.completions.create(
         model=MODEL_WEAK, messages=_msgs(record), stream=True, n=2
     )
@@ -179,7 +169,7 @@ async def test_unknown_prompt_and_model_are_404(client: AsyncOpenAI) -> None:
 async def test_pool_rejects_non_gsm8k_prompt(
     client: AsyncOpenAI, replay_store: ReplayStore
 ) -> None:
-    record = _pick(replay_store, "mtbench/90/t1")
+    record = record_by_id(replay_store, "mtbench/90/t1")
     with pytest.raises(openai.NotFoundError) as err:
         await client.chat.completions.create(model="gsm8k-pool", messages=_msgs(record))
     assert err.value.code == "prompt_not_found"

@@ -10,7 +10,6 @@ meanwhile, and Redis is tried again after ``retry_s``.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import logging
@@ -20,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from proxy.wire.redis_client import call_with_fresh_retry
+from proxy.wire.write_behind import WriteBehind
 
 # The controller's logger: operators filter on it.
 log = logging.getLogger("proxy.policies.budget.controller")
@@ -40,9 +40,6 @@ redis.call('SET', KEYS[3], tostring(i))
 return tostring(i)
 """
 _OBSERVE_SHA = hashlib.sha1(OBSERVE_LUA.encode()).hexdigest()
-# Bounds the writes queued while Redis is slow; older ones are dropped (the local mirror has
-# them, and the shared window only keeps the most recent anyway).
-_MAX_PENDING = 10_000
 
 Observation = tuple[Sequence[str], Sequence[Any]]
 
@@ -56,8 +53,7 @@ class RedisBudgetStore:
         self._retry_s = retry_s
         self._down_until = -math.inf
         self.outage = False
-        self._pending: list[Observation] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._writes: WriteBehind[Observation] = WriteBehind(self._write_pending)
 
     def usable(self) -> bool:
         """False while Redis is skipped after a failure."""
@@ -85,20 +81,15 @@ class RedisBudgetStore:
         """Queue one observation; it is written by the background writer, never inline."""
         if not self.usable():
             return
-        self._pending.append((keys, args))
-        if len(self._pending) > _MAX_PENDING:
-            del self._pending[: len(self._pending) - _MAX_PENDING]
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_pending())
+        self._writes.add((keys, args))
 
     async def flush(self) -> None:
         """Wait until every queued observation is written (or dropped by an outage)."""
-        while self._writer is not None and not self._writer.done():
-            await asyncio.shield(self._writer)
+        await self._writes.flush()
 
     async def _write_pending(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
+        while self._writes.pending:
+            batch = self._writes.take()
             if not self.usable():
                 continue
             try:

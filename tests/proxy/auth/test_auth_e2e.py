@@ -25,6 +25,7 @@ from proxy.http.state import CONFIG
 from recorded_data.records import MODEL_STRONG, MODEL_WEAK
 from replay.store import ReplayStore
 from tests.redis_server import RedisServer
+from tests.replay_helpers import record_by_id
 from tests.servers import running
 
 MASTER = "sk-master-0123456789"
@@ -100,7 +101,7 @@ def sdk(proxy_url: str, key: str) -> AsyncOpenAI:
 
 
 def question(store: ReplayStore, prompt_id: str) -> list[Any]:
-    rec = next(r for r in store.records() if r.prompt_id == prompt_id)
+    rec = record_by_id(store, prompt_id)
     return [dict(m) for m in rec.messages]
 
 

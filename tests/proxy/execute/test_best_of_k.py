@@ -19,6 +19,7 @@ from proxy.execute.rerank import extract_answer
 from proxy.http.app import create_app
 from recorded_data.records import Record
 from replay.store import ReplayStore
+from tests.replay_helpers import record_by_id as record
 from tests.servers import running
 
 POLICY = """
@@ -40,10 +41,6 @@ def make_config(url: str) -> Config:
 
 def predictor() -> HashPredictor:
     return HashPredictor({EASY: {"p_weak": 0.97}, HARD: {"p_weak": 0.35}})
-
-
-def record(store: ReplayStore, prompt_id: str) -> Record:
-    return next(r for r in store.records() if r.prompt_id == prompt_id)
 
 
 def msgs(rec: Record) -> list[Any]:

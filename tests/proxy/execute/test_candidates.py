@@ -7,7 +7,7 @@ request's k parallel samples consumes one scripted reply.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -86,10 +86,16 @@ def bok_config(url: str) -> Config:
 
 
 @asynccontextmanager
-async def proxy() -> AsyncIterator[tuple[FakeUpstream, AsyncOpenAI]]:
+async def proxy(
+    configure: Callable[[Config], Config] | None = None,
+) -> AsyncIterator[tuple[FakeUpstream, AsyncOpenAI]]:
+    """The proxy on a scripted upstream, with :func:`bok_config` as ``configure`` changes it."""
     upstream = FakeUpstream()
     try:
-        app = create_app(bok_config(await upstream.start()), predictor=HashPredictor())
+        config = bok_config(await upstream.start())
+        if configure is not None:
+            config = configure(config)
+        app = create_app(config, predictor=HashPredictor())
         async with (
             running(app) as url,
             AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client,
@@ -97,6 +103,14 @@ async def proxy() -> AsyncIterator[tuple[FakeUpstream, AsyncOpenAI]]:
             yield upstream, client
     finally:
         await upstream.close()
+
+
+async def answer(model: str, *replies: Reply, **request: Any) -> tuple[FakeUpstream, Any]:
+    """The scripted upstream, and ``model``'s response to ``MESSAGES`` on those ``replies``."""
+    async with proxy() as (upstream, client):
+        upstream.script(*replies)
+        response = await client.chat.completions.create(model=model, messages=MESSAGES, **request)
+    return upstream, response
 
 
 def first_call(response: Any) -> Any:
@@ -133,15 +147,13 @@ def test_tool_calls_are_canonical_whatever_the_key_order() -> None:
 
 
 async def test_vote_over_tool_calls_picks_the_majority_call() -> None:
-    async with proxy() as (upstream, client):
-        upstream.script(
-            tool_reply('{"city": "Lyon"}'),
-            tool_reply('{"unit": "C", "city": "Paris"}'),
-            tool_reply('{"city":"Paris","unit":"C"}'),
-        )
-        response = await client.chat.completions.create(
-            model="vote", messages=MESSAGES, tools=TOOLS
-        )
+    upstream, response = await answer(
+        "vote",
+        tool_reply('{"city": "Lyon"}'),
+        tool_reply('{"unit": "C", "city": "Paris"}'),
+        tool_reply('{"city":"Paris","unit":"C"}'),
+        tools=TOOLS,
+    )
     assert len(response.choices[0].message.tool_calls or ()) == 1
     assert json.loads(first_call(response).arguments) == {"city": "Paris", "unit": "C"}
     adaptive = adaptive_of(response)
@@ -152,31 +164,27 @@ async def test_vote_over_tool_calls_picks_the_majority_call() -> None:
 
 
 async def test_vote_over_json_compares_objects_not_their_spelling() -> None:
-    async with proxy() as (upstream, client):
-        upstream.script(
-            text_reply('{"answer": 5}'),
-            text_reply('{"answer": 6, "unit": "apples"}'),
-            text_reply('{"unit":"apples",\n "answer":6}'),
-        )
-        response = await client.chat.completions.create(
-            model="vote", messages=MESSAGES, response_format=JSON_FORMAT
-        )
+    _, response = await answer(
+        "vote",
+        text_reply('{"answer": 5}'),
+        text_reply('{"answer": 6, "unit": "apples"}'),
+        text_reply('{"unit":"apples",\n "answer":6}'),
+        response_format=JSON_FORMAT,
+    )
     assert json.loads(response.choices[0].message.content or "") == {"answer": 6, "unit": "apples"}
     assert adaptive_of(response)["candidates_kind"] == "json"
 
 
 @pytest.mark.parametrize("model", ["vote", "first"])
 async def test_a_candidate_whose_json_does_not_parse_is_never_returned(model: str) -> None:
-    async with proxy() as (upstream, client):
-        # The broken ones come first and agree with each other: still not the answer.
-        upstream.script(
-            text_reply('{"answer": 6'),
-            text_reply('{"answer": 6'),
-            text_reply('{"answer": 7}'),
-        )
-        response = await client.chat.completions.create(
-            model=model, messages=MESSAGES, response_format=JSON_FORMAT
-        )
+    # The broken ones come first and agree with each other: still not the answer.
+    _, response = await answer(
+        model,
+        text_reply('{"answer": 6'),
+        text_reply('{"answer": 6'),
+        text_reply('{"answer": 7}'),
+        response_format=JSON_FORMAT,
+    )
     assert json.loads(response.choices[0].message.content or "") == {"answer": 7}
     adaptive = adaptive_of(response)
     assert adaptive["winner"] == 2
@@ -184,15 +192,13 @@ async def test_a_candidate_whose_json_does_not_parse_is_never_returned(model: st
 
 
 async def test_a_tool_call_with_broken_arguments_loses_to_a_parseable_one() -> None:
-    async with proxy() as (upstream, client):
-        upstream.script(
-            tool_reply('{"city": "Paris"'),
-            tool_reply('{"city": "Paris"'),
-            tool_reply('{"city": "Rome"}'),
-        )
-        response = await client.chat.completions.create(
-            model="vote", messages=MESSAGES, tools=TOOLS
-        )
+    _, response = await answer(
+        "vote",
+        tool_reply('{"city": "Paris"'),
+        tool_reply('{"city": "Paris"'),
+        tool_reply('{"city": "Rome"}'),
+        tools=TOOLS,
+    )
     assert json.loads(first_call(response).arguments) == {"city": "Rome"}
 
 
@@ -237,29 +243,22 @@ async def test_a_reward_model_scores_the_canonical_tool_calls_that_parse() -> No
 
     reward = web.Application()
     reward.router.add_post("/score", score)
-    upstream = FakeUpstream()
-    try:
-        config = bok_config(await upstream.start())
-        async with running(reward) as reward_url:
+    async with running(reward) as reward_url:
+
+        def with_reward(config: Config) -> Config:
             reranker = RerankerConfig(type="reward", url=f"{reward_url}/score")
             policies = {"reward": config.policies["vote"].model_copy(update={"reranker": reranker})}
-            app = create_app(
-                config.model_copy(update={"policies": policies}), predictor=HashPredictor()
+            return config.model_copy(update={"policies": policies})
+
+        async with proxy(with_reward) as (upstream, client):
+            upstream.script(
+                tool_reply('{"city": "Rome"}'),
+                tool_reply('{"city": "Paris", "unit": "C"}'),
+                tool_reply('{"city": "Paris", "unit": "C", "days": 3'),
             )
-            async with (
-                running(app) as url,
-                AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client,
-            ):
-                upstream.script(
-                    tool_reply('{"city": "Rome"}'),
-                    tool_reply('{"city": "Paris", "unit": "C"}'),
-                    tool_reply('{"city": "Paris", "unit": "C", "days": 3'),
-                )
-                response = await client.chat.completions.create(
-                    model="reward", messages=MESSAGES, tools=TOOLS
-                )
-    finally:
-        await upstream.close()
+            response = await client.chat.completions.create(
+                model="reward", messages=MESSAGES, tools=TOOLS
+            )
     assert seen == [
         [
             '[{"arguments":{"city":"Rome"},"name":"get_weather"}]',
@@ -271,18 +270,16 @@ async def test_a_reward_model_scores_the_canonical_tool_calls_that_parse() -> No
 
 
 async def test_sequential_rounds_vote_over_canonical_tool_calls() -> None:
-    async with proxy() as (upstream, client):
-        # Round one: a broken call and a call to Rome, no majority; round two: two calls to
-        # Paris in other spellings. The broken one never counts as a vote or wins.
-        upstream.script(
-            tool_reply('{"city": "Paris"'),
-            tool_reply('{"city": "Rome"}'),
-            tool_reply('{"unit": "C", "city": "Paris"}'),
-            tool_reply('{"city":"Paris","unit":"C"}'),
-        )
-        response = await client.chat.completions.create(
-            model="sequential", messages=MESSAGES, tools=TOOLS
-        )
+    # Round one: a broken call and a call to Rome, no majority; round two: two calls to
+    # Paris in other spellings. The broken one never counts as a vote or wins.
+    _, response = await answer(
+        "sequential",
+        tool_reply('{"city": "Paris"'),
+        tool_reply('{"city": "Rome"}'),
+        tool_reply('{"unit": "C", "city": "Paris"}'),
+        tool_reply('{"city":"Paris","unit":"C"}'),
+        tools=TOOLS,
+    )
     assert json.loads(first_call(response).arguments) == {"city": "Paris", "unit": "C"}
     adaptive = adaptive_of(response)
     assert adaptive["rounds"] == 2
@@ -308,25 +305,24 @@ class RomeJudge(FakeUpstream):
 
 
 async def test_a_judge_sees_the_canonical_tool_calls_that_parse() -> None:
-    upstream, judge = FakeUpstream(), RomeJudge()
+    judge = RomeJudge()
     try:
-        config = bok_config(await upstream.start())
-        judge_cfg = config.upstreams["pool"].model_copy(
-            update={"base_url": await judge.start(), "model": "judge-model"}
-        )
-        reranker = RerankerConfig(type="judge", upstream="judge")
-        config = config.model_copy(
-            update={
-                "upstreams": {**config.upstreams, "judge": judge_cfg},
-                "policies": {
-                    "judged": config.policies["vote"].model_copy(update={"reranker": reranker})
-                },
-            }
-        )
-        async with (
-            running(create_app(config, predictor=HashPredictor())) as url,
-            AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client,
-        ):
+        judge_url = await judge.start()
+
+        def with_judge(config: Config) -> Config:
+            judge_cfg = config.upstreams["pool"].model_copy(
+                update={"base_url": judge_url, "model": "judge-model"}
+            )
+            reranker = RerankerConfig(type="judge", upstream="judge")
+            vote = config.policies["vote"]
+            return config.model_copy(
+                update={
+                    "upstreams": {**config.upstreams, "judge": judge_cfg},
+                    "policies": {"judged": vote.model_copy(update={"reranker": reranker})},
+                }
+            )
+
+        async with proxy(with_judge) as (upstream, client):
             upstream.script(
                 tool_reply('{"city": "Paris"}'),
                 tool_reply('{"city": "Rome", "unit": "C"'),
@@ -336,7 +332,6 @@ async def test_a_judge_sees_the_canonical_tool_calls_that_parse() -> None:
                 model="judged", messages=MESSAGES, tools=TOOLS
             )
     finally:
-        await upstream.close()
         await judge.close()
     prompt = judge.requests[0].body["messages"][0]["content"]
     assert "[Candidate 3]" not in prompt  # the broken call is not shown

@@ -11,8 +11,8 @@ from openai import AsyncOpenAI
 
 from proxy.config.schema import Config, load_config_text
 from proxy.decide.prediction import HashPredictor
-from recorded_data.records import MODEL_STRONG, MODEL_WEAK
 from replay.store import ReplayStore
+from tests.replay_helpers import replay_upstreams
 
 MASTER = "sk-master-dashboard-0123456789"
 ENV = {"DASHBOARD_MASTER_KEY": MASTER}
@@ -21,14 +21,7 @@ HARD = "Janet’s ducks lay 16 eggs"
 POLICY = """
 {auth}
 upstreams:
-  mixtral: {{base_url: "{url}", model: "{weak}", price_in_per_mtok_usd: 0.6,
-            price_out_per_mtok_usd: 0.6}}
-  checker: {{base_url: "{url}", model: gsm8k-6b-finetuning, price_in_per_mtok_usd: 0.28,
-            price_out_per_mtok_usd: 0.28}}
-  gpt-4: {{base_url: "{url}", model: "{strong}", price_in_per_mtok_usd: 10,
-          price_out_per_mtok_usd: 30}}
-  pool: {{base_url: "{url}", model: gsm8k-pool, supports_n: false,
-         price_in_per_mtok_usd: 0.6, price_out_per_mtok_usd: 0.6}}
+{upstreams}
 policies:
   auto: {{type: route, cheap: mixtral, expensive: gpt-4, threshold: 0.1}}
   budgeted: {{type: route, cheap: mixtral, expensive: gpt-4,
@@ -57,9 +50,7 @@ def dashboard_config(
 ) -> Config:
     """The three policies; with ``auth``, a master key in ``ENV``; with Redis, shared stats."""
     text = POLICY.format(
-        url=upstream_url,
-        weak=MODEL_WEAK,
-        strong=MODEL_STRONG,
+        upstreams=replay_upstreams(upstream_url, pool=True),
         auth=AUTH if auth else "",
         cache=f'cache: {{redis_url: "{redis_url}"}}' if redis_url else "",
     )

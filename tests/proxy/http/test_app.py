@@ -18,6 +18,7 @@ from proxy.http.state import PREDICTOR
 from recorded_data.records import MODEL_STRONG, MODEL_WEAK, Record
 from replay.store import ReplayStore
 from tests.redis_server import RedisServer
+from tests.replay_helpers import record_by_id as record
 from tests.servers import running
 
 HARD = "Janet’s ducks lay 16 eggs"  # steered to the expensive arm
@@ -59,10 +60,6 @@ class FailingPredictor:
 
     async def aclose(self) -> None:
         return None
-
-
-def record(store: ReplayStore, prompt_id: str) -> Record:
-    return next(r for r in store.records() if r.prompt_id == prompt_id)
 
 
 def msgs(rec: Record) -> list[Any]:

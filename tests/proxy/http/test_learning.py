@@ -4,7 +4,6 @@ and a real SQLite outcome store, read back by a store of its own."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,28 +23,19 @@ from proxy.http.state import LEARNING
 from proxy.learn.store import Labelled
 from proxy.learn.targets import build_examples, route_spec
 from proxy.learn.wiring import prior_version
-from recorded_data.records import MODEL_STRONG, MODEL_WEAK, Record
+from recorded_data.records import Record
 from replay.store import ReplayStore
-from tests.proxy.learn.builders import DIM, make_record, sqlite_store
+from tests.proxy.learn.builders import DIM, keyed_server, make_record, sqlite_store
+from tests.replay_helpers import replay_upstreams
 from tests.servers import running
 
 KEYS = {"team-a": "sk-team-a-0001", "team-b": "sk-team-b-0002"}
 MASTER = "sk-master-0003"
 ENV = {"MASTER_KEY": MASTER}
 CONFIG = """
-server:
-  reload: false
-  auth:
-    master_key_envs: [MASTER_KEY]
-    key_cache_ttl_s: 0
-    keys:
-      team-a: {{key_sha256: "{sha_a}"}}
-      team-b: {{key_sha256: "{sha_b}"}}
+{server}
 upstreams:
-  mixtral: {{base_url: "{url}", model: "{weak}", price_in_per_mtok_usd: 0.6,
-            price_out_per_mtok_usd: 0.6}}
-  gpt-4: {{base_url: "{url}", model: "{strong}", price_in_per_mtok_usd: 10,
-          price_out_per_mtok_usd: 30}}
+{upstreams}
 policies:
   router: {{type: route, cheap: mixtral, expensive: gpt-4, threshold: 0.5, learn: true}}
   casc:
@@ -110,11 +100,8 @@ class Stack:
 async def stack(tmp_path: Path, url: str, question: Record) -> AsyncIterator[Stack]:
     path = tmp_path / "outcomes.sqlite3"
     text = CONFIG.format(
-        sha_a=hashlib.sha256(KEYS["team-a"].encode()).hexdigest(),
-        sha_b=hashlib.sha256(KEYS["team-b"].encode()).hexdigest(),
-        url=url,
-        weak=MODEL_WEAK,
-        strong=MODEL_STRONG,
+        server=keyed_server(KEYS),
+        upstreams=replay_upstreams(url, checker=False),
         store=path,
     )
     config = load_config_text(text, env=ENV)

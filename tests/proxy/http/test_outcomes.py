@@ -27,23 +27,17 @@ from proxy.learn.records import CascadeEvidence, RouteEvidence, SequentialEviden
 from proxy.learn.score import PromotionRule
 from proxy.learn.store import OutcomeStore
 from proxy.learn.wiring import build_learner
-from recorded_data.records import MODEL_STRONG, MODEL_WEAK, Record
+from recorded_data.records import Record
 from replay.store import ReplayStore
 from tests.proxy.learn.builders import redis_store, sqlite_store
 from tests.redis_server import RedisServer
+from tests.replay_helpers import cheap_answers, checked_gsm8k, replay_upstreams
 from tests.servers import running
 
 CONFIG = """
 server: {{reload: false, access_log: {{include_messages: {include_messages}}}}}
 upstreams:
-  mixtral: {{base_url: "{url}", model: "{weak}", price_in_per_mtok_usd: 0.6,
-            price_out_per_mtok_usd: 0.6}}
-  checker: {{base_url: "{url}", model: gsm8k-6b-finetuning, price_in_per_mtok_usd: 0.28,
-            price_out_per_mtok_usd: 0.28}}
-  gpt-4: {{base_url: "{url}", model: "{strong}", price_in_per_mtok_usd: 10,
-          price_out_per_mtok_usd: 30}}
-  pool: {{base_url: "{url}", model: gsm8k-pool, supports_n: false,
-         price_in_per_mtok_usd: 0.6, price_out_per_mtok_usd: 0.6}}
+{upstreams}
 policies:
   router: {{type: route, cheap: mixtral, expensive: gpt-4, threshold: 0.5, learn: true}}
   plain: {{type: route, cheap: mixtral, expensive: gpt-4, threshold: 0.5}}
@@ -67,16 +61,10 @@ policies:
 def config_text(url: str, store: str, *, include_messages: bool = False) -> str:
     """The test policy file on the replay upstream at ``url`` with a store section."""
     return CONFIG.format(
-        url=url,
-        weak=MODEL_WEAK,
-        strong=MODEL_STRONG,
+        upstreams=replay_upstreams(url, pool=True),
         store=store,
         include_messages=str(include_messages).lower(),
     )
-
-
-def _answers(rec: Record) -> tuple[str | None, str | None]:
-    return extract_answer(rec.responses["weak"]), extract_answer(rec.responses["6b_finetuning"])
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +72,9 @@ def disagreeing(replay_store: ReplayStore) -> Record:
     """A GSM8K question whose two cheap answers differ (the cascade escalates)."""
     return next(
         r
-        for r in replay_store.records()
-        if r.dataset == "gsm8k"
-        and "6b_finetuning" in r.responses
-        and _answers(r)[0] is not None
-        and _answers(r)[0] != _answers(r)[1]
+        for r in checked_gsm8k(replay_store)
+        if cheap_answers(r)[0] is not None
+        and cheap_answers(r)[0] != cheap_answers(r)[1]
         and extract_answer(r.responses["strong"]) is not None
     )
 
@@ -312,10 +298,7 @@ async def test_an_unreachable_store_fails_no_request_and_is_counted(
 SWAP_CONFIG = """
 server: {{reload: false}}
 upstreams:
-  mixtral: {{base_url: "{url}", model: "{weak}", price_in_per_mtok_usd: 0.6,
-            price_out_per_mtok_usd: 0.6}}
-  gpt-4: {{base_url: "{url}", model: "{strong}", price_in_per_mtok_usd: 10,
-          price_out_per_mtok_usd: 30}}
+{upstreams}
 policies:
   router: {{type: route, cheap: mixtral, expensive: gpt-4, threshold: 0.5, learn: true}}
 cache: {{redis_url: "{redis}"}}
@@ -335,7 +318,7 @@ async def test_two_proxies_on_one_redis_swap_to_the_head_learned_from_feedback(
     server.start()
     try:
         text = SWAP_CONFIG.format(
-            url=replay_base_url, weak=MODEL_WEAK, strong=MODEL_STRONG, redis=server.url
+            upstreams=replay_upstreams(replay_base_url, checker=False), redis=server.url
         )
         config = load_config_text(text, env={})
         async with (

@@ -26,6 +26,7 @@ from recorded_data.records import MODEL_STRONG, MODEL_WEAK, Record
 from replay.server import LatencyModel, create_replay_app
 from replay.store import POOL_ARMS, ReplayStore
 from tests.redis_server import RedisServer
+from tests.replay_helpers import replay_upstream
 from tests.servers import running
 
 POLICY = """
@@ -105,12 +106,8 @@ def two_turns(replay_store: ReplayStore) -> tuple[Record, Record]:
 @pytest.fixture
 async def other_replay(replay_store: ReplayStore) -> AsyncIterator[str]:
     """A second replay upstream: it holds none of the first one's stored responses."""
-    server = TestServer(create_replay_app(replay_store), port=0)
-    await server.start_server()
-    try:
-        yield str(server.make_url("/v1"))
-    finally:
-        await server.close()
+    async with replay_upstream(replay_store) as url:
+        yield url
 
 
 def predictor(question: Record) -> HashPredictor:

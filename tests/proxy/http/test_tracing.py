@@ -22,6 +22,7 @@ from tests.proxy.http.dashboard_workload import (
     gsm8k_messages,
     steering,
 )
+from tests.replay_helpers import replay_upstreams
 from tests.servers import running
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -74,9 +75,7 @@ async def test_request_and_upstream_spans_continue_the_clients_trace(
 ) -> None:
     received, endpoint = collector
     text = POLICY.format(
-        url=replay_base_url,
-        weak=MODEL_WEAK,
-        strong=MODEL_STRONG,
+        upstreams=replay_upstreams(replay_base_url, pool=True),
         auth=f'server: {{otel: {{endpoint: "{endpoint}", service_name: test-proxy}}}}',
         cache="",
     )

@@ -15,15 +15,15 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from openai import AsyncOpenAI
 
 from proxy.config.schema import load_config_text
 from proxy.http.workers import per_process_state
 from recorded_data.records import MODEL_STRONG, MODEL_WEAK
-from replay.server import LatencyModel, create_replay_app
+from replay.server import LatencyModel
 from replay.store import ReplayStore
 from tests.cli import cli_command, cli_env
+from tests.replay_helpers import replay_upstream
 
 START_TIMEOUT_S = 60.0
 LISTENING = re.compile(r"(\d+) workers \(pids ([\d, ]+)\) on http://127\.0\.0\.1:(\d+)/v1")
@@ -32,12 +32,8 @@ LISTENING = re.compile(r"(\d+) workers \(pids ([\d, ]+)\) on http://127\.0\.0\.1
 @pytest.fixture
 async def slow_replay(replay_store: ReplayStore) -> AsyncIterator[str]:
     """A replay upstream taking 1.5 s to answer: long enough to be in flight at SIGTERM."""
-    server = TestServer(create_replay_app(replay_store, latency=LatencyModel(ttft_ms=1500)), port=0)
-    await server.start_server()
-    try:
-        yield str(server.make_url("/v1"))
-    finally:
-        await server.close()
+    async with replay_upstream(replay_store, latency=LatencyModel(ttft_ms=1500)) as url:
+        yield url
 
 
 async def _pids_answering(base_url: str, want: int) -> set[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -25,6 +26,22 @@ from proxy.learn.store_sqlite import SqliteOutcomeStore
 from proxy.wire.redis_client import make_redis
 
 DIM = 384
+
+
+def keyed_server(keys: Mapping[str, str], *, master_key_env: str = "MASTER_KEY") -> str:
+    """A ``server:`` section with auth on: a master key in ``master_key_env`` and the YAML
+    clients ``keys`` (name: key), looked up afresh on every request (no key cache)."""
+    lines = [
+        "server:",
+        "  reload: false",
+        "  auth:",
+        f"    master_key_envs: [{master_key_env}]",
+        "    key_cache_ttl_s: 0",
+        "    keys:",
+    ]
+    for name, key in keys.items():
+        lines.append(f'      {name}: {{key_sha256: "{hashlib.sha256(key.encode()).hexdigest()}"}}')
+    return "\n".join(lines)
 
 
 def unit(vector: Any) -> Any:

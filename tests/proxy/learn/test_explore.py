@@ -5,7 +5,6 @@ redis-server for the shared budget, and then for the log too)."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,20 +28,14 @@ from proxy.learn.records import LabelRecord
 from proxy.learn.store import OutcomeStore
 from proxy.wire.redis_client import make_redis
 from tests.proxy.fake_upstream import FakeUpstream, Received, Reply, completion
-from tests.proxy.learn.builders import redis_store, sqlite_store
+from tests.proxy.learn.builders import keyed_server, redis_store, sqlite_store
 from tests.redis_server import RedisServer
 from tests.servers import running
 
 KEY = "sk-team-explore"
 MASTER = "sk-master-explore"
 CONFIG = """
-server:
-  reload: false
-  auth:
-    master_key_envs: [MASTER_KEY]
-    key_cache_ttl_s: 0
-    keys:
-      team: {{key_sha256: "{sha}"}}
+{server}
 upstreams:
   cheap: {{base_url: "{cheap}", model: m-cheap, price_in_per_mtok_usd: 1.0,
            price_out_per_mtok_usd: 2.0, retries: 0}}
@@ -161,7 +154,7 @@ def config_text(
 ) -> str:
     """The policy file of the exploration tests."""
     return CONFIG.format(
-        sha=hashlib.sha256(KEY.encode()).hexdigest(),
+        server=keyed_server({"team": KEY}),
         store=store,
         cache=cache,
         fraction=fraction,

@@ -16,6 +16,7 @@ from proxy.http.app import create_app
 from recorded_data.records import MODEL_STRONG, MODEL_WEAK
 from replay.store import ReplayStore
 from tests.proxy.http.test_app import make_config, steering
+from tests.replay_helpers import record_by_id
 from tests.servers import running
 
 
@@ -24,7 +25,7 @@ def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
 
 
 def question(store: ReplayStore, prompt_id: str) -> list[Any]:
-    rec = next(r for r in store.records() if r.prompt_id == prompt_id)
+    rec = record_by_id(store, prompt_id)
     return [dict(m) for m in rec.messages]
 
 
