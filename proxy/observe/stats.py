@@ -23,6 +23,7 @@ A slot is a JSON-able dict::
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -85,7 +86,10 @@ def read_registry(
             if name.endswith("_created"):
                 continue
             if is_gauge and (name in GAUGE_SERIES or name.startswith(LEARNER_PREFIXES)):
-                gauges.setdefault(name, {})[labels_key(sample.labels)] = sample.value
+                # NaN is a gauge not known yet (a budget before its first request); JSON has
+                # no NaN, so the slot leaves it out rather than store a null.
+                if math.isfinite(sample.value):
+                    gauges.setdefault(name, {})[labels_key(sample.labels)] = sample.value
             elif not is_gauge and _tracked(name):
                 counters[(name, labels_key(sample.labels))] = sample.value
     return counters, gauges

@@ -95,7 +95,8 @@ class _Bucket:
         values = []
         for _, gauges in self.gauges.values():
             for labels, value in (gauges.get(name) or {}).items():
-                if _labels(labels) == match:
+                # A null is a replica's NaN (not known yet) written before slots left it out.
+                if value is not None and _labels(labels) == match:
                     values.append(float(value))
         return sum(values) / len(values) if values else None
 

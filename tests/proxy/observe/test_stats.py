@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from proxy.observe.metrics import Metrics
 from proxy.observe.stats import StatsRecorder
+from proxy.observe.stats_store import MemoryStatsStore
 
 
 class Clock:
@@ -67,3 +68,14 @@ def test_registry_deltas_not_totals() -> None:
     assert slot["g"]["adaptive_budget_lambda"] == {'{"policy":"auto"}': 0.7}
     clock.now_s = 1010.0
     assert rec.collect()[1010].get("c") == {}  # nothing new since
+
+
+async def test_a_gauge_not_known_yet_is_left_out_of_the_stored_slot() -> None:
+    metrics, clock = Metrics(), Clock(1000.0)
+    rec = recorder(metrics, clock)
+    metrics.set_budget("auto", 0.7, 0.3, float("nan"))  # no request realised yet
+    store = MemoryStatsStore(3600, clock=clock)
+    await rec.flush(store)
+    [(_, _, slot)] = await store.read(0)
+    assert "adaptive_budget_realised" not in slot["g"]
+    assert slot["g"]["adaptive_budget_lambda"] == {'{"policy":"auto"}': 0.7}
