@@ -158,6 +158,44 @@ async def _decide(
     return policy.fit_choices(decision, n_choices), policy
 
 
+async def finish_request(
+    request: web.Request,
+    decision: Decision,
+    policy: BasePolicy | None,
+    chat_body: dict[str, Any] | None,
+    outcome: Outcome,
+    *,
+    status: int,
+    choices: int | None,
+    explored: bool,
+) -> None:
+    """Everything a finished policy request is counted in, chat or Responses alike: metrics,
+    the dashboard's stats (an append), the access record, the outcome log (``chat_body``: the
+    request as chat, ``None`` for none) and the budget."""
+    # A cascade learns which stage answers only while executing; count that stage.
+    arm = outcome.answered_by[0] if outcome.answered_by is not None else decision.arm
+    request.app[METRICS].record_request(decision.policy, arm, status)
+    stats = request.app.get(STATS)
+    if stats is not None:  # an append; the dashboard's aggregation runs in the background
+        stats.record(
+            decision.policy,
+            arm,
+            outcome.n_samples or decision.n,
+            status,
+            outcome.cost_usd,
+            outcome.prompt_tokens,
+            outcome.completion_tokens,
+            decision.cache_hit,
+            decision.fallback_reason,
+        )
+    _note_outcome(request.get(RECORD), outcome, choices)
+    if chat_body is not None:
+        record_outcome(
+            request, decision, policy, chat_body, outcome, status=status, explored=explored
+        )
+    await observe_budget(request.app, decision, outcome)
+
+
 async def _execute(
     request: web.Request,
     snapshot: Snapshot,
@@ -206,26 +244,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         status = getattr(exc, "status", 500)
         raise
     finally:
-        # A cascade learns which stage answers only while executing; count that stage.
-        arm = outcome.answered_by[0] if outcome.answered_by is not None else decision.arm
-        request.app[METRICS].record_request(decision.policy, arm, status)
-        stats = request.app.get(STATS)
-        if stats is not None:  # an append; the dashboard's aggregation runs in the background
-            drawn = outcome.n_samples or decision.n
-            stats.record(
-                decision.policy,
-                arm,
-                drawn,
-                status,
-                outcome.cost_usd,
-                outcome.prompt_tokens,
-                outcome.completion_tokens,
-                decision.cache_hit,
-                decision.fallback_reason,
-            )
-        _note_outcome(record, outcome, choices)
-        record_outcome(request, decision, policy, data, outcome, status=status, explored=explored)
-        await observe_budget(request.app, decision, outcome)
+        await finish_request(
+            request,
+            decision,
+            policy,
+            data,
+            outcome,
+            status=status,
+            choices=choices,
+            explored=explored,
+        )
 
 
 async def decide(request: web.Request) -> web.Response:

@@ -34,8 +34,7 @@ from proxy.execute.seam import EventStream, ExecutionRequest, Outcome
 from proxy.http.auth import authorize_model
 from proxy.http.body import read_body
 from proxy.http.explore import explore_answer, maybe_explore
-from proxy.http.handlers import _decide, _note_decision, _note_outcome, observe_budget
-from proxy.http.outcomes import record_outcome
+from proxy.http.handlers import _decide, _note_decision, finish_request
 from proxy.http.passthrough import FORWARD_TO, forward
 from proxy.http.response_homes import RESPONSE_HOMES, ResponseHome
 from proxy.http.responses_native import (
@@ -45,7 +44,7 @@ from proxy.http.responses_native import (
     speaks_responses,
 )
 from proxy.http.responses_sse import chat_as_response_events, write_response_events
-from proxy.http.state import CONFIG, EXECUTORS, METRICS, RECORD
+from proxy.http.state import CONFIG, EXECUTORS, RECORD
 from proxy.policies.base import BasePolicy
 from proxy.policies.decision import Decision
 from proxy.policies.overrides import apply_responses_overrides
@@ -158,14 +157,16 @@ async def _run_policy(
         status = getattr(exc, "status", 500)
         raise
     finally:
-        arm = outcome.answered_by[0] if outcome.answered_by is not None else decision.arm
-        request.app[METRICS].record_request(decision.policy, arm, status)
-        _note_outcome(record, outcome, 1 if status == 200 else None)
-        if chat_view is not None:
-            record_outcome(
-                request, decision, policy, chat_view, outcome, status=status, explored=explored[0]
-            )
-        await observe_budget(request.app, decision, outcome)
+        await finish_request(
+            request,
+            decision,
+            policy,
+            chat_view,
+            outcome,
+            status=status,
+            choices=1 if status == 200 else None,
+            explored=explored[0],
+        )
 
 
 async def _native(
